@@ -1,0 +1,220 @@
+//! The broker interface: everything the CLI and the pipeline runtime ask of a backend.
+//!
+//! Names follow Kafka's: topics, partitions, offsets, consumer groups. An offset handed
+//! to `commit` is the *next* offset to read, as in Kafka.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use millrace_store::Header;
+
+use crate::error::BrokerError;
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// A topic and one of its partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// What `topics create` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Topic configs as Kafka names them (`retention.ms`, …) plus millrace's own
+    /// (`durability`, `segment.bytes`, …).
+    pub config: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// One partition as `topics describe` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    /// First offset still stored (retention moves it forward).
+    pub start_offset: i64,
+    /// The offset the next record will get (Kafka's high watermark).
+    pub end_offset: i64,
+    pub leader: Option<i32>,
+    pub replicas: Vec<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// A record to produce. `partition: None` lets the backend choose: murmur2 of the key
+/// (as the Java client does) or, without a key, spread the records.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProduceRecord {
+    pub partition: Option<i32>,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; `None` means "now".
+    pub timestamp: Option<i64>,
+}
+
+impl ProduceRecord {
+    pub fn value(value: impl Into<Bytes>) -> Self {
+        ProduceRecord {
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn keyed(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        ProduceRecord {
+            key: Some(key.into()),
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Where an acknowledged record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record as a consumer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<Header>,
+    pub timestamp: i64,
+}
+
+/// Where to move a consumer's position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seek {
+    Beginning,
+    End,
+    Offset(i64),
+    /// The first record whose timestamp is at or after this (ms).
+    Timestamp(i64),
+}
+
+/// Where a consumer starts on a partition its group has no committed offset for
+/// (Kafka's `auto.offset.reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    Earliest,
+    #[default]
+    Latest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// `Some(group)`: join the consumer group, share partitions with its other members,
+    /// resume from committed offsets. `None`: read every partition, commit nothing.
+    pub group: Option<String>,
+    pub topics: Vec<String>,
+    pub offset_reset: OffsetReset,
+    /// Extra client settings (Kafka properties); the embedded store ignores them.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl ConsumerConfig {
+    pub fn new(topics: Vec<String>) -> Self {
+        ConsumerConfig {
+            group: None,
+            topics,
+            offset_reset: OffsetReset::Latest,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// A change of the partitions a group consumer owns. Polling reports these before the
+/// records of the new assignment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rebalance {
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
+}
+
+/// A backend: the embedded store, a store held by another process, or Kafka.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// "embedded", "remote" or "kafka", for messages and `/api`.
+    fn backend(&self) -> &'static str;
+
+    async fn create_topic(&self, topic: &NewTopic) -> Result<()>;
+    async fn list_topics(&self) -> Result<Vec<String>>;
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription>;
+    async fn delete_topic(&self, topic: &str) -> Result<()>;
+
+    /// Produces a batch to one topic and returns once every record is acknowledged
+    /// durable (as the topic's durability or Kafka's `acks=all` defines it), with the
+    /// position of each record, in order.
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>>;
+
+    async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
+
+    /// Committed offsets of a group for a topic, one entry per partition
+    /// (`None`: nothing committed).
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<(i32, Option<i64>)>>;
+}
+
+#[async_trait]
+pub trait Consumer: Send {
+    /// Waits up to `timeout` for records; returns early as soon as some arrive. An empty
+    /// result is a timeout, not the end.
+    async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>>;
+
+    /// Partitions this consumer owns now.
+    fn assignment(&self) -> Vec<TopicPartition>;
+
+    /// Rebalances seen since the last call, oldest first.
+    fn take_rebalances(&mut self) -> Vec<Rebalance>;
+
+    /// Commits, for each partition, the next offset to read. Durable when it returns.
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()>;
+
+    async fn seek(&mut self, tp: &TopicPartition, to: Seek) -> Result<()>;
+
+    /// Leaves the group (handing partitions to the other members) and releases resources.
+    async fn close(self: Box<Self>) -> Result<()>;
+}

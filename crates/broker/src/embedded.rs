@@ -1,0 +1,523 @@
+//! The embedded store behind the broker interface.
+//!
+//! The store is synchronous; this adapter keeps the async side honest: appends that
+//! wait for an fdatasync and offset commits run on tokio's blocking pool, and tailing
+//! consumers sleep on a per-topic `Notify` that every append through this broker wakes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use millrace_store::{
+    GroupMember, Record, Store, StoreError, StoreOptions, Topic, TopicConfig, partition_for_key,
+};
+use tokio::sync::Notify;
+
+use crate::api::*;
+use crate::error::BrokerError;
+
+/// The embedded store, opened by this process (which then holds its lock).
+#[derive(Clone)]
+pub struct EmbeddedBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    /// Woken after every append to the topic; tailing consumers wait on it.
+    notify: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Where the next unkeyed produce call sticks its records.
+    sticky: AtomicU32,
+    /// Groups that joined or left: consumers of those groups re-check their assignment.
+    group_change: Notify,
+}
+
+impl EmbeddedBroker {
+    /// Opens (or creates) the data directory and takes its lock. What recovery cut from
+    /// torn tails is logged as a warning.
+    pub fn open(dir: &Path) -> Result<EmbeddedBroker, BrokerError> {
+        let (store, report) = Store::open(dir, StoreOptions::default())?;
+        for t in &report.truncated {
+            tracing::warn!("recovery: {t}");
+        }
+        Ok(EmbeddedBroker::from_store(Arc::new(store)))
+    }
+
+    pub fn from_store(store: Arc<Store>) -> EmbeddedBroker {
+        EmbeddedBroker {
+            inner: Arc::new(Inner {
+                store,
+                notify: Mutex::new(HashMap::new()),
+                sticky: AtomicU32::new(0),
+                group_change: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    fn notifier(&self, topic: &str) -> Arc<Notify> {
+        let mut map = self.inner.notify.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(topic.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        self.inner.store.topic(name).map_err(map_store)
+    }
+}
+
+/// Store errors that have a broker-level meaning keep it.
+fn map_store(e: StoreError) -> BrokerError {
+    match e {
+        StoreError::UnknownTopic(t) => BrokerError::UnknownTopic(t),
+        StoreError::TopicExists(t) => BrokerError::TopicExists(t),
+        other => BrokerError::Store(other),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn partition_index(p: i32) -> Result<u32, BrokerError> {
+    u32::try_from(p).map_err(|_| BrokerError::Invalid(format!("partition {p} is negative")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Other(format!("store task failed: {e}")))?
+}
+
+#[async_trait]
+impl Broker for EmbeddedBroker {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_topic(&self, topic: &NewTopic) -> Result<()> {
+        if topic.replication_factor > 1 {
+            return Err(BrokerError::Invalid(format!(
+                "replication factor {} is not possible on the embedded store: it keeps one copy \
+                 in one data directory on one machine; use --replication-factor 1, or run on \
+                 Kafka (--bootstrap-server) for replicated topics",
+                topic.replication_factor
+            )));
+        }
+        let partitions = u32::try_from(topic.partitions)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                BrokerError::Invalid(format!(
+                    "a topic needs at least one partition, got {}",
+                    topic.partitions
+                ))
+            })?;
+        let config = TopicConfig::from_pairs(&topic.config).map_err(map_store)?;
+        let store = self.inner.store.clone();
+        let name = topic.name.clone();
+        blocking(move || {
+            store
+                .create_topic(&name, partitions, config)
+                .map_err(map_store)
+        })
+        .await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>> {
+        Ok(self.inner.store.topic_names())
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
+        let t = self.topic(topic)?;
+        let mut partitions = Vec::new();
+        for p in 0..t.partition_count() {
+            let part = t.partition(p).map_err(map_store)?;
+            partitions.push(PartitionInfo {
+                partition: i32::try_from(p).unwrap_or(i32::MAX),
+                start_offset: to_i64(part.start_offset()),
+                end_offset: to_i64(part.end_offset()),
+                leader: Some(0),
+                replicas: vec![0],
+            });
+        }
+        Ok(TopicDescription {
+            name: topic.to_string(),
+            partitions,
+            config: t.config().to_pairs(),
+        })
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let store = self.inner.store.clone();
+        let name = topic.to_string();
+        blocking(move || store.delete_topic(&name).map_err(map_store)).await
+    }
+
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.topic(topic)?;
+        let n = t.partition_count();
+        // Unkeyed records of one call stick to one partition (as Kafka's sticky
+        // partitioner does per batch): one batch, one fdatasync.
+        let sticky = self.inner.sticky.fetch_add(1, Ordering::Relaxed) % n;
+        let now = now_ms();
+        let mut by_partition: BTreeMap<u32, (Vec<Record>, Vec<usize>)> = BTreeMap::new();
+        for (i, r) in records.into_iter().enumerate() {
+            let p = match (r.partition, &r.key) {
+                (Some(p), _) => {
+                    let p = partition_index(p)?;
+                    if p >= n {
+                        return Err(BrokerError::Invalid(format!(
+                            "topic '{topic}' has {n} partitions; partition {p} does not exist"
+                        )));
+                    }
+                    p
+                }
+                (None, Some(k)) => partition_for_key(k, n),
+                (None, None) => sticky,
+            };
+            let entry = by_partition.entry(p).or_default();
+            entry.0.push(Record {
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp: r.timestamp.unwrap_or(now),
+            });
+            entry.1.push(i);
+        }
+        let total: usize = by_partition.values().map(|(r, _)| r.len()).sum();
+        let delivered = blocking(move || {
+            let mut out = vec![Delivered { partition: 0, offset: 0 }; total];
+            for (p, (recs, idx)) in by_partition {
+                let base = t.partition(p).map_err(map_store)?.append(&recs).map_err(map_store)?;
+                for (j, i) in idx.into_iter().enumerate() {
+                    out[i] = Delivered {
+                        partition: i32::try_from(p).unwrap_or(i32::MAX),
+                        offset: to_i64(base + j as u64),
+                    };
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        self.notifier(topic).notify_waiters();
+        Ok(delivered)
+    }
+
+    async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        for t in &config.topics {
+            self.topic(t)?;
+        }
+        let member = match &config.group {
+            Some(g) => Some(
+                self.inner
+                    .store
+                    .join_group(g, &config.topics)
+                    .map_err(map_store)?,
+            ),
+            None => None,
+        };
+        self.inner.group_change.notify_waiters();
+        let mut c = EmbeddedConsumer {
+            broker: self.clone(),
+            config,
+            member,
+            generation: u64::MAX,
+            positions: BTreeMap::new(),
+            rebalances: Vec::new(),
+            next: 0,
+        };
+        c.refresh_assignment()?;
+        Ok(Box::new(c))
+    }
+
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<(i32, Option<i64>)>> {
+        let t = self.topic(topic)?;
+        Ok((0..t.partition_count())
+            .map(|p| {
+                (
+                    i32::try_from(p).unwrap_or(i32::MAX),
+                    self.inner
+                        .store
+                        .committed_offset(group, topic, p)
+                        .map(to_i64),
+                )
+            })
+            .collect())
+    }
+}
+
+/// A consumer of the embedded store: a position per assigned partition.
+pub struct EmbeddedConsumer {
+    broker: EmbeddedBroker,
+    config: ConsumerConfig,
+    member: Option<GroupMember>,
+    generation: u64,
+    positions: BTreeMap<TopicPartition, u64>,
+    rebalances: Vec<Rebalance>,
+    /// Round-robin start among partitions so one busy partition cannot starve others.
+    next: usize,
+}
+
+impl EmbeddedConsumer {
+    fn start_position(&self, tp: &TopicPartition) -> Result<u64, BrokerError> {
+        let t = self.broker.topic(&tp.topic)?;
+        let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+        if let Some(g) = &self.config.group
+            && let Some(o) = self.broker.inner.store.committed_offset(
+                g,
+                &tp.topic,
+                partition_index(tp.partition)?,
+            )
+        {
+            return Ok(o.max(part.start_offset()));
+        }
+        Ok(match self.config.offset_reset {
+            OffsetReset::Earliest => part.start_offset(),
+            OffsetReset::Latest => part.end_offset(),
+        })
+    }
+
+    /// Brings the assignment up to date with the group (or with all partitions when there
+    /// is no group), recording what was revoked and what was assigned.
+    fn refresh_assignment(&mut self) -> Result<(), BrokerError> {
+        let wanted: Vec<TopicPartition> = match &self.member {
+            Some(m) => {
+                if m.generation() == self.generation {
+                    return Ok(());
+                }
+                self.generation = m.generation();
+                m.assignment()
+                    .into_iter()
+                    .map(|(t, p)| TopicPartition::new(t, i32::try_from(p).unwrap_or(i32::MAX)))
+                    .collect()
+            }
+            None => {
+                if self.generation != u64::MAX {
+                    return Ok(());
+                }
+                self.generation = 0;
+                let mut all = Vec::new();
+                for t in &self.config.topics {
+                    let topic = self.broker.topic(t)?;
+                    for p in 0..topic.partition_count() {
+                        all.push(TopicPartition::new(t.clone(), i32::try_from(p).unwrap_or(i32::MAX)));
+                    }
+                }
+                all
+            }
+        };
+        let revoked: Vec<TopicPartition> = self
+            .positions
+            .keys()
+            .filter(|tp| !wanted.contains(tp))
+            .cloned()
+            .collect();
+        let mut assigned = Vec::new();
+        for tp in &wanted {
+            if !self.positions.contains_key(tp) {
+                let pos = self.start_position(tp)?;
+                self.positions.insert(tp.clone(), pos);
+                assigned.push(tp.clone());
+            }
+        }
+        for tp in &revoked {
+            self.positions.remove(tp);
+        }
+        if !revoked.is_empty() {
+            self.rebalances.push(Rebalance::Revoked(revoked));
+        }
+        if !assigned.is_empty() {
+            self.rebalances.push(Rebalance::Assigned(assigned));
+        }
+        Ok(())
+    }
+
+    fn read_available(&mut self, max_records: usize) -> Result<Vec<ConsumedRecord>, BrokerError> {
+        let mut out = Vec::new();
+        let tps: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+        if tps.is_empty() {
+            return Ok(out);
+        }
+        let start = self.next % tps.len();
+        self.next = self.next.wrapping_add(1);
+        for i in 0..tps.len() {
+            if out.len() >= max_records {
+                break;
+            }
+            let tp = &tps[(start + i) % tps.len()];
+            let pos = self.positions.get(tp).copied().unwrap_or(0);
+            let t = self.broker.topic(&tp.topic)?;
+            let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+            if pos >= part.end_offset() {
+                continue;
+            }
+            let recs = part
+                .read(pos, max_records - out.len(), 16 << 20)
+                .map_err(map_store)?;
+            let mut next = pos;
+            for r in recs {
+                next = r.offset + 1;
+                out.push(ConsumedRecord {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: to_i64(r.offset),
+                    key: r.record.key,
+                    value: r.record.value,
+                    headers: r.record.headers,
+                    timestamp: r.record.timestamp,
+                });
+            }
+            self.positions.insert(tp.clone(), next);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let deadline = Instant::now() + timeout;
+        let notifiers: Vec<Arc<Notify>> = self
+            .config
+            .topics
+            .iter()
+            .map(|t| self.broker.notifier(t))
+            .collect();
+        loop {
+            // Register for wake-ups before looking, so an append between the look and
+            // the wait is not missed.
+            let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            let group_wait = self.broker.inner.group_change.notified();
+            tokio::pin!(group_wait);
+            group_wait.as_mut().enable();
+
+            self.refresh_assignment()?;
+            let out = self.read_available(max_records.max(1))?;
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(out);
+            }
+            // Appends from other processes reach this store only through this process,
+            // but a short cap on the sleep keeps rebalances and retention moves timely.
+            let nap = (deadline - now).min(Duration::from_millis(500));
+            let any = futures_select(waits);
+            tokio::select! {
+                _ = any => {}
+                _ = &mut group_wait => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.positions.keys().cloned().collect()
+    }
+
+    fn take_rebalances(&mut self) -> Vec<Rebalance> {
+        // A rebalance may have happened since the last poll.
+        let _ = self.refresh_assignment();
+        std::mem::take(&mut self.rebalances)
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let group = match &self.config.group {
+            Some(g) => g.clone(),
+            None => {
+                return Err(BrokerError::Invalid(
+                    "commit needs a consumer group".to_string(),
+                ));
+            }
+        };
+        let store = self.broker.inner.store.clone();
+        let offsets: Vec<(TopicPartition, i64)> = offsets.to_vec();
+        blocking(move || {
+            for (tp, o) in offsets {
+                store
+                    .commit_offset(&group, &tp.topic, partition_index(tp.partition)?, to_u64(o))
+                    .map_err(map_store)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, to: Seek) -> Result<()> {
+        if !self.positions.contains_key(tp) {
+            return Err(BrokerError::Invalid(format!(
+                "partition {tp} is not assigned to this consumer"
+            )));
+        }
+        let t = self.broker.topic(&tp.topic)?;
+        let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+        let pos = match to {
+            Seek::Beginning => part.start_offset(),
+            Seek::End => part.end_offset(),
+            Seek::Offset(o) => to_u64(o).clamp(part.start_offset(), part.end_offset()),
+            Seek::Timestamp(ts) => part.offset_for_timestamp(ts).map_err(map_store)?,
+        };
+        self.positions.insert(tp.clone(), pos);
+        Ok(())
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        let broker = self.broker.clone();
+        drop(self);
+        broker.inner.group_change.notify_waiters();
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedConsumer {
+    fn drop(&mut self) {
+        // Dropping the member leaves the group; tell the others to pick up its partitions.
+        self.member.take();
+        self.broker.inner.group_change.notify_waiters();
+    }
+}
+
+/// Resolves when any of the futures does.
+async fn futures_select<F: std::future::Future + Unpin>(futs: Vec<F>) {
+    if futs.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut futs = futs;
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

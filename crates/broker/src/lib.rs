@@ -1,0 +1,15 @@
+//! millrace-broker: one broker interface, several backends.
+//!
+//! Layout:
+//! - `api`: the `Broker` and `Consumer` traits and the types they speak in (Kafka's names).
+//! - `error`: `BrokerError`, the one error type of this layer.
+//! - `embedded`: the embedded store (`millrace-store`) behind the traits.
+//! - `kafka` (feature `kafka`): Apache Kafka through rdkafka.
+pub mod api;
+pub mod embedded;
+pub mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
+pub use api::*;
+pub use error::BrokerError;

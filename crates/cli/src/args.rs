@@ -1,0 +1,193 @@
+//! Command-line arguments. Flags are named as Kafka's console tools name them so the
+//! book's commands carry over (`--topic`, `--partitions`, `--from-beginning`, …).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "millrace",
+    version,
+    about = "Event-driven and coordinated batch processing over topics",
+    long_about = "Event-driven and coordinated batch processing over topics.\n\n\
+        Without --bootstrap-server every command works on the embedded store in --data \
+        (no set-up); with it, on an Apache Kafka cluster."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Data directory of the embedded store.
+    #[arg(long, global = true, env = "MILLRACE_DATA", default_value = "./millrace-data")]
+    pub data: PathBuf,
+    /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT]); selects the Kafka backend.
+    #[arg(long = "bootstrap-server", global = true, env = "MILLRACE_BOOTSTRAP")]
+    pub bootstrap_server: Option<String>,
+    /// Kafka client properties file (security.protocol, sasl.*, ssl.*, …).
+    #[arg(long = "command-config", global = true)]
+    pub command_config: Option<PathBuf>,
+    /// How long to wait for an unreachable broker before giving up.
+    #[arg(long = "connect-timeout-ms", global = true, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Produce one record per line of standard input (or of --file).
+    Produce(ProduceArgs),
+    /// Print the records of a topic, one value per line.
+    Consume(ConsumeArgs),
+    /// Run a pipeline file.
+    Run(RunArgs),
+    /// Check a pipeline file and report every error in it.
+    Validate {
+        file: PathBuf,
+    },
+    /// Draw a pipeline's DAG.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Topics with their offsets and, for a pipeline file, each stage's lag.
+    Status {
+        /// A pipeline file: show its stages' consumer groups and lag.
+        file: Option<PathBuf>,
+    },
+    /// Measure throughput against a baseline measured in the same run.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        #[arg(long = "replication-factor", default_value_t = 1)]
+        replication_factor: i16,
+        /// Topic config as key=value (repeatable), e.g. durability=none.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Succeed when the topic already exists.
+        #[arg(long = "if-not-exists")]
+        if_not_exists: bool,
+    },
+    /// List topic names, one per line.
+    List,
+    /// Show a topic's partitions, offsets and config.
+    Describe {
+        #[arg(long)]
+        topic: String,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ProduceArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Reader properties: parse.key=true, key.separator=: (as kafka-console-producer).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// Read records from this file instead of standard input (shows progress).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Send this partition instead of choosing by key.
+    #[arg(long)]
+    pub partition: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    pub topic: String,
+    /// Start from the oldest record when the group has no committed offset.
+    #[arg(long = "from-beginning")]
+    pub from_beginning: bool,
+    /// Consumer group: commit offsets so the next run continues where this one stopped.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Exit after this many records.
+    #[arg(long = "max-messages")]
+    pub max_messages: Option<u64>,
+    /// Exit after this long without a record.
+    #[arg(long = "timeout-ms")]
+    pub timeout_ms: Option<u64>,
+    /// Formatter properties: print.key=true, print.partition=true, print.offset=true,
+    /// print.headers=true, key.separator=<sep>.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// Read only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// With --partition: start at this offset.
+    #[arg(long)]
+    pub offset: Option<i64>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Process everything up to the end offsets seen at start, then exit.
+    #[arg(long)]
+    pub batch: bool,
+    /// Serve /metrics, /healthz, /api/graph and the pipeline page on this address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: String,
+    /// Do not serve HTTP.
+    #[arg(long = "no-http")]
+    pub no_http: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    pub which: BenchKind,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Scratch directory (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BenchKind {
+    Log,
+    Kafka,
+    Pipeline,
+    Coordinated,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
+/// Splits `key=value`; used for --config and --property.
+pub fn parse_pair(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => anyhow::bail!("'{s}' is not KEY=VALUE"),
+    }
+}

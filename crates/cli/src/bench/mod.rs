@@ -1,0 +1,74 @@
+//! `millrace bench …`: throughput and memory measured against a baseline measured in
+//! the same run, printed as one JSON object per line (`--json`) or as a table.
+
+use serde::Serialize;
+
+/// One benchmark result. `ratio` is `value / baseline_value` for the metric named in
+/// `metric` (usually `records_per_s`).
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct BenchRow {
+    pub name: String,
+    pub records: u64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+}
+
+impl BenchRow {
+    /// Sets the baseline and computes the ratio of `records_per_s` to it.
+    pub fn against(mut self, baseline: &str, baseline_value: f64, target: f64) -> Self {
+        self.baseline = Some(baseline.to_string());
+        self.baseline_value = Some(baseline_value);
+        self.ratio = Some(if baseline_value > 0.0 {
+            self.records_per_s / baseline_value
+        } else {
+            0.0
+        });
+        self.target = Some(target);
+        self
+    }
+}
+
+/// Prints rows as JSON lines or as an aligned table.
+pub fn print_rows(rows: &[BenchRow], json: bool) {
+    for r in rows {
+        if json {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        } else {
+            let ratio = r
+                .ratio
+                .map(|x| format!("  ratio {x:.2} vs {} (target {:.2})", r.baseline.as_deref().unwrap_or(""), r.target.unwrap_or(0.0)))
+                .unwrap_or_default();
+            println!(
+                "{:<40} {:>14.0} rec/s {:>9.1} MB/s{}",
+                r.name, r.records_per_s, r.mb_per_s, ratio
+            );
+        }
+    }
+}
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod log;
+pub mod pipeline;
+
+/// Peak resident set size of this process so far, from /proc (Linux), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

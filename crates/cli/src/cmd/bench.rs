@@ -1,0 +1,39 @@
+//! `millrace bench log|kafka|pipeline|coordinated`.
+
+use crate::args::{BenchArgs, BenchKind, Global};
+use crate::bench;
+
+pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("millrace-bench").tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let rows = match args.which {
+        BenchKind::Log => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || bench::log::run(&dir)).await??
+        }
+        BenchKind::Kafka => {
+            let bootstrap = kafka_bootstrap(g)?;
+            kafka_rows(&bootstrap).await?
+        }
+        BenchKind::Pipeline => bench::pipeline::run(&dir).await?,
+        BenchKind::Coordinated => anyhow::bail!("bench coordinated needs join and reduce, which are not built yet"),
+    };
+    bench::print_rows(&rows, args.json);
+    Ok(())
+}
+
+fn kafka_bootstrap(g: &Global) -> anyhow::Result<String> {
+    g.bootstrap_server.clone().ok_or_else(|| {
+        anyhow::anyhow!("bench kafka needs a running broker: pass --bootstrap-server HOST:PORT")
+    })
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_rows(bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
+    bench::kafka::run(bootstrap).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_rows(_bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
+    anyhow::bail!("this millrace was built without Kafka support; rebuild with --features kafka")
+}

@@ -1,0 +1,8 @@
+//! One file per command.
+pub mod bench;
+pub mod consume;
+pub mod graph;
+pub mod produce;
+pub mod run;
+pub mod status;
+pub mod topics;

@@ -1,0 +1,89 @@
+//! Picks the backend a command talks to: Kafka with --bootstrap-server, otherwise the
+//! embedded store in --data — opened directly, or, while a running pipeline holds it,
+//! reached through the endpoint that pipeline serves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use millrace_broker::embedded::EmbeddedBroker;
+use millrace_broker::{Broker, BrokerError};
+use millrace_store::StoreError;
+
+use crate::args::Global;
+
+/// Opens the backend the global flags select.
+pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Broker>> {
+    if let Some(bootstrap) = &g.bootstrap_server {
+        return connect_kafka(g, bootstrap).await;
+    }
+    match EmbeddedBroker::open(&g.data) {
+        Ok(b) => Ok(Arc::new(b)),
+        Err(BrokerError::Store(StoreError::Locked { .. })) => {
+            let remote = millrace_broker::remote::RemoteBroker::connect(&g.data)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{} is held by another millrace process and its endpoint does not answer",
+                        g.data.display()
+                    )
+                })?;
+            Ok(Arc::new(remote))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", g.data.display())),
+    }
+}
+
+/// Opens the embedded store for exclusive use (a pipeline that will serve others).
+pub fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {
+    EmbeddedBroker::open(&g.data).with_context(|| format!("cannot open {}", g.data.display()))
+}
+
+pub fn client_properties(g: &Global) -> anyhow::Result<BTreeMap<String, String>> {
+    match &g.command_config {
+        Some(path) => read_properties(path),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Kafka's `.properties` format: `key=value` or `key: value` lines, `#`/`!` comments.
+pub fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line.find(['=', ':']).with_context(|| {
+            format!("{}:{}: expected key=value", path.display(), i + 1)
+        })?;
+        out.insert(
+            line[..split].trim().to_string(),
+            line[split + 1..].trim().to_string(),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "kafka")]
+async fn connect_kafka(g: &Global, bootstrap: &str) -> anyhow::Result<Arc<dyn Broker>> {
+    let props = client_properties(g)?;
+    let b = millrace_broker::kafka::KafkaBroker::connect(
+        bootstrap,
+        props,
+        Duration::from_millis(g.connect_timeout_ms),
+    )
+    .await?;
+    Ok(Arc::new(b))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn connect_kafka(g: &Global, _bootstrap: &str) -> anyhow::Result<Arc<dyn Broker>> {
+    let _ = (client_properties(g)?, Duration::from_millis(g.connect_timeout_ms));
+    anyhow::bail!(
+        "this millrace was built without Kafka support; rebuild with `cargo build --release --features kafka`"
+    )
+}

@@ -1,0 +1,86 @@
+//! The `millrace` command.
+//!
+//! Layout:
+//! - `args`: the command line (flags named as Kafka's console tools name them).
+//! - `connect`: picks the backend (Kafka, the embedded store, or a store held by a
+//!   running pipeline).
+//! - `cmd/`: one file per command.
+//! - `http/`: the HTTP surface of `millrace run` (/metrics, /healthz, /api, the page).
+//! - `bench/`: `millrace bench …`.
+
+mod args;
+mod bench;
+mod cmd;
+mod connect;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MILLRACE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // Blocking readers of stdin must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                // `millrace consume … | head` closing the pipe is a normal end.
+                std::process::exit(0);
+            }
+            fail(&e)
+        }
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ! {
+    eprintln!("error: {e:#}");
+    std::process::exit(1)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let g = cli.global;
+    match cli.command {
+        Command::Topics { command } => {
+            let broker = connect::connect(&g).await?;
+            cmd::topics::run(broker.as_ref(), command).await?;
+        }
+        Command::Produce(args) => {
+            let broker = connect::connect(&g).await?;
+            cmd::produce::run(broker.as_ref(), args).await?;
+        }
+        Command::Consume(args) => {
+            let broker = connect::connect(&g).await?;
+            cmd::consume::run(broker.as_ref(), args).await?;
+        }
+        Command::Validate { file } => cmd::graph::validate(&file)?,
+        Command::Graph { file, format } => cmd::graph::graph(&file, format)?,
+        Command::Status { file } => {
+            let broker = connect::connect(&g).await?;
+            cmd::status::run(broker.as_ref(), file.as_deref()).await?;
+        }
+        Command::Run(args) => return cmd::run::run(&g, args).await,
+        Command::Bench(args) => cmd::bench::run(&g, args).await?,
+    }
+    Ok(0)
+}
