@@ -1,0 +1,31 @@
+//! millrace-pipeline: the pipeline file, the planner that validates it, the jq
+//! expressions its stages evaluate, and drawings of the resulting DAG.
+//!
+//! # Layout
+//!
+//! - [`spec`]: the pipeline file. `spec::node` parses YAML into a tree of nodes with
+//!   their line:column; `spec::read` walks that tree into typed stage specs, reporting
+//!   every unknown field, wrong type and missing field at once.
+//! - [`planner`]: checks the whole pipeline (topics, cycles, partition counts,
+//!   expressions) and resolves it into a [`Plan`]; entry points [`load`] and [`parse_str`].
+//! - [`plan`]: the validated DAG the runtime consumes: topics, stages in topological
+//!   order, each with its pattern ([`StageKind`]) and compiled logic.
+//! - [`expr`]: jq expressions ([`Expr`]) with the record variables (`$key`, `$headers`,
+//!   `$topic`, `$partition`, `$offset`, `$timestamp`), and value parsing.
+//! - [`builder`]: the same pipelines built in Rust, with closures as stage logic.
+//! - [`graph`]: Mermaid, Graphviz dot and JSON drawings of a plan.
+//! - [`diagnostics`]: errors and warnings with file:line:col and a hint.
+//!
+//! The file format is documented in `docs/pipeline-file.md`.
+
+pub mod diagnostics;
+pub mod expr;
+pub mod plan;
+pub mod spec;
+
+pub use diagnostics::{Diagnostic, Diagnostics, Severity};
+pub use expr::{Expr, ExprError, Format, RecordVars, Val, parse_value};
+pub use plan::{
+    Backend, BatchPolicy, Emit, Exec, Join, JoinMode, Mapper, Plan, Predicate, Reduce, Reducer,
+    Route, Selector, ShardTarget, Sharder, SplitMode, Stage, StageKind, Topic,
+};
