@@ -1,0 +1,380 @@
+//! One partition: an append-only log made of segments. Appends go to the active (last)
+//! segment under the writer lock; reads take no writer lock and see only durable
+//! records.
+//!
+//! Locks, always taken in this order: `writer` → `segments` → a segment's `index` →
+//! the committer's state. Readers take `segments` and `index` briefly and do their I/O
+//! with no lock held.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::codec::{self, BatchHeader, ReadLimits};
+use crate::config::{Durability, TopicConfig};
+use crate::durability::Committer;
+use crate::error::StoreError;
+use crate::index::SegmentIndex;
+use crate::record::{Record, StoredRecord};
+use crate::segment::{self, Segment, read_index, write_index};
+use crate::store::Ctx;
+
+pub struct Partition {
+    pub(crate) topic: String,
+    pub(crate) id: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: TopicConfig,
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) writer: Mutex<Writer>,
+    /// All segments, oldest first; the last one is active.
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) committer: Committer,
+    pub(crate) start_offset: AtomicU64,
+    pub(crate) deleted: AtomicBool,
+}
+
+pub(crate) struct Writer {
+    pub active: Arc<Segment>,
+    /// Offset the next record gets.
+    pub next_offset: u64,
+}
+
+thread_local! {
+    /// Each appending thread encodes into its own reused buffer, outside the lock.
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+/// A thread's encode buffer is given back to the allocator past this size, so one huge
+/// batch does not pin memory forever.
+const KEEP_BUF_BYTES: usize = 8 << 20;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Partition {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Appends `records` as one batch and returns the offset of the first. Returns once
+    /// the batch is durable as the topic's durability says. An empty slice writes nothing
+    /// and returns the next offset.
+    pub fn append(&self, records: &[Record]) -> Result<u64, StoreError> {
+        self.check_writable()?;
+        if records.is_empty() {
+            return Ok(self.lock_writer().next_offset);
+        }
+        let (base, end) = ENCODE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let result = self.write_batch(&mut buf, records);
+            if buf.capacity() > KEEP_BUF_BYTES {
+                *buf = Vec::new();
+            }
+            result
+        })?;
+        if self.config.durability == Durability::Batch {
+            self.committer.wait_durable(end, &self.ctx.poison)?;
+        }
+        Ok(base)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.ctx.poison.check()?;
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(StoreError::UnknownTopic(self.topic.clone()));
+        }
+        Ok(())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Encodes, then under the writer lock: stamps the offset, rolls if needed, writes
+    /// with one `write` call, indexes. Returns (base offset, offset after the batch).
+    fn write_batch(&self, buf: &mut Vec<u8>, records: &[Record]) -> Result<(u64, u64), StoreError> {
+        let info = codec::encode_unsealed(buf, records)?;
+        let mut w = self.lock_writer();
+        // Checked again under the lock: a poisoned store must not write another byte.
+        self.check_writable()?;
+        let base = w.next_offset;
+        codec::seal(buf, base, &info);
+        let header = BatchHeader {
+            total_len: buf.len(),
+            crc: 0,
+            base_offset: base,
+            record_count: info.record_count,
+            max_timestamp: info.max_timestamp,
+        };
+        let active_len = read_index(&w.active).len;
+        if active_len > 0 && active_len + buf.len() as u64 > self.config.segment_bytes {
+            self.roll(&mut w)?;
+        }
+        let seg = Arc::clone(&w.active);
+        let pos = read_index(&seg).len;
+        if let Err(e) = seg.file.write_at(buf, pos) {
+            // Cut whatever part of the batch reached the file, so the next batch is not
+            // written after garbage. If even that fails, the file is in an unknown state.
+            if let Err(e2) = seg.file.set_len(pos) {
+                self.ctx.poison.set(format!(
+                    "write to {} failed ({e}) and could not be undone ({e2})",
+                    seg.path.display()
+                ));
+            }
+            return Err(StoreError::io_at(&seg.path, e));
+        }
+        write_index(&seg).add(pos, &header);
+        let end = base + u64::from(info.record_count);
+        w.next_offset = end;
+        let mut s = self.committer.lock();
+        s.written_end = end;
+        if self.config.durability == Durability::None {
+            self.committer.publish(&mut s, end);
+        }
+        Ok((base, end))
+    }
+
+    /// Seals the active segment and starts a new one at the next offset. Called with the
+    /// writer lock held, so no append runs meanwhile.
+    fn roll(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let storage = &self.ctx.storage;
+        let poison = &self.ctx.poison;
+        let old = Arc::clone(&w.active);
+        let sync = self.config.durability != Durability::None;
+        if sync {
+            // Everything in the old segment becomes durable before the new one gets data,
+            // so recovery only ever has to repair the last segment.
+            if let Err(e) = old.file.sync_data() {
+                poison.set(format!("fdatasync of {} failed: {e}", old.path.display()));
+                return poison.check();
+            }
+        }
+        let index_bytes = read_index(&old).encode();
+        let index_path = segment::index_path(&old.path);
+        let write_index_file = || -> std::io::Result<()> {
+            let f = storage.open(&index_path, true)?;
+            f.set_len(0)?;
+            f.write_at(&index_bytes, 0)?;
+            if sync { f.sync_data() } else { Ok(()) }
+        };
+        // A missing or bad index only costs a rescan on open, so its failure is not fatal.
+        if let Err(e) = write_index_file() {
+            tracing::warn!(file = %index_path.display(), error = %e, "could not write segment index");
+        }
+        let base = w.next_offset;
+        let path = self.dir.join(segment::log_file_name(base));
+        let file = storage
+            .open(&path, true)
+            .map_err(|e| StoreError::io_at(&path, e))?;
+        if let Err(e) = storage.sync_dir(&self.dir) {
+            poison.set(format!(
+                "fsync of directory {} failed: {e}",
+                self.dir.display()
+            ));
+            return poison.check();
+        }
+        let seg = Arc::new(Segment {
+            base_offset: base,
+            path,
+            file: Arc::clone(&file),
+            index: RwLock::new(SegmentIndex::new(base, self.ctx.index_interval)),
+        });
+        self.segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&seg));
+        w.active = seg;
+        {
+            let mut s = self.committer.lock();
+            s.file = file;
+            if sync {
+                let written = s.written_end;
+                self.committer.publish(&mut s, written);
+            }
+        }
+        self.retain(w, now_ms())
+    }
+
+    /// Deletes the oldest sealed segments that retention no longer keeps: by size (the
+    /// partition stays at least `retention.bytes` without them) and by age (their newest
+    /// record is older than `retention.ms`). The active segment is never deleted.
+    pub(crate) fn retain(&self, _w: &Writer, now_ms: i64) -> Result<(), StoreError> {
+        let (by_bytes, by_ms) = (self.config.retention_bytes, self.config.retention_ms);
+        if by_bytes.is_none() && by_ms.is_none() {
+            return Ok(());
+        }
+        let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        let mut total: u64 = segs.iter().map(|s| read_index(s).len).sum();
+        let mut removed = false;
+        while segs.len() > 1 {
+            let (len, max_ts) = {
+                let ix = read_index(&segs[0]);
+                (ix.len, ix.max_timestamp)
+            };
+            let too_big = by_bytes.is_some_and(|limit| total - len >= limit);
+            let too_old = by_ms.is_some_and(|ms| {
+                max_ts < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+            if !too_big && !too_old {
+                break;
+            }
+            let seg = segs.remove(0);
+            total -= len;
+            self.start_offset
+                .store(segs[0].base_offset, Ordering::Release);
+            // Readers holding the segment keep reading from the open file; unlink is safe.
+            for p in [seg.path.clone(), segment::index_path(&seg.path)] {
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::io_at(&p, e));
+                    }
+                    _ => {}
+                }
+            }
+            removed = true;
+        }
+        drop(segs);
+        if removed {
+            self.ctx
+                .storage
+                .sync_dir(&self.dir)
+                .map_err(|e| StoreError::io_at(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Applies retention now (also done after every roll and on open).
+    pub fn apply_retention(&self) -> Result<(), StoreError> {
+        let w = self.lock_writer();
+        self.retain(&w, now_ms())
+    }
+
+    /// Reads durable records from `from` (or the start offset, if `from` is before it), up
+    /// to `max_records` and about `max_bytes` (at least one record is returned if any is
+    /// available, however big).
+    pub fn read(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let until = self.end_offset();
+        let from = from.max(self.start_offset());
+        if from >= until || max_records == 0 {
+            return Ok(Vec::new());
+        }
+        let wanted = usize::try_from(until - from)
+            .unwrap_or(usize::MAX)
+            .min(max_records);
+        let mut out = Vec::with_capacity(wanted.min(64 * 1024));
+        let mut limits = ReadLimits {
+            from,
+            until,
+            max_records,
+            max_bytes,
+            bytes_used: 0,
+        };
+        loop {
+            let at = limits.from;
+            let seg = {
+                // Looked up again per segment: retention may remove segments meanwhile.
+                let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+                let i = segs
+                    .partition_point(|s| s.base_offset <= at)
+                    .saturating_sub(1);
+                match segs.get(i) {
+                    Some(s) => Arc::clone(s),
+                    None => break,
+                }
+            };
+            if seg.read_into(&mut limits, &mut out)? {
+                break;
+            }
+            // This segment has nothing more: continue at the next one.
+            let next = read_index(&seg).next_offset;
+            if next <= at || next >= until {
+                break;
+            }
+            limits.from = next;
+        }
+        Ok(out)
+    }
+
+    /// Offset of the first record (older ones were removed by retention).
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset.load(Ordering::Acquire)
+    }
+
+    /// Offset after the last durable record: the next offset a reader waits for.
+    pub fn end_offset(&self) -> u64 {
+        self.committer.durable_end.load(Ordering::Acquire)
+    }
+
+    /// The first offset whose record has a timestamp `>= ts_ms`, or `end_offset()` if none.
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<u64, StoreError> {
+        let segs: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let end = self.end_offset();
+        for seg in segs {
+            let mut from = {
+                let ix = read_index(&seg);
+                if ix.max_timestamp < ts_ms {
+                    continue;
+                }
+                ix.offset_for_timestamp(ts_ms).max(self.start_offset())
+            };
+            let seg_end = read_index(&seg).next_offset.min(end);
+            while from < seg_end {
+                let batch = self.read(from, 4096, 4 << 20)?;
+                let Some(last) = batch.last() else { break };
+                if let Some(hit) = batch.iter().find(|r| r.record.timestamp >= ts_ms) {
+                    return Ok(hit.offset);
+                }
+                from = last.offset + 1;
+            }
+        }
+        Ok(end)
+    }
+
+    /// Blocks until a record at `offset` is readable (`end_offset() > offset`) or the
+    /// timeout passes; returns whether it is. Woken by appends, never polls.
+    pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        self.committer.wait_for(offset, timeout)
+    }
+
+    /// The interval flusher's per-partition step.
+    pub(crate) fn flush_if_due(&self) {
+        if let Durability::Interval(every) = self.config.durability {
+            self.committer.flush_if_due(every, &self.ctx.poison);
+        }
+    }
+
+    /// Marks the partition deleted: appends fail, waiting appenders and readers wake.
+    pub(crate) fn close(&self) {
+        self.deleted.store(true, Ordering::Release);
+        let mut s = self.committer.lock();
+        s.closed = true;
+        self.committer.advanced.notify_all();
+    }
+
+    /// Total bytes of the partition's segments.
+    pub fn size_bytes(&self) -> u64 {
+        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+        segs.iter().map(|s| read_index(s).len).sum()
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}

@@ -1,0 +1,352 @@
+//! The store: a data directory of topics, committed offsets and consumer groups, held
+//! by one process at a time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Durability, StoreOptions, TopicConfig};
+use crate::durability::Poison;
+use crate::error::StoreError;
+use crate::groups::{self, GroupMember, SharedGroups};
+use crate::io::Storage;
+use crate::lock::{self, DirLock};
+use crate::offsets::OffsetsJournal;
+use crate::recovery::RecoveryReport;
+use crate::topic::{self, MAX_PARTITIONS, Topic};
+
+/// What every partition shares with the store.
+pub(crate) struct Ctx {
+    pub storage: Arc<dyn Storage>,
+    pub poison: Poison,
+    pub index_interval: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    topics_dir: PathBuf,
+    ctx: Arc<Ctx>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    offsets: Mutex<OffsetsJournal>,
+    groups: SharedGroups,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    _lock: DirLock,
+}
+
+/// The embedded topic store. `Send + Sync`: share it with an `Arc`. Dropping it stops the
+/// background flusher and releases the directory lock.
+pub struct Store {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+/// How often the background thread applies time-based retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens (creating if needed, mode 0700) the data directory `dir`, takes its lock and
+    /// recovers every partition. Fails with [`StoreError::Locked`] if another process
+    /// holds it.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, RecoveryReport), StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| StoreError::io_at(dir, e))?;
+        let dir_lock = lock::acquire(dir)?;
+        let ctx = Arc::new(Ctx {
+            storage: opts.storage,
+            poison: Poison::default(),
+            index_interval: opts.index_interval_bytes.max(1),
+        });
+        let topics_dir = dir.join("topics");
+        if !topics_dir.exists() {
+            topic::mkdir(&topics_dir)?;
+            ctx.storage
+                .sync_dir(dir)
+                .map_err(|e| StoreError::io_at(dir, e))?;
+        }
+        let mut report = RecoveryReport::default();
+        let mut topics = BTreeMap::new();
+        for entry in
+            std::fs::read_dir(&topics_dir).map_err(|e| StoreError::io_at(&topics_dir, e))?
+        {
+            let entry = entry.map_err(|e| StoreError::io_at(&topics_dir, e))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with(".tmp-") || name.starts_with(".deleted-") {
+                // An interrupted create or delete: finish by removing it.
+                std::fs::remove_dir_all(&path).map_err(|e| StoreError::io_at(&path, e))?;
+                continue;
+            }
+            if topic::validate_name(&name).is_err() || !path.is_dir() {
+                continue;
+            }
+            let t = topic::load(&ctx, &path, &name, &mut report)?;
+            topics.insert(name, Arc::new(t));
+        }
+        let offsets = OffsetsJournal::open(&ctx, dir, &mut report)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            topics_dir,
+            ctx,
+            topics: RwLock::new(topics),
+            offsets: Mutex::new(offsets),
+            groups: SharedGroups::default(),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            _lock: dir_lock,
+        });
+        let store = Store {
+            flusher: Some(spawn_flusher(Arc::clone(&shared))?),
+            shared,
+        };
+        store.apply_retention()?;
+        Ok((store, report))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.shared.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates a topic with `partitions` partitions (1..=10000).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        topic::validate_name(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(StoreError::InvalidArgument(format!(
+                "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+            )));
+        }
+        if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
+            return Err(StoreError::InvalidConfig(format!(
+                "segment.bytes={}: must be at least {}",
+                config.segment_bytes,
+                crate::config::MIN_SEGMENT_BYTES
+            )));
+        }
+        let mut topics = self
+            .shared
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if topics.contains_key(name) {
+            return Err(StoreError::TopicExists(name.to_string()));
+        }
+        let t = topic::create(
+            &self.shared.ctx,
+            &self.shared.topics_dir,
+            name,
+            partitions,
+            config,
+        )?;
+        topics.insert(name.to_string(), Arc::new(t));
+        Ok(())
+    }
+
+    /// Topic names, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics().keys().cloned().collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, StoreError> {
+        self.topics()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))
+    }
+
+    /// Deletes a topic, its data and its committed offsets. Holders of its `Arc<Topic>`
+    /// can still read what they have; appends fail with `UnknownTopic`.
+    pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        let mut topics = self
+            .shared
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let t = topics
+            .remove(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        t.close();
+        let dir = topic::topic_dir(&self.shared.topics_dir, name);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let doomed = self
+            .shared
+            .topics_dir
+            .join(format!(".deleted-{name}-{nanos}"));
+        // Rename first (atomic), so a crash mid-way never leaves half a topic that looks alive.
+        std::fs::rename(&dir, &doomed).map_err(|e| StoreError::io_at(&dir, e))?;
+        self.shared
+            .ctx
+            .storage
+            .sync_dir(&self.shared.topics_dir)
+            .map_err(|e| StoreError::io_at(&self.shared.topics_dir, e))?;
+        drop(topics);
+        std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io_at(&doomed, e))?;
+        self.offsets().forget_topic(name)
+    }
+
+    fn offsets(&self) -> MutexGuard<'_, OffsetsJournal> {
+        self.shared
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `group` will next consume `next_offset` of `topic`/`partition`.
+    /// Durable (fsynced) when it returns.
+    pub fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StoreError> {
+        self.topic(topic)?.partition(partition)?;
+        if group.is_empty() {
+            return Err(StoreError::InvalidArgument("group name is empty".into()));
+        }
+        self.offsets().commit(group, topic, partition, next_offset)
+    }
+
+    pub fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.offsets()
+            .map
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .copied()
+    }
+
+    /// Joins `group` as a new member subscribed to `topics`; members of one group in this
+    /// process split the partitions. Drop the member to leave.
+    pub fn join_group(&self, group: &str, topics: &[String]) -> Result<GroupMember, StoreError> {
+        if group.is_empty() {
+            return Err(StoreError::InvalidArgument("group name is empty".into()));
+        }
+        let mut subs = BTreeMap::new();
+        for t in topics {
+            subs.insert(t.clone(), self.topic(t)?.partition_count());
+        }
+        Ok(groups::join(&self.shared.groups, group, subs))
+    }
+
+    /// Applies size and age retention to every partition now. Also runs after each
+    /// segment roll, on open, and every few seconds in the background.
+    pub fn apply_retention(&self) -> Result<(), StoreError> {
+        apply_retention(&self.shared)
+    }
+
+    /// Whether a failed fsync has poisoned the store (writes are refused).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.ctx.poison.check().is_err()
+    }
+}
+
+fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
+    let topics: Vec<Arc<Topic>> = shared
+        .topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for t in topics {
+        if t.config().retention_bytes.is_some() || t.config().retention_ms.is_some() {
+            for p in t.partitions() {
+                p.apply_retention()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The background thread: fsyncs `interval:<ms>` topics when due and applies time
+/// retention. Sleeps on a condvar so dropping the store stops it at once.
+fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name("millrace-store-flusher".into())
+        .spawn(move || {
+            let mut last_retention = Instant::now();
+            loop {
+                let tick = {
+                    let topics = shared.topics.read().unwrap_or_else(|e| e.into_inner());
+                    topics
+                        .values()
+                        .filter_map(|t| match t.config().durability {
+                            Durability::Interval(d) => Some(d),
+                            _ => None,
+                        })
+                        .min()
+                        .unwrap_or(Duration::from_secs(1))
+                        .clamp(Duration::from_millis(1), Duration::from_secs(1))
+                };
+                {
+                    let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+                    let (stop, _) = shared
+                        .stop_cv
+                        .wait_timeout_while(stop, tick, |s| !*s)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *stop {
+                        return;
+                    }
+                }
+                let topics: Vec<Arc<Topic>> = shared
+                    .topics
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for t in &topics {
+                    if matches!(t.config().durability, Durability::Interval(_)) {
+                        for p in t.partitions() {
+                            p.flush_if_due();
+                        }
+                    }
+                }
+                if last_retention.elapsed() >= RETENTION_EVERY {
+                    last_retention = Instant::now();
+                    if let Err(e) = apply_retention(&shared) {
+                        tracing::warn!(error = %e, "retention failed");
+                    }
+                }
+            }
+        })
+        .map_err(StoreError::Io)
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.stop_cv.notify_all();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
