@@ -1,0 +1,353 @@
+//! Topics admin and committed offsets, through Kafka's AdminClient and metadata.
+//!
+//! Kafka applies creates and deletes asynchronously: a created topic may not have
+//! leaders yet, a deleted one may still be listed for a moment. Both calls here wait
+//! (bounded) until the metadata agrees, so a caller can produce right after a create
+//! and see the topic gone right after a delete, as on the embedded store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic as KNewTopic, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::errors::{self, Subject};
+use super::{LogContext, blocking, config};
+use crate::api::{NewTopic, PartitionInfo, Result, TopicDescription};
+use crate::error::BrokerError;
+
+/// Topic configs that are millrace's own (the embedded store's) and mean nothing to a
+/// Kafka broker; they are left out of a create rather than failing it.
+const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
+
+pub(crate) struct Admin {
+    client: Arc<AdminClient<LogContext>>,
+    bootstrap: String,
+}
+
+impl Admin {
+    pub(crate) fn new(
+        bootstrap: &str,
+        props: &BTreeMap<String, String>,
+        setup_ms: &str,
+    ) -> Result<Admin> {
+        let cfg = config::client_config(
+            bootstrap,
+            &[
+                ("allow.auto.create.topics", "false"),
+                ("socket.connection.setup.timeout.ms", setup_ms),
+            ],
+            props,
+        );
+        let client: AdminClient<LogContext> = cfg.create_with_context(LogContext).map_err(|e| {
+            BrokerError::Invalid(format!(
+                "client settings: {}",
+                config::redact(&e.to_string(), props)
+            ))
+        })?;
+        Ok(Admin {
+            client: Arc::new(client),
+            bootstrap: bootstrap.to_string(),
+        })
+    }
+
+    fn options(timeout: Duration) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(timeout))
+            .operation_timeout(Some(timeout))
+    }
+
+    /// Metadata for one topic (`Some`) or all; `None` topic errors are left to the caller.
+    async fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata> {
+        let client = self.client.clone();
+        let topic = topic.map(str::to_string);
+        blocking(move || client.inner().fetch_metadata(topic.as_deref(), timeout))
+            .await?
+            .map_err(|e| errors::from_kafka(&e, Subject::None))
+    }
+
+    /// Partition count of an existing topic; `UnknownTopic` otherwise.
+    pub(crate) async fn partition_count(&self, topic: &str, timeout: Duration) -> Result<i32> {
+        let md = self.metadata(Some(topic), timeout).await?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
+        if let Some(err) = t.error() {
+            return Err(errors::from_code(err.into(), Subject::Topic(topic)));
+        }
+        if t.partitions().is_empty() {
+            return Err(BrokerError::UnknownTopic(topic.to_string()));
+        }
+        i32::try_from(t.partitions().len())
+            .map_err(|_| BrokerError::Kafka("too many partitions".into()))
+    }
+
+    /// Creates a topic and waits until every partition has a leader. Returns the
+    /// partition count.
+    pub(crate) async fn create_topic(&self, topic: &NewTopic, timeout: Duration) -> Result<i32> {
+        if topic.partitions < 1 {
+            return Err(BrokerError::Invalid(
+                "the number of partitions must be at least 1".to_string(),
+            ));
+        }
+        let mut nt = KNewTopic::new(
+            &topic.name,
+            topic.partitions,
+            TopicReplication::Fixed(i32::from(topic.replication_factor)),
+        );
+        for (k, v) in &topic.config {
+            if MILLRACE_ONLY_CONFIGS.contains(&k.as_str()) {
+                tracing::debug!(config = %k, "not a Kafka topic config; left out");
+                continue;
+            }
+            nt = nt.set(k, v);
+        }
+        let results = self
+            .client
+            .create_topics([&nt], &Self::options(timeout))
+            .await
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(&topic.name)))?;
+        for r in results {
+            if let Err((name, code)) = r {
+                return Err(match code {
+                    RDKafkaErrorCode::InvalidReplicationFactor => {
+                        let brokers = self
+                            .metadata(None, timeout)
+                            .await
+                            .map(|m| m.brokers().len())
+                            .unwrap_or(0);
+                        BrokerError::Invalid(format!(
+                            "replication factor {} is larger than the {brokers} broker(s) \
+                             available in the cluster",
+                            topic.replication_factor
+                        ))
+                    }
+                    other => errors::from_code(other, Subject::Topic(&name)),
+                });
+            }
+        }
+        self.wait_until(timeout, &topic.name, |md| {
+            md.topics().iter().any(|t| {
+                t.name() == topic.name
+                    && t.error().is_none()
+                    && t.partitions().len() == usize::try_from(topic.partitions).unwrap_or(0)
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        })
+        .await?;
+        Ok(topic.partitions)
+    }
+
+    pub(crate) async fn list_topics(&self, timeout: Duration) -> Result<Vec<String>> {
+        let md = self.metadata(None, timeout).await?;
+        let mut names: Vec<String> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| t.name().to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub(crate) async fn describe_topic(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<TopicDescription> {
+        let md = self.metadata(Some(topic), timeout).await?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
+        if let Some(err) = t.error() {
+            return Err(errors::from_code(err.into(), Subject::Topic(topic)));
+        }
+        let mut layout: Vec<(i32, i32, Vec<i32>)> = t
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), p.leader(), p.replicas().to_vec()))
+            .collect();
+        layout.sort_by_key(|p| p.0);
+
+        let client = self.client.clone();
+        let name = topic.to_string();
+        let ids: Vec<i32> = layout.iter().map(|p| p.0).collect();
+        let marks = blocking(move || {
+            ids.iter()
+                .map(|p| watermarks(&client, &name, *p, timeout))
+                .collect::<std::result::Result<Vec<(i64, i64)>, _>>()
+        })
+        .await?
+        .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
+
+        let partitions = layout
+            .into_iter()
+            .zip(marks)
+            .map(|((id, leader, replicas), (low, high))| PartitionInfo {
+                partition: id,
+                start_offset: low,
+                end_offset: high,
+                leader: (leader >= 0).then_some(leader),
+                replicas,
+            })
+            .collect();
+
+        // Like `kafka-topics --describe`: the topic's own overrides, not every default.
+        let mut config = BTreeMap::new();
+        let res = self
+            .client
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options(timeout))
+            .await
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
+        for r in res {
+            let r = r.map_err(|code| errors::from_code(code, Subject::Topic(topic)))?;
+            for e in r.entries {
+                if matches!(e.source, ConfigSource::DynamicTopic)
+                    && !e.is_sensitive
+                    && let Some(v) = e.value
+                {
+                    config.insert(e.name, v);
+                }
+            }
+        }
+        Ok(TopicDescription {
+            name: topic.to_string(),
+            partitions,
+            config,
+        })
+    }
+
+    /// Deletes a topic and waits until the metadata no longer lists it.
+    pub(crate) async fn delete_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
+        let results = self
+            .client
+            .delete_topics(&[topic], &Self::options(timeout))
+            .await
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
+        for r in results {
+            if let Err((name, code)) = r {
+                return Err(errors::from_code(code, Subject::Topic(&name)));
+            }
+        }
+        self.wait_until(timeout, topic, |md| {
+            !md.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+        .await
+    }
+
+    /// Polls the topic's metadata until `done` holds or `timeout` passes.
+    async fn wait_until(
+        &self,
+        timeout: Duration,
+        topic: &str,
+        done: impl Fn(&Metadata) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A metadata error (the topic is not there yet or any more) is just "not yet".
+            if let Ok(md) = self.metadata(Some(topic), timeout).await
+                && done(&md)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BrokerError::Timeout(super::millis(timeout)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The offsets `group` committed on each partition of `topic`.
+    pub(crate) async fn committed(
+        &self,
+        props: &BTreeMap<String, String>,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> Result<Vec<(i32, Option<i64>)>> {
+        // Fetching committed offsets needs a consumer handle with the group's id; it
+        // never subscribes, so it does not join the group or disturb its members.
+        let mut cfg = config::client_config(
+            &self.bootstrap,
+            &[
+                ("enable.auto.commit", "false"),
+                ("allow.auto.create.topics", "false"),
+            ],
+            props,
+        );
+        cfg.set("group.id", group);
+        let consumer: BaseConsumer<LogContext> =
+            cfg.create_with_context(LogContext).map_err(|e| {
+                BrokerError::Invalid(format!(
+                    "client settings: {}",
+                    config::redact(&e.to_string(), props)
+                ))
+            })?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = blocking(move || {
+            let r = consumer.committed_offsets(tpl, timeout);
+            drop(consumer);
+            r
+        })
+        .await?
+        .map_err(|e| errors::from_kafka(&e, Subject::Group(group)))?;
+        let mut out: Vec<(i32, Option<i64>)> = got
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| {
+                let o = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (e.partition(), o)
+            })
+            .collect();
+        out.sort_by_key(|x| x.0);
+        Ok(out)
+    }
+}
+
+/// A partition's low and high watermarks. Right after a create the leader may not serve
+/// offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`): retried until `timeout`.
+fn watermarks(
+    client: &AdminClient<LogContext>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> std::result::Result<(i64, i64), rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.inner().fetch_watermarks(topic, partition, timeout) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                            | RDKafkaErrorCode::LeaderNotAvailable
+                            | RDKafkaErrorCode::NotCoordinator
+                    )
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! A Kafka consumer behind the `Consumer` trait.
+//!
+//! With a group it subscribes, and Kafka's group protocol hands it partitions; without
+//! one it assigns itself every partition of its topics and commits nothing, as the
+//! embedded store does. The rebalance callback runs inside `poll` (librdkafka calls it
+//! from the consumer queue), so `Assigned`/`Revoked` are recorded before the records of
+//! the new assignment are returned.
+//!
+//! The default assignment strategy is `cooperative-sticky`: a rebalance moves only the
+//! partitions that change owner, and the `Assigned`/`Revoked` lists are exactly those.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance,
+    StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::errors::{self, Subject};
+use super::{KafkaBroker, blocking, config, log_librdkafka};
+use crate::api::{
+    ConsumedRecord, Consumer, ConsumerConfig, Header, OffsetReset, Rebalance, Result, Seek,
+    TopicPartition,
+};
+use crate::error::BrokerError;
+
+/// Consumer settings millrace relies on; the user's properties may override them.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // The runtime commits only offsets whose outputs are durable (at-least-once).
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "false"),
+    ("allow.auto.create.topics", "false"),
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    // Notices joins and leaves of other members within about a second.
+    ("heartbeat.interval.ms", "1000"),
+];
+
+/// What the rebalance callback records, shared with the consumer handle.
+#[derive(Default)]
+pub(crate) struct GroupContext {
+    rebalances: Mutex<Vec<Rebalance>>,
+    owned: Mutex<BTreeSet<TopicPartition>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update is a whole push or set operation, so a poisoned value is still sound.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn to_tps(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka(level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
+        match rebalance {
+            KRebalance::Assign(tpl) => {
+                let tps = to_tps(tpl);
+                if tps.is_empty() {
+                    return;
+                }
+                lock(&self.owned).extend(tps.iter().cloned());
+                lock(&self.rebalances).push(Rebalance::Assigned(tps));
+            }
+            KRebalance::Revoke(tpl) => {
+                let tps = to_tps(tpl);
+                if tps.is_empty() {
+                    return;
+                }
+                {
+                    let mut owned = lock(&self.owned);
+                    for tp in &tps {
+                        owned.remove(tp);
+                    }
+                }
+                lock(&self.rebalances).push(Rebalance::Revoked(tps));
+            }
+            KRebalance::Error(e) => tracing::warn!("consumer group rebalance failed: {e}"),
+        }
+    }
+}
+
+type Inner = StreamConsumer<GroupContext>;
+
+/// A consumer of Kafka topics.
+pub struct KafkaConsumer {
+    /// `None` only after `close`; `Arc` so blocking calls can run off the async workers.
+    consumer: Option<Arc<Inner>>,
+    group: Option<String>,
+    timeout: Duration,
+    /// Partition counts of the subscribed topics, for checks and group-less assignment.
+    partitions: BTreeMap<String, i32>,
+}
+
+impl KafkaConsumer {
+    pub(crate) async fn open(broker: KafkaBroker, config: ConsumerConfig) -> Result<KafkaConsumer> {
+        if config.topics.is_empty() {
+            return Err(BrokerError::Invalid(
+                "a consumer needs at least one topic".into(),
+            ));
+        }
+        let mut partitions = BTreeMap::new();
+        for t in &config.topics {
+            partitions.insert(t.clone(), broker.partition_count(t).await?);
+        }
+        let inner = &broker.inner;
+        let mut props = inner.properties.clone();
+        props.extend(config::to_librdkafka(&config.properties)?);
+        let reset = match config.offset_reset {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        };
+        let mut defaults = CONSUMER_DEFAULTS.to_vec();
+        defaults.push(("auto.offset.reset", reset));
+        let mut cfg = config::client_config(&inner.bootstrap, &defaults, &props);
+        match &config.group {
+            Some(g) => {
+                cfg.set("group.id", g);
+            }
+            None => {
+                // librdkafka's assign() needs a group id even though this consumer never
+                // joins or commits; a private one keeps it away from real groups.
+                cfg.set(
+                    "group.id",
+                    format!("millrace-unjoined-{}", std::process::id()),
+                );
+            }
+        }
+        let consumer: Inner = cfg
+            .create_with_context(GroupContext::default())
+            .map_err(|e| {
+                BrokerError::Invalid(format!(
+                    "client settings: {}",
+                    config::redact(&e.to_string(), &props)
+                ))
+            })?;
+
+        if config.group.is_some() {
+            let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| errors::from_kafka(&e, Subject::None))?;
+        } else {
+            // No group: every partition, starting where `offset_reset` says.
+            let start = match config.offset_reset {
+                OffsetReset::Earliest => Offset::Beginning,
+                OffsetReset::Latest => Offset::End,
+            };
+            let mut tpl = TopicPartitionList::new();
+            let mut all = Vec::new();
+            for (t, n) in &partitions {
+                for p in 0..*n {
+                    tpl.add_partition_offset(t, p, start)
+                        .map_err(|e| errors::from_kafka(&e, Subject::Topic(t)))?;
+                    all.push(TopicPartition::new(t.clone(), p));
+                }
+            }
+            consumer
+                .assign(&tpl)
+                .map_err(|e| errors::from_kafka(&e, Subject::None))?;
+            let ctx = consumer.context();
+            lock(&ctx.owned).extend(all.iter().cloned());
+            lock(&ctx.rebalances).push(Rebalance::Assigned(all));
+        }
+        Ok(KafkaConsumer {
+            consumer: Some(Arc::new(consumer)),
+            group: config.group,
+            timeout: inner.timeout,
+            partitions,
+        })
+    }
+
+    fn handle(&self) -> Result<&Arc<Inner>> {
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| BrokerError::Invalid("the consumer is closed".into()))
+    }
+
+    /// Turns a message into a record, or an error into `Ok(None)` (transient, retried by
+    /// librdkafka) or `Err` (the user must act).
+    fn record(
+        m: std::result::Result<BorrowedMessage<'_>, KafkaError>,
+    ) -> Result<Option<ConsumedRecord>> {
+        match m {
+            Ok(m) => Ok(Some(ConsumedRecord {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(Bytes::copy_from_slice),
+                value: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| Header {
+                                key: h.key.to_string(),
+                                value: h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            })),
+            Err(e) => match e.rdkafka_error_code() {
+                Some(
+                    c @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::Fatal),
+                ) => Err(errors::from_code(c, Subject::None)),
+                _ => {
+                    tracing::warn!("kafka consumer: {e} (librdkafka retries)");
+                    Ok(None)
+                }
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let c = self.handle()?.clone();
+        let max = max_records.max(1);
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        // Wait for the first record, then take whatever else is already fetched.
+        while out.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, c.recv()).await {
+                Ok(m) => {
+                    if let Some(r) = Self::record(m)? {
+                        out.push(r);
+                    }
+                }
+                Err(_) => return Ok(out),
+            }
+        }
+        while out.len() < max {
+            // A zero timeout polls the queue once without waiting.
+            match tokio::time::timeout(Duration::ZERO, c.recv()).await {
+                Ok(m) => {
+                    if let Some(r) = Self::record(m)? {
+                        out.push(r);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        match &self.consumer {
+            Some(c) => lock(&c.context().owned).iter().cloned().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn take_rebalances(&mut self) -> Vec<Rebalance> {
+        match &self.consumer {
+            Some(c) => std::mem::take(&mut *lock(&c.context().rebalances)),
+            None => Vec::new(),
+        }
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let Some(group) = self.group.clone() else {
+            return Err(BrokerError::Invalid(
+                "commit needs a consumer group".to_string(),
+            ));
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let c = self.handle()?.clone();
+        let mut tpl = TopicPartitionList::new();
+        for (tp, o) in offsets {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))
+                .map_err(|e| errors::from_kafka(&e, Subject::Topic(&tp.topic)))?;
+        }
+        blocking(move || c.commit(&tpl, CommitMode::Sync))
+            .await?
+            .map_err(|e| errors::from_kafka(&e, Subject::Group(&group)))
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, to: Seek) -> Result<()> {
+        if !self.assignment().contains(tp) {
+            return Err(BrokerError::Invalid(format!(
+                "partition {tp} is not assigned to this consumer"
+            )));
+        }
+        if !self.partitions.contains_key(&tp.topic) {
+            return Err(BrokerError::UnknownTopic(tp.topic.clone()));
+        }
+        let c = self.handle()?.clone();
+        let timeout = self.timeout;
+        let tp2 = tp.clone();
+        blocking(move || seek_blocking(&c, &tp2, to, timeout))
+            .await?
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(&tp.topic)))
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        let Some(c) = self.consumer.take() else {
+            return Ok(());
+        };
+        // Dropping the last handle leaves the group (librdkafka's consumer close), which
+        // blocks until the group coordinator has been told.
+        let timeout = self.timeout;
+        let done = blocking(move || {
+            if c.subscription().map(|s| s.count() > 0).unwrap_or(false) {
+                c.unsubscribe();
+            }
+            drop(c);
+        });
+        match tokio::time::timeout(timeout * 3, done).await {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::Timeout(super::millis(timeout * 3))),
+        }
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        // Closing blocks; keep it off the async workers when there are some.
+        if let Some(c) = self.consumer.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(move || drop(c));
+                }
+                Err(_) => drop(c),
+            }
+        }
+    }
+}
+
+/// Moves the position of `tp`. Offsets are clamped to what the partition holds (as on
+/// the embedded store) rather than left to `auto.offset.reset`.
+fn seek_blocking(
+    c: &Inner,
+    tp: &TopicPartition,
+    to: Seek,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let target = match to {
+        Seek::Beginning => Offset::Beginning,
+        Seek::End => Offset::End,
+        Seek::Offset(o) => {
+            let (low, high) = c.fetch_watermarks(&tp.topic, tp.partition, timeout)?;
+            Offset::Offset(o.clamp(low, high))
+        }
+        Seek::Timestamp(ts) => {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(ts))?;
+            let got = c.offsets_for_times(tpl, timeout)?;
+            match got
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Offset::Offset(o),
+                // No record at or after `ts`: the end.
+                _ => Offset::End,
+            }
+        }
+    };
+    // A partition just assigned is not fetching yet until its start offset is known;
+    // librdkafka refuses a seek then (`State`), so retry briefly.
+    let deadline = Instant::now() + timeout;
+    loop {
+        match c.seek(&tp.topic, tp.partition, target, timeout) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::State)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

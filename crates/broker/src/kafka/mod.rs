@@ -1,0 +1,361 @@
+//! Apache Kafka behind the broker traits, through rdkafka (librdkafka).
+//!
+//! Layout:
+//! - `mod.rs` (here): `KafkaBroker`: connecting, producing, and the shared client state.
+//! - `admin`: topics create / list / describe / delete, committed offsets.
+//! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
+//! - `config`: client settings, the `.properties` reader, secret redaction.
+//! - `errors`: Kafka's error codes in plain words.
+//!
+//! Settings that make millrace agree with the Java client and with the embedded store:
+//! `partitioner=murmur2_random` (keyed records land where the Java client puts them),
+//! `acks=all` with idempotence (an acknowledged record is durable and not duplicated by
+//! retries), no auto-commit (the runtime commits only what is durable downstream), and
+//! no topic auto-creation (an unknown topic is an error, as on the embedded store).
+
+mod admin;
+mod config;
+mod consumer;
+mod errors;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KHeader, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+
+use crate::api::{
+    Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result, TopicDescription,
+};
+use crate::error::BrokerError;
+
+pub use config::{parse_properties, read_properties_file};
+pub use consumer::KafkaConsumer;
+
+use errors::Subject;
+
+/// The default bound on connecting and on each admin request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Producer settings millrace relies on; the user's properties may override them.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("partitioner", "murmur2_random"),
+    ("acks", "all"),
+    ("enable.idempotence", "true"),
+    ("allow.auto.create.topics", "false"),
+    // Without this a lost cluster would hold a produce call for librdkafka's 5 minutes.
+    ("message.timeout.ms", "30000"),
+    // Lets records up to the broker's limit through; the broker decides what it accepts.
+    ("message.max.bytes", "16777216"),
+    ("linger.ms", "5"),
+];
+
+/// Kafka through rdkafka. Cheap to clone; clones share the producer and admin client.
+#[derive(Clone)]
+pub struct KafkaBroker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) bootstrap: String,
+    /// The user's client properties after translation. May hold secrets: never log it.
+    pub(crate) properties: BTreeMap<String, String>,
+    pub(crate) timeout: Duration,
+    pub(crate) producer: FutureProducer<LogContext>,
+    pub(crate) admin: admin::Admin,
+    /// Partition counts of topics known to exist, so `produce` checks a topic once.
+    pub(crate) known_topics: Mutex<HashMap<String, i32>>,
+}
+
+impl std::fmt::Debug for KafkaBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Properties are left out on purpose: they may hold passwords.
+        f.debug_struct("KafkaBroker")
+            .field("bootstrap", &self.inner.bootstrap)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBroker {
+    /// Connects to the cluster at `bootstrap` (`host:port[,host:port…]`) and checks that
+    /// it answers within `timeout`; an unreachable cluster is `BrokerError::Unreachable`.
+    /// `properties` are client settings in Kafka's names (`security.protocol`, `sasl.*`,
+    /// `ssl.*`, or anything librdkafka accepts).
+    pub async fn connect(
+        bootstrap: &str,
+        properties: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<KafkaBroker> {
+        let props = config::to_librdkafka(&properties)?;
+        let timeout_ms = millis(timeout);
+        let setup_ms = timeout_ms.clamp(1000, 30_000).to_string();
+        let mut defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
+        defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
+        let cfg = config::client_config(bootstrap, &defaults, &props);
+        let producer: FutureProducer<LogContext> = cfg
+            .create_with_context(LogContext)
+            .map_err(|e| invalid_config(&e, &props))?;
+        let admin = admin::Admin::new(bootstrap, &props, &setup_ms)?;
+
+        // Ask for the cluster's metadata once, so a wrong address fails here, in
+        // bounded time, rather than at the first produce.
+        let probe = producer.clone();
+        let answered = blocking(move || {
+            probe
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+        })
+        .await?;
+        match answered {
+            Ok(_) => {}
+            Err(e) => {
+                let reason = config::redact(&e.to_string(), &props);
+                return Err(match e.rdkafka_error_code() {
+                    Some(
+                        RDKafkaErrorCode::Authentication
+                        | RDKafkaErrorCode::SaslAuthenticationFailed,
+                    ) => errors::from_kafka(&e, Subject::None),
+                    _ => BrokerError::Unreachable {
+                        bootstrap: bootstrap.to_string(),
+                        timeout_ms,
+                        reason: format!(
+                            "{reason} (is a broker listening there? is security.protocol right?)"
+                        ),
+                    },
+                });
+            }
+        }
+        Ok(KafkaBroker {
+            inner: Arc::new(Inner {
+                bootstrap: bootstrap.to_string(),
+                properties: props,
+                timeout,
+                producer,
+                admin,
+                known_topics: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The bootstrap servers this broker was connected with.
+    pub fn bootstrap(&self) -> &str {
+        &self.inner.bootstrap
+    }
+
+    /// The partition count of `topic`, from a cache or from the cluster's metadata.
+    pub(crate) async fn partition_count(&self, topic: &str) -> Result<i32> {
+        if let Some(n) = self.known().get(topic) {
+            return Ok(*n);
+        }
+        let n = self
+            .inner
+            .admin
+            .partition_count(topic, self.inner.timeout)
+            .await?;
+        self.known().insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, i32>> {
+        // A poisoned cache is still a valid cache: every entry is written whole.
+        self.inner
+            .known_topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Broker for KafkaBroker {
+    fn backend(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn create_topic(&self, topic: &NewTopic) -> Result<()> {
+        let n = self
+            .inner
+            .admin
+            .create_topic(topic, self.inner.timeout)
+            .await?;
+        self.known().insert(topic.name.clone(), n);
+        Ok(())
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>> {
+        self.inner.admin.list_topics(self.inner.timeout).await
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
+        self.inner
+            .admin
+            .describe_topic(topic, self.inner.timeout)
+            .await
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<()> {
+        self.known().remove(topic);
+        self.inner
+            .admin
+            .delete_topic(topic, self.inner.timeout)
+            .await
+    }
+
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = self.partition_count(topic).await?;
+        for r in &records {
+            if let Some(p) = r.partition
+                && !(0..partitions).contains(&p)
+            {
+                return Err(BrokerError::Invalid(format!(
+                    "topic '{topic}' has partitions 0..{partitions}, not {p}"
+                )));
+            }
+        }
+        let mut delivered: Vec<Option<Delivered>> = vec![None; records.len()];
+        // Deliveries in flight, oldest first; waiting on the oldest frees queue space.
+        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+        for (i, r) in records.iter().enumerate() {
+            loop {
+                match self.inner.producer.send_result(future_record(topic, r)) {
+                    Ok(f) => {
+                        pending.push_back((i, f));
+                        break;
+                    }
+                    Err((e, _)) if is_queue_full(&e) => match pending.pop_front() {
+                        Some((j, f)) => delivered[j] = Some(settle(topic, f).await?),
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    },
+                    Err((e, _)) => return Err(errors::from_kafka(&e, Subject::Topic(topic))),
+                }
+            }
+        }
+        for (j, f) in pending {
+            delivered[j] = Some(settle(topic, f).await?);
+        }
+        delivered
+            .into_iter()
+            .map(|d| {
+                d.ok_or_else(|| BrokerError::Kafka("a record was not acknowledged".to_string()))
+            })
+            .collect()
+    }
+
+    async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        let c = KafkaConsumer::open(self.clone(), config).await?;
+        Ok(Box::new(c))
+    }
+
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<(i32, Option<i64>)>> {
+        let partitions = self.partition_count(topic).await?;
+        self.inner
+            .admin
+            .committed(
+                &self.inner.properties,
+                group,
+                topic,
+                partitions,
+                self.inner.timeout,
+            )
+            .await
+    }
+}
+
+/// One record for rdkafka; borrows the record's bytes.
+fn future_record<'a>(topic: &'a str, r: &'a ProduceRecord) -> FutureRecord<'a, [u8], [u8]> {
+    let headers = if r.headers.is_empty() {
+        None
+    } else {
+        let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+        for x in &r.headers {
+            h = h.insert(KHeader {
+                key: &x.key,
+                value: Some(&x.value[..]),
+            });
+        }
+        Some(h)
+    };
+    FutureRecord {
+        topic,
+        partition: r.partition,
+        // An empty value is sent as empty, not null: the pointer is never null.
+        payload: Some(&r.value[..]),
+        key: r.key.as_deref(),
+        timestamp: r.timestamp,
+        headers,
+    }
+}
+
+async fn settle(topic: &str, f: DeliveryFuture) -> Result<Delivered> {
+    match f.await {
+        Ok(Ok(d)) => Ok(Delivered {
+            partition: d.partition,
+            offset: d.offset,
+        }),
+        Ok(Err((e, _))) => Err(errors::from_kafka(&e, Subject::Topic(topic))),
+        Err(_) => Err(BrokerError::Kafka(
+            "the producer shut down before the record was acknowledged".to_string(),
+        )),
+    }
+}
+
+fn is_queue_full(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+}
+
+fn invalid_config(e: &KafkaError, props: &BTreeMap<String, String>) -> BrokerError {
+    BrokerError::Invalid(format!(
+        "client settings: {}",
+        config::redact(&e.to_string(), props)
+    ))
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs a blocking rdkafka call off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Other(format!("kafka client task failed: {e}")))
+}
+
+/// Sends librdkafka's own log lines to `tracing`, one level quieter than librdkafka
+/// rates them: millrace reports the errors that matter itself, in plain words.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogContext;
+
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka(level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::warn!(target: "librdkafka", "{fac}: {msg}"),
+        RDKafkaLogLevel::Warning => tracing::info!(target: "librdkafka", "{fac}: {msg}"),
+        _ => tracing::debug!(target: "librdkafka", "{fac}: {msg}"),
+    }
+}
