@@ -32,13 +32,13 @@ pub fn config_pairs(kv: &[(&str, &str)]) -> TopicConfig {
 /// A record whose content says which one it is.
 pub fn rec(i: u64) -> Record {
     Record {
-        key: if i % 3 == 0 {
+        key: if i.is_multiple_of(3) {
             None
         } else {
             Some(Bytes::from(format!("k{i}")))
         },
         value: Bytes::from(format!("value-{i}")),
-        headers: if i % 2 == 0 {
+        headers: if i.is_multiple_of(2) {
             vec![Header::new("h", "1"), Header::new("h", format!("{i}"))]
         } else {
             Vec::new()
