@@ -156,3 +156,56 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a
+/// likely typo (at most a third of the word's length, and at least 1 edit allowed).
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let len = word.chars().count();
+    let limit = if len < 3 { 0 } else { (len / 3).max(1) };
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars, case-insensitive.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let subst = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_typos() {
+        let kinds = ["copier", "filter", "sharder", "splitter"];
+        assert_eq!(did_you_mean("shader", kinds), Some("sharder"));
+        assert_eq!(did_you_mean("filtre", kinds), Some("filter"));
+        assert_eq!(did_you_mean("xyz", kinds), None);
+    }
+
+    #[test]
+    fn display_has_file_line_col_and_hint() {
+        let mut d = Diagnostics::new("p.yaml");
+        d.push(Diagnostic::error(3, 7, "unknown field `were`").with_hint("did you mean `where`?"));
+        assert_eq!(
+            d.to_string(),
+            "p.yaml:3:7: error: unknown field `were`\n  hint: did you mean `where`?\np.yaml: 1 error"
+        );
+    }
+}

@@ -21,8 +21,10 @@
 pub mod diagnostics;
 pub mod expr;
 pub mod plan;
+pub mod planner;
 pub mod spec;
 
+pub use planner::{load, parse_str};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use expr::{Expr, ExprError, Format, RecordVars, Val, parse_value};
 pub use plan::{
