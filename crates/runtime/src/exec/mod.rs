@@ -33,6 +33,10 @@ pub struct ExecConfig {
     pub workers: usize,
     /// Per-item deadline, covering both writing the request and reading the reply.
     pub timeout: Duration,
+    /// Extra time a freshly started worker gets on top of `timeout` (shrinking as the
+    /// worker ages), so a worker that loads a model or imports a lot at start is not
+    /// timed out on its first item and restarted forever.
+    pub startup_timeout: Duration,
     /// How many times an item is retried after a crash, timeout or garbage reply
     /// (so an item is tried at most `retries + 1` times).
     pub retries: u32,
@@ -51,8 +55,8 @@ pub struct ExecConfig {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl ExecConfig {
-    /// A config for `command` with the defaults: 1 worker, 30 s timeout, 3 retries,
-    /// 100 ms backoff, 16 MiB max line.
+    /// A config for `command` with the defaults: 1 worker, 30 s timeout (plus 10 s
+    /// startup allowance), 3 retries, 100 ms backoff, 16 MiB max line.
     pub fn new<S: Into<String>>(command: impl IntoIterator<Item = S>) -> ExecConfig {
         ExecConfig {
             command: command.into_iter().map(Into::into).collect(),
@@ -62,7 +66,9 @@ impl ExecConfig {
 
     /// The delay before retry number `retry` (1-based): `backoff * 2^(retry-1)`, capped.
     pub fn backoff_for(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.backoff
             .checked_mul(factor)
             .unwrap_or(MAX_BACKOFF)
@@ -76,6 +82,7 @@ impl Default for ExecConfig {
             command: Vec::new(),
             workers: 1,
             timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(10),
             retries: 3,
             backoff: Duration::from_millis(100),
             env: Vec::new(),

@@ -40,10 +40,14 @@ impl WorkerPool {
             return Err(ExecError::EmptyCommand);
         }
         if cfg.workers == 0 {
-            return Err(ExecError::InvalidConfig("`workers` must be at least 1".into()));
+            return Err(ExecError::InvalidConfig(
+                "`workers` must be at least 1".into(),
+            ));
         }
         if cfg.timeout.is_zero() {
-            return Err(ExecError::InvalidConfig("`timeout` must be positive".into()));
+            return Err(ExecError::InvalidConfig(
+                "`timeout` must be positive".into(),
+            ));
         }
         if cfg.max_line_bytes == 0 {
             return Err(ExecError::InvalidConfig(
@@ -202,8 +206,16 @@ impl Slot {
             }
             let result = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => break,
-                result = self.process(&job.item) => result,
+                _ = stop.wait_for(|s| *s) => None,
+                result = self.process(&job.item) => Some(result),
+            };
+            let Some(result) = result else {
+                // Shut down mid-item: the answer would be thrown away and the item is
+                // not committed (it will be redone), so don't wait for the worker.
+                if let Some(worker) = self.worker.take() {
+                    worker.kill().await;
+                }
+                return;
             };
             let _ = job.reply.send(result);
         }
@@ -247,7 +259,11 @@ impl Slot {
         if let Some(w) = self.worker.as_mut()
             && w.has_exited()
         {
-            tracing::warn!(worker = self.index, pid = w.pid(), "exec worker exited while idle; restarting");
+            tracing::warn!(
+                worker = self.index,
+                pid = w.pid(),
+                "exec worker exited while idle; restarting"
+            );
             self.worker = None;
         }
         if self.worker.is_none() {
@@ -261,16 +277,17 @@ impl Slot {
         };
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let request = encode_request(id, item);
+        // A young worker may still be starting up; the allowance shrinks as it ages.
+        let deadline = self.cfg.timeout + self.cfg.startup_timeout.saturating_sub(worker.age());
         let outcome = match tokio::time::timeout(
-            self.cfg.timeout,
+            deadline,
             worker.exchange(id, &request, self.cfg.max_line_bytes),
         )
         .await
         {
             Ok(outcome) => outcome,
             Err(_) => Attempt::Fault(format!(
-                "worker did not answer within the timeout ({:?})",
-                self.cfg.timeout
+                "worker did not answer within the timeout ({deadline:?})"
             )),
         };
         if matches!(outcome, Attempt::Fault(_))
@@ -291,8 +308,9 @@ mod tests {
     #[test]
     fn keys_spread_and_are_stable() {
         assert_eq!(slot_for_key(b"abc", 4), slot_for_key(b"abc", 4));
-        let used: std::collections::HashSet<_> =
-            (0..100).map(|i| slot_for_key(format!("k{i}").as_bytes(), 4)).collect();
+        let used: std::collections::HashSet<_> = (0..100)
+            .map(|i| slot_for_key(format!("k{i}").as_bytes(), 4))
+            .collect();
         assert_eq!(used.len(), 4);
         assert_eq!(slot_for_key(b"", 1), 0);
     }

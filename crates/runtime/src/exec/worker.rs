@@ -3,7 +3,7 @@
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -37,6 +37,7 @@ pub(crate) struct Worker {
     stdout: BufReader<ChildStdout>,
     pid: u32,
     index: usize,
+    started: Instant,
     stderr_task: Option<JoinHandle<()>>,
     last_stderr: Arc<Mutex<Option<String>>>,
     line: Vec<u8>,
@@ -89,10 +90,16 @@ impl Worker {
             stdout: BufReader::new(stdout),
             pid,
             index,
+            started: Instant::now(),
             stderr_task: Some(stderr_task),
             last_stderr,
             line: Vec::new(),
         })
+    }
+
+    /// How long this process has been running.
+    pub(crate) fn age(&self) -> Duration {
+        self.started.elapsed()
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -116,7 +123,10 @@ impl Worker {
             Err(e) => Err(e),
         };
         if let Err(e) = written {
-            return Attempt::Fault(self.death_reason(&format!("cannot write to worker: {e}")).await);
+            return Attempt::Fault(
+                self.death_reason(&format!("cannot write to worker: {e}"))
+                    .await,
+            );
         }
         loop {
             self.line.clear();
@@ -323,7 +333,9 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let mut buf = Vec::new();
-            let res = read_line_bounded(&mut r, &mut buf, max).await.expect("read");
+            let res = read_line_bounded(&mut r, &mut buf, max)
+                .await
+                .expect("read");
             let done = res != LineRead::Line;
             out.push((res, buf));
             if done {
@@ -345,17 +357,26 @@ mod tests {
         let got = lines(b"ab\ncdefgh\n", 5).await;
         assert_eq!(got[1].0, LineRead::TooLong);
         assert!(got[1].1.len() <= 5);
-        assert_eq!(lines(b"tail", 10).await, vec![(LineRead::Eof, b"tail".to_vec())]);
+        assert_eq!(
+            lines(b"tail", 10).await,
+            vec![(LineRead::Eof, b"tail".to_vec())]
+        );
     }
 
     #[tokio::test]
     async fn skip_then_continue() {
         let mut r = BufReader::with_capacity(3, &b"0123456789\nok\n"[..]);
         let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).await.expect("read"), LineRead::TooLong);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).await.expect("read"),
+            LineRead::TooLong
+        );
         assert!(skip_line(&mut r).await.expect("skip"));
         buf.clear();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).await.expect("read"), LineRead::Line);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).await.expect("read"),
+            LineRead::Line
+        );
         assert_eq!(buf, b"ok");
     }
 }
