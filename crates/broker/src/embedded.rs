@@ -41,7 +41,7 @@ impl EmbeddedBroker {
     pub fn open(dir: &Path) -> Result<EmbeddedBroker, BrokerError> {
         let (store, report) = Store::open(dir, StoreOptions::default())?;
         for t in &report.truncated {
-            tracing::warn!("recovery: {t}");
+            tracing::warn!("recovery: {t:?}");
         }
         Ok(EmbeddedBroker::from_store(Arc::new(store)))
     }
@@ -210,9 +210,19 @@ impl Broker for EmbeddedBroker {
         }
         let total: usize = by_partition.values().map(|(r, _)| r.len()).sum();
         let delivered = blocking(move || {
-            let mut out = vec![Delivered { partition: 0, offset: 0 }; total];
+            let mut out = vec![
+                Delivered {
+                    partition: 0,
+                    offset: 0
+                };
+                total
+            ];
             for (p, (recs, idx)) in by_partition {
-                let base = t.partition(p).map_err(map_store)?.append(&recs).map_err(map_store)?;
+                let base = t
+                    .partition(p)
+                    .map_err(map_store)?
+                    .append(&recs)
+                    .map_err(map_store)?;
                 for (j, i) in idx.into_iter().enumerate() {
                     out[i] = Delivered {
                         partition: i32::try_from(p).unwrap_or(i32::MAX),
@@ -285,7 +295,9 @@ pub struct EmbeddedConsumer {
 impl EmbeddedConsumer {
     fn start_position(&self, tp: &TopicPartition) -> Result<u64, BrokerError> {
         let t = self.broker.topic(&tp.topic)?;
-        let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+        let part = t
+            .partition(partition_index(tp.partition)?)
+            .map_err(map_store)?;
         if let Some(g) = &self.config.group
             && let Some(o) = self.broker.inner.store.committed_offset(
                 g,
@@ -324,7 +336,10 @@ impl EmbeddedConsumer {
                 for t in &self.config.topics {
                     let topic = self.broker.topic(t)?;
                     for p in 0..topic.partition_count() {
-                        all.push(TopicPartition::new(t.clone(), i32::try_from(p).unwrap_or(i32::MAX)));
+                        all.push(TopicPartition::new(
+                            t.clone(),
+                            i32::try_from(p).unwrap_or(i32::MAX),
+                        ));
                     }
                 }
                 all
@@ -371,7 +386,9 @@ impl EmbeddedConsumer {
             let tp = &tps[(start + i) % tps.len()];
             let pos = self.positions.get(tp).copied().unwrap_or(0);
             let t = self.broker.topic(&tp.topic)?;
-            let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+            let part = t
+                .partition(partition_index(tp.partition)?)
+                .map_err(map_store)?;
             if pos >= part.end_offset() {
                 continue;
             }
@@ -407,6 +424,7 @@ impl Consumer for EmbeddedConsumer {
             .iter()
             .map(|t| self.broker.notifier(t))
             .collect();
+        let inner = self.broker.inner.clone();
         loop {
             // Register for wake-ups before looking, so an append between the look and
             // the wait is not missed.
@@ -414,7 +432,7 @@ impl Consumer for EmbeddedConsumer {
             for w in &mut waits {
                 w.as_mut().enable();
             }
-            let group_wait = self.broker.inner.group_change.notified();
+            let group_wait = inner.group_change.notified();
             tokio::pin!(group_wait);
             group_wait.as_mut().enable();
 
@@ -478,7 +496,9 @@ impl Consumer for EmbeddedConsumer {
             )));
         }
         let t = self.broker.topic(&tp.topic)?;
-        let part = t.partition(partition_index(tp.partition)?).map_err(map_store)?;
+        let part = t
+            .partition(partition_index(tp.partition)?)
+            .map_err(map_store)?;
         let pos = match to {
             Seek::Beginning => part.start_offset(),
             Seek::End => part.end_offset(),

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The embedded store's data directory unless told otherwise.
+pub const DEFAULT_DATA: &str = "./millrace-data";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "millrace",
@@ -24,7 +27,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Data directory of the embedded store.
-    #[arg(long, global = true, env = "MILLRACE_DATA", default_value = "./millrace-data")]
+    #[arg(long, global = true, env = "MILLRACE_DATA", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
     /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT]); selects the Kafka backend.
     #[arg(long = "bootstrap-server", global = true, env = "MILLRACE_BOOTSTRAP")]
@@ -51,9 +54,7 @@ pub enum Command {
     /// Run a pipeline file.
     Run(RunArgs),
     /// Check a pipeline file and report every error in it.
-    Validate {
-        file: PathBuf,
-    },
+    Validate { file: PathBuf },
     /// Draw a pipeline's DAG.
     Graph {
         file: PathBuf,

@@ -20,16 +20,15 @@ pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Broker>> {
     }
     match EmbeddedBroker::open(&g.data) {
         Ok(b) => Ok(Arc::new(b)),
-        Err(BrokerError::Store(StoreError::Locked { .. })) => {
-            let remote = millrace_broker::remote::RemoteBroker::connect(&g.data)
-                .await
-                .with_context(|| {
-                    format!(
-                        "{} is held by another millrace process and its endpoint does not answer",
-                        g.data.display()
-                    )
-                })?;
-            Ok(Arc::new(remote))
+        Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
+            // A running pipeline serves the store it holds; anything else holding it
+            // (another consume, a crashed holder's leftovers) gets named.
+            match millrace_broker::remote::RemoteBroker::connect(&g.data).await {
+                Ok(remote) => Ok(Arc::new(remote)),
+                Err(_) => Err(anyhow::anyhow!(
+                    "{locked}; it does not serve the store to other commands (only `millrace run` does)"
+                )),
+            }
         }
         Err(e) => Err(e).with_context(|| format!("cannot open {}", g.data.display())),
     }
@@ -49,17 +48,17 @@ pub fn client_properties(g: &Global) -> anyhow::Result<BTreeMap<String, String>>
 
 /// Kafka's `.properties` format: `key=value` or `key: value` lines, `#`/`!` comments.
 pub fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
-        let split = line.find(['=', ':']).with_context(|| {
-            format!("{}:{}: expected key=value", path.display(), i + 1)
-        })?;
+        let split = line
+            .find(['=', ':'])
+            .with_context(|| format!("{}:{}: expected key=value", path.display(), i + 1))?;
         out.insert(
             line[..split].trim().to_string(),
             line[split + 1..].trim().to_string(),
@@ -68,9 +67,28 @@ pub fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String
     Ok(out)
 }
 
-#[cfg(feature = "kafka")]
+/// Kafka with extra client properties (from a pipeline file) under the CLI's.
+pub async fn connect_with_properties(
+    g: &Global,
+    extra: BTreeMap<String, String>,
+) -> anyhow::Result<Arc<dyn Broker>> {
+    match &g.bootstrap_server {
+        Some(b) => connect_kafka_props(g, b, extra).await,
+        None => connect(g).await,
+    }
+}
+
 async fn connect_kafka(g: &Global, bootstrap: &str) -> anyhow::Result<Arc<dyn Broker>> {
-    let props = client_properties(g)?;
+    connect_kafka_props(g, bootstrap, BTreeMap::new()).await
+}
+
+#[cfg(feature = "kafka")]
+async fn connect_kafka_props(
+    g: &Global,
+    bootstrap: &str,
+    mut props: BTreeMap<String, String>,
+) -> anyhow::Result<Arc<dyn Broker>> {
+    props.extend(client_properties(g)?);
     let b = millrace_broker::kafka::KafkaBroker::connect(
         bootstrap,
         props,
@@ -81,8 +99,15 @@ async fn connect_kafka(g: &Global, bootstrap: &str) -> anyhow::Result<Arc<dyn Br
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn connect_kafka(g: &Global, _bootstrap: &str) -> anyhow::Result<Arc<dyn Broker>> {
-    let _ = (client_properties(g)?, Duration::from_millis(g.connect_timeout_ms));
+async fn connect_kafka_props(
+    g: &Global,
+    _bootstrap: &str,
+    _props: BTreeMap<String, String>,
+) -> anyhow::Result<Arc<dyn Broker>> {
+    let _ = (
+        client_properties(g)?,
+        Duration::from_millis(g.connect_timeout_ms),
+    );
     anyhow::bail!(
         "this millrace was built without Kafka support; rebuild with `cargo build --release --features kafka`"
     )

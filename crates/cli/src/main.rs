@@ -12,6 +12,7 @@ mod args;
 mod bench;
 mod cmd;
 mod connect;
+mod http;
 
 use clap::Parser;
 

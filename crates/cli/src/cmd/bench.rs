@@ -4,7 +4,9 @@ use crate::args::{BenchArgs, BenchKind, Global};
 use crate::bench;
 
 pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("millrace-bench").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("millrace-bench")
+        .tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let rows = match args.which {
         BenchKind::Log => {
@@ -16,7 +18,9 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
             kafka_rows(&bootstrap).await?
         }
         BenchKind::Pipeline => bench::pipeline::run(&dir).await?,
-        BenchKind::Coordinated => anyhow::bail!("bench coordinated needs join and reduce, which are not built yet"),
+        BenchKind::Coordinated => {
+            anyhow::bail!("bench coordinated needs join and reduce, which are not built yet")
+        }
     };
     bench::print_rows(&rows, args.json);
     Ok(())

@@ -52,7 +52,10 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.partition {
         let tp = TopicPartition::new(args.topic.clone(), p);
         if !consumer.assignment().contains(&tp) {
-            anyhow::bail!("partition {p} of '{}' is not available to this consumer", args.topic);
+            anyhow::bail!(
+                "partition {p} of '{}' is not available to this consumer",
+                args.topic
+            );
         }
         let to = match args.offset {
             Some(o) => Seek::Offset(o),

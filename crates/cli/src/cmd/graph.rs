@@ -25,7 +25,9 @@ pub fn graph(file: &Path, format: GraphFormat) -> anyhow::Result<()> {
     let text = match format {
         GraphFormat::Mermaid => millrace_pipeline::graph::to_mermaid(&plan),
         GraphFormat::Dot => millrace_pipeline::graph::to_dot(&plan),
-        GraphFormat::Json => serde_json::to_string_pretty(&millrace_pipeline::graph::to_json(&plan))?,
+        GraphFormat::Json => {
+            serde_json::to_string_pretty(&millrace_pipeline::graph::to_json(&plan))?
+        }
     };
     println!("{text}");
     Ok(())

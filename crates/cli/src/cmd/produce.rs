@@ -39,9 +39,7 @@ pub async fn run(broker: &dyn Broker, args: ProduceArgs) -> anyhow::Result<()> {
             "key.separator" => reader.separator = v,
             // Accepted for compatibility with kafka-console-producer; nothing to do.
             "ignore.error" | "parse.headers" => {}
-            other => anyhow::bail!(
-                "unknown --property '{other}'; known: parse.key, key.separator"
-            ),
+            other => anyhow::bail!("unknown --property '{other}'; known: parse.key, key.separator"),
         }
     }
     if reader.separator.is_empty() {
@@ -83,7 +81,12 @@ pub async fn run(broker: &dyn Broker, args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 impl Reader {
-    fn record(&self, line_no: usize, line: Vec<u8>, partition: Option<i32>) -> anyhow::Result<ProduceRecord> {
+    fn record(
+        &self,
+        line_no: usize,
+        line: Vec<u8>,
+        partition: Option<i32>,
+    ) -> anyhow::Result<ProduceRecord> {
         let mut r = if self.parse_key {
             let sep = self.separator.as_bytes();
             let at = line

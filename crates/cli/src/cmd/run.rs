@@ -1,8 +1,139 @@
-//! `millrace run FILE [--batch]`.
+//! `millrace run FILE [--batch]`: validates the file, opens the backend, serves the
+//! local endpoint (embedded store) and HTTP, and runs the stages until the batch is
+//! done or SIGINT/SIGTERM arrives.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use millrace_broker::Broker;
+use millrace_runtime::{RunOptions, Runtime};
+use tokio::sync::watch;
 
 use crate::args::{Global, RunArgs};
+use crate::http;
 
-pub async fn run(_g: &Global, args: RunArgs) -> anyhow::Result<i32> {
-    let _plan = super::graph::load(&args.file)?;
-    anyhow::bail!("run: not wired yet")
+pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
+    let plan = super::graph::load(&args.file)?;
+    let graph = Arc::new(millrace_pipeline::graph::to_json(&plan));
+    let spec = millrace_runtime::build::from_plan(&plan)
+        .with_context(|| format!("cannot start {}", args.file.display()))?;
+    let dead_letter = spec.dead_letter.clone();
+    let runtime = Runtime::new(spec);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(watch_signals(stop_tx.clone()));
+
+    // Kafka when asked for (flag, env, or the file's backend); otherwise the embedded
+    // store, held by this process and served to the other terminals.
+    let (file_bootstrap, file_props) = match &plan.backend {
+        millrace_pipeline::Backend::Kafka {
+            bootstrap,
+            properties,
+        } => (Some(bootstrap.clone()), properties.clone()),
+        _ => (None, Default::default()),
+    };
+    let bootstrap = g.bootstrap_server.clone().or(file_bootstrap);
+    // The file may name its own data directory; an explicit --data / MILLRACE_DATA wins.
+    let mut g = g.clone();
+    if let millrace_pipeline::Backend::EmbeddedAt { data } = &plan.backend
+        && g.data == std::path::Path::new(crate::args::DEFAULT_DATA)
+    {
+        g.data = data.clone();
+    }
+    let g = &g;
+    let mut endpoint = None;
+    let broker: Arc<dyn Broker> = match bootstrap {
+        Some(b) => {
+            let mut g2 = g.clone();
+            g2.bootstrap_server = Some(b);
+            crate::connect::connect_with_properties(&g2, file_props).await?
+        }
+        None => {
+            let embedded = Arc::new(crate::connect::open_embedded(g)?);
+            let served: Arc<dyn Broker> = embedded.clone();
+            let dir = g.data.clone();
+            let mut stop = stop_rx.clone();
+            endpoint = Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = millrace_broker::remote::serve(served, &dir, shutdown).await {
+                    tracing::warn!(
+                        "local endpoint not served ({e}); other terminals cannot reach this store while it runs"
+                    );
+                }
+            }));
+            embedded
+        }
+    };
+
+    if !args.no_http {
+        let state = http::AppState {
+            graph,
+            run: runtime.state(),
+            broker: broker.clone(),
+            prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("cannot install the metrics recorder")?,
+            dead_letter,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut stop = stop_rx.clone();
+        let addr = args.http.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = http::serve(&addr, state, tx, shutdown).await {
+                tracing::warn!("{e:#}");
+            }
+        });
+        if let Ok(addr) = rx.await {
+            eprintln!("millrace: serving http://{addr}/ (metrics at /metrics)");
+        }
+    }
+
+    let opts = RunOptions {
+        batch: args.batch,
+        ..RunOptions::default()
+    };
+    let result = runtime.run(broker, opts, stop_rx).await;
+    let _ = stop_tx.send(true);
+    if let Some(e) = endpoint {
+        let _ = e.await;
+    }
+    let summary = result?;
+    print_summary(&summary);
+    Ok(0)
+}
+
+fn print_summary(s: &millrace_runtime::RunSummary) {
+    eprintln!(
+        "{:<24} {:<9} {:>10} {:>10} {:>10} {:>13} {:>10}",
+        "stage", "pattern", "in", "out", "filtered", "dead-lettered", "emitted"
+    );
+    for st in &s.stages {
+        let c = &st.counters;
+        eprintln!(
+            "{:<24} {:<9} {:>10} {:>10} {:>10} {:>13} {:>10}",
+            st.name, st.kind, c.records_in, c.out, c.filtered, c.dead_lettered, c.emitted
+        );
+    }
+}
+
+/// SIGINT or SIGTERM: stop reading, finish the batch in hand, commit it, exit 0.
+async fn watch_signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("millrace: stopping (finishing the batch in hand)");
+    let _ = stop.send(true);
 }

@@ -11,8 +11,15 @@ pub async fn run(broker: &dyn Broker, file: Option<&Path>) -> anyhow::Result<()>
         None => {
             for t in broker.list_topics().await? {
                 let d = broker.describe_topic(&t).await?;
-                let records: i64 = d.partitions.iter().map(|p| p.end_offset - p.start_offset).sum();
-                println!("topic {t}: {} partitions, {records} records", d.partitions.len());
+                let records: i64 = d
+                    .partitions
+                    .iter()
+                    .map(|p| p.end_offset - p.start_offset)
+                    .sum();
+                println!(
+                    "topic {t}: {} partitions, {records} records",
+                    d.partitions.len()
+                );
             }
         }
         Some(file) => {
@@ -37,7 +44,7 @@ pub async fn run(broker: &dyn Broker, file: Option<&Path>) -> anyhow::Result<()>
                 println!(
                     "stage {} ({}): group {group}, reads {}, lag {lag}",
                     stage.name,
-                    stage.kind_name(),
+                    stage.kind.name(),
                     stage.inputs.join(",")
                 );
             }

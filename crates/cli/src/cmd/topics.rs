@@ -57,7 +57,9 @@ pub async fn run(broker: &dyn Broker, cmd: TopicsCommand) -> anyhow::Result<()> 
                     "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tStartOffset: {}\tEndOffset: {}",
                     d.name,
                     p.partition,
-                    p.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+                    p.leader
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "none".into()),
                     replicas.join(","),
                     p.start_offset,
                     p.end_offset

@@ -1,0 +1,350 @@
+//! The CLI as a user meets it: the book's console session, Kafka-style flags and clear
+//! errors. Each test runs against every backend (the embedded store, and Kafka when
+//! MILLRACE_TEST_BOOTSTRAP is set — always in CI).
+
+mod common;
+
+use common::*;
+
+/// The book's hands-on: a topic with 10 partitions, five messages typed into the
+/// producer, read back from the beginning.
+#[test]
+fn book_console_session_photos_topic() {
+    for b in Backend::all() {
+        let t = b.topic("photos-topic");
+        let out = b.ok(
+            &["topics", "create", "--topic", &t, "--partitions", "10"],
+            b"",
+        );
+        assert!(
+            stdout(&out).contains(&format!("Created topic {t}.")),
+            "[{}]",
+            b.name
+        );
+        let list = stdout(&b.ok(&["topics", "list"], b""));
+        assert!(list.lines().any(|l| l == t), "[{}] list: {list}", b.name);
+        b.ok(
+            &["produce", "--topic", &t],
+            b"photo-1.jpg\nphoto-2.jpg\nphoto-3.jpg\nphoto-4.jpg\nphoto-5.jpg\n",
+        );
+        let out = b.ok(
+            &[
+                "consume",
+                "--topic",
+                &t,
+                "--from-beginning",
+                "--timeout-ms",
+                "3000",
+            ],
+            b"",
+        );
+        let mut got: Vec<String> = stdout(&out).lines().map(String::from).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "photo-1.jpg",
+                "photo-2.jpg",
+                "photo-3.jpg",
+                "photo-4.jpg",
+                "photo-5.jpg"
+            ],
+            "[{}]",
+            b.name
+        );
+        assert!(
+            stderr(&out).contains("Processed a total of 5 messages"),
+            "[{}] stderr: {}",
+            b.name,
+            stderr(&out)
+        );
+        let d = stdout(&b.ok(&["topics", "describe", "--topic", &t], b""));
+        assert!(d.contains("PartitionCount: 10"), "[{}] {d}", b.name);
+        let ends: i64 = d
+            .lines()
+            .filter_map(|l| l.split("EndOffset: ").nth(1))
+            .map(|e| e.trim().parse::<i64>().expect("end offset"))
+            .sum();
+        assert_eq!(ends, 5, "[{}] {d}", b.name);
+    }
+}
+
+#[test]
+fn keys_are_parsed_and_printed_and_land_where_kafka_puts_them() {
+    for b in Backend::all() {
+        let t = b.topic("keyed");
+        b.ok(
+            &["topics", "create", "--topic", &t, "--partitions", "4"],
+            b"",
+        );
+        b.ok(
+            &[
+                "produce",
+                "--topic",
+                &t,
+                "--property",
+                "parse.key=true",
+                "--property",
+                "key.separator=:",
+            ],
+            b"alice:1\nbob:2\nalice:3\n",
+        );
+        let out = b.ok(
+            &[
+                "consume",
+                "--topic",
+                &t,
+                "--from-beginning",
+                "--timeout-ms",
+                "3000",
+                "--property",
+                "print.key=true",
+                "--property",
+                "print.partition=true",
+            ],
+            b"",
+        );
+        let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+        assert_eq!(lines.len(), 3, "[{}] {lines:?}", b.name);
+        // Java's client puts "alice" in partition 3 and "bob" in 2 of 4 (murmur2).
+        let alice: Vec<&String> = lines.iter().filter(|l| l.contains("alice\t")).collect();
+        assert_eq!(alice.len(), 2);
+        let p_alice = millrace_store::partition_for_key(b"alice", 4);
+        let p_bob = millrace_store::partition_for_key(b"bob", 4);
+        assert!(
+            alice
+                .iter()
+                .all(|l| l.starts_with(&format!("Partition:{p_alice}\t"))),
+            "[{}] {lines:?}",
+            b.name
+        );
+        // Order within the key's partition is kept.
+        assert!(
+            alice[0].ends_with("\t1") && alice[1].ends_with("\t3"),
+            "[{}] {lines:?}",
+            b.name
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| *l == format!("Partition:{p_bob}\tbob\t2")),
+            "[{}] {lines:?}",
+            b.name
+        );
+    }
+}
+
+#[test]
+fn missing_key_separator_is_a_clear_error() {
+    let b = Backend::embedded();
+    b.ok(
+        &["topics", "create", "--topic", "k", "--partitions", "1"],
+        b"",
+    );
+    let out = b.run(
+        &["produce", "--topic", "k", "--property", "parse.key=true"],
+        b"no-separator-here\n",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("line 1") && err.contains("separator"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+}
+
+#[test]
+fn consumer_group_continues_where_it_stopped() {
+    for b in Backend::all() {
+        let t = b.topic("grouped");
+        let g = b.topic("readers");
+        b.ok(
+            &["topics", "create", "--topic", &t, "--partitions", "3"],
+            b"",
+        );
+        let input: String = (1..=10).map(|i| format!("m{i}\n")).collect();
+        b.ok(&["produce", "--topic", &t], input.as_bytes());
+        let first = b.ok(
+            &[
+                "consume",
+                "--topic",
+                &t,
+                "--group",
+                &g,
+                "--from-beginning",
+                "--max-messages",
+                "4",
+                "--timeout-ms",
+                "5000",
+            ],
+            b"",
+        );
+        assert_eq!(stdout(&first).lines().count(), 4, "[{}]", b.name);
+        assert!(stderr(&first).contains("Processed a total of 4 messages"));
+        let second = b.ok(
+            &[
+                "consume",
+                "--topic",
+                &t,
+                "--group",
+                &g,
+                "--from-beginning",
+                "--timeout-ms",
+                "3000",
+            ],
+            b"",
+        );
+        let mut all: Vec<String> = stdout(&first)
+            .lines()
+            .chain(stdout(&second).lines())
+            .map(String::from)
+            .collect();
+        all.sort();
+        let mut want: Vec<String> = (1..=10).map(|i| format!("m{i}")).collect();
+        want.sort();
+        assert_eq!(
+            all, want,
+            "[{}] the two runs together read each record once",
+            b.name
+        );
+    }
+}
+
+#[test]
+fn replication_factor_above_one_is_refused_on_the_embedded_store() {
+    let b = Backend::embedded();
+    let out = b.run(
+        &[
+            "topics",
+            "create",
+            "--topic",
+            "r",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("replication factor 3") && err.contains("Kafka"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    for b in Backend::all() {
+        let t = b.topic("nope");
+        let out = b.run(&["consume", "--topic", &t, "--timeout-ms", "100"], b"");
+        assert!(!out.status.success(), "[{}]", b.name);
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.contains(&t),
+            "[{}] {err}",
+            b.name
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "[{}] {err}", b.name);
+
+        let t = b.topic("twice");
+        b.ok(&["topics", "create", "--topic", &t], b"");
+        let out = b.run(&["topics", "create", "--topic", &t], b"");
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("already exists"),
+            "[{}] {}",
+            b.name,
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn broken_pipe_is_a_normal_exit() {
+    let b = Backend::embedded();
+    b.ok(&["topics", "create", "--topic", "many"], b"");
+    let input: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+    b.ok(&["produce", "--topic", "many"], input.as_bytes());
+    // `millrace consume … | head -1`
+    let mut c = b.cmd();
+    c.args([
+        "consume",
+        "--topic",
+        "many",
+        "--from-beginning",
+        "--timeout-ms",
+        "2000",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).expect("read");
+    drop(out);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn produce_from_file() {
+    for b in Backend::all() {
+        let t = b.topic("from-file");
+        b.ok(
+            &["topics", "create", "--topic", &t, "--partitions", "2"],
+            b"",
+        );
+        let path = b.data_dir().join("input.txt");
+        let input: String = (0..5000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        std::fs::write(&path, input).expect("write");
+        b.ok(
+            &[
+                "produce",
+                "--topic",
+                &t,
+                "--file",
+                path.to_str().expect("path"),
+            ],
+            b"",
+        );
+        let out = b.ok(
+            &[
+                "consume",
+                "--topic",
+                &t,
+                "--from-beginning",
+                "--timeout-ms",
+                "3000",
+            ],
+            b"",
+        );
+        assert_eq!(stdout(&out).lines().count(), 5000, "[{}]", b.name);
+        assert!(stderr(&out).contains("Processed a total of 5000 messages"));
+    }
+}
+
+#[test]
+fn second_opener_names_the_holder() {
+    // A process holding the store without serving it (a crashed holder's endpoint, or
+    // any other holder) leaves other commands with a clear message naming its pid.
+    let b = Backend::embedded();
+    b.ok(&["topics", "create", "--topic", "held"], b"");
+    let mut child = b
+        .cmd()
+        .args(["consume", "--topic", "held", "--timeout-ms", "4000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let out = b.run(&["topics", "list"], b"");
+    let pid = child.id();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&pid.to_string()),
+        "should name pid {pid}: {err}"
+    );
+}

@@ -1,0 +1,159 @@
+//! `--batch` runs: the batch is everything between the committed offsets and the end
+//! offsets of the source topics snapshotted at start.
+//!
+//! A stage is done when, for every partition of each input topic, what has been
+//! committed (by this process or by another instance of the same pipeline) reaches
+//! that topic's target. A source topic's target is the start snapshot; a topic written
+//! by stages gets its target when all of its writers are done — their outputs are
+//! durable by then, so the end offsets at that moment hold the whole batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use millrace_broker::{Broker, ConsumedRecord, TopicPartition};
+
+use crate::error::RuntimeError;
+
+struct Shared {
+    broker: Arc<dyn Broker>,
+    /// Topic → stages that write it.
+    writers: HashMap<String, Vec<String>>,
+    /// Topic → end offset per partition (index = partition).
+    targets: Mutex<HashMap<String, Vec<i64>>>,
+    done: Mutex<HashSet<String>>,
+}
+
+/// Shared by all stage tasks of one `--batch` run.
+#[derive(Clone)]
+pub struct Completion {
+    shared: Arc<Shared>,
+    group: String,
+    inputs: Vec<String>,
+}
+
+/// Builds the completion tracker, snapshotting the source topics' end offsets now.
+pub async fn start(
+    broker: Arc<dyn Broker>,
+    writers: HashMap<String, Vec<String>>,
+    sources: &[String],
+) -> Result<Arc<CompletionRoot>, RuntimeError> {
+    let mut targets = HashMap::new();
+    for t in sources {
+        targets.insert(t.clone(), end_offsets(broker.as_ref(), t).await?);
+    }
+    Ok(Arc::new(CompletionRoot {
+        shared: Arc::new(Shared {
+            broker,
+            writers,
+            targets: Mutex::new(targets),
+            done: Mutex::new(HashSet::new()),
+        }),
+    }))
+}
+
+pub struct CompletionRoot {
+    shared: Arc<Shared>,
+}
+
+impl CompletionRoot {
+    pub fn for_stage(&self, group: String, inputs: Vec<String>) -> Completion {
+        Completion {
+            shared: self.shared.clone(),
+            group,
+            inputs,
+        }
+    }
+
+    /// The source snapshot, for the run summary.
+    pub fn targets(&self) -> HashMap<String, Vec<i64>> {
+        lock(&self.shared.targets).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn end_offsets(broker: &dyn Broker, topic: &str) -> Result<Vec<i64>, RuntimeError> {
+    let d = broker.describe_topic(topic).await?;
+    let mut ends = vec![0; d.partitions.len()];
+    for p in d.partitions {
+        if let Some(slot) = usize::try_from(p.partition)
+            .ok()
+            .and_then(|i| ends.get_mut(i))
+        {
+            *slot = p.end_offset;
+        }
+    }
+    Ok(ends)
+}
+
+impl Completion {
+    /// The target of a topic, once it is known.
+    async fn target(&self, topic: &str) -> Result<Option<Vec<i64>>, RuntimeError> {
+        if let Some(t) = lock(&self.shared.targets).get(topic) {
+            return Ok(Some(t.clone()));
+        }
+        let writers_done = {
+            let done = lock(&self.shared.done);
+            self.shared
+                .writers
+                .get(topic)
+                .is_none_or(|ws| ws.iter().all(|w| done.contains(w)))
+        };
+        if !writers_done {
+            return Ok(None);
+        }
+        let ends = end_offsets(self.shared.broker.as_ref(), topic).await?;
+        lock(&self.shared.targets).insert(topic.to_string(), ends.clone());
+        Ok(Some(ends))
+    }
+
+    /// True when every input partition has been processed up to its target.
+    pub async fn is_done(
+        &self,
+        _assignment: &[TopicPartition],
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<bool, RuntimeError> {
+        for topic in &self.inputs {
+            let Some(target) = self.target(topic).await? else {
+                return Ok(false);
+            };
+            let mut committed: Option<Vec<(i32, Option<i64>)>> = None;
+            for (p, end) in target.iter().enumerate() {
+                let tp = TopicPartition::new(topic.clone(), i32::try_from(p).unwrap_or(i32::MAX));
+                if next.get(&tp).copied().unwrap_or(0) >= *end {
+                    continue;
+                }
+                // Perhaps another instance of the pipeline owns the partition.
+                if committed.is_none() {
+                    committed = Some(self.shared.broker.committed(&self.group, topic).await?);
+                }
+                let c = committed
+                    .as_ref()
+                    .and_then(|c| c.iter().find(|(q, _)| *q == tp.partition))
+                    .and_then(|(_, o)| *o)
+                    .unwrap_or(0);
+                if c < *end {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a record belongs to this run's batch.
+    pub fn within(&self, rec: &ConsumedRecord) -> bool {
+        match lock(&self.shared.targets).get(&rec.topic) {
+            Some(t) => usize::try_from(rec.partition)
+                .ok()
+                .and_then(|p| t.get(p))
+                .is_some_and(|end| rec.offset < *end),
+            None => true,
+        }
+    }
+
+    pub fn mark_done(&self, stage: &str) {
+        lock(&self.shared.done).insert(stage.to_string());
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-stage counters.
+//!
+//! Every record a stage reads ends in exactly one bucket, so at any moment
+//! `records_in = out + filtered + dead_lettered + in_flight` (conservation). `out`
+//! counts input records that caused at least one output; `emitted` counts the output
+//! records themselves (a copier to three topics emits three per input).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    records_in: AtomicU64,
+    out: AtomicU64,
+    filtered: AtomicU64,
+    dead_lettered: AtomicU64,
+    emitted: AtomicU64,
+    /// Records read and committed: all of their outputs are durable.
+    committed: AtomicU64,
+}
+
+/// A consistent-enough copy for reports; `in_flight` is derived, never stored, so the
+/// identity holds by construction within one snapshot.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub records_in: u64,
+    pub out: u64,
+    pub filtered: u64,
+    pub dead_lettered: u64,
+    pub in_flight: u64,
+    pub emitted: u64,
+    pub committed: u64,
+}
+
+impl StageCounters {
+    pub fn read(&self, n: u64) {
+        self.records_in.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub fn finish(&self, out: u64, filtered: u64, dead_lettered: u64, emitted: u64) {
+        // Buckets are bumped before anyone can see `in` without them only in the
+        // direction that makes in_flight momentarily larger, never negative.
+        self.out.fetch_add(out, Ordering::AcqRel);
+        self.filtered.fetch_add(filtered, Ordering::AcqRel);
+        self.dead_lettered
+            .fetch_add(dead_lettered, Ordering::AcqRel);
+        self.emitted.fetch_add(emitted, Ordering::AcqRel);
+    }
+
+    pub fn committed(&self, n: u64) {
+        self.committed.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        // Read the buckets first and `in` last: `in` only grows, so in_flight >= 0.
+        let out = self.out.load(Ordering::Acquire);
+        let filtered = self.filtered.load(Ordering::Acquire);
+        let dead_lettered = self.dead_lettered.load(Ordering::Acquire);
+        let emitted = self.emitted.load(Ordering::Acquire);
+        let committed = self.committed.load(Ordering::Acquire);
+        let records_in = self.records_in.load(Ordering::Acquire);
+        CounterSnapshot {
+            records_in,
+            out,
+            filtered,
+            dead_lettered,
+            in_flight: records_in.saturating_sub(out + filtered + dead_lettered),
+            emitted,
+            committed,
+        }
+    }
+}

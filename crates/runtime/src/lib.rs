@@ -1,0 +1,27 @@
+//! millrace-runtime: the batch patterns as running stages.
+//!
+//! Layout:
+//! - `runtime`: runs a pipeline — creates its topics, one task per stage, `--batch`.
+//! - `task`: the stage task: read, process, produce, wait for durability, commit.
+//! - `operator`: what a pattern is (`Operator`) and what it returns per record.
+//! - `patterns/`: copier, filter, splitter, sharder, merger, map — one file each.
+//! - `exec/`: the exec pattern's worker processes (work queue, multi-worker).
+//! - `batch`: completion of a `--batch` run across stages.
+//! - `build`: turns a validated `Plan` into stages.
+//! - `counters`: per-stage counters that obey conservation.
+//! - `dead_letter`: the dead-letter record and its headers.
+//! - `error`: `RuntimeError`.
+
+pub mod batch;
+pub mod build;
+pub mod counters;
+pub mod dead_letter;
+pub mod error;
+pub mod exec;
+pub mod operator;
+pub mod patterns;
+pub mod runtime;
+pub mod task;
+
+pub use error::RuntimeError;
+pub use runtime::{RunOptions, RunSpec, RunState, RunSummary, Runtime, StageDef, TopicDef};

@@ -1,0 +1,281 @@
+//! Runs a pipeline: makes sure its topics exist, starts one task per stage, and in
+//! `--batch` runs stops once every stage has processed the batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use millrace_broker::{Broker, BrokerError, NewTopic};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::batch;
+use crate::counters::{CounterSnapshot, StageCounters};
+use crate::error::RuntimeError;
+use crate::operator::Operator;
+use crate::task::StageTask;
+
+/// A topic the pipeline declares (or that the planner derived).
+#[derive(Clone, Debug)]
+pub struct TopicDef {
+    pub name: String,
+    pub partitions: i32,
+    pub config: BTreeMap<String, String>,
+}
+
+/// A stage ready to run.
+pub struct StageDef {
+    pub name: String,
+    /// The pattern's name, for reports ("copier", "filter", …).
+    pub kind: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub operator: Box<dyn Operator>,
+}
+
+/// Everything needed to run a pipeline.
+pub struct RunSpec {
+    pub pipeline: String,
+    pub dead_letter: String,
+    pub topics: Vec<TopicDef>,
+    pub stages: Vec<StageDef>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Process everything up to the source end offsets seen at start, then stop.
+    pub batch: bool,
+    /// Records per stage batch: the bound on in-flight work.
+    pub max_batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch: false,
+            max_batch: 2048,
+        }
+    }
+}
+
+/// Live view of a run: what `/metrics`, `/api` and the summary read.
+pub struct RunState {
+    pub pipeline: String,
+    pub stages: Vec<StageState>,
+}
+
+pub struct StageState {
+    pub name: String,
+    pub kind: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub counters: Arc<StageCounters>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageSummary {
+    pub name: String,
+    pub kind: String,
+    #[serde(flatten)]
+    pub counters: CounterSnapshot,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub stages: Vec<StageSummary>,
+}
+
+impl RunState {
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            pipeline: self.pipeline.clone(),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| StageSummary {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    counters: s.counters.snapshot(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub struct Runtime {
+    spec: RunSpec,
+    state: Arc<RunState>,
+    counters: Vec<Arc<StageCounters>>,
+}
+
+impl Runtime {
+    pub fn new(spec: RunSpec) -> Runtime {
+        let counters: Vec<Arc<StageCounters>> = spec
+            .stages
+            .iter()
+            .map(|_| Arc::new(StageCounters::default()))
+            .collect();
+        let state = Arc::new(RunState {
+            pipeline: spec.pipeline.clone(),
+            stages: spec
+                .stages
+                .iter()
+                .zip(&counters)
+                .map(|(s, c)| StageState {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    inputs: s.inputs.clone(),
+                    outputs: s.outputs.clone(),
+                    counters: c.clone(),
+                })
+                .collect(),
+        });
+        Runtime {
+            spec,
+            state,
+            counters,
+        }
+    }
+
+    pub fn state(&self) -> Arc<RunState> {
+        self.state.clone()
+    }
+
+    /// Creates the declared topics that do not exist yet; a declared topic that exists
+    /// with another partition count is an error (nothing is started then).
+    pub async fn ensure_topics(&self, broker: &dyn Broker) -> Result<(), RuntimeError> {
+        let mut wanted = self.spec.topics.clone();
+        if !wanted.iter().any(|t| t.name == self.spec.dead_letter) {
+            wanted.push(TopicDef {
+                name: self.spec.dead_letter.clone(),
+                partitions: 1,
+                config: BTreeMap::new(),
+            });
+        }
+        for t in &wanted {
+            match broker.describe_topic(&t.name).await {
+                Ok(d) => {
+                    if usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
+                        return Err(RuntimeError::PartitionMismatch {
+                            topic: t.name.clone(),
+                            declared: t.partitions,
+                            actual: d.partitions.len(),
+                        });
+                    }
+                }
+                Err(BrokerError::UnknownTopic(_)) => {
+                    let mut new = NewTopic::new(t.name.clone(), t.partitions);
+                    new.config = t.config.clone();
+                    match broker.create_topic(&new).await {
+                        Ok(()) | Err(BrokerError::TopicExists(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until every stage is done (`--batch`) or `stop` turns true, then returns the
+    /// per-stage summary. The first stage that fails stops the others; its error is
+    /// returned, with nothing committed past what was durable.
+    pub async fn run(
+        self,
+        broker: Arc<dyn Broker>,
+        opts: RunOptions,
+        stop: watch::Receiver<bool>,
+    ) -> Result<RunSummary, RuntimeError> {
+        self.ensure_topics(broker.as_ref()).await?;
+        let Runtime {
+            spec,
+            state,
+            counters,
+        } = self;
+        let mut writers: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &spec.stages {
+            for o in &s.outputs {
+                writers.entry(o.clone()).or_default().push(s.name.clone());
+            }
+        }
+        let completion = if opts.batch {
+            let sources: Vec<String> = spec
+                .stages
+                .iter()
+                .flat_map(|s| s.inputs.iter())
+                .filter(|t| !writers.contains_key(*t))
+                .cloned()
+                .collect();
+            Some(batch::start(broker.clone(), writers.clone(), &sources).await?)
+        } else {
+            None
+        };
+
+        // A stage failure stops the others through this channel, as does the caller.
+        let (inner_stop_tx, inner_stop) = watch::channel(false);
+        let mut outer = stop.clone();
+        let forward = inner_stop_tx.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                if *outer.borrow() {
+                    let _ = forward.send(true);
+                    return;
+                }
+                if outer.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let mut handles = Vec::new();
+        for (stage, counters) in spec.stages.into_iter().zip(counters) {
+            let group = format!("{}.{}", spec.pipeline, stage.name);
+            let task = StageTask {
+                pipeline: spec.pipeline.clone(),
+                stage: stage.name.clone(),
+                completion: completion
+                    .as_ref()
+                    .map(|c| c.for_stage(group, stage.inputs.clone())),
+                inputs: stage.inputs,
+                outputs: stage.outputs,
+                dead_letter: spec.dead_letter.clone(),
+                operator: stage.operator,
+                counters,
+                broker: broker.clone(),
+                max_batch: opts.max_batch,
+                stop: inner_stop.clone(),
+            };
+            let name = stage.name;
+            let stopper = inner_stop_tx.clone();
+            handles.push(tokio::spawn(async move {
+                let r = task.run().await;
+                if r.is_err() {
+                    let _ = stopper.send(true);
+                }
+                r.map_err(|e| RuntimeError::StageFailed {
+                    stage: name,
+                    source: Box::new(e),
+                })
+            }));
+        }
+        let mut first_error = None;
+        for h in handles {
+            let r = h.await.unwrap_or_else(|e| {
+                Err(RuntimeError::Stage {
+                    stage: "?".into(),
+                    message: format!("task panicked: {e}"),
+                })
+            });
+            if let Err(e) = r
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        forwarder.abort();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(state.summary()),
+        }
+    }
+}

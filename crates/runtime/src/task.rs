@@ -1,0 +1,205 @@
+//! The stage task: read a batch, let the pattern process it, produce its outputs, wait
+//! until they are durable, then commit the inputs.
+//!
+//! Invariants:
+//! - an input offset is committed only after every output it caused (including its
+//!   dead-letter record) is acknowledged durable — at-least-once;
+//! - one batch is in flight per stage, of at most `max_batch` records, so memory is
+//!   bounded and a slow stage slows its inputs (it simply reads less often);
+//! - outputs are produced in input order per output topic, and records of one input
+//!   partition without a key stay together in one output partition, so order per
+//!   partition is kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace_broker::{
+    Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition,
+};
+use tokio::sync::watch;
+
+use crate::batch::Completion;
+use crate::counters::StageCounters;
+use crate::dead_letter;
+use crate::error::RuntimeError;
+use crate::operator::{Emit, Operator, Outcome};
+
+/// Everything a stage task needs.
+pub struct StageTask {
+    pub pipeline: String,
+    pub stage: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub dead_letter: String,
+    pub operator: Box<dyn Operator>,
+    pub counters: Arc<StageCounters>,
+    pub broker: Arc<dyn Broker>,
+    pub max_batch: usize,
+    /// In `--batch` runs: when this stage is done.
+    pub completion: Option<Completion>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl StageTask {
+    pub fn group(&self) -> String {
+        format!("{}.{}", self.pipeline, self.stage)
+    }
+
+    pub async fn run(mut self) -> Result<(), RuntimeError> {
+        let group = self.group();
+        let mut config = ConsumerConfig::new(self.inputs.clone());
+        config.group = Some(group.clone());
+        config.offset_reset = OffsetReset::Earliest;
+        let mut consumer = self.broker.consumer(config).await?;
+        let mut partitions_of: HashMap<String, i32> = HashMap::new();
+        for t in self
+            .outputs
+            .iter()
+            .chain(std::iter::once(&self.dead_letter))
+        {
+            let d = self.broker.describe_topic(t).await?;
+            partitions_of.insert(t.clone(), i32::try_from(d.partitions.len()).unwrap_or(1));
+        }
+        // Where each input partition stands: the next offset to process.
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for t in &self.inputs {
+            let committed = self.broker.committed(&group, t).await?;
+            let d = self.broker.describe_topic(t).await?;
+            for p in &d.partitions {
+                let c = committed
+                    .iter()
+                    .find(|(q, _)| *q == p.partition)
+                    .and_then(|(_, o)| *o)
+                    .unwrap_or(p.start_offset);
+                next.insert(
+                    TopicPartition::new(t.clone(), p.partition),
+                    c.max(p.start_offset),
+                );
+            }
+        }
+
+        let result = self
+            .run_loop(consumer.as_mut(), &partitions_of, &mut next)
+            .await;
+        self.operator.shutdown().await;
+        let _ = consumer.close().await;
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        consumer: &mut dyn millrace_broker::Consumer,
+        partitions_of: &HashMap<String, i32>,
+        next: &mut BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), RuntimeError> {
+        let mut emits: Vec<Emit> = Vec::with_capacity(self.max_batch);
+        loop {
+            if *self.stop.borrow() {
+                return Ok(());
+            }
+            if let Some(c) = &self.completion
+                && c.is_done(&consumer.assignment(), next).await?
+            {
+                c.mark_done(&self.stage);
+                return Ok(());
+            }
+            let mut stop = self.stop.clone();
+            let polled = tokio::select! {
+                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => r?,
+                _ = stop.changed() => return Ok(()),
+            };
+            for _ in consumer.take_rebalances() {
+                // Nothing is held between batches, so a rebalance needs no hand-over:
+                // the previous batch is already committed.
+            }
+            if polled.is_empty() {
+                continue;
+            }
+            // In a --batch run, records past the snapshot belong to the next run.
+            let batch: Vec<ConsumedRecord> = match &self.completion {
+                Some(c) => polled.into_iter().filter(|r| c.within(r)).collect(),
+                None => polled,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            self.counters.read(batch.len() as u64);
+            emits.clear();
+            let outcomes = self.operator.process(&batch, &mut emits).await;
+            if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
+                // Stopping mid-batch: nothing of it is produced or committed.
+                return Ok(());
+            }
+            let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
+            let mut dead = Vec::new();
+            let (mut out, mut filtered, mut failed) = (0u64, 0u64, 0u64);
+            let mut emitted = 0u64;
+            let mut emit_iter = emits.drain(..);
+            for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
+                match outcome {
+                    Outcome::Emitted(0) => filtered += 1,
+                    Outcome::Emitted(n) => {
+                        out += 1;
+                        for e in emit_iter.by_ref().take(*n) {
+                            emitted += 1;
+                            let mut r = e.record;
+                            let topic = &self.outputs[e.output];
+                            if r.partition.is_none() && r.key.is_none() {
+                                // Unkeyed: stay with the input partition's records.
+                                let n = partitions_of.get(topic).copied().unwrap_or(1).max(1);
+                                r.partition = Some(rec.partition % n);
+                            }
+                            per_topic[e.output].push(r);
+                        }
+                    }
+                    Outcome::Abandoned => {}
+                    Outcome::Failed(err) => {
+                        failed += 1;
+                        tracing::debug!(stage = %self.stage, error = %err.error, "dead-lettering record");
+                        dead.push(dead_letter::record(
+                            &self.stage,
+                            rec,
+                            &err.error,
+                            err.attempts,
+                        ));
+                    }
+                }
+            }
+            drop(emit_iter);
+            // Produce every output topic concurrently and wait for all acknowledgements.
+            let mut sends = Vec::new();
+            for (i, recs) in per_topic.into_iter().enumerate() {
+                if !recs.is_empty() {
+                    sends.push((self.outputs[i].clone(), recs));
+                }
+            }
+            if !dead.is_empty() {
+                sends.push((self.dead_letter.clone(), dead));
+            }
+            let broker = &self.broker;
+            let results = futures::future::join_all(
+                sends
+                    .into_iter()
+                    .map(|(t, recs)| async move { broker.produce(&t, recs).await }),
+            )
+            .await;
+            for r in results {
+                r?;
+            }
+            // Everything the batch caused is durable: commit it.
+            let mut commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+            for rec in &batch {
+                let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
+                commit.insert(tp, rec.offset + 1);
+            }
+            let offsets: Vec<(TopicPartition, i64)> = commit.into_iter().collect();
+            consumer.commit(&offsets).await?;
+            for (tp, o) in offsets {
+                next.insert(tp, o);
+            }
+            self.counters.finish(out, filtered, failed, emitted);
+            self.counters.committed(batch.len() as u64);
+        }
+    }
+}

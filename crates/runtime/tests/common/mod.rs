@@ -1,0 +1,245 @@
+//! The compliance helper every pattern's tests use: run a pipeline on a backend, read
+//! topics back, and check conservation of records, order per partition and the
+//! dead-letter headers. Backends: the embedded store, and Kafka when
+//! MILLRACE_TEST_BOOTSTRAP is set (in CI always; CI fails if it is missing).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use millrace_broker::embedded::EmbeddedBroker;
+use millrace_broker::{Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord};
+use millrace_runtime::{RunOptions, RunSummary, Runtime};
+use tokio::sync::watch;
+
+pub struct TestBackend {
+    pub name: &'static str,
+    pub broker: Arc<dyn Broker>,
+    /// Unique per test on Kafka (shared broker); empty on the embedded store.
+    pub suffix: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn kafka_bootstrap() -> Option<String> {
+    match std::env::var("MILLRACE_TEST_BOOTSTRAP") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but MILLRACE_TEST_BOOTSTRAP is not set: the Kafka tests must run");
+            }
+            None
+        }
+    }
+}
+
+pub fn embedded() -> TestBackend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = EmbeddedBroker::open(dir.path()).expect("open store");
+    TestBackend {
+        name: "embedded",
+        broker: Arc::new(broker),
+        suffix: String::new(),
+        _dir: Some(dir),
+    }
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka(bootstrap: &str) -> TestBackend {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let broker = millrace_broker::kafka::KafkaBroker::connect(
+        bootstrap,
+        BTreeMap::new(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("connect to Kafka");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000)
+        .unwrap_or(0);
+    TestBackend {
+        name: "kafka",
+        broker: Arc::new(broker),
+        suffix: format!(
+            "-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ),
+        _dir: None,
+    }
+}
+
+/// Every backend the tests can reach.
+pub async fn backends() -> Vec<TestBackend> {
+    #[allow(unused_mut)]
+    let mut v = vec![embedded()];
+    if let Some(_b) = kafka_bootstrap() {
+        #[cfg(feature = "kafka")]
+        v.push(kafka(&_b).await);
+        #[cfg(not(feature = "kafka"))]
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "MILLRACE_TEST_BOOTSTRAP is set but millrace-runtime was built without the kafka feature"
+            );
+        }
+    }
+    v
+}
+
+impl TestBackend {
+    /// Substitutes `{s}` in a pipeline file with this backend's suffix.
+    pub fn yaml(&self, src: &str) -> String {
+        src.replace("{s}", &self.suffix)
+    }
+
+    pub fn t(&self, name: &str) -> String {
+        format!("{name}{}", self.suffix)
+    }
+
+    pub fn plan(&self, src: &str) -> millrace_pipeline::Plan {
+        match millrace_pipeline::parse_str(&self.yaml(src), "test.yaml") {
+            Ok(p) => p,
+            Err(d) => panic!("pipeline does not validate:\n{d}"),
+        }
+    }
+
+    /// Creates the plan's topics without running anything.
+    pub async fn create_topics(&self, src: &str) {
+        let plan = self.plan(src);
+        let spec = millrace_runtime::build::from_plan(&plan).expect("build");
+        Runtime::new(spec)
+            .ensure_topics(self.broker.as_ref())
+            .await
+            .expect("create topics");
+    }
+
+    /// Runs the pipeline in `--batch` mode and returns its summary.
+    pub async fn run_batch(&self, src: &str) -> RunSummary {
+        let plan = self.plan(src);
+        let spec = millrace_runtime::build::from_plan(&plan).expect("build");
+        let (_tx, rx) = watch::channel(false);
+        let opts = RunOptions {
+            batch: true,
+            ..RunOptions::default()
+        };
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            Runtime::new(spec).run(self.broker.clone(), opts, rx),
+        )
+        .await
+        .expect("batch run finishes")
+        .expect("batch run succeeds")
+    }
+
+    pub async fn produce_values(&self, topic: &str, values: &[&str]) {
+        let recs = values
+            .iter()
+            .map(|v| ProduceRecord::value(v.as_bytes().to_vec()))
+            .collect();
+        self.broker.produce(topic, recs).await.expect("produce");
+    }
+
+    pub async fn produce(&self, topic: &str, recs: Vec<ProduceRecord>) {
+        self.broker.produce(topic, recs).await.expect("produce");
+    }
+
+    /// Every record of a topic, in partition then offset order.
+    pub async fn read_all(&self, topic: &str) -> Vec<ConsumedRecord> {
+        let d = self.broker.describe_topic(topic).await.expect("describe");
+        let total: i64 = d
+            .partitions
+            .iter()
+            .map(|p| p.end_offset - p.start_offset)
+            .sum();
+        let mut cfg = ConsumerConfig::new(vec![topic.to_string()]);
+        cfg.offset_reset = OffsetReset::Earliest;
+        let mut c = self.broker.consumer(cfg).await.expect("consumer");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (out.len() as i64) < total && Instant::now() < deadline {
+            out.extend(
+                c.poll(10_000, Duration::from_millis(300))
+                    .await
+                    .expect("poll"),
+            );
+        }
+        let _ = c.close().await;
+        out.sort_by_key(|r| (r.partition, r.offset));
+        out
+    }
+
+    pub async fn values(&self, topic: &str) -> Vec<String> {
+        self.read_all(topic)
+            .await
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    }
+
+    pub async fn sorted_values(&self, topic: &str) -> Vec<String> {
+        let mut v = self.values(topic).await;
+        v.sort();
+        v
+    }
+}
+
+/// Conservation: every record read ended in exactly one bucket, none in flight.
+pub fn assert_conserved(summary: &RunSummary) {
+    for s in &summary.stages {
+        let c = &s.counters;
+        assert_eq!(
+            c.records_in,
+            c.out + c.filtered + c.dead_lettered + c.in_flight,
+            "stage {} breaks conservation: {c:?}",
+            s.name
+        );
+        assert_eq!(
+            c.in_flight, 0,
+            "stage {} left records in flight: {c:?}",
+            s.name
+        );
+    }
+}
+
+pub fn stage<'a>(
+    summary: &'a RunSummary,
+    name: &str,
+) -> &'a millrace_runtime::runtime::StageSummary {
+    summary
+        .stages
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no stage {name}"))
+}
+
+/// The value of a header (last one wins).
+pub fn header(r: &ConsumedRecord, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .rev()
+        .find(|h| h.key == name)
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+}
+
+/// Order per partition: within each output partition, records that came from one input
+/// partition keep their input order (checked through a sequence number in the value).
+pub fn assert_order_per_partition(
+    recs: &[ConsumedRecord],
+    seq_of: impl Fn(&ConsumedRecord) -> (String, i64),
+) {
+    let mut last: BTreeMap<(i32, String), i64> = BTreeMap::new();
+    for r in recs {
+        let (origin, seq) = seq_of(r);
+        let k = (r.partition, origin);
+        if let Some(prev) = last.get(&k) {
+            assert!(
+                seq > *prev,
+                "order broken in partition {}: {seq} after {prev}",
+                r.partition
+            );
+        }
+        last.insert(k, seq);
+    }
+}

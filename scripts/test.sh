@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of millrace: formatting, clippy, and the whole workspace's tests —
+# the embedded store, the CLI, the pipelines, and the Kafka backend against a real
+# Apache Kafka broker, which this script starts (and stops) unless
+# MILLRACE_TEST_BOOTSTRAP already points at one.
+#
+# Works on a fresh machine: installs what the tests need (kcat, kafka-python) when
+# it is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# A build cache outside the clone, so CI's fresh clones reuse earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MILLRACE_CACHE:-$HOME/.cache/millrace}/target}"
+export CARGO_TERM_COLOR=never
+
+install_tools() {
+  if ! command -v kcat >/dev/null 2>&1; then
+    say "installing kcat"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+  fi
+  if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+    say "installing kafka-python"
+    python3 -m pip install -q kafka-python
+  fi
+}
+
+started_kafka=""
+cleanup() {
+  if [ -n "$started_kafka" ]; then scripts/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+
+install_tools
+if [ -z "${MILLRACE_TEST_BOOTSTRAP:-}" ]; then
+  scripts/kafka.sh fetch
+  scripts/kafka.sh start
+  started_kafka=1
+  export MILLRACE_TEST_BOOTSTRAP=127.0.0.1:9092
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --features millrace/kafka,millrace-broker/kafka -- -D warnings
+say "cargo test (embedded store and Kafka at $MILLRACE_TEST_BOOTSTRAP)"
+cargo test --workspace --features millrace/kafka,millrace-broker/kafka -- --test-threads 2
