@@ -162,7 +162,9 @@ impl<'de> Deserialize<'de> for Value {
 
 /// Parse YAML text into a node tree. The error carries the position serde-saphyr found.
 pub fn parse_yaml(src: &str) -> Result<Node, (Pos, String)> {
-    serde_saphyr::from_str::<Node>(src).map_err(|e| {
+    // YAML 1.2 booleans only: a topic named `y`, `no` or `on` stays a string.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Node>(src, options).map_err(|e| {
         let pos = e
             .location()
             .map(|l| Pos {

@@ -134,6 +134,11 @@ impl Reader<'_> {
                 value: s.clone(),
                 pos: node.pos,
             }),
+            // A topic may well be called `2020`.
+            Value::Int(i) => Some(Sp {
+                value: i.to_string(),
+                pos: node.pos,
+            }),
             _ => {
                 self.wrong_type(node, what, "a string");
                 None
