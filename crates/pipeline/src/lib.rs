@@ -20,10 +20,12 @@
 
 pub mod diagnostics;
 pub mod expr;
+pub mod graph;
 pub mod plan;
 pub mod planner;
 pub mod spec;
 
+pub use graph::{to_dot, to_json, to_mermaid};
 pub use planner::{load, parse_str};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use expr::{Expr, ExprError, Format, RecordVars, Val, parse_value};
