@@ -149,7 +149,11 @@ impl fmt::Display for Diagnostics {
             if errors == 1 { "" } else { "s" }
         )?;
         if warnings > 0 {
-            write!(f, ", {warnings} warning{}", if warnings == 1 { "" } else { "s" })?;
+            write!(
+                f,
+                ", {warnings} warning{}",
+                if warnings == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }
@@ -159,7 +163,10 @@ impl std::error::Error for Diagnostics {}
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a
 /// likely typo (at most a third of the word's length, and at least 1 edit allowed).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let len = word.chars().count();
     let limit = if len < 3 { 0 } else { (len / 3).max(1) };
     candidates

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 use crate::plan::{Plan, Stage, StageKind};
 
 fn topic_id(plan: &Plan, name: &str) -> String {
-    let i = plan.topics.iter().position(|t| t.name == name).unwrap_or(usize::MAX);
+    let i = plan
+        .topics
+        .iter()
+        .position(|t| t.name == name)
+        .unwrap_or(usize::MAX);
     format!("t_{i}")
 }
 
@@ -19,7 +23,11 @@ fn detail(stage: &Stage) -> Option<String> {
         StageKind::Join(j) => Some(format!("{:?}", j.mode).to_lowercase()),
         StageKind::Reduce(r) => Some(r.reducer.name().to_owned()),
         StageKind::Splitter { mode, .. } => Some(format!("{mode:?}").to_lowercase()),
-        StageKind::Exec(e) => Some(format!("{} worker{}", e.workers, if e.workers == 1 { "" } else { "s" })),
+        StageKind::Exec(e) => Some(format!(
+            "{} worker{}",
+            e.workers,
+            if e.workers == 1 { "" } else { "s" }
+        )),
         _ => None,
     }
 }
@@ -57,11 +65,12 @@ fn mermaid_text(s: &str) -> String {
 pub fn to_mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for (i, t) in plan.topics.iter().enumerate() {
-        let dlq = if t.name == plan.dead_letter { " (dead letter)" } else { "" };
-        out.push_str(&format!(
-            "  t_{i}[(\"{}{dlq}\")]\n",
-            mermaid_text(&t.name)
-        ));
+        let dlq = if t.name == plan.dead_letter {
+            " (dead letter)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  t_{i}[(\"{}{dlq}\")]\n", mermaid_text(&t.name)));
     }
     for (i, s) in plan.stages.iter().enumerate() {
         out.push_str(&format!(
@@ -164,7 +173,8 @@ pub fn to_json(plan: &Plan) -> Value {
     let mut edges_json = Vec::new();
     for s in &plan.stages {
         for t in &s.inputs {
-            edges_json.push(json!({"from": format!("topic:{t}"), "to": format!("stage:{}", s.name)}));
+            edges_json
+                .push(json!({"from": format!("topic:{t}"), "to": format!("stage:{}", s.name)}));
         }
         for t in &s.outputs {
             let mut e = json!({"from": format!("stage:{}", s.name), "to": format!("topic:{t}")});
@@ -208,8 +218,14 @@ mod tests {
     fn dot_has_topics_as_cylinders_and_stage_labels() {
         let d = to_dot(&plan());
         assert!(d.starts_with("digraph \"demo\" {\n  rankdir=LR;"), "{d}");
-        assert!(d.contains("t_0 [shape=cylinder, label=\"in\\n2 partitions\"];"), "{d}");
-        assert!(d.contains("s_0 [shape=box, style=rounded, label=\"route\\n(splitter: first)\"];"), "{d}");
+        assert!(
+            d.contains("t_0 [shape=cylinder, label=\"in\\n2 partitions\"];"),
+            "{d}"
+        );
+        assert!(
+            d.contains("s_0 [shape=box, style=rounded, label=\"route\\n(splitter: first)\"];"),
+            "{d}"
+        );
         assert!(d.contains("s_0 -> t_2 [label=\"default\"];"), "{d}");
         assert!(d.ends_with("}\n"));
     }

@@ -18,6 +18,7 @@
 //!
 //! The file format is documented in `docs/pipeline-file.md`.
 
+pub mod builder;
 pub mod diagnostics;
 pub mod expr;
 pub mod graph;
@@ -25,11 +26,12 @@ pub mod plan;
 pub mod planner;
 pub mod spec;
 
-pub use graph::{to_dot, to_json, to_mermaid};
-pub use planner::{load, parse_str};
+pub use builder::{Pipeline, PipelineBuilder};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use expr::{Expr, ExprError, Format, RecordVars, Val, parse_value};
+pub use graph::{to_dot, to_json, to_mermaid};
 pub use plan::{
     Backend, BatchPolicy, Emit, Exec, Join, JoinMode, Mapper, Plan, Predicate, Reduce, Reducer,
     Route, Selector, ShardTarget, Sharder, SplitMode, Stage, StageKind, Topic,
 };
+pub use planner::{load, parse_str};

@@ -23,7 +23,9 @@ pub enum Backend {
     /// The local store; `data` overrides the CLI's `--data` when set.
     #[default]
     Embedded,
-    EmbeddedAt { data: PathBuf },
+    EmbeddedAt {
+        data: PathBuf,
+    },
     /// Apache Kafka; `properties` are librdkafka client settings passed through as is.
     Kafka {
         bootstrap: String,

@@ -28,7 +28,11 @@ pub fn load(path: &Path) -> Result<Plan, Diagnostics> {
         Ok(src) => parse_str(&src, &file_name),
         Err(e) => {
             let mut d = Diagnostics::new(file_name);
-            d.push(Diagnostic::error(0, 0, format!("cannot read the pipeline file: {e}")));
+            d.push(Diagnostic::error(
+                0,
+                0,
+                format!("cannot read the pipeline file: {e}"),
+            ));
             Err(d)
         }
     }
@@ -63,7 +67,11 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
         }
     };
     let spec = read_pipeline(&root, diags);
-    let name = spec.name.as_ref().map_or("pipeline", |n| n.value.as_str()).to_owned();
+    let name = spec
+        .name
+        .as_ref()
+        .map_or("pipeline", |n| n.value.as_str())
+        .to_owned();
     let dead_letter = spec
         .dead_letter
         .as_ref()
@@ -76,18 +84,32 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
     topology::check_inputs_exist(&spec.stages, &ios, &spec.topics, &dead_letter, diags);
     let order = topology::order(&spec.stages, &ios, diags);
     // Without an order (a cycle), partitions still resolve in file order for checks.
-    let resolve_order: Vec<usize> = order.clone().unwrap_or_else(|| (0..spec.stages.len()).collect());
-    let topics = partitions::resolve(&spec.topics, &spec.stages, &ios, &resolve_order, &dead_letter, diags);
+    let resolve_order: Vec<usize> = order
+        .clone()
+        .unwrap_or_else(|| (0..spec.stages.len()).collect());
+    let topics = partitions::resolve(
+        &spec.topics,
+        &spec.stages,
+        &ios,
+        &resolve_order,
+        &dead_letter,
+        diags,
+    );
     partitions::check(&spec.stages, &ios, &topics, diags);
-    let partitions_of = |t: &str| topics.iter().find(|x| x.name == t).map_or(1, |x| x.partitions);
+    let partitions_of = |t: &str| {
+        topics
+            .iter()
+            .find(|x| x.name == t)
+            .map_or(1, |x| x.partitions)
+    };
 
     // Batch policies belong on stages that read a source (a topic no stage writes).
     for (stage, io) in spec.stages.iter().zip(&ios) {
         let Some(batch) = &stage.batch else { continue };
-        let reads_source = io
-            .inputs
-            .iter()
-            .any(|t| !ios.iter().any(|o| o.outputs.iter().any(|x| x.value == t.value)));
+        let reads_source = io.inputs.iter().any(|t| {
+            !ios.iter()
+                .any(|o| o.outputs.iter().any(|x| x.value == t.value))
+        });
         if !reads_source {
             diags.push(
                 error_at(batch.pos, format!("stage `{}` sets `batch` but reads no source topic", stage.name.value))
@@ -98,14 +120,20 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
 
     // Declared topics nothing uses are probably leftovers.
     for t in &spec.topics {
-        let used = ios
-            .iter()
-            .any(|io| io.inputs.iter().chain(&io.outputs).any(|x| x.value == t.name.value));
+        let used = ios.iter().any(|io| {
+            io.inputs
+                .iter()
+                .chain(&io.outputs)
+                .any(|x| x.value == t.name.value)
+        });
         if !used && t.name.value != dead_letter {
             let mut d = Diagnostic::warning(
                 t.name.pos.line,
                 t.name.pos.col,
-                format!("topic `{}` is declared but no stage reads or writes it", t.name.value),
+                format!(
+                    "topic `{}` is declared but no stage reads or writes it",
+                    t.name.value
+                ),
             )
             .with_hint("remove it, or connect it to a stage");
             d.offset = t.name.pos.byte;

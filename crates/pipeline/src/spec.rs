@@ -42,7 +42,9 @@ pub struct PipelineSpec {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackendSpec {
-    Embedded { data: Option<String> },
+    Embedded {
+        data: Option<String>,
+    },
     Kafka {
         bootstrap: String,
         properties: BTreeMap<String, String>,

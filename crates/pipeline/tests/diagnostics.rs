@@ -53,20 +53,29 @@ fn unknown_field_suggests() {
     // The missing `where` is reported too, at the stage name.
     assert_eq!(
         errors(&src),
-        ["6:3: filter stage `f` is missing `where`", "10:5: unknown field `were` in filter stage `f`"]
+        [
+            "6:3: filter stage `f` is missing `where`",
+            "10:5: unknown field `were` in filter stage `f`"
+        ]
     );
     assert!(hints(&src).contains(&"did you mean `where`?".to_owned()));
 }
 
 #[test]
 fn unknown_top_level_field() {
-    let src = "pipeline: p\ntopcs: {}\nstages:\n  c: {kind: copier, from: x, to: y}\ntopics: {x: 1}\n";
-    assert_eq!(one_error(src), "2:1: unknown field `topcs` in the pipeline file");
+    let src =
+        "pipeline: p\ntopcs: {}\nstages:\n  c: {kind: copier, from: x, to: y}\ntopics: {x: 1}\n";
+    assert_eq!(
+        one_error(src),
+        "2:1: unknown field `topcs` in the pipeline file"
+    );
 }
 
 #[test]
 fn wrong_types() {
-    let src = with_stages("  x:\n    kind: exec\n    from: a\n    to: b\n    command: python3 w.py\n    workers: two\n    timeout: 5\n");
+    let src = with_stages(
+        "  x:\n    kind: exec\n    from: a\n    to: b\n    command: python3 w.py\n    workers: two\n    timeout: 5\n",
+    );
     let e = errors(&src);
     assert_eq!(
         e,
@@ -94,14 +103,21 @@ fn missing_required_fields() {
 
 #[test]
 fn splitter_without_default() {
-    let src = with_stages("  s:\n    kind: splitter\n    from: a\n    routes:\n      - {when: '.x', to: b}\n");
-    assert_eq!(one_error(&src), "6:3: splitter stage `s` is missing `default`");
+    let src = with_stages(
+        "  s:\n    kind: splitter\n    from: a\n    routes:\n      - {when: '.x', to: b}\n",
+    );
+    assert_eq!(
+        one_error(&src),
+        "6:3: splitter stage `s` is missing `default`"
+    );
     assert!(hints(&src)[0].contains("nothing is dropped"));
 }
 
 #[test]
 fn route_without_target() {
-    let src = with_stages("  s:\n    kind: splitter\n    from: a\n    default: z\n    routes:\n      - {when: '.x'}\n");
+    let src = with_stages(
+        "  s:\n    kind: splitter\n    from: a\n    default: z\n    routes:\n      - {when: '.x'}\n",
+    );
     assert_eq!(one_error(&src), "11:9: a route is missing `to`");
 }
 
@@ -119,17 +135,26 @@ fn cycle_is_printed_as_path() {
 #[test]
 fn self_loop_is_a_cycle() {
     let src = with_stages("  loop: {kind: copier, from: a, to: [a, c]}\n");
-    assert_eq!(one_error(&src), "6:3: cycle: stage loop → topic a → stage loop");
+    assert_eq!(
+        one_error(&src),
+        "6:3: cycle: stage loop → topic a → stage loop"
+    );
 }
 
 #[test]
 fn topic_read_but_never_written_or_declared() {
-    let src = with_stages("  c: {kind: copier, from: signupz, to: b}\n  d: {kind: copier, from: a, to: signups}\n");
+    let src = with_stages(
+        "  c: {kind: copier, from: signupz, to: b}\n  d: {kind: copier, from: a, to: signups}\n",
+    );
     assert_eq!(
         one_error(&src),
         "6:27: stage `c` reads topic `signupz`, which no stage writes and `topics:` does not declare"
     );
-    assert!(hints(&src)[0].starts_with("did you mean `signups`?"), "{:?}", hints(&src));
+    assert!(
+        hints(&src)[0].starts_with("did you mean `signups`?"),
+        "{:?}",
+        hints(&src)
+    );
 }
 
 #[test]
@@ -137,12 +162,17 @@ fn expression_error_points_inside_the_expression() {
     // `foo` is at column 50: `  f: {kind: filter, from: a, to: b, where: '.x | foo(1)'}`
     let src = with_stages("  f: {kind: filter, from: a, to: b, where: '.x | foo(1)'}\n");
     let e = one_error(&src);
-    assert_eq!(e, "6:50: `where` of stage `f` does not compile: undefined filter `foo`");
+    assert_eq!(
+        e,
+        "6:50: `where` of stage `f` does not compile: undefined filter `foo`"
+    );
 }
 
 #[test]
 fn expression_syntax_error_in_block_scalar() {
-    let src = with_stages("  m:\n    kind: map\n    from: a\n    to: b\n    expr: |\n      .x\n      | {a: (1 }\n");
+    let src = with_stages(
+        "  m:\n    kind: map\n    from: a\n    to: b\n    expr: |\n      .x\n      | {a: (1 }\n",
+    );
     let e = errors(&src);
     assert!(!e.is_empty());
     assert!(e[0].starts_with("12:"), "{e:#?}");
@@ -151,7 +181,10 @@ fn expression_syntax_error_in_block_scalar() {
 #[test]
 fn undefined_variable_hint_lists_variables() {
     let src = with_stages("  f: {kind: filter, from: a, to: b, where: '$kee == \"x\"'}\n");
-    assert_eq!(one_error(&src), "6:45: `where` of stage `f` does not compile: undefined variable `$kee`");
+    assert_eq!(
+        one_error(&src),
+        "6:45: `where` of stage `f` does not compile: undefined variable `$kee`"
+    );
     assert!(hints(&src)[0].contains("$key"));
 }
 
@@ -166,7 +199,9 @@ fn sharder_count_conflicts_with_declared_partitions() {
 
 #[test]
 fn two_stages_writing_sharded_partitions_conflict() {
-    let src = with_stages("  s: {kind: sharder, from: a, by: .k, to: out, shards: 4}\n  t: {kind: copier, from: c, to: out}\n");
+    let src = with_stages(
+        "  s: {kind: sharder, from: a, by: .k, to: out, shards: 4}\n  t: {kind: copier, from: c, to: out}\n",
+    );
     assert_eq!(
         one_error(&src),
         "7:34: stage `t` writes `out`, whose partitions sharder `s` uses as shards"
@@ -185,7 +220,10 @@ fn join_by_key_needs_co_partitioned_inputs() {
 #[test]
 fn reduce_inputs_must_be_co_partitioned() {
     let src = "pipeline: p\ntopics:\n  a: 2\n  b: 1\nstages:\n  r: {kind: reduce, from: [a, b], to: c, group_by: .w, reducer: count}\n";
-    assert!(one_error(src).contains("is a reduce with `group_by`, so its inputs must be co-partitioned"));
+    assert!(
+        one_error(src)
+            .contains("is a reduce with `group_by`, so its inputs must be co-partitioned")
+    );
 }
 
 #[test]
@@ -235,7 +273,9 @@ fn every_error_is_reported_at_once() {
 
 #[test]
 fn display_prints_file_line_col_and_hint() {
-    let src = with_stages("  s: {kind: shader, from: a, to: [b, d]}\n  t: {kind: copier, from: c, to: e}\n");
+    let src = with_stages(
+        "  s: {kind: shader, from: a, to: [b, d]}\n  t: {kind: copier, from: c, to: e}\n",
+    );
     let err = parse_str(&src, "signup.yaml").expect_err("invalid");
     assert_eq!(
         err.to_string(),
@@ -245,20 +285,31 @@ fn display_prints_file_line_col_and_hint() {
 
 #[test]
 fn unused_declared_topic_is_a_warning_not_an_error() {
-    let plan = parse_str(&with_stages("  s: {kind: copier, from: a, to: b}\n"), "p.yaml").expect("valid");
+    let plan = parse_str(
+        &with_stages("  s: {kind: copier, from: a, to: b}\n"),
+        "p.yaml",
+    )
+    .expect("valid");
     assert_eq!(plan.warnings.len(), 1);
     assert_eq!((plan.warnings[0].line, plan.warnings[0].col), (4, 3));
 }
 
 #[test]
 fn batch_only_on_source_stages() {
-    let src = with_stages("  s: {kind: copier, from: a, to: b, batch: {records: 10}}\n  t: {kind: copier, from: b, to: d, batch: {every: 5s}}\n  u: {kind: copier, from: c, to: e}\n");
-    assert_eq!(one_error(&src), "7:44: stage `t` sets `batch` but reads no source topic");
+    let src = with_stages(
+        "  s: {kind: copier, from: a, to: b, batch: {records: 10}}\n  t: {kind: copier, from: b, to: d, batch: {every: 5s}}\n  u: {kind: copier, from: c, to: e}\n",
+    );
+    assert_eq!(
+        one_error(&src),
+        "7:44: stage `t` sets `batch` but reads no source topic"
+    );
 }
 
 #[test]
 fn illegal_names() {
-    let e = errors("pipeline: 'my pipe'\nstages:\n  'bad stage': {kind: copier, from: a, to: b}\ntopics: {a: 1}\n");
+    let e = errors(
+        "pipeline: 'my pipe'\nstages:\n  'bad stage': {kind: copier, from: a, to: b}\ntopics: {a: 1}\n",
+    );
     assert_eq!(e.len(), 2, "{e:#?}");
     assert!(e[0].contains("pipeline name `my pipe` is not a legal name"));
 }

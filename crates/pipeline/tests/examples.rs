@@ -57,16 +57,27 @@ fn signup_example() {
     sinks.sort();
     assert_eq!(
         sinks,
-        ["notify-email", "notify-none", "notify-sms", "verification-emails", "welcome-email"]
+        [
+            "notify-email",
+            "notify-none",
+            "notify-sms",
+            "verification-emails",
+            "welcome-email"
+        ]
     );
     let shard = plan.stage("shard-by-region").expect("sharder");
     assert_eq!(shard.outputs, ["signups-eu", "signups-us", "signups-ap"]);
-    let StageKind::Sharder(s) = &shard.kind else { panic!("sharder") };
+    let StageKind::Sharder(s) = &shard.kind else {
+        panic!("sharder")
+    };
     assert!(matches!(&s.target, ShardTarget::Named { default: None, shards } if shards.len() == 3));
     // Auto-declared shard topics inherit the sharder input's partitions.
     assert_eq!(plan.topic("signups-eu").map(|t| t.partitions), Some(3));
     let notify = plan.stage("notify").expect("splitter");
-    assert_eq!(notify.outputs, ["notify-email", "notify-sms", "notify-none"]);
+    assert_eq!(
+        notify.outputs,
+        ["notify-email", "notify-sms", "notify-none"]
+    );
     // Topological: the copier comes before the splitter it feeds.
     let pos = |n: &str| plan.stages.iter().position(|s| s.name == n);
     assert!(pos("welcome") < pos("notify"));
@@ -76,16 +87,36 @@ fn signup_example() {
 fn wordcount_example() {
     let plan = load_example("wordcount.yaml");
     let order: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(order, ["split-words", "shard-words", "count-words", "shape", "all-counted"]);
-    assert_eq!(plan.stage("split-words").map(|s| s.format), Some(millrace_pipeline::Format::Text));
+    assert_eq!(
+        order,
+        [
+            "split-words",
+            "shard-words",
+            "count-words",
+            "shape",
+            "all-counted"
+        ]
+    );
+    assert_eq!(
+        plan.stage("split-words").map(|s| s.format),
+        Some(millrace_pipeline::Format::Text)
+    );
     assert_eq!(names(plan.sinks()), ["word-counts"]);
 }
 
 #[test]
 fn images_and_zip_examples() {
     let plan = load_example("images.yaml");
-    assert!(plan.stages.iter().any(|s| matches!(s.kind, StageKind::Join(_))));
-    assert!(plan.stages.iter().any(|s| matches!(s.kind, StageKind::Reduce(_))));
+    assert!(
+        plan.stages
+            .iter()
+            .any(|s| matches!(s.kind, StageKind::Join(_)))
+    );
+    assert!(
+        plan.stages
+            .iter()
+            .any(|s| matches!(s.kind, StageKind::Reduce(_)))
+    );
     let mut sinks = names(plan.sinks());
     sinks.sort();
     assert_eq!(sinks, ["delete-originals", "traffic-report"]);
@@ -103,7 +134,13 @@ fn example_expressions_do_what_the_issues_say() {
     let Some(StageKind::Splitter { routes, .. }) = plan.stage("notify").map(|s| &s.kind) else {
         panic!("splitter")
     };
-    let test = |p: &Predicate, json: &str| p.test(&parse_value(json.as_bytes(), Format::Json).expect("json"), &vars).expect("runs");
+    let test = |p: &Predicate, json: &str| {
+        p.test(
+            &parse_value(json.as_bytes(), Format::Json).expect("json"),
+            &vars,
+        )
+        .expect("runs")
+    };
     let (email, sms) = (&routes[0].when, &routes[1].when);
     assert!(test(email, r#"{"notify": ["email"]}"#));
     assert!(!test(sms, r#"{"notify": ["email"]}"#));

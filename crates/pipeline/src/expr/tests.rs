@@ -14,7 +14,9 @@ fn expr_is_send_sync_and_cheap_to_clone() {
 #[test]
 fn eval_flat_map_outputs_every_value() {
     let e = expr(".[] | {x: .}");
-    let out = e.eval(&json!([1, 2]), &RecordVars::default()).expect("runs");
+    let out = e
+        .eval(&json!([1, 2]), &RecordVars::default())
+        .expect("runs");
     assert_eq!(out, vec![json!({"x": 1}), json!({"x": 2})]);
 }
 
@@ -22,17 +24,45 @@ fn eval_flat_map_outputs_every_value() {
 fn eval_bool_follows_jq_truthiness() {
     let v = |j| json_to_val(&j);
     let vars = RecordVars::default();
-    assert!(expr(".region == \"eu\"").eval_bool(&v(json!({"region": "eu"})), &vars).expect("ok"));
-    assert!(!expr(".region == \"eu\"").eval_bool(&v(json!({"region": "us"})), &vars).expect("ok"));
-    assert!(!expr(".missing").eval_bool(&v(json!({})), &vars).expect("ok"));
-    assert!(expr(".n").eval_bool(&v(json!({"n": 0})), &vars).expect("0 is truthy in jq"));
-    assert!(!expr("empty").eval_bool(&v(json!(1)), &vars).expect("no output is false"));
-    assert!(expr(".notify | index(\"email\")").eval_bool(&v(json!({"notify": ["sms", "email"]})), &vars).expect("ok"));
+    assert!(
+        expr(".region == \"eu\"")
+            .eval_bool(&v(json!({"region": "eu"})), &vars)
+            .expect("ok")
+    );
+    assert!(
+        !expr(".region == \"eu\"")
+            .eval_bool(&v(json!({"region": "us"})), &vars)
+            .expect("ok")
+    );
+    assert!(
+        !expr(".missing")
+            .eval_bool(&v(json!({})), &vars)
+            .expect("ok")
+    );
+    assert!(
+        expr(".n")
+            .eval_bool(&v(json!({"n": 0})), &vars)
+            .expect("0 is truthy in jq")
+    );
+    assert!(
+        !expr("empty")
+            .eval_bool(&v(json!(1)), &vars)
+            .expect("no output is false")
+    );
+    assert!(
+        expr(".notify | index(\"email\")")
+            .eval_bool(&v(json!({"notify": ["sms", "email"]})), &vars)
+            .expect("ok")
+    );
 }
 
 #[test]
 fn record_variables_are_bound() {
-    let headers = vec![("trace", b"a".to_vec()), ("trace", b"b".to_vec()), ("kind", b"x".to_vec())];
+    let headers = vec![
+        ("trace", b"a".to_vec()),
+        ("trace", b"b".to_vec()),
+        ("kind", b"x".to_vec()),
+    ];
     let vars = RecordVars::new("signups", 2)
         .key(Some(b"user-1"))
         .headers(&headers)
@@ -42,7 +72,9 @@ fn record_variables_are_bound() {
     let out = e.eval(&json!(null), &vars).expect("runs");
     assert_eq!(
         out,
-        vec![json!(["user-1", {"trace": "b", "kind": "x"}, "signups", 2, 42, 1_700_000_000_000_i64])]
+        vec![
+            json!(["user-1", {"trace": "b", "kind": "x"}, "signups", 2, 42, 1_700_000_000_000_i64])
+        ]
     );
 }
 
@@ -60,7 +92,10 @@ fn headers_from_a_closure() {
         key: String,
         value: Vec<u8>,
     }
-    let hs = [H { key: "a".into(), value: b"1".to_vec() }];
+    let hs = [H {
+        key: "a".into(),
+        value: b"1".to_vec(),
+    }];
     let src = |f: &mut dyn FnMut(&str, &[u8])| {
         for h in &hs {
             f(&h.key, &h.value)
@@ -75,16 +110,25 @@ fn headers_from_a_closure() {
 fn extra_variables_for_reducers() {
     let e = Expr::compile_with(". + $item.n", &["item"]).expect("compiles");
     let mut out = Vec::new();
-    e.run_with(json_to_val(&json!(1)), &RecordVars::default(), &[json_to_val(&json!({"n": 2}))], |v| out.push(v))
-        .expect("runs");
+    e.run_with(
+        json_to_val(&json!(1)),
+        &RecordVars::default(),
+        &[json_to_val(&json!({"n": 2}))],
+        |v| out.push(v),
+    )
+    .expect("runs");
     assert_eq!(val_to_json(&out[0]).expect("json"), json!(3));
 }
 
 #[test]
 fn runtime_error_is_returned_not_panicked() {
-    let err = expr(".a + 1").eval(&json!({"a": "x"}), &RecordVars::default()).expect_err("string + number");
+    let err = expr(".a + 1")
+        .eval(&json!({"a": "x"}), &RecordVars::default())
+        .expect_err("string + number");
     assert!(matches!(err, ExprError::Runtime(_)), "{err:?}");
-    let err = expr("error(\"boom\")").eval(&json!(1), &RecordVars::default()).expect_err("error");
+    let err = expr("error(\"boom\")")
+        .eval(&json!(1), &RecordVars::default())
+        .expect_err("error");
     assert!(err.to_string().contains("boom"), "{err}");
 }
 
@@ -114,15 +158,30 @@ fn compile_error_has_offset_inside_expression() {
 fn parse_value_json_and_text() {
     let v = parse_value(br#"{"a":1}"#, Format::Json).expect("json");
     assert_eq!(val_to_json(&v).expect("json"), json!({"a": 1}));
-    assert!(matches!(parse_value(b"not json", Format::Json), Err(ExprError::NotJson(_))));
+    assert!(matches!(
+        parse_value(b"not json", Format::Json),
+        Err(ExprError::NotJson(_))
+    ));
     let v = parse_value(b"Hello World", Format::Text).expect("text");
-    let out = expr("ascii_downcase | [scan(\"[a-z0-9]+\")]").eval_val(v, &RecordVars::default()).expect("runs");
-    assert_eq!(val_to_json(&out[0]).expect("json"), json!(["hello", "world"]));
+    let out = expr("ascii_downcase | [scan(\"[a-z0-9]+\")]")
+        .eval_val(v, &RecordVars::default())
+        .expect("runs");
+    assert_eq!(
+        val_to_json(&out[0]).expect("json"),
+        json!(["hello", "world"])
+    );
 }
 
 #[test]
 fn json_round_trip_keeps_numbers() {
-    for j in [json!(1), json!(-5), json!(1.5), json!(u64::MAX), json!("s"), json!([1, {"a": null}])] {
+    for j in [
+        json!(1),
+        json!(-5),
+        json!(1.5),
+        json!(u64::MAX),
+        json!("s"),
+        json!([1, {"a": null}]),
+    ] {
         assert_eq!(val_to_json(&json_to_val(&j)).expect("json"), j);
     }
     let v = parse_value(b"12345678901234567890123", Format::Json).expect("big");

@@ -35,7 +35,10 @@ pub fn compile(
 
 fn hint_for(message: &str, extra_vars: &[&str]) -> String {
     if message.contains("undefined variable") {
-        let mut vars: Vec<String> = crate::expr::RECORD_VARS.iter().map(|v| (*v).to_owned()).collect();
+        let mut vars: Vec<String> = crate::expr::RECORD_VARS
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect();
         vars.extend(extra_vars.iter().map(|v| format!("${v}")));
         format!("variables available here: {}", vars.join(", "))
     } else if message.contains("undefined filter") {
@@ -76,7 +79,10 @@ pub fn position_in_scalar(file_src: &str, start: Pos, value: &str, offset: usize
             let rest = &raw[r..];
             let skip = match block_indent {
                 Some(n) => rest.bytes().take(n).take_while(|b| *b == b' ').count(),
-                None => rest.bytes().take_while(|b| *b == b' ' || *b == b'\t').count(),
+                None => rest
+                    .bytes()
+                    .take_while(|b| *b == b' ' || *b == b'\t')
+                    .count(),
             };
             r += skip;
             v += 1;
@@ -142,9 +148,13 @@ mod tests {
     /// The position of `offset` inside the value of top-level key `k`.
     fn pos_of(src: &str, offset: usize) -> (u32, u32) {
         let root = parse_yaml(src).expect("yaml");
-        let Value::Map(entries) = &root.value else { panic!("map") };
+        let Value::Map(entries) = &root.value else {
+            panic!("map")
+        };
         let node = &entries[0].1;
-        let Value::Str(s) = &node.value else { panic!("string") };
+        let Value::Str(s) = &node.value else {
+            panic!("string")
+        };
         let p = position_in_scalar(src, node.pos, s, offset);
         (p.line, p.col)
     }

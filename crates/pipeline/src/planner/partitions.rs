@@ -69,7 +69,10 @@ pub fn resolve(
         if let Some(&i) = index.get(topic) {
             if topics[i].partitions != count {
                 let at = match &stage.kind {
-                    Some(KindSpec::Sharder { shards: Some(ShardsSpec::Count(c)), .. }) => c.pos,
+                    Some(KindSpec::Sharder {
+                        shards: Some(ShardsSpec::Count(c)),
+                        ..
+                    }) => c.pos,
                     _ => stage.name.pos,
                 };
                 diags.push(
@@ -127,11 +130,18 @@ pub fn resolve(
 
 /// Conflicting writers and co-partitioning. Runs after [`resolve`].
 pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mut Vec<Diagnostic>) {
-    let partitions = |name: &str| topics.iter().find(|t| t.name == name).map_or(1, |t| t.partitions);
+    let partitions = |name: &str| {
+        topics
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(1, |t| t.partitions)
+    };
 
     // A sharder writing a topic's partitions owns its partitioning: nobody else may write it.
     for (i, stage) in stages.iter().enumerate() {
-        let Some((topic, _)) = partition_sharder(stage) else { continue };
+        let Some((topic, _)) = partition_sharder(stage) else {
+            continue;
+        };
         for (j, other) in stages.iter().enumerate() {
             if i == j {
                 continue;
@@ -153,15 +163,25 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
 
     for stage in stages {
         let grouping = match &stage.kind {
-            Some(KindSpec::Join { mode, .. }) if mode.value == JoinMode::Key => Some("a join by key"),
-            Some(KindSpec::Reduce { group_by: Some(_), .. }) => Some("a reduce with `group_by`"),
+            Some(KindSpec::Join { mode, .. }) if mode.value == JoinMode::Key => {
+                Some("a join by key")
+            }
+            Some(KindSpec::Reduce {
+                group_by: Some(_), ..
+            }) => Some("a reduce with `group_by`"),
             _ => None,
         };
         let Some(grouping) = grouping else { continue };
-        let counts: Vec<(String, u32)> =
-            stage.from.iter().map(|t| (t.value.clone(), partitions(&t.value))).collect();
+        let counts: Vec<(String, u32)> = stage
+            .from
+            .iter()
+            .map(|t| (t.value.clone(), partitions(&t.value)))
+            .collect();
         if counts.windows(2).any(|w| w[0].1 != w[1].1) {
-            let list: Vec<String> = counts.iter().map(|(t, p)| format!("`{t}` has {p}")).collect();
+            let list: Vec<String> = counts
+                .iter()
+                .map(|(t, p)| format!("`{t}` has {p}"))
+                .collect();
             let at = stage.from.first().map_or(stage.name.pos, |t| t.pos);
             diags.push(
                 error_at(
@@ -176,16 +196,24 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
             );
         }
         // A multi-partition input of a keyed reduce should be sharded by the same key.
-        if let Some(KindSpec::Reduce { group_by: Some(g), .. }) = &stage.kind {
+        if let Some(KindSpec::Reduce {
+            group_by: Some(g), ..
+        }) = &stage.kind
+        {
             for input in &stage.from {
                 if partitions(&input.value) < 2 {
                     continue;
                 }
                 let writer_by = stages.iter().zip(ios).find_map(|(s, io)| {
-                    io.outputs.iter().any(|t| t.value == input.value).then_some(s)
+                    io.outputs
+                        .iter()
+                        .any(|t| t.value == input.value)
+                        .then_some(s)
                 });
                 let keyed = match writer_by.and_then(|s| s.kind.as_ref()) {
-                    Some(KindSpec::Sharder { by: Some(by), .. }) => by.source.trim() == g.source.trim(),
+                    Some(KindSpec::Sharder { by: Some(by), .. }) => {
+                        by.source.trim() == g.source.trim()
+                    }
                     Some(KindSpec::Sharder { by: None, .. }) => false,
                     _ => false,
                 };

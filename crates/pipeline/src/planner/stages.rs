@@ -20,7 +20,13 @@ pub fn build_kind(
     let name = &stage.name.value;
     let kind = stage.kind.as_ref()?;
     let jq = |e: &ExprSrc, field: &str, extra: &[&str], diags: &mut Vec<Diagnostic>| {
-        compile(file_src, e, extra, &format!("`{field}` of stage `{name}`"), diags)
+        compile(
+            file_src,
+            e,
+            extra,
+            &format!("`{field}` of stage `{name}`"),
+            diags,
+        )
     };
     Some(match kind {
         KindSpec::Copier => StageKind::Copier,
@@ -61,7 +67,13 @@ pub fn build_kind(
                 Some(e) => Some(Selector::Jq(jq(e, "by", &[], diags)?)),
                 None => None,
             };
-            let target = sharder_target(stage, shards.as_ref(), default.as_ref(), partitions_of, diags)?;
+            let target = sharder_target(
+                stage,
+                shards.as_ref(),
+                default.as_ref(),
+                partitions_of,
+                diags,
+            )?;
             StageKind::Sharder(Sharder { by, target })
         }
         KindSpec::Exec {
@@ -181,22 +193,34 @@ fn sharder_target(
                     if !used {
                         ok = false;
                         diags.push(
-                            error_at(t.pos, format!("sharder `{name}` lists `{}` in `to` but no shard goes there", t.value))
-                                .with_hint("name it in `shards`, or remove it from `to`"),
+                            error_at(
+                                t.pos,
+                                format!(
+                                    "sharder `{name}` lists `{}` in `to` but no shard goes there",
+                                    t.value
+                                ),
+                            )
+                            .with_hint("name it in `shards`, or remove it from `to`"),
                         );
                     }
                 }
             }
             ok.then(|| ShardTarget::Named {
-                shards: named.iter().map(|(k, t)| (k.value.clone(), t.value.clone())).collect(),
+                shards: named
+                    .iter()
+                    .map(|(k, t)| (k.value.clone(), t.value.clone()))
+                    .collect(),
                 default: default.map(|d| d.value.clone()),
             })
         }
         other => {
             if let Some(d) = default {
                 diags.push(
-                    error_at(d.pos, format!("`default` of sharder `{name}` only applies with named `shards`"))
-                        .with_hint("hash sharding always finds a shard; remove `default`"),
+                    error_at(
+                        d.pos,
+                        format!("`default` of sharder `{name}` only applies with named `shards`"),
+                    )
+                    .with_hint("hash sharding always finds a shard; remove `default`"),
                 );
                 return None;
             }
@@ -208,7 +232,9 @@ fn sharder_target(
                     );
                     return None;
                 }
-                Some(ShardTarget::Topics(stage.to.iter().map(|t| t.value.clone()).collect()))
+                Some(ShardTarget::Topics(
+                    stage.to.iter().map(|t| t.value.clone()).collect(),
+                ))
             } else {
                 let topic = stage.to.first()?.value.clone();
                 let count = match other {

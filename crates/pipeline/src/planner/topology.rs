@@ -18,11 +18,15 @@ pub struct StageIo {
 pub fn stage_io(stage: &StageSpec) -> StageIo {
     let mut outputs: Vec<Sp<String>> = stage.to.clone();
     match &stage.kind {
-        Some(KindSpec::Splitter { routes, default, .. }) => {
+        Some(KindSpec::Splitter {
+            routes, default, ..
+        }) => {
             outputs.extend(routes.iter().map(|r| r.to.clone()));
             outputs.push(default.clone());
         }
-        Some(KindSpec::Sharder { shards, default, .. }) => {
+        Some(KindSpec::Sharder {
+            shards, default, ..
+        }) => {
             if let Some(ShardsSpec::Named(named)) = shards {
                 outputs.extend(named.iter().map(|(_, t)| t.clone()));
             }
@@ -44,15 +48,27 @@ pub fn check_repeated_outputs(stage: &StageSpec, diags: &mut Vec<Diagnostic>) {
     for t in &stage.to {
         if !seen.insert(&t.value) {
             diags.push(
-                error_at(t.pos, format!("stage `{}` names topic `{}` twice in `to`", stage.name.value, t.value))
-                    .with_hint("every record would be written twice; name each topic once"),
+                error_at(
+                    t.pos,
+                    format!(
+                        "stage `{}` names topic `{}` twice in `to`",
+                        stage.name.value, t.value
+                    ),
+                )
+                .with_hint("every record would be written twice; name each topic once"),
             );
         }
     }
     let mut seen = BTreeSet::new();
     for t in &stage.from {
         if !seen.insert(&t.value) {
-            diags.push(error_at(t.pos, format!("stage `{}` reads topic `{}` twice", stage.name.value, t.value)));
+            diags.push(error_at(
+                t.pos,
+                format!(
+                    "stage `{}` reads topic `{}` twice",
+                    stage.name.value, t.value
+                ),
+            ));
         }
     }
 }
@@ -78,8 +94,14 @@ pub fn check_inputs_exist(
             }
             let others = known.iter().copied().filter(|k| *k != t.value);
             let hint = match did_you_mean(&t.value, others) {
-                Some(s) => format!("did you mean `{s}`? If `{}` is an input producers write, declare it under `topics:`", t.value),
-                None => format!("declare it under `topics:` if producers write it (`{}: {{partitions: 1}}`)", t.value),
+                Some(s) => format!(
+                    "did you mean `{s}`? If `{}` is an input producers write, declare it under `topics:`",
+                    t.value
+                ),
+                None => format!(
+                    "declare it under `topics:` if producers write it (`{}: {{partitions: 1}}`)",
+                    t.value
+                ),
             };
             diags.push(
                 error_at(
@@ -98,7 +120,11 @@ pub fn check_inputs_exist(
 /// Report every cycle (one per back edge found by a depth-first walk) as its path,
 /// and return the stages in topological order (file order among independent stages).
 /// On a cycle the order is `None`.
-pub fn order(stages: &[StageSpec], ios: &[StageIo], diags: &mut Vec<Diagnostic>) -> Option<Vec<usize>> {
+pub fn order(
+    stages: &[StageSpec],
+    ios: &[StageIo],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<usize>> {
     // readers[topic] = stages reading it
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, io) in ios.iter().enumerate() {
@@ -157,7 +183,10 @@ pub fn order(stages: &[StageSpec], ios: &[StageIo], diags: &mut Vec<Diagnostic>)
                     for (s, t) in &path[start..] {
                         text.push_str(&format!("stage {} → topic {} → ", stages[*s].name.value, t));
                     }
-                    text.push_str(&format!("stage {} → topic {topic} → stage {}", stages[i].name.value, stages[j].name.value));
+                    text.push_str(&format!(
+                        "stage {} → topic {topic} → stage {}",
+                        stages[i].name.value, stages[j].name.value
+                    ));
                     diags.push(
                         error_at(stages[j].name.pos, format!("cycle: {text}"))
                             .with_hint("a pipeline is a DAG: records must not flow back into a stage they came from; write to a new topic"),
@@ -176,7 +205,16 @@ pub fn order(stages: &[StageSpec], ios: &[StageIo], diags: &mut Vec<Diagnostic>)
 
     for i in 0..n {
         if mark[i] == Mark::New {
-            walk(i, &edges, stages, &mut mark, &mut path, &mut post, &mut cyclic, diags);
+            walk(
+                i,
+                &edges,
+                stages,
+                &mut mark,
+                &mut path,
+                &mut post,
+                &mut cyclic,
+                diags,
+            );
         }
     }
     if cyclic {

@@ -21,7 +21,11 @@ pub struct Pos {
 
 impl Pos {
     pub fn new(line: u32, col: u32) -> Pos {
-        Pos { line, col, byte: None }
+        Pos {
+            line,
+            col,
+            byte: None,
+        }
     }
 }
 
@@ -83,7 +87,10 @@ fn pos_of<T>(s: &Spanned<T>) -> Pos {
     Pos {
         line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
         col: u32::try_from(loc.column()).unwrap_or(u32::MAX),
-        byte: loc.span().byte_offset().and_then(|b| usize::try_from(b).ok()),
+        byte: loc
+            .span()
+            .byte_offset()
+            .and_then(|b| usize::try_from(b).ok()),
     }
 }
 

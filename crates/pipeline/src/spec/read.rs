@@ -73,8 +73,11 @@ impl Reader<'_> {
     fn err(&mut self, pos: Pos, msg: impl Into<String>, hint: impl Into<String>) {
         let hint = hint.into();
         let d = error_at(pos, msg);
-        self.diags
-            .push(if hint.is_empty() { d } else { d.with_hint(hint) });
+        self.diags.push(if hint.is_empty() {
+            d
+        } else {
+            d.with_hint(hint)
+        });
     }
 
     fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
@@ -165,8 +168,7 @@ impl Reader<'_> {
         match &node.value {
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    if let Some(text) = self.scalar_text(v, &format!("{what} `{}`", k.key_text()))
-                    {
+                    if let Some(text) = self.scalar_text(v, &format!("{what} `{}`", k.key_text())) {
                         out.insert(k.key_text(), text);
                     }
                 }
@@ -184,7 +186,11 @@ impl Reader<'_> {
                 pos: node.pos,
             }),
             Value::Int(i) => {
-                self.err(node.pos, format!("{what} must be at least {min}, found {i}"), "");
+                self.err(
+                    node.pos,
+                    format!("{what} must be at least {min}, found {i}"),
+                    "",
+                );
                 None
             }
             _ => {
@@ -235,7 +241,10 @@ impl Reader<'_> {
             _ => {
                 self.err(
                     node.pos,
-                    format!("{what} must be a jq expression (a string), found {}", node.type_name()),
+                    format!(
+                        "{what} must be a jq expression (a string), found {}",
+                        node.type_name()
+                    ),
                     "quote the expression: '.region == \"eu\"'",
                 );
                 None
@@ -267,13 +276,20 @@ impl Reader<'_> {
 
     fn pipeline(&mut self, root: &Node) -> PipelineSpec {
         let mut spec = PipelineSpec::default();
-        let Some(f) = self.fields(root, "the pipeline file", &TOP_FIELDS, "a pipeline file")
-        else {
+        let Some(f) = self.fields(root, "the pipeline file", &TOP_FIELDS, "a pipeline file") else {
             return spec;
         };
         let at = root.pos;
-        if let Some(n) = self.required(&f, at, "pipeline", "the pipeline file", "name it: `pipeline: signup`") {
-            spec.name = self.string(n, "`pipeline`").and_then(|s| self.name(s, "pipeline name"));
+        if let Some(n) = self.required(
+            &f,
+            at,
+            "pipeline",
+            "the pipeline file",
+            "name it: `pipeline: signup`",
+        ) {
+            spec.name = self
+                .string(n, "`pipeline`")
+                .and_then(|s| self.name(s, "pipeline name"));
         }
         if let Some(n) = f.get("backend") {
             spec.backend = self.backend(n);
@@ -284,7 +300,13 @@ impl Reader<'_> {
         if let Some(n) = f.get("topics") {
             spec.topics = self.topic_specs(n);
         }
-        if let Some(n) = self.required(&f, at, "stages", "the pipeline file", "add `stages:` with at least one stage") {
+        if let Some(n) = self.required(
+            &f,
+            at,
+            "stages",
+            "the pipeline file",
+            "add `stages:` with at least one stage",
+        ) {
             spec.stages = self.stage_specs(n);
         }
         spec
@@ -312,10 +334,19 @@ impl Reader<'_> {
             });
         }
         let f = self.fields(node, "`backend`", &["embedded", "kafka"], "`backend`")?;
-        let sp = |value| Some(Sp { value, pos: node.pos });
+        let sp = |value| {
+            Some(Sp {
+                value,
+                pos: node.pos,
+            })
+        };
         match (f.get("embedded"), f.get("kafka")) {
             (Some(_), Some(k)) => {
-                self.err(k.pos, "`backend` takes one of `embedded` or `kafka`, not both", "");
+                self.err(
+                    k.pos,
+                    "`backend` takes one of `embedded` or `kafka`, not both",
+                    "",
+                );
                 None
             }
             (Some(e), None) => {
@@ -329,8 +360,19 @@ impl Reader<'_> {
                 sp(BackendSpec::Embedded { data })
             }
             (None, Some(k)) => {
-                let kf = self.fields(k, "`backend.kafka`", &["bootstrap", "properties"], "`kafka`")?;
-                let b = self.required(&kf, k.pos, "bootstrap", "`backend.kafka`", "bootstrap: \"127.0.0.1:9092\"")?;
+                let kf = self.fields(
+                    k,
+                    "`backend.kafka`",
+                    &["bootstrap", "properties"],
+                    "`kafka`",
+                )?;
+                let b = self.required(
+                    &kf,
+                    k.pos,
+                    "bootstrap",
+                    "`backend.kafka`",
+                    "bootstrap: \"127.0.0.1:9092\"",
+                )?;
                 let bootstrap = self.string(b, "`bootstrap`")?.value;
                 let properties = kf
                     .get("properties")
@@ -342,7 +384,11 @@ impl Reader<'_> {
                 })
             }
             (None, None) => {
-                self.err(node.pos, "`backend` is empty", "write `backend: embedded` or `backend: {kafka: {bootstrap: ...}}`");
+                self.err(
+                    node.pos,
+                    "`backend` is empty",
+                    "write `backend: embedded` or `backend: {kafka: {bootstrap: ...}}`",
+                );
                 None
             }
         }
@@ -391,7 +437,10 @@ impl Reader<'_> {
         let Value::Map(entries) = &node.value else {
             self.err(
                 node.pos,
-                format!("`stages` must be a mapping of stage name to stage, found {}", node.type_name()),
+                format!(
+                    "`stages` must be a mapping of stage name to stage, found {}",
+                    node.type_name()
+                ),
                 "stages:\n    copy: { kind: copier, from: a, to: b }",
             );
             return Vec::new();
@@ -417,10 +466,17 @@ impl Reader<'_> {
         };
         let at = name.pos;
         // The kind decides which fields are legal, so read it first.
-        let kind_node = entries.iter().find(|(k, _)| k.as_str() == Some("kind")).map(|(_, v)| v);
+        let kind_node = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("kind"))
+            .map(|(_, v)| v);
         let kind_name = match kind_node {
             None => {
-                self.err(at, format!("{what} is missing `kind`"), format!("one of: {}", KINDS.join(", ")));
+                self.err(
+                    at,
+                    format!("{what} is missing `kind`"),
+                    format!("one of: {}", KINDS.join(", ")),
+                );
                 None
             }
             Some(n) => match self.string(n, "`kind`") {
@@ -447,24 +503,45 @@ impl Reader<'_> {
         } else {
             format!("{kind} stage `{}`", name.value)
         };
-        let example = if kind.is_empty() { "a stage".to_owned() } else { format!("a {kind}") };
+        let example = if kind.is_empty() {
+            "a stage".to_owned()
+        } else {
+            format!("a {kind}")
+        };
         // With an unknown kind, only the common fields can be judged.
         let f = if kind_name.is_some() {
             self.fields(node, &what, &allowed, &example)?
         } else {
-            Fields { entries, pos: node.pos }
+            Fields {
+                entries,
+                pos: node.pos,
+            }
         };
 
         let mut from = Vec::new();
         if let Some(n) = self.required(&f, at, "from", &what, "from: <topic>") {
             if let Some((topics, is_list)) = self.topics(n, "`from`") {
-                let single_input = matches!(kind, "copier" | "filter" | "splitter" | "sharder" | "map" | "exec");
+                let single_input = matches!(
+                    kind,
+                    "copier" | "filter" | "splitter" | "sharder" | "map" | "exec"
+                );
                 if single_input && (topics.len() != 1 || is_list && topics.len() != 1) {
-                    self.err(n.pos, format!("a {kind} reads exactly one topic, found {}", topics.len()), "use a merger to combine topics first");
+                    self.err(
+                        n.pos,
+                        format!("a {kind} reads exactly one topic, found {}", topics.len()),
+                        "use a merger to combine topics first",
+                    );
                 } else if kind == "merger" && topics.len() < 2 {
                     self.err(n.pos, "a merger reads two or more topics", "from: [a, b]");
-                } else if kind == "join" && topics.len() < 2 && !matches!(f.get("mode").and_then(Node::as_str), Some("barrier") | None) {
-                    self.err(n.pos, "a join by key or zip reads two or more topics", "from: [a, b]");
+                } else if kind == "join"
+                    && topics.len() < 2
+                    && !matches!(f.get("mode").and_then(Node::as_str), Some("barrier") | None)
+                {
+                    self.err(
+                        n.pos,
+                        "a join by key or zip reads two or more topics",
+                        "from: [a, b]",
+                    );
                 }
                 from = topics;
             }
@@ -473,15 +550,33 @@ impl Reader<'_> {
         let mut to_is_list = false;
         if kind != "splitter" {
             // A sharder with named shards may leave `to` out: the shards name the topics.
-            let optional = kind == "sharder" && matches!(f.get("shards").map(|n| &n.value), Some(Value::Map(_)));
-            let to_node = if optional { f.get("to") } else if kind.is_empty() { f.get("to") } else { self.required(&f, at, "to", &what, "to: <topic>") };
+            let optional = kind == "sharder"
+                && matches!(f.get("shards").map(|n| &n.value), Some(Value::Map(_)));
+            let to_node = if optional {
+                f.get("to")
+            } else if kind.is_empty() {
+                f.get("to")
+            } else {
+                self.required(&f, at, "to", &what, "to: <topic>")
+            };
             if let Some(n) = to_node {
                 if let Some((topics, is_list)) = self.topics(n, "`to`") {
-                    let single_output = matches!(kind, "filter" | "merger" | "map" | "exec" | "join" | "reduce");
+                    let single_output = matches!(
+                        kind,
+                        "filter" | "merger" | "map" | "exec" | "join" | "reduce"
+                    );
                     if topics.is_empty() {
-                        self.err(n.pos, format!("{what} writes nowhere"), "name at least one topic in `to`");
+                        self.err(
+                            n.pos,
+                            format!("{what} writes nowhere"),
+                            "name at least one topic in `to`",
+                        );
                     } else if single_output && topics.len() != 1 {
-                        self.err(n.pos, format!("a {kind} writes exactly one topic, found {}", topics.len()), "follow it with a copier to write several");
+                        self.err(
+                            n.pos,
+                            format!("a {kind} writes exactly one topic, found {}", topics.len()),
+                            "follow it with a copier to write several",
+                        );
                     }
                     to = topics;
                     to_is_list = is_list;
@@ -494,7 +589,11 @@ impl Reader<'_> {
                 Some("json") => Format::Json,
                 Some("text") => Format::Text,
                 _ => {
-                    self.err(n.pos, format!("`format` must be json or text, found {}", describe(n)), "json parses the value as JSON; text hands it to jq as a string");
+                    self.err(
+                        n.pos,
+                        format!("`format` must be json or text, found {}", describe(n)),
+                        "json parses the value as JSON; text hands it to jq as a string",
+                    );
                     Format::Json
                 }
             },
@@ -523,7 +622,11 @@ impl Reader<'_> {
             (Some(r), None) => BatchPolicy::Records(self.u64(r, "`batch.records`")?),
             (None, Some(e)) => BatchPolicy::Every(self.duration(e, "`batch.every`")?),
             _ => {
-                self.err(node.pos, "`batch` takes one of `records` or `every`", "batch: {records: 1000} or batch: {every: 5s}");
+                self.err(
+                    node.pos,
+                    "`batch` takes one of `records` or `every`",
+                    "batch: {records: 1000} or batch: {every: 5s}",
+                );
                 return None;
             }
         };
@@ -536,11 +639,21 @@ impl Reader<'_> {
             "merger" => KindSpec::Merger,
             "filter" => {
                 let n = self.required(f, at, "where", what, "where: '.region == \"eu\"'")?;
-                KindSpec::Filter { where_: self.expr(n, "`where`")? }
+                KindSpec::Filter {
+                    where_: self.expr(n, "`where`")?,
+                }
             }
             "map" => {
-                let n = self.required(f, at, "expr", what, "expr: '{user_id, email}' (0..n outputs per record)")?;
-                KindSpec::Map { expr: self.expr(n, "`expr`")? }
+                let n = self.required(
+                    f,
+                    at,
+                    "expr",
+                    what,
+                    "expr: '{user_id, email}' (0..n outputs per record)",
+                )?;
+                KindSpec::Map {
+                    expr: self.expr(n, "`expr`")?,
+                }
             }
             "splitter" => self.splitter(f, at, what)?,
             "sharder" => self.sharder(f, what)?,
@@ -558,12 +671,25 @@ impl Reader<'_> {
                 Some("first") => Some(SplitMode::First),
                 Some("all") => Some(SplitMode::All),
                 _ => {
-                    self.err(n.pos, format!("`mode` of a splitter must be first or all, found {}", describe(n)), "first: the first matching route; all: every matching route");
+                    self.err(
+                        n.pos,
+                        format!(
+                            "`mode` of a splitter must be first or all, found {}",
+                            describe(n)
+                        ),
+                        "first: the first matching route; all: every matching route",
+                    );
                     None
                 }
             },
         };
-        let default = self.required(f, at, "default", what, "a splitter needs a `default` topic for records no route takes, so nothing is dropped");
+        let default = self.required(
+            f,
+            at,
+            "default",
+            what,
+            "a splitter needs a `default` topic for records no route takes, so nothing is dropped",
+        );
         let default = default.and_then(|n| self.string(n, "`default`"));
         let routes = self.required(f, at, "routes", what, "routes: [{when: '.x', to: topic}]");
         let routes = routes.and_then(|n| {
@@ -577,13 +703,30 @@ impl Reader<'_> {
             let mut out = Vec::new();
             let mut ok = true;
             for item in items {
-                let route = self.fields(item, "a route", &["when", "to"], "a route").and_then(|rf| {
-                    let w = self.required(&rf, item.pos, "when", "a route", "when: '.notify | index(\"email\")'");
-                    let t = self.required(&rf, item.pos, "to", "a route", "a route goes to a topic: to: <topic>");
-                    let when = w.and_then(|w| self.expr(w, "`when`"));
-                    let to = t.and_then(|t| self.string(t, "`to`"));
-                    Some(RouteSpec { when: when?, to: to? })
-                });
+                let route = self
+                    .fields(item, "a route", &["when", "to"], "a route")
+                    .and_then(|rf| {
+                        let w = self.required(
+                            &rf,
+                            item.pos,
+                            "when",
+                            "a route",
+                            "when: '.notify | index(\"email\")'",
+                        );
+                        let t = self.required(
+                            &rf,
+                            item.pos,
+                            "to",
+                            "a route",
+                            "a route goes to a topic: to: <topic>",
+                        );
+                        let when = w.and_then(|w| self.expr(w, "`when`"));
+                        let to = t.and_then(|t| self.string(t, "`to`"));
+                        Some(RouteSpec {
+                            when: when?,
+                            to: to?,
+                        })
+                    });
                 match route {
                     Some(r) => out.push(r),
                     None => ok = false,
@@ -610,11 +753,18 @@ impl Reader<'_> {
                 Value::Map(entries) => {
                     let mut out = Vec::new();
                     for (k, v) in entries {
-                        let key = Sp { value: k.key_text(), pos: k.pos };
+                        let key = Sp {
+                            value: k.key_text(),
+                            pos: k.pos,
+                        };
                         out.push((key, self.string(v, "a shard's topic")?));
                     }
                     if out.is_empty() {
-                        self.err(n.pos, "`shards` is empty", "shards: {eu: signups-eu, us: signups-us}");
+                        self.err(
+                            n.pos,
+                            "`shards` is empty",
+                            "shards: {eu: signups-eu, us: signups-us}",
+                        );
                     }
                     Some(ShardsSpec::Named(out))
                 }
@@ -628,18 +778,32 @@ impl Reader<'_> {
             Some(n) => Some(self.string(n, "`default`")?),
             None => None,
         };
-        Some(KindSpec::Sharder { by, shards, default })
+        Some(KindSpec::Sharder {
+            by,
+            shards,
+            default,
+        })
     }
 
     fn exec(&mut self, f: &Fields<'_>, at: Pos, what: &str) -> Option<KindSpec> {
-        let cmd = self.required(f, at, "command", what, "command: [python3, worker.py] (argv, never a shell string)");
+        let cmd = self.required(
+            f,
+            at,
+            "command",
+            what,
+            "command: [python3, worker.py] (argv, never a shell string)",
+        );
         let command = cmd.and_then(|n| match &n.value {
             Value::Seq(items) if !items.is_empty() => items
                 .iter()
                 .map(|i| self.scalar_text(i, "each argument of `command`"))
                 .collect::<Option<Vec<_>>>(),
             Value::Str(_) => {
-                self.err(n.pos, "`command` must be a list of arguments, not a string", "command: [python3, worker.py]; it runs without a shell");
+                self.err(
+                    n.pos,
+                    "`command` must be a list of arguments, not a string",
+                    "command: [python3, worker.py]; it runs without a shell",
+                );
                 None
             }
             _ => {
@@ -647,11 +811,22 @@ impl Reader<'_> {
                 None
             }
         });
-        let workers = f.get("workers").map_or(Some(1), |n| self.uint(n, "`workers`", 1).map(|s| s.value));
-        let timeout = f.get("timeout").map_or(Some(Duration::from_secs(30)), |n| self.duration(n, "`timeout`"));
-        let retries = f.get("retries").map_or(Some(3), |n| self.uint(n, "`retries`", 0).map(|s| s.value));
-        let ordered = f.get("ordered_by_key").map_or(Some(false), |n| self.bool(n, "`ordered_by_key`"));
-        let env = f.get("env").map(|n| self.string_map(n, "environment variable")).unwrap_or_default();
+        let workers = f
+            .get("workers")
+            .map_or(Some(1), |n| self.uint(n, "`workers`", 1).map(|s| s.value));
+        let timeout = f.get("timeout").map_or(Some(Duration::from_secs(30)), |n| {
+            self.duration(n, "`timeout`")
+        });
+        let retries = f
+            .get("retries")
+            .map_or(Some(3), |n| self.uint(n, "`retries`", 0).map(|s| s.value));
+        let ordered = f
+            .get("ordered_by_key")
+            .map_or(Some(false), |n| self.bool(n, "`ordered_by_key`"));
+        let env = f
+            .get("env")
+            .map(|n| self.string_map(n, "environment variable"))
+            .unwrap_or_default();
         Some(KindSpec::Exec {
             command: command?,
             workers: workers?,
@@ -673,18 +848,33 @@ impl Reader<'_> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "barrier: release a batch when all inputs are complete; key: combine items with equal keys; zip: pair items by arrival".to_owned(),
                 };
-                self.err(mode_node.pos, format!("join `mode` must be barrier, key or zip, found {}", describe(mode_node)), hint);
+                self.err(
+                    mode_node.pos,
+                    format!(
+                        "join `mode` must be barrier, key or zip, found {}",
+                        describe(mode_node)
+                    ),
+                    hint,
+                );
                 return None;
             }
         };
         let key = match (f.get("key"), mode) {
             (Some(n), JoinMode::Key) => Some(self.expr(n, "`key`")?),
             (None, JoinMode::Key) => {
-                self.err(at, format!("{what} joins by key but is missing `key`"), "key: '.id'");
+                self.err(
+                    at,
+                    format!("{what} joins by key but is missing `key`"),
+                    "key: '.id'",
+                );
                 return None;
             }
             (Some(n), _) => {
-                self.err(n.pos, "`key` only applies to `mode: key`", "remove it, or set mode: key");
+                self.err(
+                    n.pos,
+                    "`key` only applies to `mode: key`",
+                    "remove it, or set mode: key",
+                );
                 return None;
             }
             (None, _) => None,
@@ -692,7 +882,11 @@ impl Reader<'_> {
         let timeout = match (f.get("timeout"), mode) {
             (Some(n), JoinMode::Key) => Some(self.duration(n, "`timeout`")?),
             (Some(n), _) => {
-                self.err(n.pos, "`timeout` only applies to `mode: key`", "a barrier waits for the batch's end; remove it");
+                self.err(
+                    n.pos,
+                    "`timeout` only applies to `mode: key`",
+                    "a barrier waits for the batch's end; remove it",
+                );
                 return None;
             }
             (None, _) => None,
@@ -700,13 +894,20 @@ impl Reader<'_> {
         let combine = match (f.get("combine"), mode) {
             (Some(n), JoinMode::Barrier) => self.bool(n, "`combine`")?,
             (Some(n), _) => {
-                self.err(n.pos, "`combine` only applies to `mode: barrier`", "key and zip joins always combine");
+                self.err(
+                    n.pos,
+                    "`combine` only applies to `mode: barrier`",
+                    "key and zip joins always combine",
+                );
                 return None;
             }
             (None, _) => false,
         };
         Some(KindSpec::Join {
-            mode: Sp { value: mode, pos: mode_node.pos },
+            mode: Sp {
+                value: mode,
+                pos: mode_node.pos,
+            },
             key,
             timeout,
             combine,
@@ -719,7 +920,13 @@ impl Reader<'_> {
             None => None,
         };
         const BUILTINS: [&str; 7] = ["count", "sum", "min", "max", "mean", "histogram", "collect"];
-        let rn = self.required(f, at, "reducer", what, "reducer: count, sum, min, max, mean, histogram, collect, or {init, update, merge}")?;
+        let rn = self.required(
+            f,
+            at,
+            "reducer",
+            what,
+            "reducer: count, sum, min, max, mean, histogram, collect, or {init, update, merge}",
+        )?;
         let reducer = match &rn.value {
             Value::Str(s) => match s.as_str() {
                 "count" => ReducerSpec::Count,
@@ -732,22 +939,37 @@ impl Reader<'_> {
                 other => {
                     let hint = match did_you_mean(other, BUILTINS) {
                         Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("one of: {}, or a custom {{init, update, merge}}", BUILTINS.join(", ")),
+                        None => format!(
+                            "one of: {}, or a custom {{init, update, merge}}",
+                            BUILTINS.join(", ")
+                        ),
                     };
                     self.err(rn.pos, format!("unknown reducer `{other}`"), hint);
                     return None;
                 }
             },
             Value::Map(_) => {
-                let cf = self.fields(rn, "a custom reducer", &["init", "update", "merge"], "a custom reducer")?;
+                let cf = self.fields(
+                    rn,
+                    "a custom reducer",
+                    &["init", "update", "merge"],
+                    "a custom reducer",
+                )?;
                 let mut part = |name: &str, hint: &str| {
                     self.required(&cf, rn.pos, name, "a custom reducer", hint)
                         .and_then(|n| self.expr(n, &format!("`{name}`")))
                 };
                 let init = part("init", "init: '0' (the empty accumulator)");
-                let update = part("update", "update: '. + $item.n' (accumulator is ., the item is $item)");
+                let update = part(
+                    "update",
+                    "update: '. + $item.n' (accumulator is ., the item is $item)",
+                );
                 let merge = part("merge", "merge: '. + $other' (combine two accumulators)");
-                ReducerSpec::Custom { init: init?, update: update?, merge: merge? }
+                ReducerSpec::Custom {
+                    init: init?,
+                    update: update?,
+                    merge: merge?,
+                }
             }
             _ => {
                 self.wrong_type(rn, "`reducer`", "a reducer name or {init, update, merge}");
@@ -756,13 +978,34 @@ impl Reader<'_> {
         };
         let of = match f.get("of") {
             Some(n) if matches!(reducer, ReducerSpec::Count) => {
-                self.err(n.pos, "`of` does not apply to the count reducer", "count counts items; remove `of`");
+                self.err(
+                    n.pos,
+                    "`of` does not apply to the count reducer",
+                    "count counts items; remove `of`",
+                );
                 return None;
             }
             Some(n) => Some(self.expr(n, "`of`")?),
             None => {
-                if matches!(reducer, ReducerSpec::Sum | ReducerSpec::Min | ReducerSpec::Max | ReducerSpec::Mean | ReducerSpec::Histogram) {
-                    self.err(at, format!("{what} uses the {} reducer but is missing `of`", BUILTINS.iter().find(|b| reducer_is(&reducer, b)).unwrap_or(&"")), "of: '.n' picks the number to aggregate");
+                if matches!(
+                    reducer,
+                    ReducerSpec::Sum
+                        | ReducerSpec::Min
+                        | ReducerSpec::Max
+                        | ReducerSpec::Mean
+                        | ReducerSpec::Histogram
+                ) {
+                    self.err(
+                        at,
+                        format!(
+                            "{what} uses the {} reducer but is missing `of`",
+                            BUILTINS
+                                .iter()
+                                .find(|b| reducer_is(&reducer, b))
+                                .unwrap_or(&"")
+                        ),
+                        "of: '.n' picks the number to aggregate",
+                    );
                     return None;
                 }
                 None
@@ -786,7 +1029,10 @@ impl Reader<'_> {
         };
         Some(KindSpec::Reduce {
             group_by,
-            reducer: Sp { value: reducer, pos: rn.pos },
+            reducer: Sp {
+                value: reducer,
+                pos: rn.pos,
+            },
             of,
             emit,
         })
