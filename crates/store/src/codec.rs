@@ -388,7 +388,7 @@ pub(crate) fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<(),
 }
 
 /// Decodes a whole buffer of back-to-back batches. For tests and tools; the read path uses
-/// [`decode_batch_into`] directly.
+/// `decode_batch_into` directly.
 pub fn decode_batches(buf: &Bytes) -> Result<Vec<StoredRecord>, String> {
     let mut out = Vec::new();
     let mut pos = 0;

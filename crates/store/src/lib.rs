@@ -2,20 +2,20 @@
 //! one local data directory. Synchronous; no Kafka, no async runtime.
 //!
 //! # Layout
-//! - [`store`]: `Store` — open a data directory (lock, recover), topics, committed
+//! - `store`: `Store` — open a data directory (lock, recover), topics, committed
 //!   offsets, consumer groups, the background flusher.
-//! - [`topic`]: a topic's partitions and its `topic.json`.
-//! - [`partition`]: one partition's log: append (roll, retention), read, tail (`wait_for`).
-//! - [`segment`]: one segment file: batched reads, and the validating scan.
-//! - [`index`]: the sparse offset index of a segment (in memory; on disk when sealed).
-//! - [`codec`]: the batch and record format (byte table at its top; `docs/format.md`).
-//! - [`durability`]: group commit (leader/follower fdatasync), the poison flag.
-//! - [`recovery`]: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
-//! - [`offsets`]: the committed-offsets journal. [`groups`]: in-process consumer groups.
-//! - [`config`]: `TopicConfig`, `Durability`, `StoreOptions`.
-//! - [`io`]: the file I/O seam (`Storage`/`StorageFile`) that tests use to inject faults.
-//! - [`lock`]: one process per data directory. [`murmur2`]: Kafka's key partitioner.
-//! - [`record`], [`error`]: the record types and the crate's one error type.
+//! - `topic`: a topic's partitions and its `topic.json`.
+//! - `partition`: one partition's log: append (roll, retention), read, tail (`wait_for`).
+//! - `segment`: one segment file: batched reads, and the validating scan.
+//! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
+//! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
+//! - `durability`: group commit (leader/follower fdatasync), the poison flag.
+//! - `recovery`: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
+//! - `offsets`: the committed-offsets journal. `groups`: in-process consumer groups.
+//! - `config`: `TopicConfig`, `Durability`, `StoreOptions`.
+//! - `io`: the file I/O seam (`Storage`/`StorageFile`) that tests use to inject faults.
+//! - `lock`: one process per data directory. `murmur2`: Kafka's key partitioner.
+//! - `record`, `error`: the record types and the crate's one error type.
 
 pub mod codec;
 pub mod config;

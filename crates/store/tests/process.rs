@@ -158,7 +158,8 @@ fn crash_kill_9_during_batch_appends_loses_no_acknowledged_record() {
         let want = 50 + round * 37;
         let mut seen = 0;
         while seen < want && Instant::now() < deadline {
-            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            if let Ok(ack) = rx.recv_timeout(Duration::from_millis(100)) {
+                acked.push(ack);
                 seen += 1;
             }
         }
