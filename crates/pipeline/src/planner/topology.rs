@@ -162,6 +162,7 @@ pub fn order(
     let mut path: Vec<(usize, &str)> = Vec::new();
     let mut post = Vec::with_capacity(n);
 
+    #[allow(clippy::too_many_arguments)] // a recursive walk threading its state
     fn walk<'a>(
         i: usize,
         edges: &[Vec<(&'a str, usize)>],

@@ -519,13 +519,15 @@ impl Reader<'_> {
         };
 
         let mut from = Vec::new();
-        if let Some(n) = self.required(&f, at, "from", &what, "from: <topic>") {
-            if let Some((topics, is_list)) = self.topics(n, "`from`") {
+        if let Some(n) = self.required(&f, at, "from", &what, "from: <topic>")
+            && let Some((topics, _)) = self.topics(n, "`from`")
+        {
+            {
                 let single_input = matches!(
                     kind,
                     "copier" | "filter" | "splitter" | "sharder" | "map" | "exec"
                 );
-                if single_input && (topics.len() != 1 || is_list && topics.len() != 1) {
+                if single_input && topics.len() != 1 {
                     self.err(
                         n.pos,
                         format!("a {kind} reads exactly one topic, found {}", topics.len()),
@@ -552,15 +554,16 @@ impl Reader<'_> {
             // A sharder with named shards may leave `to` out: the shards name the topics.
             let optional = kind == "sharder"
                 && matches!(f.get("shards").map(|n| &n.value), Some(Value::Map(_)));
-            let to_node = if optional {
-                f.get("to")
-            } else if kind.is_empty() {
+            // With an unknown kind, whether `to` is required cannot be judged.
+            let to_node = if optional || kind.is_empty() {
                 f.get("to")
             } else {
                 self.required(&f, at, "to", &what, "to: <topic>")
             };
-            if let Some(n) = to_node {
-                if let Some((topics, is_list)) = self.topics(n, "`to`") {
+            if let Some(n) = to_node
+                && let Some((topics, is_list)) = self.topics(n, "`to`")
+            {
+                {
                     let single_output = matches!(
                         kind,
                         "filter" | "merger" | "map" | "exec" | "join" | "reduce"
