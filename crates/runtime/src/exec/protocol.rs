@@ -117,6 +117,8 @@ mod tests {
         let line = encode_request(17, &item);
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(line.last(), Some(&b'\n'));
+        // Documented for line-oriented tools: the id is always first, without spaces.
+        assert!(line.starts_with(b"{\"id\":17,"));
         let back: Value = serde_json::from_slice(&line).expect("json");
         assert_eq!(
             back,
