@@ -4,12 +4,14 @@
 //! - `api`: the `Broker` and `Consumer` traits and the types they speak in (Kafka's names).
 //! - `error`: `BrokerError`, the one error type of this layer.
 //! - `embedded`: the embedded store (`millrace-store`) behind the traits.
+//! - `remote`: a store held by another process, reached through its local endpoint.
 //! - `kafka` (feature `kafka`): Apache Kafka through rdkafka.
 pub mod api;
 pub mod embedded;
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod remote;
 
 pub use api::*;
 pub use error::BrokerError;
