@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 
 use crate::error::BrokerError;
 
@@ -214,6 +215,13 @@ pub(crate) fn client_config(
         c.set(k, v);
     }
     c.set("bootstrap.servers", bootstrap);
+    // librdkafka formats only the lines someone will see: as verbose as `tracing` is.
+    use tracing::level_filters::LevelFilter;
+    c.set_log_level(match LevelFilter::current() {
+        LevelFilter::TRACE | LevelFilter::DEBUG => RDKafkaLogLevel::Debug,
+        LevelFilter::INFO => RDKafkaLogLevel::Warning,
+        _ => RDKafkaLogLevel::Error,
+    });
     c
 }
 
