@@ -1,0 +1,211 @@
+//! What only the Kafka backend has: connecting (bounded, clear errors, secrets kept out
+//! of messages), Kafka's own refusals in plain words, and a replicated cluster.
+//!
+//! The connection tests need no broker. The others use `MILLRACE_TEST_BOOTSTRAP`
+//! (required in CI, see `common`) and, for replication, `MILLRACE_TEST_CLUSTER_BOOTSTRAP`
+//! (`scripts/kafka.sh start-cluster` prints it).
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{kafka_bootstrap, unique};
+use millrace_broker::kafka::{KafkaBroker, parse_properties};
+use millrace_broker::{Broker, BrokerError, ConsumerConfig, NewTopic, OffsetReset, ProduceRecord};
+
+fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn unreachable_broker_is_a_clear_error_within_the_timeout() {
+    let started = Instant::now();
+    // Port 1 on loopback: nothing listens there, connections are refused at once.
+    let err = KafkaBroker::connect("127.0.0.1:1", BTreeMap::new(), Duration::from_secs(2))
+        .await
+        .expect_err("nothing listens on port 1");
+    let took = started.elapsed();
+    assert!(
+        matches!(err, BrokerError::Unreachable { .. }),
+        "expected Unreachable, got {err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("127.0.0.1:1") && msg.contains("2000 ms"),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_client_property_is_named_in_the_error() {
+    let err = KafkaBroker::connect(
+        "127.0.0.1:1",
+        props(&[("no.such.property", "1")]),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect_err("bad property");
+    assert!(matches!(err, BrokerError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("no.such.property"), "{err}");
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_errors() {
+    let secret = "hunter2-Sup3rSecret";
+    // A bad mechanism makes librdkafka refuse the config and quote values back.
+    let err = KafkaBroker::connect(
+        "127.0.0.1:1",
+        props(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", secret),
+            ("sasl.username", "alice"),
+            ("sasl.password", secret),
+        ]),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect_err("bad mechanism");
+    assert!(!err.to_string().contains(secret), "secret leaked: {err}");
+    assert!(!format!("{err:?}").contains(secret), "secret leaked: {err:?}");
+
+    // A well-formed SASL config against nothing: Unreachable, still without the secret.
+    let err = KafkaBroker::connect(
+        "127.0.0.1:1",
+        props(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "alice"),
+            ("sasl.password", secret),
+        ]),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect_err("nothing there");
+    assert!(matches!(err, BrokerError::Unreachable { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains(secret), "secret leaked: {err:?}");
+}
+
+#[tokio::test]
+async fn command_config_files_use_kafkas_properties_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("client.properties");
+    std::fs::write(
+        &path,
+        "# as for kafka-console-producer --producer.config\n\
+         security.protocol=SASL_SSL\n\
+         sasl.mechanism=PLAIN\n\
+         sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\\n\
+         \x20   username=\"alice\" password=\"pw\";\n",
+    )
+    .expect("write");
+    let p = millrace_broker::kafka::read_properties_file(&path).expect("read");
+    assert_eq!(p["security.protocol"], "SASL_SSL");
+    assert!(p["sasl.jaas.config"].contains("username=\"alice\""));
+    assert_eq!(parse_properties("a = b\n")["a"], "b");
+    let err = millrace_broker::kafka::read_properties_file(&dir.path().join("missing"))
+        .expect_err("missing file");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+async fn kafka() -> Option<KafkaBroker> {
+    let bootstrap = kafka_bootstrap()?;
+    Some(
+        KafkaBroker::connect(&bootstrap, BTreeMap::new(), Duration::from_secs(10))
+            .await
+            .expect("connect"),
+    )
+}
+
+#[tokio::test]
+async fn replication_factor_larger_than_the_cluster_is_refused_in_plain_words() {
+    let Some(k) = kafka().await else { return };
+    let mut nt = NewTopic::new(unique("rf"), 1);
+    nt.replication_factor = 5;
+    let err = k.create_topic(&nt).await.expect_err("rf 5");
+    let msg = err.to_string();
+    assert!(matches!(err, BrokerError::Invalid(_)), "{msg}");
+    assert!(
+        msg.contains("replication factor 5 is larger than the"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_topic_config_is_refused() {
+    let Some(k) = kafka().await else { return };
+    let mut nt = NewTopic::new(unique("badcfg"), 1);
+    nt.config.insert("retention.ms".into(), "not-a-number".into());
+    let err = k.create_topic(&nt).await.expect_err("bad config");
+    assert!(matches!(err, BrokerError::Invalid(_)), "{err}");
+    // millrace's own `durability` is not a Kafka config: left out, not refused.
+    let mut nt = NewTopic::new(unique("durable"), 1);
+    nt.config.insert("durability".into(), "batch".into());
+    k.create_topic(&nt).await.expect("durability is ignored on Kafka");
+    k.delete_topic(&nt.name).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_closed_consumer_leaves_at_once_and_an_idle_poll_is_bounded() {
+    let Some(k) = kafka().await else { return };
+    let t = unique("idle");
+    k.create_topic(&NewTopic::new(&t, 1)).await.expect("create");
+    let mut c = k
+        .consumer(ConsumerConfig {
+            group: Some(unique("g")),
+            topics: vec![t.clone()],
+            offset_reset: OffsetReset::Earliest,
+            properties: BTreeMap::new(),
+        })
+        .await
+        .expect("consumer");
+    let started = Instant::now();
+    let got = c.poll(10, Duration::from_millis(300)).await.expect("poll");
+    assert!(got.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let started = Instant::now();
+    c.close().await.expect("close");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    k.delete_topic(&t).await.expect("delete");
+}
+
+/// Replication factor 3 with `min.insync.replicas=2` on the three-broker cluster.
+#[tokio::test]
+async fn replicated_topics_on_a_three_broker_cluster() {
+    let Some(bootstrap) = std::env::var("MILLRACE_TEST_CLUSTER_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        eprintln!("MILLRACE_TEST_CLUSTER_BOOTSTRAP not set: the three-broker test does not run");
+        return;
+    };
+    let k = KafkaBroker::connect(&bootstrap, BTreeMap::new(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let mut nt = NewTopic::new(unique("rf3"), 3);
+    nt.replication_factor = 3;
+    nt.config.insert("min.insync.replicas".into(), "2".into());
+    k.create_topic(&nt).await.expect("create rf 3");
+    let d = k.describe_topic(&nt.name).await.expect("describe");
+    for p in &d.partitions {
+        assert_eq!(p.replicas.len(), 3, "{d:?}");
+        assert!(p.leader.is_some(), "{d:?}");
+    }
+    assert_eq!(d.config.get("min.insync.replicas").map(String::as_str), Some("2"));
+    let delivered = k
+        .produce(
+            &nt.name,
+            (0..30)
+                .map(|i| ProduceRecord::keyed(format!("k{i}"), "v"))
+                .collect(),
+        )
+        .await
+        .expect("acks=all produce");
+    assert_eq!(delivered.len(), 30);
+    k.delete_topic(&nt.name).await.expect("delete");
+}
