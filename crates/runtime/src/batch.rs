@@ -21,6 +21,8 @@ struct Shared {
     /// Topic → end offset per partition (index = partition).
     targets: Mutex<HashMap<String, Vec<i64>>>,
     done: Mutex<HashSet<String>>,
+    /// The source topics, whose snapshot defines the batch.
+    sources: Vec<String>,
 }
 
 /// Shared by all stage tasks of one `--batch` run.
@@ -47,6 +49,7 @@ pub async fn start(
             writers,
             targets: Mutex::new(targets),
             done: Mutex::new(HashSet::new()),
+            sources: sources.to_vec(),
         }),
     }))
 }
@@ -151,6 +154,61 @@ impl Completion {
                 .is_some_and(|end| rec.offset < *end),
             None => true,
         }
+    }
+
+    /// The id of this run's batch: the number of source records up to the snapshot
+    /// (the sum of the source end offsets). Instances that start on the same data agree
+    /// on it, and it grows with every batch that has new records.
+    pub fn batch_id(&self) -> u64 {
+        let sources = &self.shared.sources;
+        let targets = lock(&self.shared.targets);
+        sources
+            .iter()
+            .filter_map(|t| targets.get(t))
+            .flat_map(|ends| ends.iter())
+            .map(|e| u64::try_from(*e).unwrap_or(0))
+            .sum()
+    }
+
+    /// True when every input topic has its target and each assigned partition has
+    /// been read up to it (`next` = next offset to read). With nothing assigned, true
+    /// once other instances have committed every partition up to its target.
+    pub async fn inputs_read(
+        &self,
+        assignment: &[TopicPartition],
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<bool, RuntimeError> {
+        for topic in &self.inputs {
+            if self.target(topic).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        if assignment.is_empty() {
+            return self.is_done(assignment, next).await;
+        }
+        Ok(self.partitions_read(assignment, next).await? as usize == assignment.len())
+    }
+
+    /// How many assigned partitions have been read up to their topic's target.
+    pub async fn partitions_read(
+        &self,
+        assignment: &[TopicPartition],
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<u32, RuntimeError> {
+        let mut done = 0;
+        for tp in assignment {
+            let Some(target) = self.target(&tp.topic).await? else {
+                continue;
+            };
+            let end = usize::try_from(tp.partition)
+                .ok()
+                .and_then(|p| target.get(p).copied())
+                .unwrap_or(0);
+            if next.get(tp).copied().unwrap_or(0) >= end {
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     pub fn mark_done(&self, stage: &str) {

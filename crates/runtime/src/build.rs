@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 
-use millrace_pipeline::{Plan, Stage, StageKind};
+use millrace_pipeline::{JoinMode, Plan, Stage, StageKind};
 
+use crate::coordinated::join::{Barrier, KeyJoin, Zip};
+use crate::coordinated::reduce::Reduce;
 use crate::error::RuntimeError;
 use crate::exec::{ExecConfig, WorkerPool};
 use crate::operator::{Operator, PerRecord};
 use crate::patterns::{copier, exec, filter, map, merger, sharder, splitter};
-use crate::runtime::{RunSpec, StageDef, TopicDef};
+use crate::runtime::{RunSpec, StageDef, StageLogic, TopicDef};
 
 /// Builds every stage of the plan. Exec stages start their worker processes here, so
 /// a worker that cannot start is reported before anything runs.
@@ -20,7 +22,7 @@ pub fn from_plan(plan: &Plan) -> Result<RunSpec, RuntimeError> {
             kind: s.kind.name().to_string(),
             inputs: s.inputs.clone(),
             outputs: s.outputs.clone(),
-            operator: operator(s)?,
+            logic: logic(s)?,
         });
     }
     Ok(RunSpec {
@@ -48,6 +50,31 @@ fn output_index(stage: &Stage, topic: &str) -> Result<usize, RuntimeError> {
             stage: stage.name.clone(),
             message: format!("writes '{topic}', which is not among its outputs"),
         })
+}
+
+fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
+    let format = s.format;
+    Ok(match &s.kind {
+        StageKind::Join(j) => StageLogic::Coordinated(match j.mode {
+            JoinMode::Barrier => Box::new(Barrier::new(j.combine, String::new(), 1)),
+            JoinMode::Zip => Box::new(Zip::new(s.inputs.clone(), format)),
+            JoinMode::Key => {
+                let key = j.key.clone().ok_or_else(|| RuntimeError::Stage {
+                    stage: s.name.clone(),
+                    message: "a key join needs `key`".into(),
+                })?;
+                Box::new(KeyJoin::new(s.inputs.clone(), key, j.timeout, format))
+            }
+        }),
+        StageKind::Reduce(r) => StageLogic::Coordinated(Box::new(Reduce::new(
+            r.group_by.clone(),
+            r.reducer.clone(),
+            r.of.clone(),
+            r.emit,
+            format,
+        ))),
+        _ => StageLogic::Event(operator(s)?),
+    })
 }
 
 fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {

@@ -71,3 +71,11 @@ impl StageCounters {
         }
     }
 }
+
+impl StageCounters {
+    /// Records read but handed to another instance before they were done (a
+    /// rebalance): they are read again there, so they leave this instance's count.
+    pub fn forget(&self, n: u64) {
+        self.records_in.fetch_sub(n, Ordering::AcqRel);
+    }
+}

@@ -5,6 +5,8 @@
 //! - `task`: the stage task: read, process, produce, wait for durability, commit.
 //! - `operator`: what a pattern is (`Operator`) and what it returns per record.
 //! - `patterns/`: copier, filter, splitter, sharder, merger, map — one file each.
+//! - `coordinated/`: join (barrier, key, zip) and reduce, and their task, which holds
+//!   records until their batch is complete.
 //! - `exec/`: the exec pattern's worker processes (work queue, multi-worker).
 //! - `batch`: completion of a `--batch` run across stages.
 //! - `build`: turns a validated `Plan` into stages.
@@ -14,6 +16,7 @@
 
 pub mod batch;
 pub mod build;
+pub mod coordinated;
 pub mod counters;
 pub mod dead_letter;
 pub mod error;
@@ -24,4 +27,6 @@ pub mod runtime;
 pub mod task;
 
 pub use error::RuntimeError;
-pub use runtime::{RunOptions, RunSpec, RunState, RunSummary, Runtime, StageDef, TopicDef};
+pub use runtime::{
+    RunOptions, RunSpec, RunState, RunSummary, Runtime, StageDef, StageLogic, TopicDef,
+};

@@ -9,6 +9,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::batch;
+use crate::coordinated::Coordinated;
+use crate::coordinated::task::CoordinatedTask;
 use crate::counters::{CounterSnapshot, StageCounters};
 use crate::error::RuntimeError;
 use crate::operator::Operator;
@@ -29,7 +31,14 @@ pub struct StageDef {
     pub kind: String,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
-    pub operator: Box<dyn Operator>,
+    pub logic: StageLogic,
+}
+
+/// What a stage runs: an event-driven pattern (one record at a time), or a
+/// coordinated one that holds records until their batch is complete.
+pub enum StageLogic {
+    Event(Box<dyn Operator>),
+    Coordinated(Box<dyn Coordinated>),
 }
 
 /// Everything needed to run a pipeline.
@@ -144,37 +153,7 @@ impl Runtime {
     /// Creates the declared topics that do not exist yet; a declared topic that exists
     /// with another partition count is an error (nothing is started then).
     pub async fn ensure_topics(&self, broker: &dyn Broker) -> Result<(), RuntimeError> {
-        let mut wanted = self.spec.topics.clone();
-        if !wanted.iter().any(|t| t.name == self.spec.dead_letter) {
-            wanted.push(TopicDef {
-                name: self.spec.dead_letter.clone(),
-                partitions: 1,
-                config: BTreeMap::new(),
-            });
-        }
-        for t in &wanted {
-            match broker.describe_topic(&t.name).await {
-                Ok(d) => {
-                    if usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
-                        return Err(RuntimeError::PartitionMismatch {
-                            topic: t.name.clone(),
-                            declared: t.partitions,
-                            actual: d.partitions.len(),
-                        });
-                    }
-                }
-                Err(BrokerError::UnknownTopic(_)) => {
-                    let mut new = NewTopic::new(t.name.clone(), t.partitions);
-                    new.config = t.config.clone();
-                    match broker.create_topic(&new).await {
-                        Ok(()) | Err(BrokerError::TopicExists(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        ensure_topics(&self.spec.topics, &self.spec.dead_letter, broker).await
     }
 
     /// Runs until every stage is done (`--batch`) or `stop` turns true, then returns the
@@ -186,12 +165,12 @@ impl Runtime {
         opts: RunOptions,
         stop: watch::Receiver<bool>,
     ) -> Result<RunSummary, RuntimeError> {
-        self.ensure_topics(broker.as_ref()).await?;
         let Runtime {
             spec,
             state,
             counters,
         } = self;
+        ensure_topics(&spec.topics, &spec.dead_letter, broker.as_ref()).await?;
         let mut writers: HashMap<String, Vec<String>> = HashMap::new();
         for s in &spec.stages {
             for o in &s.outputs {
@@ -199,13 +178,15 @@ impl Runtime {
             }
         }
         let completion = if opts.batch {
-            let sources: Vec<String> = spec
+            let mut sources: Vec<String> = spec
                 .stages
                 .iter()
                 .flat_map(|s| s.inputs.iter())
                 .filter(|t| !writers.contains_key(*t))
                 .cloned()
                 .collect();
+            sources.sort();
+            sources.dedup();
             Some(batch::start(broker.clone(), writers.clone(), &sources).await?)
         } else {
             None
@@ -230,25 +211,49 @@ impl Runtime {
         let mut handles = Vec::new();
         for (stage, counters) in spec.stages.into_iter().zip(counters) {
             let group = format!("{}.{}", spec.pipeline, stage.name);
-            let task = StageTask {
-                pipeline: spec.pipeline.clone(),
-                stage: stage.name.clone(),
-                completion: completion
-                    .as_ref()
-                    .map(|c| c.for_stage(group, stage.inputs.clone())),
-                inputs: stage.inputs,
-                outputs: stage.outputs,
-                dead_letter: spec.dead_letter.clone(),
-                operator: stage.operator,
-                counters,
-                broker: broker.clone(),
-                max_batch: opts.max_batch,
-                stop: inner_stop.clone(),
-            };
-            let name = stage.name;
+            let completion = completion
+                .as_ref()
+                .map(|c| c.for_stage(group, stage.inputs.clone()));
+            let name = stage.name.clone();
             let stopper = inner_stop_tx.clone();
+            let fut: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), RuntimeError>> + Send>,
+            > = match stage.logic {
+                StageLogic::Event(operator) => Box::pin(
+                    StageTask {
+                        pipeline: spec.pipeline.clone(),
+                        stage: stage.name,
+                        completion,
+                        inputs: stage.inputs,
+                        outputs: stage.outputs,
+                        dead_letter: spec.dead_letter.clone(),
+                        operator,
+                        counters,
+                        broker: broker.clone(),
+                        max_batch: opts.max_batch,
+                        stop: inner_stop.clone(),
+                    }
+                    .run(),
+                ),
+                StageLogic::Coordinated(op) => Box::pin(
+                    CoordinatedTask {
+                        pipeline: spec.pipeline.clone(),
+                        stage: stage.name,
+                        completion,
+                        inputs: stage.inputs,
+                        outputs: stage.outputs,
+                        dead_letter: spec.dead_letter.clone(),
+                        op,
+                        counters,
+                        broker: broker.clone(),
+                        max_batch: opts.max_batch,
+                        stop: inner_stop.clone(),
+                    }
+                    .run(),
+                ),
+            };
             handles.push(tokio::spawn(async move {
-                let r = task.run().await;
+                let r = fut.await;
                 if r.is_err() {
                     let _ = stopper.send(true);
                 }
@@ -278,4 +283,45 @@ impl Runtime {
             None => Ok(state.summary()),
         }
     }
+}
+
+/// Creates the declared topics (and the dead-letter topic) that do not exist yet; a
+/// declared topic that exists with another partition count is an error.
+async fn ensure_topics(
+    topics: &[TopicDef],
+    dead_letter: &str,
+    broker: &dyn Broker,
+) -> Result<(), RuntimeError> {
+    let mut wanted = topics.to_vec();
+    if !wanted.iter().any(|t| t.name == dead_letter) {
+        wanted.push(TopicDef {
+            name: dead_letter.to_string(),
+
+            partitions: 1,
+            config: BTreeMap::new(),
+        });
+    }
+    for t in &wanted {
+        match broker.describe_topic(&t.name).await {
+            Ok(d) => {
+                if usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
+                    return Err(RuntimeError::PartitionMismatch {
+                        topic: t.name.clone(),
+                        declared: t.partitions,
+                        actual: d.partitions.len(),
+                    });
+                }
+            }
+            Err(BrokerError::UnknownTopic(_)) => {
+                let mut new = NewTopic::new(t.name.clone(), t.partitions);
+                new.config = t.config.clone();
+                match broker.create_topic(&new).await {
+                    Ok(()) | Err(BrokerError::TopicExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -52,32 +52,15 @@ impl StageTask {
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
         let mut consumer = self.broker.consumer(config).await?;
-        let mut partitions_of: HashMap<String, i32> = HashMap::new();
-        for t in self
-            .outputs
-            .iter()
-            .chain(std::iter::once(&self.dead_letter))
-        {
-            let d = self.broker.describe_topic(t).await?;
-            partitions_of.insert(t.clone(), i32::try_from(d.partitions.len()).unwrap_or(1));
-        }
+        let partitions_of = output_partitions(
+            self.broker.as_ref(),
+            self.outputs
+                .iter()
+                .chain(std::iter::once(&self.dead_letter)),
+        )
+        .await?;
         // Where each input partition stands: the next offset to process.
-        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        for t in &self.inputs {
-            let committed = self.broker.committed(&group, t).await?;
-            let d = self.broker.describe_topic(t).await?;
-            for p in &d.partitions {
-                let c = committed
-                    .iter()
-                    .find(|(q, _)| *q == p.partition)
-                    .and_then(|(_, o)| *o)
-                    .unwrap_or(p.start_offset);
-                next.insert(
-                    TopicPartition::new(t.clone(), p.partition),
-                    c.max(p.start_offset),
-                );
-            }
-        }
+        let mut next = start_positions(self.broker.as_ref(), &group, &self.inputs).await?;
 
         let result = self
             .run_loop(consumer.as_mut(), &partitions_of, &mut next)
@@ -177,16 +160,7 @@ impl StageTask {
             if !dead.is_empty() {
                 sends.push((self.dead_letter.clone(), dead));
             }
-            let broker = &self.broker;
-            let results = futures::future::join_all(
-                sends
-                    .into_iter()
-                    .map(|(t, recs)| async move { broker.produce(&t, recs).await }),
-            )
-            .await;
-            for r in results {
-                r?;
-            }
+            produce_all(self.broker.as_ref(), sends).await?;
             // Everything the batch caused is durable: commit it.
             let mut commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
             for rec in &batch {
@@ -202,4 +176,60 @@ impl StageTask {
             self.counters.committed(batch.len() as u64);
         }
     }
+}
+
+/// Partition counts of the topics a stage writes.
+pub(crate) async fn output_partitions<'a>(
+    broker: &dyn Broker,
+    topics: impl Iterator<Item = &'a String>,
+) -> Result<HashMap<String, i32>, RuntimeError> {
+    let mut partitions_of = HashMap::new();
+    for t in topics {
+        let d = broker.describe_topic(t).await?;
+        partitions_of.insert(t.clone(), i32::try_from(d.partitions.len()).unwrap_or(1));
+    }
+    Ok(partitions_of)
+}
+
+/// Where each input partition stands for a group: its committed offset, or the start
+/// of the partition when nothing is committed.
+pub(crate) async fn start_positions(
+    broker: &dyn Broker,
+    group: &str,
+    inputs: &[String],
+) -> Result<BTreeMap<TopicPartition, i64>, RuntimeError> {
+    let mut next = BTreeMap::new();
+    for t in inputs {
+        let committed = broker.committed(group, t).await?;
+        let d = broker.describe_topic(t).await?;
+        for p in &d.partitions {
+            let c = committed
+                .iter()
+                .find(|(q, _)| *q == p.partition)
+                .and_then(|(_, o)| *o)
+                .unwrap_or(p.start_offset);
+            next.insert(
+                TopicPartition::new(t.clone(), p.partition),
+                c.max(p.start_offset),
+            );
+        }
+    }
+    Ok(next)
+}
+
+/// Produces to several topics concurrently and waits until all are acknowledged.
+pub(crate) async fn produce_all(
+    broker: &dyn Broker,
+    sends: Vec<(String, Vec<ProduceRecord>)>,
+) -> Result<(), RuntimeError> {
+    let results = futures::future::join_all(
+        sends
+            .into_iter()
+            .map(|(t, recs)| async move { broker.produce(&t, recs).await }),
+    )
+    .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
 }

@@ -1,0 +1,226 @@
+//! The task of a coordinated stage: like the event-driven stage task (read, process,
+//! produce, wait, commit), except that records are held until their batch ends and a
+//! partition's commit never passes the first record still held there.
+//!
+//! A `--batch` run ends the batch when every input topic is complete (all of its
+//! writers are done, so its end offsets hold the whole batch) and this task has read
+//! its partitions up to there; then the pattern releases the batch (`finish`), its
+//! outputs are made durable, and only then is everything committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use millrace_broker::{
+    Broker, ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Rebalance,
+    TopicPartition,
+};
+use tokio::sync::watch;
+
+use super::join::BATCH_HEADER;
+use super::{Coordinated, FinishContext, Progress, Tally};
+use crate::batch::Completion;
+use crate::counters::StageCounters;
+use crate::dead_letter;
+use crate::error::RuntimeError;
+use crate::operator::{Emit, RecordError};
+use crate::task::{output_partitions, produce_all, start_positions};
+
+pub struct CoordinatedTask {
+    pub pipeline: String,
+    pub stage: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub dead_letter: String,
+    pub op: Box<dyn Coordinated>,
+    pub counters: Arc<StageCounters>,
+    pub broker: Arc<dyn Broker>,
+    pub max_batch: usize,
+    pub completion: Option<Completion>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl CoordinatedTask {
+    pub async fn run(mut self) -> Result<(), RuntimeError> {
+        let group = format!("{}.{}", self.pipeline, self.stage);
+        let mut config = ConsumerConfig::new(self.inputs.clone());
+        config.group = Some(group.clone());
+        config.offset_reset = OffsetReset::Earliest;
+        let mut consumer = self.broker.consumer(config).await?;
+        let partitions_of = output_partitions(
+            self.broker.as_ref(),
+            self.outputs
+                .iter()
+                .chain(std::iter::once(&self.dead_letter)),
+        )
+        .await?;
+        let outs: Vec<(String, i32)> = self
+            .outputs
+            .iter()
+            .map(|t| (t.clone(), partitions_of.get(t).copied().unwrap_or(1)))
+            .collect();
+        self.op.prepare(&outs);
+        let mut next = start_positions(self.broker.as_ref(), &group, &self.inputs).await?;
+        let result = self
+            .run_loop(consumer.as_mut(), &partitions_of, &mut next)
+            .await;
+        let _ = consumer.close().await;
+        result
+    }
+
+    fn batch_id(&self) -> u64 {
+        self.completion.as_ref().map(|c| c.batch_id()).unwrap_or(0)
+    }
+
+    /// How many of this task's partitions have their part of the batch.
+    async fn progress(
+        &self,
+        assignment: &[TopicPartition],
+        next: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<Progress, RuntimeError> {
+        let mut p = Progress {
+            batch: self.batch_id(),
+            done: 0,
+            of: u32::try_from(next.len()).unwrap_or(u32::MAX),
+        };
+        if let Some(c) = &self.completion {
+            p.done = c.partitions_read(assignment, next).await?;
+        }
+        Ok(p)
+    }
+
+    async fn run_loop(
+        &mut self,
+        consumer: &mut dyn millrace_broker::Consumer,
+        partitions_of: &HashMap<String, i32>,
+        next: &mut BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), RuntimeError> {
+        let mut emits: Vec<Emit> = Vec::new();
+        let mut dead: Vec<(ConsumedRecord, RecordError)> = Vec::new();
+        let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        loop {
+            if *self.stop.borrow() {
+                // Held records stay uncommitted: the next run reads them again.
+                return Ok(());
+            }
+            let assignment = consumer.assignment();
+            if let Some(c) = self.completion.clone()
+                && c.inputs_read(&assignment, next).await?
+            {
+                let progress = self.progress(&assignment, next).await?;
+                let ctx = FinishContext {
+                    broker: self.broker.as_ref(),
+                    stage: &self.stage,
+                    read_upto: next,
+                };
+                let tally = self
+                    .op
+                    .finish(progress, &ctx, &mut emits, &mut dead)
+                    .await?;
+                self.flush(partitions_of, &mut emits, &mut dead).await?;
+                // The batch is released and durable: commit all that was read, except
+                // what the pattern still holds (a zip's unpaired items).
+                let offsets: Vec<(TopicPartition, i64)> = assignment
+                    .iter()
+                    .filter_map(|tp| {
+                        next.get(tp).map(|o| {
+                            let upto = self.op.held_from(tp).map_or(*o, |h| h.min(*o));
+                            (tp.clone(), upto)
+                        })
+                    })
+                    .collect();
+                if !offsets.is_empty() {
+                    consumer.commit(&offsets).await?;
+                }
+                self.counters
+                    .finish(tally.out, tally.filtered, tally.dead_lettered, 0);
+                c.mark_done(&self.stage);
+                return Ok(());
+            }
+            let mut stop = self.stop.clone();
+            let polled = tokio::select! {
+                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => r?,
+                _ = stop.changed() => return Ok(()),
+            };
+            for r in consumer.take_rebalances() {
+                if let Rebalance::Revoked(tps) = r {
+                    let forgotten = self.op.revoke(&tps);
+                    self.counters.forget(forgotten);
+                    for tp in &tps {
+                        committed.remove(tp);
+                    }
+                }
+            }
+            let batch: Vec<ConsumedRecord> = match &self.completion {
+                Some(c) => polled.into_iter().filter(|r| c.within(r)).collect(),
+                None => polled,
+            };
+            let progress = self.progress(&consumer.assignment(), next).await?;
+            let mut tally = Tally::default();
+            for rec in &batch {
+                self.counters.read(1);
+                tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
+                next.insert(
+                    TopicPartition::new(rec.topic.clone(), rec.partition),
+                    rec.offset + 1,
+                );
+            }
+            tally.add(self.op.tick(progress, &mut emits, &mut dead));
+            let emitted = emits.len() as u64;
+            self.flush(partitions_of, &mut emits, &mut dead).await?;
+            self.counters
+                .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
+            // Commit up to the first record still held in each partition.
+            let mut offsets = Vec::new();
+            for tp in consumer.assignment() {
+                let Some(read) = next.get(&tp).copied() else {
+                    continue;
+                };
+                let upto = self.op.held_from(&tp).map_or(read, |h| h.min(read));
+                if committed.get(&tp).is_none_or(|c| *c < upto) {
+                    offsets.push((tp.clone(), upto));
+                    committed.insert(tp, upto);
+                }
+            }
+            if !offsets.is_empty() {
+                consumer.commit(&offsets).await?;
+            }
+        }
+    }
+
+    /// Produces what the pattern emitted and dead-lettered, and waits for durability.
+    async fn flush(
+        &self,
+        partitions_of: &HashMap<String, i32>,
+        emits: &mut Vec<Emit>,
+        dead: &mut Vec<(ConsumedRecord, RecordError)>,
+    ) -> Result<(), RuntimeError> {
+        let batch = Bytes::from(self.batch_id().to_string());
+        let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
+        for e in emits.drain(..) {
+            let mut r = e.record;
+            if self.completion.is_some() {
+                r.headers.push(Header::new(BATCH_HEADER, batch.clone()));
+            }
+            if let Some(list) = per_topic.get_mut(e.output) {
+                list.push(r);
+            }
+        }
+        let mut sends: Vec<(String, Vec<ProduceRecord>)> = per_topic
+            .into_iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(i, r)| (self.outputs[i].clone(), r))
+            .collect();
+        if !dead.is_empty() {
+            let recs = dead
+                .drain(..)
+                .map(|(rec, err)| dead_letter::record(&self.stage, &rec, &err.error, err.attempts))
+                .collect();
+            sends.push((self.dead_letter.clone(), recs));
+        }
+        let _ = partitions_of;
+        produce_all(self.broker.as_ref(), sends).await
+    }
+}

@@ -1,0 +1,508 @@
+//! join and reduce end to end on every backend, in `--batch` runs over several
+//! partitions.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use millrace_broker::ProduceRecord;
+use millrace_runtime::{RunOptions, Runtime};
+use serde_json::{Value, json};
+
+fn json_values(vals: Vec<String>) -> Vec<Value> {
+    vals.iter()
+        .map(|v| serde_json::from_str(v).expect("json"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barrier_releases_nothing_until_the_whole_batch_is_done() {
+    for b in backends().await {
+        // A slow worker stage feeds the barrier: nothing may come out of the join
+        // before the worker has finished every item of the batch.
+        let dir = tempfile::tempdir().expect("tmp");
+        let worker = dir.path().join("slow.py");
+        std::fs::write(
+            &worker,
+            "import json,sys,time\nfor line in sys.stdin:\n    r=json.loads(line)\n    time.sleep(0.01)\n    print(json.dumps({'id':r['id'],'out':[r['value']]}),flush=True)\n",
+        )
+        .expect("write worker");
+        let src = b.yaml(&format!(
+            r#"
+pipeline: barrier{{s}}
+topics:
+  work{{s}}: {{ partitions: 3 }}
+stages:
+  slow: {{ kind: exec, from: work{{s}}, to: done{{s}}, command: [python3, "{}"], workers: 2 }}
+  wait: {{ kind: join, mode: barrier, from: done{{s}}, to: released{{s}} }}
+"#,
+            worker.display()
+        ));
+        b.create_topics(&src).await;
+        let values: Vec<String> = (0..120).map(|i| format!("{{\"n\":{i}}}")).collect();
+        b.produce_values(
+            &b.t("work"),
+            &values.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )
+        .await;
+
+        let plan = b.plan(&src);
+        let rt = Runtime::new(millrace_runtime::build::from_plan(&plan).expect("build"));
+        let state = rt.state();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let broker = b.broker.clone();
+        let run = tokio::spawn(rt.run(
+            broker,
+            RunOptions {
+                batch: true,
+                ..RunOptions::default()
+            },
+            rx,
+        ));
+        // Watch the join's output: when the first record appears, the worker stage
+        // must already have finished all 120 items.
+        let released = b.t("released");
+        let mut checked = false;
+        for _ in 0..600 {
+            let d = b.broker.describe_topic(&released).await.expect("describe");
+            let n: i64 = d.partitions.iter().map(|p| p.end_offset).sum();
+            if n > 0 {
+                let slow = state
+                    .stages
+                    .iter()
+                    .find(|s| s.name == "slow")
+                    .expect("stage")
+                    .counters
+                    .snapshot();
+                assert_eq!(
+                    slow.committed, 120,
+                    "[{}] join released before the batch was done: {slow:?}",
+                    b.name
+                );
+                checked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(checked, "[{}] the join never released", b.name);
+        let summary = run.await.expect("join").expect("run");
+        assert_conserved(&summary);
+        let out = b.read_all(&released).await;
+        assert_eq!(out.len(), 120, "[{}]", b.name);
+        // Every released item says which batch it belongs to.
+        let batch = header(&out[0], "millrace.batch").expect("batch header");
+        assert!(
+            out.iter()
+                .all(|r| header(r, "millrace.batch").as_deref() == Some(batch.as_str()))
+        );
+        assert_eq!(batch, "120", "the batch id counts the source records");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_over_an_empty_input_completes() {
+    for b in backends().await {
+        let src = r#"
+pipeline: empty{s}
+topics:
+  left{s}: { partitions: 2 }
+  right{s}: { partitions: 2 }
+stages:
+  both: { kind: join, mode: barrier, from: [left{s}, right{s}], to: out{s}, combine: true }
+"#;
+        b.create_topics(src).await;
+        b.produce_values(&b.t("left"), &["1", "2", "3"]).await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let out = json_values(b.values(&b.t("out")).await);
+        assert_eq!(out.len(), 1, "[{}] one combined item per batch", b.name);
+        assert_eq!(out[0]["count"], json!(3));
+        assert_eq!(out[0]["inputs"][b.t("left")], json!(3));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_items_all_go_to_the_dead_letter_topic_completes() {
+    for b in backends().await {
+        let src = r#"
+pipeline: alldead{s}
+topics:
+  in{s}: { partitions: 2 }
+stages:
+  parse: { kind: map, from: in{s}, to: parsed{s}, expr: '.x' }
+  wait: { kind: join, mode: barrier, from: parsed{s}, to: out{s} }
+  count: { kind: reduce, from: parsed{s}, to: counted{s}, reducer: count }
+"#;
+        b.create_topics(src).await;
+        b.produce_values(&b.t("in"), &["not json", "{oops", ""])
+            .await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        assert_eq!(
+            stage(&summary, "parse").counters.dead_lettered,
+            3,
+            "[{}]",
+            b.name
+        );
+        assert!(b.values(&b.t("out")).await.is_empty());
+        assert!(
+            b.values(&b.t("counted")).await.is_empty(),
+            "no groups, no results"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduce_builtins_match_a_plain_computation() {
+    for b in backends().await {
+        let src = r#"
+pipeline: reducers{s}
+topics:
+  sales{s}: { partitions: 3 }
+stages:
+  by-shop: { kind: sharder, from: sales{s}, by: .shop, to: shops{s}, shards: 3 }
+  count: { kind: reduce, from: shops{s}, to: r-count{s}, group_by: .shop, reducer: count }
+  sum: { kind: reduce, from: shops{s}, to: r-sum{s}, group_by: .shop, reducer: sum, of: .amount }
+  min: { kind: reduce, from: shops{s}, to: r-min{s}, group_by: .shop, reducer: min, of: .amount }
+  max: { kind: reduce, from: shops{s}, to: r-max{s}, group_by: .shop, reducer: max, of: .amount }
+  mean: { kind: reduce, from: shops{s}, to: r-mean{s}, group_by: .shop, reducer: mean, of: .amount }
+  hist: { kind: reduce, from: shops{s}, to: r-hist{s}, group_by: .shop, reducer: histogram, of: .size }
+  all: { kind: reduce, from: shops{s}, to: r-collect{s}, group_by: .shop, reducer: collect, of: .amount }
+  custom:
+    kind: reduce
+    from: shops{s}
+    to: r-custom{s}
+    group_by: .shop
+    reducer: { init: '{n: 0, big: 0}', update: '.n += 1 | if $item.amount > 50 then .big += 1 else . end', merge: '.n += $other.n | .big += $other.big' }
+"#;
+        b.create_topics(src).await;
+        let shops = ["north", "south", "east", "west", "mall"];
+        let mut want: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        let mut recs = Vec::new();
+        for i in 0..500i64 {
+            let shop = shops[(i * 7 % 5) as usize];
+            let amount = (i * 37) % 101;
+            want.entry(shop).or_default().push(amount);
+            recs.push(ProduceRecord {
+                partition: Some((i % 3) as i32),
+                value: format!(
+                    "{{\"shop\":\"{shop}\",\"amount\":{amount},\"size\":{}}}",
+                    amount % 4
+                )
+                .into_bytes()
+                .into(),
+                ..Default::default()
+            });
+        }
+        b.produce(&b.t("sales"), recs).await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let results = |t: &str| {
+            let b = &b;
+            let t = b.t(t);
+            async move {
+                let mut m = BTreeMap::new();
+                for v in json_values(b.values(&t).await) {
+                    assert_eq!(v["final"], json!(true));
+                    let prev = m.insert(
+                        v["group"].as_str().expect("group").to_string(),
+                        v["value"].clone(),
+                    );
+                    assert!(prev.is_none(), "one final result per group per batch");
+                }
+                m
+            }
+        };
+        let count = results("r-count").await;
+        let sum = results("r-sum").await;
+        let min = results("r-min").await;
+        let max = results("r-max").await;
+        let mean = results("r-mean").await;
+        let hist = results("r-hist").await;
+        let collect = results("r-collect").await;
+        let custom = results("r-custom").await;
+        assert_eq!(count.len(), 5, "[{}]", b.name);
+        for (shop, amounts) in &want {
+            let n = amounts.len() as i64;
+            let total: i64 = amounts.iter().sum();
+            assert_eq!(count[*shop], json!(n), "[{}] count {shop}", b.name);
+            assert_eq!(sum[*shop], json!(total));
+            assert_eq!(min[*shop], json!(amounts.iter().min().expect("min")));
+            assert_eq!(max[*shop], json!(amounts.iter().max().expect("max")));
+            let m = mean[*shop].as_f64().expect("mean");
+            assert!((m - total as f64 / n as f64).abs() < 1e-9);
+            assert_eq!(hist[*shop]["count"], json!(n));
+            let buckets: i64 = hist[*shop]["buckets"]
+                .as_object()
+                .expect("buckets")
+                .values()
+                .map(|v| v.as_i64().expect("n"))
+                .sum();
+            assert_eq!(buckets, n, "histogram buckets add up to its population");
+            let mut got: Vec<i64> = collect[*shop]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|v| v.as_i64().expect("i"))
+                .collect();
+            got.sort();
+            let mut exp = amounts.clone();
+            exp.sort();
+            assert_eq!(got, exp);
+            assert_eq!(custom[*shop]["n"], json!(n));
+            assert_eq!(
+                custom[*shop]["big"],
+                json!(amounts.iter().filter(|a| **a > 50).count())
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_merge_weighted_by_population() {
+    // The book's family-size example: two partial histograms merge by adding counts,
+    // so the bigger population weighs more in the merged distribution.
+    for b in backends().await {
+        let src = r#"
+pipeline: families{s}
+topics:
+  partials{s}: { partitions: 1 }
+stages:
+  merge: { kind: reduce, from: partials{s}, to: merged{s}, reducer: histogram, of: '.' }
+"#;
+        b.create_topics(src).await;
+        b.produce_values(
+            &b.t("partials"),
+            &[
+                r#"{"count": 10, "buckets": {"2": 5, "4": 5}}"#,
+                r#"{"count": 30, "buckets": {"2": 3, "3": 27}}"#,
+            ],
+        )
+        .await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let out = json_values(b.values(&b.t("merged")).await);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0]["value"],
+            json!({"count": 40, "buckets": {"2": 8, "3": 27, "4": 5}}),
+            "[{}]",
+            b.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduce_emits_partials_tagged_with_completeness_then_the_final() {
+    for b in backends().await {
+        let src = r#"
+pipeline: partials{s}
+topics:
+  in{s}: { partitions: 1 }
+stages:
+  count: { kind: reduce, from: in{s}, to: counts{s}, reducer: count, emit: { every_records: 10 } }
+"#;
+        b.create_topics(src).await;
+        let values: Vec<String> = (0..35).map(|i| i.to_string()).collect();
+        b.produce_values(
+            &b.t("in"),
+            &values.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )
+        .await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let out = json_values(b.values(&b.t("counts")).await);
+        let finals: Vec<&Value> = out.iter().filter(|v| v["final"] == json!(true)).collect();
+        let partials: Vec<&Value> = out.iter().filter(|v| v["final"] == json!(false)).collect();
+        assert_eq!(finals.len(), 1, "[{}] {out:?}", b.name);
+        assert_eq!(finals[0]["value"], json!(35));
+        assert_eq!(
+            (finals[0]["done"].clone(), finals[0]["of"].clone()),
+            (json!(1), json!(1))
+        );
+        assert!(
+            partials.len() >= 3,
+            "[{}] partials every 10 items: {out:?}",
+            b.name
+        );
+        assert!(
+            partials
+                .iter()
+                .all(|p| p["of"] == json!(1) && p["value"].as_i64().expect("n") < 35)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_join_combines_parts_and_dead_letters_a_key_missing_an_input() {
+    for b in backends().await {
+        let src = r#"
+pipeline: keyjoin{s}
+topics:
+  orders{s}: { partitions: 2 }
+  payments{s}: { partitions: 2 }
+stages:
+  match: { kind: join, mode: key, from: [orders{s}, payments{s}], key: .order, timeout: 30s, to: paid{s} }
+"#;
+        b.create_topics(src).await;
+        let key = |o: &str| Some(bytes::Bytes::from(o.to_string()));
+        b.produce(
+            &b.t("orders"),
+            vec![
+                ProduceRecord {
+                    key: key("o1"),
+                    value: r#"{"order":"o1","item":"book"}"#.into(),
+                    ..Default::default()
+                },
+                ProduceRecord {
+                    key: key("o2"),
+                    value: r#"{"order":"o2","item":"pen"}"#.into(),
+                    ..Default::default()
+                },
+                ProduceRecord {
+                    key: key("o3"),
+                    value: r#"{"order":"o3","item":"ink"}"#.into(),
+                    ..Default::default()
+                },
+            ],
+        )
+        .await;
+        b.produce(
+            &b.t("payments"),
+            vec![
+                ProduceRecord {
+                    key: key("o2"),
+                    value: r#"{"order":"o2","paid":2}"#.into(),
+                    ..Default::default()
+                },
+                ProduceRecord {
+                    key: key("o1"),
+                    value: r#"{"order":"o1","paid":9}"#.into(),
+                    ..Default::default()
+                },
+            ],
+        )
+        .await;
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let mut paid = json_values(b.values(&b.t("paid")).await);
+        paid.sort_by_key(|v| v["order"].as_str().map(String::from));
+        assert_eq!(
+            paid,
+            vec![
+                json!({"order":"o1","item":"book","paid":9}),
+                json!({"order":"o2","item":"pen","paid":2}),
+            ],
+            "[{}]",
+            b.name
+        );
+        let dead = b.read_all(&format!("keyjoin{}.dlq", b.suffix)).await;
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].value.as_ref(), br#"{"order":"o3","item":"ink"}"#);
+        let err = header(&dead[0], "millrace.error").expect("error");
+        assert!(
+            err.contains("o3") && err.contains(&b.t("payments")),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_pairs_items_by_arrival_order() {
+    for b in backends().await {
+        let src = r#"
+pipeline: zip{s}
+topics:
+  photos{s}: { partitions: 1 }
+  photos-2{s}: { partitions: 1 }
+stages:
+  pair: { kind: join, mode: zip, from: [photos{s}, photos-2{s}], to: pairs{s} }
+"#;
+        b.create_topics(src).await;
+        b.produce_values(&b.t("photos"), &[r#""a.jpg""#, r#""b.jpg""#, r#""c.jpg""#])
+            .await;
+        b.produce_values(&b.t("photos-2"), &[r#""A.jpg""#, r#""B.jpg""#])
+            .await;
+        let summary = b.run_batch(src).await;
+        let out = json_values(b.values(&b.t("pairs")).await);
+        assert_eq!(
+            out,
+            vec![json!(["a.jpg", "A.jpg"]), json!(["b.jpg", "B.jpg"])],
+            "[{}]",
+            b.name
+        );
+        // The unpaired item waits, uncommitted, for its partner.
+        assert_eq!(stage(&summary, "pair").counters.in_flight, 1);
+        b.produce_values(&b.t("photos-2"), &[r#""C.jpg""#]).await;
+        b.run_batch(src).await;
+        let out = json_values(b.values(&b.t("pairs")).await);
+        assert_eq!(
+            out.last(),
+            Some(&json!(["c.jpg", "C.jpg"])),
+            "[{}] {out:?}",
+            b.name
+        );
+        assert_eq!(out.len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reduce_replays_its_held_items_and_counts_exactly() {
+    for b in backends().await {
+        let src = r#"
+pipeline: replay{s}
+topics:
+  in{s}: { partitions: 2 }
+stages:
+  slow: { kind: map, from: in{s}, to: mid{s}, expr: '{w: .}' }
+  count: { kind: reduce, from: mid{s}, to: counts{s}, group_by: .w, reducer: count }
+"#;
+        b.create_topics(src).await;
+        let values: Vec<String> = (0..2000).map(|i| format!("\"w{}\"", i % 7)).collect();
+        b.produce_values(
+            &b.t("in"),
+            &values.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )
+        .await;
+        // Stop the first run as soon as the reduce holds some items.
+        let plan = b.plan(src);
+        let rt = Runtime::new(millrace_runtime::build::from_plan(&plan).expect("build"));
+        let state = rt.state();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let opts = RunOptions {
+            batch: true,
+            max_batch: 100,
+        };
+        let run = tokio::spawn(rt.run(b.broker.clone(), opts, rx));
+        for _ in 0..500 {
+            let c = state.stages[1].counters.snapshot();
+            if c.records_in > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = tx.send(true);
+        run.await.expect("join").expect("first run stops cleanly");
+        let before = b.values(&b.t("counts")).await;
+        assert!(
+            before.is_empty(),
+            "[{}] nothing final before the batch ends",
+            b.name
+        );
+        // The second run finishes the batch: held items were not committed, so they are
+        // read again and each counted once.
+        let summary = b.run_batch(src).await;
+        assert_conserved(&summary);
+        let out = json_values(b.values(&b.t("counts")).await);
+        let total: i64 = out
+            .iter()
+            .map(|v| v["value"].as_i64().expect("count"))
+            .sum();
+        assert_eq!(total, 2000, "[{}] {out:?}", b.name);
+        assert_eq!(out.len(), 7);
+        let _ = Arc::new(());
+    }
+}
