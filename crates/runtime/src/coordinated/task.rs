@@ -118,6 +118,7 @@ impl CoordinatedTask {
                     .op
                     .finish(progress, &ctx, &mut emits, &mut dead)
                     .await?;
+                let emitted = emits.len() as u64;
                 self.flush(partitions_of, &mut emits, &mut dead).await?;
                 // The batch is released and durable: commit all that was read, except
                 // what the pattern still holds (a zip's unpaired items).
@@ -134,7 +135,7 @@ impl CoordinatedTask {
                     consumer.commit(&offsets).await?;
                 }
                 self.counters
-                    .finish(tally.out, tally.filtered, tally.dead_lettered, 0);
+                    .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
                 c.mark_done(&self.stage);
                 return Ok(());
             }
