@@ -2,6 +2,12 @@
 //! `/api/graph`, `/api/stats` and a page that draws the pipeline in the patterns' own
 //! terms with live rates, lag and dead-letter counts. Bound to 127.0.0.1 unless an
 //! address is given.
+//!
+//! Secrets: nothing served comes from the backend's client properties (SASL passwords,
+//! SSL keys). `/api/graph` is `graph::to_json` of the plan (topics, stages, edges),
+//! `/api/stats` and `/metrics` are counters and offsets; `tests.rs` checks all of them
+//! against a Kafka-backed file holding a password. There is no `barrier progress` yet:
+//! the runtime does not report it, and the page draws only what the API gives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,3 +127,6 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         s.prometheus.render(),
     )
 }
+
+#[cfg(test)]
+mod tests;
