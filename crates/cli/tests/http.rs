@@ -1,0 +1,489 @@
+//! The HTTP surface of `millrace run` as a client meets it: real TCP on 127.0.0.1
+//! against the real binary on the embedded store, records produced by other
+//! `millrace produce` processes through the store the running pipeline serves, and the
+//! pipeline page rendered by a real headless Chromium.
+
+mod common;
+mod web;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use web::{Server, counter, settled, stage, wait_until};
+
+/// filter → splitter, and a copier beside them: every bucket of the counters is used
+/// (out, filtered, dead-lettered, emitted > out).
+const SHOP: &str = r#"pipeline: shop
+topics:
+  orders: { partitions: 2 }
+stages:
+  only-eu:
+    kind: filter
+    from: orders
+    where: '.region == "eu"'
+    to: eu-orders
+  by-size:
+    kind: splitter
+    from: eu-orders
+    routes:
+      - { when: '.total >= 100', to: big-orders }
+    default: small-orders
+  archive:
+    kind: copier
+    from: orders
+    to: [orders-archive, orders-audit]
+"#;
+
+/// Six orders: four from eu (two big), two from us.
+const ORDERS: &[u8] = br#"{"id":1,"region":"eu","total":250}
+{"id":2,"region":"eu","total":20}
+{"id":3,"region":"us","total":300}
+{"id":4,"region":"eu","total":100}
+{"id":5,"region":"us","total":5}
+{"id":6,"region":"eu","total":99}
+"#;
+
+fn write_pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write pipeline");
+    p
+}
+
+/// Waits until the running pipeline has created its topics and serves the store.
+fn wait_for_topic(b: &Backend, topic: &str) {
+    wait_until(
+        &format!("topic {topic} through the running pipeline"),
+        Duration::from_secs(30),
+        || {
+            let o = b.run(&["topics", "describe", "--topic", topic], b"");
+            o.status.success().then_some(())
+        },
+    );
+}
+
+/// The value of a Prometheus sample line `name{labels…} value` with `stage="…"`.
+fn sample(metrics: &str, name: &str, stage: &str) -> Option<f64> {
+    let want = format!("stage=\"{stage}\"");
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&want))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn assert_conservation(stats: &serde_json::Value) {
+    for s in stats["stages"].as_array().expect("stages") {
+        let c = &s["counters"];
+        let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+        assert_eq!(
+            n("records_in"),
+            n("out") + n("filtered") + n("dead_lettered") + n("in_flight"),
+            "in = out + filtered + dead_lettered + in_flight for {s}"
+        );
+    }
+}
+
+#[test]
+fn default_bind_is_loopback() {
+    let b = Backend::embedded();
+    let file = write_pipeline(b.data_dir(), "shop.yaml", SHOP);
+    // No --http: the default address.
+    let server = Server::start(&b, &file, &[]);
+    assert!(
+        server.addr.ip().is_loopback() && server.addr.ip().to_string() == "127.0.0.1",
+        "default bind {} is not 127.0.0.1",
+        server.addr
+    );
+    assert_ne!(server.addr.port(), 0, "the printed port is the bound one");
+    let r = server.get("/healthz");
+    assert_eq!((r.status, r.body.trim()), (200, "ok"));
+    server.stop();
+}
+
+#[test]
+fn no_http_serves_nothing() {
+    let b = Backend::embedded();
+    let file = write_pipeline(b.data_dir(), "shop.yaml", SHOP);
+    let child = b
+        .cmd()
+        .arg("run")
+        .arg(&file)
+        .arg("--no-http")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Once the store is served to other processes (its socket exists and a describe
+    // goes through it), HTTP would long have been announced. Waiting for the socket
+    // first keeps the describe from opening the store itself before the pipeline does.
+    wait_until("the store's socket", Duration::from_secs(30), || {
+        b.data_dir().join("millrace.sock").exists().then_some(())
+    });
+    wait_for_topic(&b, "orders");
+    web::signal(child.id(), "TERM");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("serving http"),
+        "--no-http still served:\n{err}"
+    );
+}
+
+#[test]
+fn endpoints_count_what_other_processes_produce() {
+    let b = Backend::embedded();
+    let file = write_pipeline(b.data_dir(), "shop.yaml", SHOP);
+    let server = Server::start(&b, &file, &["--http", "127.0.0.1:0"]);
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+
+    let r = server.get("/healthz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.trim(), "ok");
+
+    // The graph: every stage with its pattern, its topics, and the edges between them.
+    let g = server.json("/api/graph");
+    assert_eq!(g["pipeline"], "shop");
+    let kinds: Vec<(String, String)> = g["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (name, kind) in [
+        ("only-eu", "filter"),
+        ("by-size", "splitter"),
+        ("archive", "copier"),
+    ] {
+        assert!(
+            kinds.contains(&(name.to_owned(), kind.to_owned())),
+            "{name} ({kind}) missing from {kinds:?}"
+        );
+    }
+    let edges: Vec<(String, String, Option<String>)> = g["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap_or_default().to_owned(),
+                e["to"].as_str().unwrap_or_default().to_owned(),
+                e["label"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    for (from, to) in [
+        ("topic:orders", "stage:only-eu"),
+        ("stage:only-eu", "topic:eu-orders"),
+        ("topic:eu-orders", "stage:by-size"),
+        ("stage:by-size", "topic:big-orders"),
+        ("topic:orders", "stage:archive"),
+        ("stage:archive", "topic:orders-archive"),
+        ("stage:archive", "topic:orders-audit"),
+    ] {
+        assert!(
+            edges.iter().any(|(a, b, _)| a == from && b == to),
+            "edge {from} -> {to} missing from {edges:?}"
+        );
+    }
+    assert!(
+        edges.iter().any(|(a, b, l)| a == "stage:by-size"
+            && b == "topic:small-orders"
+            && l.as_deref() == Some("default")),
+        "the splitter's default edge is labelled: {edges:?}"
+    );
+    let topics: Vec<&str> = g["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for t in [
+        "orders",
+        "eu-orders",
+        "big-orders",
+        "small-orders",
+        "shop.dlq",
+    ] {
+        assert!(topics.contains(&t), "topic {t} missing from {topics:?}");
+    }
+
+    // Nothing produced yet: nothing counted, nothing dead-lettered.
+    wait_for_topic(&b, "orders");
+    let s0 = server.json("/api/stats");
+    assert_eq!(s0["backend"], "embedded");
+    assert_eq!(s0["dead_letter"]["topic"], "shop.dlq");
+    assert_eq!(s0["dead_letter"]["records"], 0);
+    assert_conservation(&s0);
+
+    // Another process produces through the store the pipeline serves.
+    b.ok(&["produce", "--topic", "orders"], ORDERS);
+    let s1 = wait_until("the six orders counted", Duration::from_secs(30), || {
+        let s = server.json("/api/stats");
+        settled(&s, &[("only-eu", 6), ("archive", 6), ("by-size", 4)]).then_some(s)
+    });
+    assert_conservation(&s1);
+    assert_eq!(counter(&s1, "only-eu", "out"), 4);
+    assert_eq!(counter(&s1, "only-eu", "filtered"), 2);
+    assert_eq!(counter(&s1, "by-size", "out"), 4);
+    assert_eq!(counter(&s1, "archive", "emitted"), 12, "two copies each");
+    assert_eq!(s1["dead_letter"]["records"], 0);
+
+    // /metrics agrees with what was produced.
+    let m = server.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        m.headers
+    );
+    for (st, n) in [("only-eu", 6.0), ("archive", 6.0), ("by-size", 4.0)] {
+        assert_eq!(
+            sample(&m.body, "millrace_stage_records_in_total", st),
+            Some(n),
+            "records_in of {st} in:\n{}",
+            m.body
+        );
+    }
+    assert_eq!(
+        sample(&m.body, "millrace_stage_records_filtered_total", "only-eu"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&m.body, "millrace_stage_records_emitted_total", "archive"),
+        Some(12.0)
+    );
+    assert!(m.body.contains("kind=\"filter\""), "{}", m.body);
+
+    // A record that is not JSON: the filter dead-letters it, the copier copies it.
+    b.ok(&["produce", "--topic", "orders"], b"this is not json\n");
+    let s2 = wait_until(
+        "the bad record dead-lettered",
+        Duration::from_secs(30),
+        || {
+            let s = server.json("/api/stats");
+            (settled(&s, &[("only-eu", 7), ("archive", 7)]) && s["dead_letter"]["records"] == 1)
+                .then_some(s)
+        },
+    );
+    assert_conservation(&s2);
+    assert_eq!(counter(&s2, "only-eu", "dead_lettered"), 1);
+    assert_eq!(counter(&s2, "archive", "out"), 7);
+    assert_eq!(
+        stage(&s2, "only-eu")["lag"],
+        0,
+        "committed after processing"
+    );
+    let m = server.get("/metrics").body;
+    assert_eq!(
+        sample(&m, "millrace_stage_records_dead_lettered_total", "only-eu"),
+        Some(1.0),
+        "{m}"
+    );
+
+    let log = server.stop();
+    assert!(
+        log.contains("only-eu"),
+        "the summary names the stages:\n{log}"
+    );
+}
+
+/// The element of `tag` whose start tag contains `attr`, up to its closing tag (the
+/// page never nests an element in one of its own tag inside the ones looked up here).
+fn element<'a>(dom: &'a str, tag: &str, attr: &str) -> Option<&'a str> {
+    let open = format!("<{tag} ");
+    let mut from = 0;
+    while let Some(i) = dom[from..].find(&open) {
+        let start = from + i;
+        let head_end = start + dom[start..].find('>')?;
+        if dom[start..head_end].contains(attr) {
+            let close = format!("</{tag}>");
+            let end = head_end + dom[head_end..].find(&close)? + close.len();
+            return Some(&dom[start..end]);
+        }
+        from = head_end;
+    }
+    None
+}
+
+/// The text of the table cell `data-col="col"` in a row.
+fn cell(row: &str, col: &str) -> String {
+    let td = element(row, "td", &format!("data-col=\"{col}\""))
+        .unwrap_or_else(|| panic!("no {col} cell in {row}"));
+    let inner = &td[td.find('>').map_or(0, |i| i + 1)..td.len() - "</td>".len()];
+    inner.to_owned()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The book's sign-up flow in a real browser: the DAG is drawn with each stage's
+/// pattern and every topic, the table shows the counts of what was produced, and a
+/// sign-up from an unknown region shows up as a dead letter.
+#[test]
+fn page_in_headless_chromium_draws_the_pipeline_and_its_counts() {
+    let Some(bin) = web::chromium::find() else {
+        return;
+    };
+    let root = repo_root();
+    let b = Backend::embedded();
+    let server = Server::start_in(
+        &b,
+        &root.join("examples/signup.yaml"),
+        &["--http", "127.0.0.1:0"],
+        Some(&root),
+    );
+    wait_for_topic(&b, "signups");
+    wait_for_topic(&b, "verified");
+    let signups = br#"{"user_id":"u1","email":"ada@example.com","region":"eu","notify":["email"]}
+{"user_id":"u2","email":"bob@example.com","region":"us","notify":["sms"]}
+{"user_id":"u3","email":"cy@example.com","region":"ap","notify":[]}
+{"user_id":"u4","email":"dee@example.com","region":"eu","notify":["email","sms"]}
+{"user_id":"u5","email":"eve@example.com","region":"mars","notify":[]}
+"#;
+    let verified = br#"{"user_id":"u1","notify":["email"]}
+{"user_id":"u2","notify":["sms","email"]}
+{"user_id":"u4","notify":[]}
+"#;
+    b.ok(&["produce", "--topic", "signups"], signups);
+    b.ok(&["produce", "--topic", "verified"], verified);
+    let expected_in = [
+        ("shard-by-region", 5),
+        ("verify-eu", 2),
+        ("verify-us", 1),
+        ("verify-ap", 1),
+        ("welcome", 3),
+        ("notify", 3),
+    ];
+    let stats = wait_until("the sign-ups processed", Duration::from_secs(60), || {
+        let s = server.json("/api/stats");
+        (settled(&s, &expected_in) && s["dead_letter"]["records"] == 1).then_some(s)
+    });
+    assert_eq!(counter(&stats, "shard-by-region", "dead_lettered"), 1);
+
+    let chrome = web::chromium::Chromium::new(bin);
+    let dom = chrome.dump_dom(&server.url("/"), 5000);
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page never finished its first refresh:\n{dom}"
+    );
+    let graph = server.json("/api/graph");
+    for s in graph["stages"].as_array().expect("stages") {
+        let (name, kind) = (
+            s["name"].as_str().unwrap_or(""),
+            s["kind"].as_str().unwrap_or(""),
+        );
+        let node = element(&dom, "g", &format!("data-stage=\"{name}\""))
+            .unwrap_or_else(|| panic!("no SVG node for stage {name}:\n{dom}"));
+        assert!(node.contains(&format!("data-pattern=\"{kind}\"")), "{node}");
+        assert!(
+            node.contains(&format!(">{}", kind.to_uppercase())),
+            "stage {name} is not labelled {kind}: {node}"
+        );
+        assert!(
+            node.contains(&format!(">{name}<")),
+            "stage {name} unnamed: {node}"
+        );
+    }
+    for t in graph["topics"].as_array().expect("topics") {
+        let name = t["name"].as_str().unwrap_or("");
+        let node = element(&dom, "g", &format!("data-topic=\"{name}\""))
+            .unwrap_or_else(|| panic!("no SVG node for topic {name}:\n{dom}"));
+        assert!(
+            node.contains(&format!(">{name}<")),
+            "topic {name} unnamed: {node}"
+        );
+    }
+    for kind in ["sharder", "exec", "copier", "splitter"] {
+        assert!(
+            dom.contains(&format!(">{}", kind.to_uppercase())),
+            "no {kind} label drawn"
+        );
+    }
+    let edges = dom.matches("<path class=\"edge").count();
+    assert_eq!(
+        edges,
+        graph["edges"].as_array().map_or(0, Vec::len),
+        "one drawn path per edge"
+    );
+    for (name, n) in expected_in {
+        let row = element(&dom, "tr", &format!("data-stage=\"{name}\""))
+            .unwrap_or_else(|| panic!("no table row for {name}:\n{dom}"));
+        assert_eq!(cell(row, "in"), n.to_string(), "in of {name}: {row}");
+        assert_eq!(cell(row, "in_flight"), "0", "{row}");
+        assert_eq!(cell(row, "lag"), "0", "{row}");
+    }
+    let shard = element(&dom, "tr", "data-stage=\"shard-by-region\"").expect("row");
+    assert_eq!(cell(shard, "out"), "4");
+    assert_eq!(cell(shard, "dead_lettered"), "1");
+    let stage_node = element(&dom, "g", "data-stage=\"shard-by-region\"").expect("node");
+    assert!(stage_node.contains("✕ 1 dead"), "{stage_node}");
+    let dlq = element(&dom, "span", "id=\"dlq\"").expect("dead-letter indicator");
+    assert!(
+        dlq.contains("data-records=\"1\"") && dlq.contains("signup.dlq: 1 record<"),
+        "{dlq}"
+    );
+
+    let shots = tempfile::tempdir().expect("tempdir");
+    let png = shots.path().join("signup.png");
+    chrome.screenshot(&server.url("/"), &png, 1400, 900, 5000);
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "screenshot is {} bytes: blank?",
+        bytes.len()
+    );
+    if let Some(keep) = std::env::var_os("MILLRACE_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).expect("keep screenshot");
+    }
+    server.stop();
+}
+
+/// A Kafka-backed file's client properties never reach `graph`'s output (nor
+/// `validate`'s). `/api/graph` serves the same `graph::to_json`; the running surface is
+/// checked in src/http/tests.rs.
+#[test]
+fn kafka_properties_stay_out_of_graph_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_pipeline(
+        dir.path(),
+        "secretive.yaml",
+        r#"pipeline: secretive
+backend:
+  kafka:
+    bootstrap: "127.0.0.1:9092"
+    properties:
+      security.protocol: SASL_SSL
+      sasl.mechanism: PLAIN
+      sasl.username: alice
+      sasl.password: hunter2
+topics:
+  in: 1
+stages:
+  keep: { kind: filter, from: in, to: out, where: '.ok' }
+"#,
+    );
+    let b = Backend::embedded();
+    let f = file.to_str().expect("utf-8 path");
+    for format in ["json", "mermaid", "dot"] {
+        let out = b.ok(&["graph", f, "--format", format], b"");
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("keep"), "[{format}] {text}");
+        assert!(
+            !text.contains("hunter2"),
+            "[{format}] leaks the password:\n{text}"
+        );
+    }
+    let out = b.ok(&["validate", f], b"");
+    assert!(!format!("{}{}", stdout(&out), stderr(&out)).contains("hunter2"));
+}
