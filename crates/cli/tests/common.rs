@@ -281,12 +281,15 @@ impl Backend {
         copy
     }
 
-    /// Records in a topic now: the sum of its partitions' end offsets.
+    /// The dead-letter topic of an example pipeline as this backend names it (the
+    /// pipeline name carries the suffix on Kafka).
+    pub fn dead_letter(&self, pipeline: &str) -> String {
+        format!("{pipeline}{}.dlq", self.suffix)
+    }
+
+    /// Records in a topic now (it must exist): the sum of its partitions' end offsets.
     pub fn records_in(&self, topic: &str) -> i64 {
-        let out = self.run(&["topics", "describe", "--topic", topic], b"");
-        if !out.status.success() {
-            return 0;
-        }
+        let out = self.ok(&["topics", "describe", "--topic", topic], b"");
         stdout(&out)
             .lines()
             .filter_map(|l| l.split("EndOffset: ").nth(1))

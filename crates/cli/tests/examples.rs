@@ -316,7 +316,7 @@ fn signup_flow_lands_every_user_where_it_belongs() {
             assert_eq!(&got, &keyed(want), "[{}] {topic}", b.name);
         }
         assert_eq!(
-            b.records_in(&t("signup.dlq")),
+            b.records_in(&b.dead_letter("signup")),
             0,
             "[{}] dead letters",
             b.name
@@ -383,7 +383,7 @@ fn signup_bad_records_are_dead_lettered_and_the_run_goes_on() {
             (0..6).map(|i| format!("u{i:04}")).collect::<Vec<_>>()
         );
 
-        let dlq = t("signup.dlq");
+        let dlq = b.dead_letter("signup");
         assert_eq!(b.records_in(&dlq), 3, "[{}] {err}", b.name);
         let out = b.ok(
             &[
@@ -616,6 +616,12 @@ fn partition_count_conflict_is_a_clear_error_and_starts_nothing() {
             "[{}] nothing ran: {err}",
             b.name
         );
-        assert_eq!(b.records_in(&dst), 0, "[{}] nothing copied", b.name);
+        let list = stdout(&b.ok(&["topics", "list"], b""));
+        assert!(
+            !list.lines().any(|l| l == dst),
+            "[{}] the output topic was not created: {list}",
+            b.name
+        );
+        assert_eq!(b.records_in(&src), 1, "[{}] input untouched", b.name);
     }
 }
