@@ -10,6 +10,7 @@
 //! partitions that change owner, and the `Assigned`/`Revoked` lists are exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ use crate::api::{
 use crate::error::BrokerError;
 
 /// Consumer settings millrace relies on; the user's properties may override them.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // The runtime commits only offsets whose outputs are durable (at-least-once).
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
@@ -42,6 +43,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Notices joins and leaves of other members within about a second.
     ("heartbeat.interval.ms", "1000"),
+    // librdkafka pauses fetching a partition for this long once its local queue is
+    // full (default 1 s); a stage that drains quickly would then sit idle.
+    ("fetch.queue.backoff.ms", "20"),
 ];
 
 /// What the rebalance callback records, shared with the consumer handle.
@@ -259,15 +263,19 @@ impl Consumer for KafkaConsumer {
                 Err(_) => return Ok(out),
             }
         }
+        // Polled once with a no-op waker, not with a zero `tokio::time::timeout`: that
+        // one waits for the timer's next millisecond tick whenever the queue is empty.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
         while out.len() < max {
-            // A zero timeout polls the queue once without waiting.
-            match tokio::time::timeout(Duration::ZERO, c.recv()).await {
-                Ok(m) => {
+            let next = std::pin::pin!(c.recv());
+            match next.poll(&mut cx) {
+                std::task::Poll::Ready(m) => {
                     if let Some(r) = Self::record(m)? {
                         out.push(r);
                     }
                 }
-                Err(_) => break,
+                std::task::Poll::Pending => break,
             }
         }
         Ok(out)

@@ -24,6 +24,9 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, subject: Subject<'_>) -> BrokerE
         _ => "",
     };
     match code {
+        C::IllegalGeneration | C::RebalanceInProgress | C::UnknownMemberId => {
+            BrokerError::Rebalanced(code.to_string())
+        }
         C::TopicAlreadyExists => BrokerError::TopicExists(topic.to_string()),
         C::UnknownTopicOrPartition | C::UnknownTopic if !topic.is_empty() => {
             BrokerError::UnknownTopic(topic.to_string())

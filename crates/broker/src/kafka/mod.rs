@@ -35,7 +35,10 @@ use crate::api::{
 use crate::error::BrokerError;
 
 pub use config::{parse_properties, read_properties_file};
-pub use consumer::KafkaConsumer;
+pub use consumer::{CONSUMER_DEFAULTS, KafkaConsumer};
+/// The rdkafka this backend is built on, for code that measures against it directly
+/// (`millrace bench kafka`'s baseline).
+pub use rdkafka;
 
 use errors::Subject;
 
@@ -43,7 +46,7 @@ use errors::Subject;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Producer settings millrace relies on; the user's properties may override them.
-const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
     ("acks", "all"),
     ("enable.idempotence", "true"),
