@@ -302,7 +302,15 @@ impl Admin {
             tpl.add_partition(topic, p);
         }
         let got = blocking(move || {
-            let r = consumer.committed_offsets(tpl, timeout);
+            let deadline = Instant::now() + timeout;
+            let r = loop {
+                match consumer.committed_offsets(tpl.clone(), timeout) {
+                    Err(e) if errors::is_coordinator_transient(&e) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    other => break other,
+                }
+            };
             drop(consumer);
             r
         })

@@ -310,9 +310,20 @@ impl Consumer for KafkaConsumer {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o))
                 .map_err(|e| errors::from_kafka(&e, Subject::Topic(&tp.topic)))?;
         }
-        blocking(move || c.commit(&tpl, CommitMode::Sync))
-            .await?
-            .map_err(|e| errors::from_kafka(&e, Subject::Group(&group)))
+        let timeout = self.timeout;
+        blocking(move || {
+            let deadline = Instant::now() + timeout;
+            loop {
+                match c.commit(&tpl, CommitMode::Sync) {
+                    Err(e) if errors::is_coordinator_transient(&e) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    other => break other,
+                }
+            }
+        })
+        .await?
+        .map_err(|e| errors::from_kafka(&e, Subject::Group(&group)))
     }
 
     async fn seek(&mut self, tp: &TopicPartition, to: Seek) -> Result<()> {

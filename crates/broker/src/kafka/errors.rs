@@ -82,3 +82,17 @@ pub(crate) fn from_kafka(e: &KafkaError, subject: Subject<'_>) -> BrokerError {
         None => BrokerError::Kafka(e.to_string()),
     }
 }
+
+/// Group coordinator errors that clear up on their own (the coordinator is moving or
+/// still loading its offsets); worth retrying within the caller's bound.
+pub(crate) fn is_coordinator_transient(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::WaitingForCoordinator
+        )
+    )
+}
