@@ -4,7 +4,7 @@
 #   scripts/kafka.sh fetch          download Kafka's jars from Maven Central (cached)
 #   scripts/kafka.sh start          one combined broker+controller on 127.0.0.1:9092
 #   scripts/kafka.sh start-cluster  three brokers on 127.0.0.1:19092,19093,19094
-#   scripts/kafka.sh stop           stop whatever this script started (by pid)
+#   scripts/kafka.sh stop [single|cluster]  stop what this script started (by pid)
 #   scripts/kafka.sh status         say what runs and whether it answers
 #
 # Environment:
@@ -272,15 +272,19 @@ case "$cmd" in
   start) start_nodes single "$SINGLE_PORT" "$SINGLE_CONTROLLER_PORT" ;;
   start-cluster) start_nodes cluster "${CLUSTER_PORTS[@]}" "${CLUSTER_CONTROLLER_PORTS[@]}" ;;
   stop)
-    stop_nodes single
-    stop_nodes cluster
+    case "${2:-all}" in
+      single) stop_nodes single ;;
+      cluster) stop_nodes cluster ;;
+      all) stop_nodes single; stop_nodes cluster ;;
+      *) die "stop takes single, cluster or nothing (both)" ;;
+    esac
     ;;
   status)
     status_nodes single
     status_nodes cluster
     ;;
   *)
-    echo "usage: scripts/kafka.sh fetch|start|start-cluster|stop|status" >&2
+    echo "usage: scripts/kafka.sh fetch|start|start-cluster|stop [single|cluster]|status" >&2
     exit 2
     ;;
 esac
