@@ -16,11 +16,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MILLRACE_CACHE:-$HOME/.cache/mill
 export CARGO_TERM_COLOR=never
 
 install_tools() {
-  if ! command -v kcat >/dev/null 2>&1; then
-    say "installing kcat"
+  # kcat: a Kafka client nobody here wrote, for interop tests; chromium: the real
+  # browser the page test drives; fonts: so the page measures text the same everywhere.
+  local missing=()
+  command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     say "installing kafka-python"
@@ -45,6 +51,6 @@ fi
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
-cargo clippy --workspace --all-targets --features millrace/kafka,millrace-broker/kafka -- -D warnings
+cargo clippy --workspace --all-targets --features millrace/kafka,millrace-broker/kafka,millrace-runtime/kafka -- -D warnings
 say "cargo test (embedded store and Kafka at $MILLRACE_TEST_BOOTSTRAP)"
-cargo test --workspace --features millrace/kafka,millrace-broker/kafka -- --test-threads 2
+cargo test --workspace --features millrace/kafka,millrace-broker/kafka,millrace-runtime/kafka -- --test-threads 2

@@ -17,6 +17,14 @@ pub enum BrokerError {
         timeout_ms: u64,
         reason: String,
     },
+    /// The consumer group moved on (a rebalance) and the request was for a generation
+    /// that is gone: the partitions' records are delivered again to their new owner.
+    #[error("the consumer group rebalanced: {0}")]
+    Rebalanced(String),
+    /// The broker is unreachable or busy for now (timeouts, lost connections, a
+    /// leader moving): retrying later is safe.
+    #[error("the broker is not available right now: {0}")]
+    Transient(String),
     #[error("timed out after {0} ms")]
     Timeout(u64),
     #[error(transparent)]
@@ -25,4 +33,15 @@ pub enum BrokerError {
     Kafka(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl BrokerError {
+    /// Whether the same request may succeed if retried after a pause. Produce and commit
+    /// are safe to retry under at-least-once: a retry can only duplicate, never lose.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Transient(_) | BrokerError::Timeout(_) | BrokerError::Unreachable { .. }
+        )
+    }
 }

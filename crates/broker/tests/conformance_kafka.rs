@@ -72,7 +72,10 @@ async fn secrets_never_appear_in_errors() {
     .await
     .expect_err("bad mechanism");
     assert!(!err.to_string().contains(secret), "secret leaked: {err}");
-    assert!(!format!("{err:?}").contains(secret), "secret leaked: {err:?}");
+    assert!(
+        !format!("{err:?}").contains(secret),
+        "secret leaked: {err:?}"
+    );
 
     // A well-formed SASL config against nothing: Unreachable, still without the secret.
     let err = KafkaBroker::connect(
@@ -88,7 +91,10 @@ async fn secrets_never_appear_in_errors() {
     .await
     .expect_err("nothing there");
     assert!(matches!(err, BrokerError::Unreachable { .. }), "{err}");
-    assert!(!format!("{err} {err:?}").contains(secret), "secret leaked: {err:?}");
+    assert!(
+        !format!("{err} {err:?}").contains(secret),
+        "secret leaked: {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -140,13 +146,16 @@ async fn replication_factor_larger_than_the_cluster_is_refused_in_plain_words() 
 async fn a_bad_topic_config_is_refused() {
     let Some(k) = kafka().await else { return };
     let mut nt = NewTopic::new(unique("badcfg"), 1);
-    nt.config.insert("retention.ms".into(), "not-a-number".into());
+    nt.config
+        .insert("retention.ms".into(), "not-a-number".into());
     let err = k.create_topic(&nt).await.expect_err("bad config");
     assert!(matches!(err, BrokerError::Invalid(_)), "{err}");
     // millrace's own `durability` is not a Kafka config: left out, not refused.
     let mut nt = NewTopic::new(unique("durable"), 1);
     nt.config.insert("durability".into(), "batch".into());
-    k.create_topic(&nt).await.expect("durability is ignored on Kafka");
+    k.create_topic(&nt)
+        .await
+        .expect("durability is ignored on Kafka");
     k.delete_topic(&nt.name).await.expect("delete");
 }
 
@@ -196,7 +205,10 @@ async fn replicated_topics_on_a_three_broker_cluster() {
         assert_eq!(p.replicas.len(), 3, "{d:?}");
         assert!(p.leader.is_some(), "{d:?}");
     }
-    assert_eq!(d.config.get("min.insync.replicas").map(String::as_str), Some("2"));
+    assert_eq!(
+        d.config.get("min.insync.replicas").map(String::as_str),
+        Some("2")
+    );
     let delivered = k
         .produce(
             &nt.name,

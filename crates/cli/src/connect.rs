@@ -18,25 +18,45 @@ pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Broker>> {
     if let Some(bootstrap) = &g.bootstrap_server {
         return connect_kafka(g, bootstrap).await;
     }
-    match EmbeddedBroker::open(&g.data) {
-        Ok(b) => Ok(Arc::new(b)),
-        Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
-            // A running pipeline serves the store it holds; anything else holding it
-            // (another consume, a crashed holder's leftovers) gets named.
-            match millrace_broker::remote::RemoteBroker::connect(&g.data).await {
-                Ok(remote) => Ok(Arc::new(remote)),
-                Err(_) => Err(anyhow::anyhow!(
-                    "{locked}; it does not serve the store to other commands (only `millrace run` does)"
-                )),
+    // A short-lived command may hold the store for a moment, and a pipeline that is
+    // starting holds it before its endpoint answers: retry briefly before giving up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match EmbeddedBroker::open(&g.data) {
+            Ok(b) => return Ok(Arc::new(b)),
+            Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
+                // A running pipeline serves the store it holds.
+                if let Ok(remote) = millrace_broker::remote::RemoteBroker::connect(&g.data).await {
+                    return Ok(Arc::new(remote));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(anyhow::anyhow!(
+                        "{locked}; it does not serve the store to other commands (only `millrace run` does)"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", g.data.display()));
             }
         }
-        Err(e) => Err(e).with_context(|| format!("cannot open {}", g.data.display())),
     }
 }
 
 /// Opens the embedded store for exclusive use (a pipeline that will serve others).
-pub fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {
-    EmbeddedBroker::open(&g.data).with_context(|| format!("cannot open {}", g.data.display()))
+/// Another command holding it for a moment is waited for, briefly.
+pub async fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedBroker::open(&g.data) {
+            Err(BrokerError::Store(StoreError::Locked { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r.with_context(|| format!("cannot open {}", g.data.display())),
+        }
+    }
 }
 
 pub fn client_properties(g: &Global) -> anyhow::Result<BTreeMap<String, String>> {

@@ -331,7 +331,7 @@ fn second_opener_names_the_holder() {
     b.ok(&["topics", "create", "--topic", "held"], b"");
     let mut child = b
         .cmd()
-        .args(["consume", "--topic", "held", "--timeout-ms", "4000"])
+        .args(["consume", "--topic", "held", "--timeout-ms", "8000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -23,6 +23,11 @@ struct Shared {
     done: Mutex<HashSet<String>>,
     /// The source topics, whose snapshot defines the batch.
     sources: Vec<String>,
+    /// Stages whose being done in this process does not mean they are done everywhere
+    /// (joins and reduces finish per instance), with their consumer group and inputs:
+    /// they are done once their group has committed every input partition up to its
+    /// target, whichever instance did it.
+    global: HashMap<String, (String, Vec<String>)>,
 }
 
 /// Shared by all stage tasks of one `--batch` run.
@@ -38,6 +43,7 @@ pub async fn start(
     broker: Arc<dyn Broker>,
     writers: HashMap<String, Vec<String>>,
     sources: &[String],
+    global: HashMap<String, (String, Vec<String>)>,
 ) -> Result<Arc<CompletionRoot>, RuntimeError> {
     let mut targets = HashMap::new();
     for t in sources {
@@ -50,6 +56,7 @@ pub async fn start(
             targets: Mutex::new(targets),
             done: Mutex::new(HashSet::new()),
             sources: sources.to_vec(),
+            global,
         }),
     }))
 }
@@ -97,19 +104,47 @@ impl Completion {
         if let Some(t) = lock(&self.shared.targets).get(topic) {
             return Ok(Some(t.clone()));
         }
-        let writers_done = {
-            let done = lock(&self.shared.done);
-            self.shared
-                .writers
-                .get(topic)
-                .is_none_or(|ws| ws.iter().all(|w| done.contains(w)))
-        };
-        if !writers_done {
-            return Ok(None);
+        let writers = self.shared.writers.get(topic).cloned().unwrap_or_default();
+        for w in &writers {
+            if !self.writer_done(w).await? {
+                return Ok(None);
+            }
         }
         let ends = end_offsets(self.shared.broker.as_ref(), topic).await?;
         lock(&self.shared.targets).insert(topic.to_string(), ends.clone());
         Ok(Some(ends))
+    }
+
+    /// Whether a stage that writes a topic is done with the batch everywhere.
+    fn writer_done<'a>(
+        &'a self,
+        stage: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, RuntimeError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let Some((group, inputs)) = self.shared.global.get(stage) else {
+                // An event-driven stage is marked done only once its group has
+                // committed every input partition up to its target.
+                return Ok(lock(&self.shared.done).contains(stage));
+            };
+            for topic in inputs {
+                let Some(target) = self.target(topic).await? else {
+                    return Ok(false);
+                };
+                let committed = self.shared.broker.committed(group, topic).await?;
+                for (p, end) in target.iter().enumerate() {
+                    let c = committed
+                        .iter()
+                        .find(|(q, _)| usize::try_from(*q).ok() == Some(p))
+                        .and_then(|(_, o)| *o)
+                        .unwrap_or(0);
+                    if c < *end {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
     }
 
     /// True when every input partition has been processed up to its target.

@@ -187,7 +187,22 @@ impl Runtime {
                 .collect();
             sources.sort();
             sources.dedup();
-            Some(batch::start(broker.clone(), writers.clone(), &sources).await?)
+            // Joins and reduces finish per instance; a zip keeps unpaired items held,
+            // so its own finish is the most that can be waited for.
+            let global = spec
+                .stages
+                .iter()
+                .filter(
+                    |s| matches!(&s.logic, StageLogic::Coordinated(op) if op.commits_at_finish()),
+                )
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        (format!("{}.{}", spec.pipeline, s.name), s.inputs.clone()),
+                    )
+                })
+                .collect();
+            Some(batch::start(broker.clone(), writers.clone(), &sources, global).await?)
         } else {
             None
         };
@@ -253,7 +268,7 @@ impl Runtime {
                 ),
             };
             handles.push(tokio::spawn(async move {
-                let r = fut.await;
+                let r = crate::task::with_pending(fut).await;
                 if r.is_err() {
                     let _ = stopper.send(true);
                 }

@@ -89,7 +89,15 @@ impl StageTask {
             }
             let mut stop = self.stop.clone();
             let polled = tokio::select! {
-                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => r?,
+                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => match r {
+                    Ok(p) => p,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(stage = %self.stage, "poll: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ = stop.changed() => return Ok(()),
             };
             for _ in consumer.take_rebalances() {
@@ -162,13 +170,13 @@ impl StageTask {
             }
             produce_all(self.broker.as_ref(), sends).await?;
             // Everything the batch caused is durable: commit it.
-            let mut commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+            let mut done_upto: BTreeMap<TopicPartition, i64> = BTreeMap::new();
             for rec in &batch {
                 let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
-                commit.insert(tp, rec.offset + 1);
+                done_upto.insert(tp, rec.offset + 1);
             }
-            let offsets: Vec<(TopicPartition, i64)> = commit.into_iter().collect();
-            consumer.commit(&offsets).await?;
+            let offsets: Vec<(TopicPartition, i64)> = done_upto.into_iter().collect();
+            commit(consumer, &offsets).await?;
             for (tp, o) in offsets {
                 next.insert(tp, o);
             }
@@ -217,7 +225,12 @@ pub(crate) async fn start_positions(
     Ok(next)
 }
 
-/// Produces to several topics concurrently and waits until all are acknowledged.
+/// How long a stage keeps retrying a broker that is unavailable before it stops.
+pub(crate) const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Produces to several topics concurrently and waits until all are acknowledged. A
+/// broker that is unavailable for a while is retried with backoff (a retry can only
+/// duplicate records, which at-least-once allows); past `RETRY_FOR` the error stands.
 pub(crate) async fn produce_all(
     broker: &dyn Broker,
     sends: Vec<(String, Vec<ProduceRecord>)>,
@@ -225,11 +238,87 @@ pub(crate) async fn produce_all(
     let results = futures::future::join_all(
         sends
             .into_iter()
-            .map(|(t, recs)| async move { broker.produce(&t, recs).await }),
+            .map(|(t, recs)| async move { retrying(|| broker.produce(&t, recs.clone())).await }),
     )
     .await;
     for r in results {
         r?;
     }
     Ok(())
+}
+
+/// Runs a broker call, retrying transient failures with exponential backoff.
+pub(crate) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, millrace_broker::BrokerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, millrace_broker::BrokerError>>,
+{
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && start.elapsed() < RETRY_FOR => {
+                tracing::warn!("broker unavailable, retrying in {pause:?}: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Commits offsets. A commit refused because the group rebalanced is not an error: the
+/// partitions' uncommitted records are delivered again to their new owner (at least
+/// once), and this task learns of the new assignment on its next poll.
+pub(crate) async fn commit(
+    consumer: &mut dyn millrace_broker::Consumer,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<(), RuntimeError> {
+    // Offsets refused by a rebalance are retried with the next commit for the
+    // partitions still owned then (a cooperative rebalance keeps most of them).
+    let owned = consumer.assignment();
+    let mut offsets: BTreeMap<TopicPartition, i64> = offsets.iter().cloned().collect();
+    for (tp, o) in take_pending() {
+        if owned.contains(&tp) {
+            let e = offsets.entry(tp).or_insert(o);
+            *e = (*e).max(o);
+        }
+    }
+    let offsets: Vec<(TopicPartition, i64)> = offsets.into_iter().collect();
+    let offsets = offsets.as_slice();
+    let start = std::time::Instant::now();
+    let mut result = consumer.commit(offsets).await;
+    while matches!(&result, Err(e) if e.is_transient()) && start.elapsed() < RETRY_FOR {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        result = consumer.commit(offsets).await;
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(millrace_broker::BrokerError::Rebalanced(why)) => {
+            tracing::info!("commit deferred, the group rebalanced ({why})");
+            put_pending(offsets);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+tokio::task_local! {
+    /// Offsets a rebalance refused, per stage task, retried with its next commit.
+    static PENDING: std::cell::RefCell<Vec<(TopicPartition, i64)>>;
+}
+
+fn take_pending() -> Vec<(TopicPartition, i64)> {
+    PENDING
+        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
+        .unwrap_or_default()
+}
+
+fn put_pending(offsets: &[(TopicPartition, i64)]) {
+    let _ = PENDING.try_with(|p| p.borrow_mut().extend_from_slice(offsets));
+}
+
+/// Runs a stage task with its own deferred-commit slot.
+pub(crate) async fn with_pending<F: std::future::Future>(f: F) -> F::Output {
+    PENDING.scope(std::cell::RefCell::new(Vec::new()), f).await
 }

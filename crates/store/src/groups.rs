@@ -36,8 +36,11 @@ impl GroupState {
         if self.members.is_empty() {
             return;
         }
-        let mut next = 0usize;
         for (topic, &count) in &self.partitions {
+            // Each topic starts over at the first member, so partition p of every topic
+            // lands on the same member: co-partitioned inputs (a join by key, a reduce
+            // over several topics) meet in one consumer, as Kafka's range assignor does.
+            let mut next = 0usize;
             for p in 0..count {
                 // The next member (round robin) that subscribes to this topic.
                 let n = self.members.len();

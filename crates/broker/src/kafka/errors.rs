@@ -69,8 +69,18 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, subject: Subject<'_>) -> BrokerE
                 .to_string(),
         ),
         C::RequestTimedOut | C::OperationTimedOut | C::MessageTimedOut => {
-            BrokerError::Kafka(format!("the broker did not answer in time ({code})"))
+            BrokerError::Transient(format!("the broker did not answer in time ({code})"))
         }
+        C::BrokerTransportFailure
+        | C::AllBrokersDown
+        | C::NotLeaderForPartition
+        | C::LeaderNotAvailable
+        | C::NotEnoughReplicas
+        | C::NotEnoughReplicasAfterAppend
+        | C::NotCoordinator
+        | C::CoordinatorLoadInProgress
+        | C::CoordinatorNotAvailable
+        | C::NetworkException => BrokerError::Transient(code.to_string()),
         other => BrokerError::Kafka(other.to_string()),
     }
 }

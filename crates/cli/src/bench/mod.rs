@@ -50,7 +50,13 @@ pub fn print_rows(rows: &[BenchRow], json: bool) {
         } else {
             let ratio = r
                 .ratio
-                .map(|x| format!("  ratio {x:.2} vs {} (target {:.2})", r.baseline.as_deref().unwrap_or(""), r.target.unwrap_or(0.0)))
+                .map(|x| {
+                    format!(
+                        "  ratio {x:.2} vs {} (target {:.2})",
+                        r.baseline.as_deref().unwrap_or(""),
+                        r.target.unwrap_or(0.0)
+                    )
+                })
                 .unwrap_or_default();
             println!(
                 "{:<40} {:>14.0} rec/s {:>9.1} MB/s{}",

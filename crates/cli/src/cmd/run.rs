@@ -49,7 +49,7 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
             crate::connect::connect_with_properties(&g2, file_props).await?
         }
         None => {
-            let embedded = Arc::new(crate::connect::open_embedded(g)?);
+            let embedded = Arc::new(crate::connect::open_embedded(g).await?);
             let served: Arc<dyn Broker> = embedded.clone();
             let dir = g.data.clone();
             let mut stop = stop_rx.clone();

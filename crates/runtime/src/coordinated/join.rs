@@ -416,6 +416,10 @@ impl Zip {
 
 #[async_trait]
 impl Coordinated for Zip {
+    fn commits_at_finish(&self) -> bool {
+        false
+    }
+
     fn absorb(
         &mut self,
         rec: &ConsumedRecord,

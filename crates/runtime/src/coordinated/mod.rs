@@ -58,6 +58,12 @@ pub struct FinishContext<'a> {
 
 #[async_trait]
 pub trait Coordinated: Send + Sync {
+    /// Whether finishing a batch commits all of it (true but for a zip, whose unpaired
+    /// items stay held across batches).
+    fn commits_at_finish(&self) -> bool {
+        true
+    }
+
     /// Learns the stage's output topics and their partition counts before the first record.
     fn prepare(&mut self, _outputs: &[(String, i32)]) {}
 

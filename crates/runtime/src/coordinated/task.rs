@@ -25,7 +25,7 @@ use crate::counters::StageCounters;
 use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
-use crate::task::{output_partitions, produce_all, start_positions};
+use crate::task::{commit, output_partitions, produce_all, start_positions};
 
 pub struct CoordinatedTask {
     pub pipeline: String,
@@ -47,6 +47,11 @@ impl CoordinatedTask {
         let mut config = ConsumerConfig::new(self.inputs.clone());
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
+        // Joins by key and reduces need partition p of every input in one consumer:
+        // Kafka's range assignor gives that for co-partitioned topics.
+        config
+            .properties
+            .insert("partition.assignment.strategy".into(), "range".into());
         let mut consumer = self.broker.consumer(config).await?;
         let partitions_of = output_partitions(
             self.broker.as_ref(),
@@ -132,7 +137,7 @@ impl CoordinatedTask {
                     })
                     .collect();
                 if !offsets.is_empty() {
-                    consumer.commit(&offsets).await?;
+                    commit(consumer, &offsets).await?;
                 }
                 self.counters
                     .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
@@ -141,15 +146,37 @@ impl CoordinatedTask {
             }
             let mut stop = self.stop.clone();
             let polled = tokio::select! {
-                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => r?,
+                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => match r {
+                    Ok(p) => p,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(stage = %self.stage, "poll: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ = stop.changed() => return Ok(()),
             };
             for r in consumer.take_rebalances() {
-                if let Rebalance::Revoked(tps) = r {
-                    let forgotten = self.op.revoke(&tps);
-                    self.counters.forget(forgotten);
-                    for tp in &tps {
-                        committed.remove(tp);
+                match r {
+                    Rebalance::Revoked(tps) => {
+                        let forgotten = self.op.revoke(&tps);
+                        self.counters.forget(forgotten);
+                        for tp in &tps {
+                            committed.remove(tp);
+                        }
+                    }
+                    Rebalance::Assigned(tps) => {
+                        // A partition (re)gained starts where the group committed it:
+                        // what this task read of it before is forgotten, not done.
+                        let group = format!("{}.{}", self.pipeline, self.stage);
+                        let topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect();
+                        let fresh = start_positions(self.broker.as_ref(), &group, &topics).await?;
+                        for tp in &tps {
+                            if let Some(o) = fresh.get(tp) {
+                                next.insert(tp.clone(), *o);
+                            }
+                        }
                     }
                 }
             }
@@ -185,7 +212,7 @@ impl CoordinatedTask {
                 }
             }
             if !offsets.is_empty() {
-                consumer.commit(&offsets).await?;
+                commit(consumer, &offsets).await?;
             }
         }
     }
