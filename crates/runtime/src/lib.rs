@@ -10,6 +10,8 @@
 //! - `exec/`: the exec pattern's worker processes (work queue, multi-worker).
 //! - `batch`: completion of a `--batch` run across stages.
 //! - `build`: turns a validated `Plan` into stages.
+//! - `lineage`: idempotent outputs — replays after a crash or a rebalance skip what
+//!   was already written.
 //! - `counters`: per-stage counters that obey conservation.
 //! - `dead_letter`: the dead-letter record and its headers.
 //! - `error`: `RuntimeError`.
@@ -21,6 +23,7 @@ pub mod counters;
 pub mod dead_letter;
 pub mod error;
 pub mod exec;
+pub mod lineage;
 pub mod operator;
 pub mod patterns;
 pub mod runtime;

@@ -17,11 +17,13 @@ use std::time::Duration;
 use millrace_broker::{
     Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition,
 };
+use millrace_store::partition_for_key;
 use tokio::sync::watch;
 
 use crate::batch::Completion;
 use crate::counters::StageCounters;
 use crate::dead_letter;
+use crate::lineage::{self, Lineage};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, Operator, Outcome};
 
@@ -77,6 +79,12 @@ impl StageTask {
         next: &mut BTreeMap<TopicPartition, i64>,
     ) -> Result<(), RuntimeError> {
         let mut emits: Vec<Emit> = Vec::with_capacity(self.max_batch);
+        let mut lineage = Lineage::new(&self.stage);
+        let out_parts: Vec<i32> = self
+            .outputs
+            .iter()
+            .map(|t| partitions_of.get(t).copied().unwrap_or(1).max(1))
+            .collect();
         loop {
             if *self.stop.borrow() {
                 return Ok(());
@@ -100,9 +108,15 @@ impl StageTask {
                 },
                 _ = stop.changed() => return Ok(()),
             };
-            for _ in consumer.take_rebalances() {
-                // Nothing is held between batches, so a rebalance needs no hand-over:
-                // the previous batch is already committed.
+            // Nothing is held between batches, so a rebalance needs no hand-over; but
+            // partitions gained may replay records whose outputs were written (by this
+            // task before a crash, or by their previous owner): learn what is there.
+            if consumer
+                .take_rebalances()
+                .iter()
+                .any(|r| matches!(r, millrace_broker::Rebalance::Assigned(_)))
+            {
+                lineage.recover(self.broker.as_ref(), &self.outputs).await?;
             }
             if polled.is_empty() {
                 continue;
@@ -127,20 +141,48 @@ impl StageTask {
             let (mut out, mut filtered, mut failed) = (0u64, 0u64, 0u64);
             let mut emitted = 0u64;
             let mut emit_iter = emits.drain(..);
+            let mut origin = (String::new(), -1i32, String::new());
             for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
                 match outcome {
                     Outcome::Emitted(0) => filtered += 1,
                     Outcome::Emitted(n) => {
                         out += 1;
-                        for e in emit_iter.by_ref().take(*n) {
+                        if origin.0 != rec.topic || origin.1 != rec.partition {
+                            origin = (
+                                rec.topic.clone(),
+                                rec.partition,
+                                lineage::origin_of(&rec.topic, rec.partition),
+                            );
+                        }
+                        for (index, e) in emit_iter.by_ref().take(*n).enumerate() {
                             emitted += 1;
                             let mut r = e.record;
                             let topic = &self.outputs[e.output];
-                            if r.partition.is_none() && r.key.is_none() {
-                                // Unkeyed: stay with the input partition's records.
-                                let n = partitions_of.get(topic).copied().unwrap_or(1).max(1);
-                                r.partition = Some(rec.partition % n);
+                            let parts = out_parts[e.output];
+                            // The output partition is fixed here, as the broker would
+                            // choose it (murmur2 of the key, as Java's client does), so a
+                            // replay finds its output where it was written. Unkeyed
+                            // records stay with the input partition's records.
+                            let q = match (r.partition, &r.key) {
+                                (Some(q), _) => q,
+                                (None, Some(k)) => i32::try_from(partition_for_key(
+                                    k,
+                                    u32::try_from(parts).unwrap_or(1),
+                                ))
+                                .unwrap_or(0),
+                                (None, None) => rec.partition % parts,
+                            };
+                            r.partition = Some(q);
+                            let index = u32::try_from(index).unwrap_or(u32::MAX);
+                            if lineage.already_written(topic, q, &origin.2, rec.offset, index) {
+                                continue;
                             }
+                            r.headers.push(lineage::header(
+                                &self.stage,
+                                &origin.2,
+                                rec.offset,
+                                index,
+                            ));
                             per_topic[e.output].push(r);
                         }
                     }
@@ -170,12 +212,19 @@ impl StageTask {
             }
             produce_all(self.broker.as_ref(), sends).await?;
             // Everything the batch caused is durable: commit it.
-            let mut done_upto: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+            let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
             for rec in &batch {
-                let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
-                done_upto.insert(tp, rec.offset + 1);
+                match offsets
+                    .iter_mut()
+                    .find(|(tp, _)| tp.partition == rec.partition && tp.topic == rec.topic)
+                {
+                    Some(slot) => slot.1 = slot.1.max(rec.offset + 1),
+                    None => offsets.push((
+                        TopicPartition::new(rec.topic.clone(), rec.partition),
+                        rec.offset + 1,
+                    )),
+                }
             }
-            let offsets: Vec<(TopicPartition, i64)> = done_upto.into_iter().collect();
             commit(consumer, &offsets).await?;
             for (tp, o) in offsets {
                 next.insert(tp, o);

@@ -74,6 +74,7 @@ impl Barrier {
         reader.seek(tp, Seek::Offset(from)).await?;
         let mut released = 0u64;
         let mut next = from;
+        let origin = crate::lineage::origin_of(&tp.topic, tp.partition);
         let mut idle = 0;
         while next < upto {
             let recs = reader
@@ -102,15 +103,29 @@ impl Barrier {
                     break;
                 }
                 next = r.offset + 1;
+                let q = match &r.key {
+                    Some(k) => i32::try_from(millrace_store::partition_for_key(
+                        k,
+                        u32::try_from(self.output_partitions).unwrap_or(1),
+                    ))
+                    .unwrap_or(0),
+                    None => r.partition % self.output_partitions,
+                };
+                // A release replayed after a crash skips what it already wrote.
+                let written = ctx
+                    .lineage
+                    .lock()
+                    .map(|mut l| l.already_written(&self.output, q, &origin, r.offset, 0))
+                    .unwrap_or(false);
+                if written {
+                    continue;
+                }
                 let mut headers = r.headers.clone();
-                headers.retain(|h| h.key != BATCH_HEADER);
+                headers.retain(|h| h.key != BATCH_HEADER && h.key != crate::lineage::HEADER);
                 headers.push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+                headers.push(crate::lineage::header(ctx.stage, &origin, r.offset, 0));
                 chunk.push(ProduceRecord {
-                    partition: if r.key.is_none() {
-                        Some(r.partition % self.output_partitions)
-                    } else {
-                        None
-                    },
+                    partition: Some(q),
                     key: r.key,
                     value: r.value,
                     headers,

@@ -54,6 +54,8 @@ pub struct FinishContext<'a> {
     /// Next offset to read, per assigned input partition: the batch's records of a
     /// partition all lie before it.
     pub read_upto: &'a BTreeMap<TopicPartition, i64>,
+    /// What this stage already wrote (a replayed release skips it).
+    pub lineage: &'a std::sync::Mutex<crate::lineage::Lineage>,
 }
 
 #[async_trait]

@@ -16,6 +16,7 @@ use millrace_broker::{
     Broker, ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Rebalance,
     TopicPartition,
 };
+use millrace_store::partition_for_key;
 use tokio::sync::watch;
 
 use super::join::BATCH_HEADER;
@@ -24,6 +25,7 @@ use crate::batch::Completion;
 use crate::counters::StageCounters;
 use crate::dead_letter;
 use crate::error::RuntimeError;
+use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, RecordError};
 use crate::task::{commit, output_partitions, produce_all, start_positions};
 
@@ -102,6 +104,9 @@ impl CoordinatedTask {
         next: &mut BTreeMap<TopicPartition, i64>,
     ) -> Result<(), RuntimeError> {
         let mut emits: Vec<Emit> = Vec::new();
+        // Where each emit came from, for its lineage: (origin, offset, index).
+        let mut tags: Vec<Option<(String, i64, u32)>> = Vec::new();
+        let lineage = std::sync::Mutex::new(Lineage::new(&self.stage));
         let mut dead: Vec<(ConsumedRecord, RecordError)> = Vec::new();
         let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         loop {
@@ -118,13 +123,20 @@ impl CoordinatedTask {
                     broker: self.broker.as_ref(),
                     stage: &self.stage,
                     read_upto: next,
+                    lineage: &lineage,
                 };
                 let tally = self
                     .op
                     .finish(progress, &ctx, &mut emits, &mut dead)
                     .await?;
                 let emitted = emits.len() as u64;
-                self.flush(partitions_of, &mut emits, &mut dead).await?;
+                // Results of the batch's end: sequence numbers within the batch.
+                let origin = format!("batch:{}", progress.batch);
+                tags = (0..emits.len())
+                    .map(|i| Some((origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX))))
+                    .collect();
+                self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
+                    .await?;
                 // The batch is released and durable: commit all that was read, except
                 // what the pattern still holds (a zip's unpaired items).
                 let offsets: Vec<(TopicPartition, i64)> = assignment
@@ -167,6 +179,12 @@ impl CoordinatedTask {
                         }
                     }
                     Rebalance::Assigned(tps) => {
+                        // The lock is not held across the read.
+                        let mut fresh = Lineage::new(&self.stage);
+                        fresh.recover(self.broker.as_ref(), &self.outputs).await?;
+                        if let Ok(mut l) = lineage.lock() {
+                            *l = fresh;
+                        }
                         // A partition (re)gained starts where the group committed it:
                         // what this task read of it before is forgotten, not done.
                         let group = format!("{}.{}", self.pipeline, self.stage);
@@ -188,15 +206,23 @@ impl CoordinatedTask {
             let mut tally = Tally::default();
             for rec in &batch {
                 self.counters.read(1);
+                let before = emits.len();
                 tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
+                let origin = lineage::origin_of(&rec.topic, rec.partition);
+                for i in 0..emits.len() - before {
+                    tags.push(Some((origin.clone(), rec.offset, u32::try_from(i).unwrap_or(u32::MAX))));
+                }
                 next.insert(
                     TopicPartition::new(rec.topic.clone(), rec.partition),
                     rec.offset + 1,
                 );
             }
             tally.add(self.op.tick(progress, &mut emits, &mut dead));
+            // Partial results are progress reports: no lineage, a replay may repeat them.
+            tags.resize(emits.len(), None);
             let emitted = emits.len() as u64;
-            self.flush(partitions_of, &mut emits, &mut dead).await?;
+            self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
+                .await?;
             self.counters
                 .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
             // Commit up to the first record still held in each partition.
@@ -218,22 +244,44 @@ impl CoordinatedTask {
     }
 
     /// Produces what the pattern emitted and dead-lettered, and waits for durability.
+    /// Outputs that a replay finds already written (their lineage) are skipped.
     async fn flush(
         &self,
         partitions_of: &HashMap<String, i32>,
         emits: &mut Vec<Emit>,
+        tags: &mut Vec<Option<(String, i64, u32)>>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
+        lineage: &std::sync::Mutex<Lineage>,
     ) -> Result<(), RuntimeError> {
         let batch = Bytes::from(self.batch_id().to_string());
         let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
-        for e in emits.drain(..) {
+        tags.resize(emits.len(), None);
+        for (e, tag) in emits.drain(..).zip(tags.drain(..)) {
             let mut r = e.record;
+            let Some(topic) = self.outputs.get(e.output) else {
+                continue;
+            };
+            let parts = partitions_of.get(topic).copied().unwrap_or(1).max(1);
+            let q = match (r.partition, &r.key) {
+                (Some(q), _) => Some(q),
+                (None, Some(k)) => i32::try_from(partition_for_key(k, u32::try_from(parts).unwrap_or(1))).ok(),
+                (None, None) => None,
+            };
+            if let (Some(q), Some((origin, offset, index))) = (q, &tag) {
+                r.partition = Some(q);
+                let written = lineage
+                    .lock()
+                    .map(|mut l| l.already_written(topic, q, origin, *offset, *index))
+                    .unwrap_or(false);
+                if written {
+                    continue;
+                }
+                r.headers.push(lineage::header(&self.stage, origin, *offset, *index));
+            }
             if self.completion.is_some() {
                 r.headers.push(Header::new(BATCH_HEADER, batch.clone()));
             }
-            if let Some(list) = per_topic.get_mut(e.output) {
-                list.push(r);
-            }
+            per_topic[e.output].push(r);
         }
         let mut sends: Vec<(String, Vec<ProduceRecord>)> = per_topic
             .into_iter()
@@ -248,7 +296,6 @@ impl CoordinatedTask {
                 .collect();
             sends.push((self.dead_letter.clone(), recs));
         }
-        let _ = partitions_of;
         produce_all(self.broker.as_ref(), sends).await
     }
 }

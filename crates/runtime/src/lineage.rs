@@ -1,0 +1,169 @@
+//! Idempotent outputs: a stage that replays input after a crash or a rebalance does not
+//! write the same outputs twice.
+//!
+//! Every output record carries a lineage header, `millrace.from` =
+//! `<stage>@<origin>#<offset>.<index>`: the stage that wrote it, where it came from
+//! (`<topic>/<partition>` of the input record, or `batch:<b>` for a result released at
+//! a batch's end), the input offset (or sequence number) and its index among the
+//! outputs of that input. A stage writes the outputs of one origin to one output
+//! partition in ascending (offset, index) order, so what survived of an interrupted
+//! write is a prefix. When a stage (re)gains partitions it reads the tail of each
+//! output partition, notes the highest (offset, index) it finds per origin, and skips
+//! outputs at or below it while replaying. Stages are deterministic functions of their
+//! input (the exec worker's outputs are assumed to be), so a replayed output is the
+//! one already written.
+//!
+//! The tail read is bounded (`WINDOW` records per partition): a topic written by
+//! several stages is exact as long as the others write less than that between an
+//! interruption and the restart; past it, delivery falls back to at least once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use millrace_broker::{Broker, ConsumerConfig, Header, OffsetReset, Seek, TopicPartition};
+
+use crate::error::RuntimeError;
+
+pub const HEADER: &str = "millrace.from";
+
+/// Records read back from the end of each output partition.
+pub const WINDOW: i64 = 65_536;
+
+/// What is already written, per (output topic, output partition, origin).
+#[derive(Default)]
+pub struct Lineage {
+    stage: String,
+    written: HashMap<(String, i32, String), (i64, u32)>,
+}
+
+/// The lineage header of an output.
+pub fn header(stage: &str, origin: &str, offset: i64, index: u32) -> Header {
+    Header::new(HEADER, Bytes::from(format!("{stage}@{origin}#{offset}.{index}")))
+}
+
+/// The origin of an input record.
+pub fn origin_of(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+fn parse(v: &[u8]) -> Option<(&str, &str, i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (stage, rest) = s.split_once('@')?;
+    let (origin, pos) = rest.rsplit_once('#')?;
+    let (offset, index) = pos.split_once('.')?;
+    Some((stage, origin, offset.parse().ok()?, index.parse().ok()?))
+}
+
+impl Lineage {
+    pub fn new(stage: &str) -> Self {
+        Lineage {
+            stage: stage.to_string(),
+            written: HashMap::new(),
+        }
+    }
+
+    /// Reads the tail of every partition of `outputs` and records what this stage
+    /// already wrote there.
+    pub async fn recover(&mut self, broker: &dyn Broker, outputs: &[String]) -> Result<(), RuntimeError> {
+        self.written.clear();
+        for topic in outputs {
+            let d = broker.describe_topic(topic).await?;
+            let mut cfg = ConsumerConfig::new(vec![topic.clone()]);
+            cfg.offset_reset = OffsetReset::Latest;
+            let mut reader = broker.consumer(cfg).await?;
+            let mut upto: HashMap<i32, i64> = HashMap::new();
+            for p in &d.partitions {
+                if p.end_offset > p.start_offset {
+                    let from = (p.end_offset - WINDOW).max(p.start_offset);
+                    reader
+                        .seek(&TopicPartition::new(topic.clone(), p.partition), Seek::Offset(from))
+                        .await?;
+                    upto.insert(p.partition, p.end_offset);
+                }
+            }
+            let mut idle = 0;
+            while !upto.is_empty() && idle < 10 {
+                let recs = reader.poll(10_000, Duration::from_millis(200)).await?;
+                if recs.is_empty() {
+                    idle += 1;
+                    continue;
+                }
+                idle = 0;
+                for r in recs {
+                    if let Some(h) = r.headers.iter().rev().find(|h| h.key == HEADER)
+                        && let Some((stage, origin, offset, index)) = parse(&h.value)
+                        && stage == self.stage
+                    {
+                        let e = self
+                            .written
+                            .entry((topic.clone(), r.partition, origin.to_string()))
+                            .or_insert((offset, index));
+                        if (offset, index) > *e {
+                            *e = (offset, index);
+                        }
+                    }
+                    if upto.get(&r.partition).is_some_and(|end| r.offset + 1 >= *end) {
+                        upto.remove(&r.partition);
+                    }
+                }
+            }
+            let _ = reader.close().await;
+        }
+        if !self.written.is_empty() {
+            tracing::info!(
+                stage = %self.stage,
+                "replay protection: {} output partition/origin pairs already written",
+                self.written.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// True when this output was written before (so a replay must not write it again).
+    /// Once replay has passed what was written, the entry is dropped.
+    pub fn already_written(&mut self, topic: &str, partition: i32, origin: &str, offset: i64, index: u32) -> bool {
+        if self.written.is_empty() {
+            return false;
+        }
+        let key = (topic.to_string(), partition, origin.to_string());
+        match self.written.get(&key) {
+            Some(max) if (offset, index) <= *max => true,
+            Some(_) => {
+                self.written.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let h = header("copy", "photos/3", 42, 7);
+        assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
+        let h = header("count", "batch:120", 0, 3);
+        assert_eq!(parse(&h.value), Some(("count", "batch:120", 0, 3)));
+        assert_eq!(parse(b"garbage"), None);
+        assert_eq!(parse(b"s@o#x.1"), None);
+    }
+
+    #[test]
+    fn replayed_outputs_up_to_the_written_prefix_are_skipped() {
+        let mut l = Lineage::new("s");
+        l.written.insert(("out".into(), 0, "in/0".into()), (10, 1));
+        assert!(l.already_written("out", 0, "in/0", 9, 5));
+        assert!(l.already_written("out", 0, "in/0", 10, 1));
+        assert!(!l.already_written("out", 1, "in/0", 10, 0), "another partition");
+        assert!(!l.already_written("out", 0, "in/0", 10, 2), "past the prefix");
+        assert!(l.is_empty(), "dropped once passed");
+    }
+}
