@@ -39,7 +39,10 @@ pub struct Lineage {
 
 /// The lineage header of an output.
 pub fn header(stage: &str, origin: &str, offset: i64, index: u32) -> Header {
-    Header::new(HEADER, Bytes::from(format!("{stage}@{origin}#{offset}.{index}")))
+    Header::new(
+        HEADER,
+        Bytes::from(format!("{stage}@{origin}#{offset}.{index}")),
+    )
 }
 
 /// The origin of an input record.
@@ -65,7 +68,11 @@ impl Lineage {
 
     /// Reads the tail of every partition of `outputs` and records what this stage
     /// already wrote there.
-    pub async fn recover(&mut self, broker: &dyn Broker, outputs: &[String]) -> Result<(), RuntimeError> {
+    pub async fn recover(
+        &mut self,
+        broker: &dyn Broker,
+        outputs: &[String],
+    ) -> Result<(), RuntimeError> {
         self.written.clear();
         for topic in outputs {
             let d = broker.describe_topic(topic).await?;
@@ -77,7 +84,10 @@ impl Lineage {
                 if p.end_offset > p.start_offset {
                     let from = (p.end_offset - WINDOW).max(p.start_offset);
                     reader
-                        .seek(&TopicPartition::new(topic.clone(), p.partition), Seek::Offset(from))
+                        .seek(
+                            &TopicPartition::new(topic.clone(), p.partition),
+                            Seek::Offset(from),
+                        )
                         .await?;
                     upto.insert(p.partition, p.end_offset);
                 }
@@ -103,7 +113,10 @@ impl Lineage {
                             *e = (offset, index);
                         }
                     }
-                    if upto.get(&r.partition).is_some_and(|end| r.offset + 1 >= *end) {
+                    if upto
+                        .get(&r.partition)
+                        .is_some_and(|end| r.offset + 1 >= *end)
+                    {
                         upto.remove(&r.partition);
                     }
                 }
@@ -122,7 +135,14 @@ impl Lineage {
 
     /// True when this output was written before (so a replay must not write it again).
     /// Once replay has passed what was written, the entry is dropped.
-    pub fn already_written(&mut self, topic: &str, partition: i32, origin: &str, offset: i64, index: u32) -> bool {
+    pub fn already_written(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        origin: &str,
+        offset: i64,
+        index: u32,
+    ) -> bool {
         if self.written.is_empty() {
             return false;
         }
@@ -162,8 +182,14 @@ mod tests {
         l.written.insert(("out".into(), 0, "in/0".into()), (10, 1));
         assert!(l.already_written("out", 0, "in/0", 9, 5));
         assert!(l.already_written("out", 0, "in/0", 10, 1));
-        assert!(!l.already_written("out", 1, "in/0", 10, 0), "another partition");
-        assert!(!l.already_written("out", 0, "in/0", 10, 2), "past the prefix");
+        assert!(
+            !l.already_written("out", 1, "in/0", 10, 0),
+            "another partition"
+        );
+        assert!(
+            !l.already_written("out", 0, "in/0", 10, 2),
+            "past the prefix"
+        );
         assert!(l.is_empty(), "dropped once passed");
     }
 }

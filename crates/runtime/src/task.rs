@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use crate::batch::Completion;
 use crate::counters::StageCounters;
 use crate::dead_letter;
-use crate::lineage::{self, Lineage};
 use crate::error::RuntimeError;
+use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, Operator, Outcome};
 
 /// Everything a stage task needs.
@@ -85,11 +85,15 @@ impl StageTask {
             .iter()
             .map(|t| partitions_of.get(t).copied().unwrap_or(1).max(1))
             .collect();
+        // The previous batch's produce runs while the next batch is read and processed
+        // (two batches in flight at most); it is committed once it is durable.
+        let mut inflight: Option<InFlight> = None;
         loop {
             if *self.stop.borrow() {
-                return Ok(());
+                return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await;
             }
-            if let Some(c) = &self.completion
+            if inflight.is_none()
+                && let Some(c) = &self.completion
                 && c.is_done(&consumer.assignment(), next).await?
             {
                 c.mark_done(&self.stage);
@@ -106,7 +110,7 @@ impl StageTask {
                     }
                     Err(e) => return Err(e.into()),
                 },
-                _ = stop.changed() => return Ok(()),
+                _ = stop.changed() => return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await,
             };
             // Nothing is held between batches, so a rebalance needs no hand-over; but
             // partitions gained may replay records whose outputs were written (by this
@@ -119,6 +123,7 @@ impl StageTask {
                 lineage.recover(self.broker.as_ref(), &self.outputs).await?;
             }
             if polled.is_empty() {
+                settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
                 continue;
             }
             // In a --batch run, records past the snapshot belong to the next run.
@@ -127,6 +132,7 @@ impl StageTask {
                 None => polled,
             };
             if batch.is_empty() {
+                settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
                 continue;
             }
             self.counters.read(batch.len() as u64);
@@ -134,7 +140,7 @@ impl StageTask {
             let outcomes = self.operator.process(&batch, &mut emits).await;
             if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
                 // Stopping mid-batch: nothing of it is produced or committed.
-                return Ok(());
+                return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await;
             }
             let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
             let mut dead = Vec::new();
@@ -210,8 +216,6 @@ impl StageTask {
             if !dead.is_empty() {
                 sends.push((self.dead_letter.clone(), dead));
             }
-            produce_all(self.broker.as_ref(), sends).await?;
-            // Everything the batch caused is durable: commit it.
             let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
             for rec in &batch {
                 match offsets
@@ -225,14 +229,51 @@ impl StageTask {
                     )),
                 }
             }
-            commit(consumer, &offsets).await?;
-            for (tp, o) in offsets {
-                next.insert(tp, o);
-            }
-            self.counters.finish(out, filtered, failed, emitted);
-            self.counters.committed(batch.len() as u64);
+            // Outputs keep their order: this batch is produced only after the previous
+            // one is durable (and committed).
+            settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
+            let broker = self.broker.clone();
+            inflight = Some(InFlight {
+                produce: tokio::spawn(async move { produce_all(broker.as_ref(), sends).await }),
+                offsets,
+                counts: [out, filtered, failed, emitted, batch.len() as u64],
+            });
         }
     }
+}
+
+/// Waits for the batch in flight to be durable, then commits it: everything it caused
+/// is acknowledged, so its input offsets may go.
+async fn settle(
+    stage: &str,
+    counters: &StageCounters,
+    consumer: &mut dyn millrace_broker::Consumer,
+    next: &mut BTreeMap<TopicPartition, i64>,
+    inflight: &mut Option<InFlight>,
+) -> Result<(), RuntimeError> {
+    let Some(f) = inflight.take() else {
+        return Ok(());
+    };
+    f.produce.await.map_err(|e| RuntimeError::Stage {
+        stage: stage.to_string(),
+        message: format!("produce task failed: {e}"),
+    })??;
+    commit(consumer, &f.offsets).await?;
+    for (tp, o) in f.offsets {
+        next.insert(tp, o);
+    }
+    let [out, filtered, failed, emitted, n] = f.counts;
+    counters.finish(out, filtered, failed, emitted);
+    counters.committed(n);
+    Ok(())
+}
+
+/// A batch whose outputs are being produced.
+struct InFlight {
+    produce: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    offsets: Vec<(TopicPartition, i64)>,
+    /// out, filtered, dead-lettered, emitted, read.
+    counts: [u64; 5],
 }
 
 /// Partition counts of the topics a stage writes.

@@ -71,7 +71,12 @@ stages:
         let summary = b.run_batch(src).await;
         assert_conserved(&summary);
         // The replay processed everything again...
-        assert_eq!(stage(&summary, "split").counters.records_in, 3, "[{}]", b.name);
+        assert_eq!(
+            stage(&summary, "split").counters.records_in,
+            3,
+            "[{}]",
+            b.name
+        );
         assert_eq!(stage(&summary, "count").counters.records_in, 9);
         // ...and wrote nothing twice.
         let mut after = Vec::new();

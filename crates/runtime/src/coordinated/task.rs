@@ -210,7 +210,11 @@ impl CoordinatedTask {
                 tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
                 let origin = lineage::origin_of(&rec.topic, rec.partition);
                 for i in 0..emits.len() - before {
-                    tags.push(Some((origin.clone(), rec.offset, u32::try_from(i).unwrap_or(u32::MAX))));
+                    tags.push(Some((
+                        origin.clone(),
+                        rec.offset,
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                    )));
                 }
                 next.insert(
                     TopicPartition::new(rec.topic.clone(), rec.partition),
@@ -264,7 +268,9 @@ impl CoordinatedTask {
             let parts = partitions_of.get(topic).copied().unwrap_or(1).max(1);
             let q = match (r.partition, &r.key) {
                 (Some(q), _) => Some(q),
-                (None, Some(k)) => i32::try_from(partition_for_key(k, u32::try_from(parts).unwrap_or(1))).ok(),
+                (None, Some(k)) => {
+                    i32::try_from(partition_for_key(k, u32::try_from(parts).unwrap_or(1))).ok()
+                }
                 (None, None) => None,
             };
             if let (Some(q), Some((origin, offset, index))) = (q, &tag) {
@@ -276,7 +282,8 @@ impl CoordinatedTask {
                 if written {
                     continue;
                 }
-                r.headers.push(lineage::header(&self.stage, origin, *offset, *index));
+                r.headers
+                    .push(lineage::header(&self.stage, origin, *offset, *index));
             }
             if self.completion.is_some() {
                 r.headers.push(Header::new(BATCH_HEADER, batch.clone()));
