@@ -28,6 +28,14 @@ install_tools() {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  command -v java >/dev/null 2>&1 || missing_jdk=1
+  command -v mvn >/dev/null 2>&1 || missing_jdk=1
+  if [ -n "${missing_jdk:-}" ]; then
+    say "installing a JRE and Maven (to fetch and run Apache Kafka)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+  fi
   if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     say "installing kafka-python"
     python3 -m pip install -q kafka-python
@@ -46,6 +54,13 @@ if [ -z "${MILLRACE_TEST_BOOTSTRAP:-}" ]; then
   scripts/kafka.sh start
   started_kafka=1
   export MILLRACE_TEST_BOOTSTRAP=127.0.0.1:9092
+fi
+# The three-broker cluster (replication factor 3, min.insync.replicas 2) for the
+# replication and broker-failure tests.
+if [ -z "${MILLRACE_TEST_CLUSTER_BOOTSTRAP:-}" ]; then
+  scripts/kafka.sh start-cluster
+  started_kafka=1
+  export MILLRACE_TEST_CLUSTER_BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 fi
 
 say "cargo fmt --check"
