@@ -1,0 +1,37 @@
+//! The reliability suite (issue 6): the real `millrace` binary killed, starved of disk,
+//! fed hostile files and records, its Kafka brokers pulled away, and driven faster than
+//! it can go. Nothing acknowledged may be lost and nothing may panic.
+//!
+//! Layout (one module per kind of fault, under `tests/reliability/`):
+//! - `support`: scale (CI vs soak), seeded randomness, kill -9, RSS, figures.
+//! - `crash`: kill -9 of `millrace run` on the sign-up and word-count examples.
+//! - `storage`: a full disk (tmpfs), a torn tail and a flipped byte through the CLI.
+//! - `kafka_faults`: the three-broker cluster losing a partition leader; two instances.
+//! - `hostile`: bad pipeline files, bad records, misbehaving exec workers.
+//! - `load`: a producer faster than the pipeline — bounded memory, steady throughput.
+//! - `safety`: no shell in exec, a private data directory.
+//! - `fuzz_replay`: the fuzz targets' checks on stable: saved crashes replayed, and a
+//!   short seeded mutation loop (cargo-fuzz runs the long ones: scripts/fuzz.sh).
+//!
+//! Figures (kills, records checked, duplicates, faults, inputs) are printed as
+//! `reliability figure:` lines and, with `MILLRACE_REL_FIGURES=FILE`, appended to FILE
+//! as JSON lines; `scripts/soak.sh` collects them for docs/reliability.md.
+
+mod common;
+
+#[path = "reliability/crash.rs"]
+mod crash;
+#[path = "reliability/fuzz_replay.rs"]
+mod fuzz_replay;
+#[path = "reliability/hostile.rs"]
+mod hostile;
+#[path = "reliability/kafka_faults.rs"]
+mod kafka_faults;
+#[path = "reliability/load.rs"]
+mod load;
+#[path = "reliability/safety.rs"]
+mod safety;
+#[path = "reliability/storage.rs"]
+mod storage;
+#[path = "reliability/support.rs"]
+mod support;

@@ -1,0 +1,171 @@
+//! The fuzz targets' checks on stable Rust, inside the CI suite: every input saved in
+//! fuzz/regressions/<target>/ (a crash cargo-fuzz once found, named after what it found)
+//! is replayed, then a short seeded mutation loop runs over real seeds. The long runs
+//! are cargo-fuzz's (scripts/fuzz.sh); this keeps what they found fixed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use millrace_store::{Record, Store, StoreOptions};
+
+use crate::common::repo_root;
+use crate::support::{Rng, figure};
+
+fn decode_batches(data: &[u8]) {
+    let _ = millrace_store::codec::decode_batches(&Bytes::copy_from_slice(data));
+}
+
+fn pipeline_parse(data: &[u8]) {
+    if let Ok(src) = std::str::from_utf8(data) {
+        if let Err(d) = millrace_pipeline::parse_str(src, "fuzz.yaml") {
+            let _ = d.to_string();
+        }
+    }
+}
+
+/// Same layout as fuzz/fuzz_targets/store_recovery.rs.
+fn store_recovery(data: &[u8]) {
+    let Some((&mode, seg)) = data.split_first() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let part = dir.path().join("topics/t/0");
+    std::fs::create_dir_all(&part).expect("mkdir");
+    std::fs::write(
+        dir.path().join("topics/t/topic.json"),
+        br#"{"version":1,"partitions":1,"config":{"durability":"none"}}"#,
+    )
+    .expect("topic.json");
+    std::fs::write(part.join("00000000000000000000.log"), seg).expect("segment");
+    if mode & 2 != 0 {
+        std::fs::write(part.join("00000000000000001000.log"), b"").expect("segment");
+    }
+    if mode & 1 != 0 {
+        std::fs::write(dir.path().join("offsets.log"), seg).expect("journal");
+    }
+    let Ok((store, _)) = Store::open(dir.path(), StoreOptions::default()) else {
+        return;
+    };
+    let Ok(topic) = store.topic("t") else { return };
+    let Ok(p) = topic.partition(0) else { return };
+    let readable = p.read(0, usize::MAX, 1 << 26).is_ok();
+    let appended = p
+        .append(&[Record::new(None, Bytes::from_static(b"after"), 1)])
+        .is_ok();
+    drop(topic);
+    drop(store);
+    if readable && appended && mode & 2 == 0 {
+        let (_, report) = Store::open(dir.path(), StoreOptions::default())
+            .expect("a store that opened and took an append reopens");
+        assert!(report.is_clean(), "second open still cut: {report}");
+    }
+}
+
+type Target = (&'static str, fn(&[u8]));
+const TARGETS: [Target; 3] = [
+    ("decode_batches", decode_batches),
+    ("store_recovery", store_recovery),
+    ("pipeline_parse", pipeline_parse),
+];
+
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let mut replayed = 0;
+    for (name, f) in TARGETS {
+        let dir = repo_root().join("fuzz/regressions").join(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let data = std::fs::read(e.path()).expect("read regression");
+            eprintln!("replaying {}", e.path().display());
+            f(&data);
+            replayed += 1;
+        }
+    }
+    figure("fuzz_regressions", &[("replayed", replayed.to_string())]);
+}
+
+/// A real segment: what `millrace produce` writes, made by the store itself.
+fn real_segment() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    store
+        .create_topic("t", 1, millrace_store::TopicConfig::default())
+        .expect("topic");
+    let t = store.topic("t").expect("t");
+    let p = t.partition(0).expect("p");
+    p.append(&[Record::new(None, Bytes::from_static(b"{\"a\":1}"), 5)])
+        .expect("append");
+    let mut keyed = Record::new(Some(Bytes::from_static(b"k")), Bytes::from_static(b"v"), 6);
+    keyed.headers.push(millrace_store::Header::new("h", "x"));
+    p.append(&[keyed.clone(), keyed]).expect("append");
+    drop(t);
+    drop(store);
+    std::fs::read(dir.path().join("topics/t/0/00000000000000000000.log")).expect("segment")
+}
+
+fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for _ in 0..=(rng.next() % 4) {
+        match rng.next() % 5 {
+            0 if !v.is_empty() => {
+                let i = (rng.next() as usize) % v.len();
+                v[i] ^= 1 << (rng.next() % 8);
+            }
+            1 if !v.is_empty() => {
+                let i = (rng.next() as usize) % v.len();
+                v[i] = [0, 0xff, 0x7f, 0x80, b'[', b':', b'\n'][(rng.next() % 7) as usize];
+            }
+            2 => v.truncate((rng.next() as usize) % (v.len() + 1)),
+            3 if !v.is_empty() => {
+                let i = (rng.next() as usize) % v.len();
+                let j = (i + (rng.next() as usize) % 64).min(v.len());
+                let chunk = v[i..j].to_vec();
+                v.splice(i..i, chunk);
+            }
+            _ => v.push((rng.next() & 0xff) as u8),
+        }
+    }
+    v
+}
+
+#[test]
+fn fuzz_targets_short_mutation_loop_on_stable() {
+    let mut rng = Rng::new("stable fuzz loop");
+    let seg = real_segment();
+    let yamls: Vec<Vec<u8>> = ["copier.yaml", "signup.yaml", "wordcount.yaml", "zip.yaml"]
+        .iter()
+        .filter_map(|f| std::fs::read(Path::new(&repo_root()).join("examples").join(f)).ok())
+        .collect();
+    let budget = Duration::from_secs(crate::support::knob("MILLRACE_REL_FUZZ_SECS", 4, 60));
+    let mut execs = [0u64; 3];
+    for (k, (name, f)) in TARGETS.iter().enumerate() {
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            let input = match *name {
+                "decode_batches" => mutate(&mut rng, &seg),
+                "store_recovery" => {
+                    let mut v = vec![(rng.next() % 4) as u8];
+                    v.extend(mutate(&mut rng, &seg));
+                    v
+                }
+                _ => {
+                    let pick = (rng.next() as usize) % yamls.len();
+                    mutate(&mut rng, &yamls[pick])
+                }
+            };
+            f(&input);
+            execs[k] += 1;
+        }
+    }
+    figure(
+        "fuzz_stable_loop",
+        &[
+            ("decode_batches", execs[0].to_string()),
+            ("store_recovery", execs[1].to_string()),
+            ("pipeline_parse", execs[2].to_string()),
+        ],
+    );
+}
