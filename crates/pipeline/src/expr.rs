@@ -430,10 +430,47 @@ fn load_errors(source: &str, errs: jaq_core::load::Errors<&str, ()>) -> Vec<Comp
 pub fn parse_value(bytes: &[u8], format: Format) -> Result<Val, ExprError> {
     match format {
         Format::Json => {
+            // jaq's reader (and dropping its values) recurses once per level: a hostile
+            // `[[[[…` record would overflow the stack and abort the process.
+            check_json_depth(bytes)?;
             jaq_json::read::parse_single(bytes).map_err(|e| ExprError::NotJson(e.to_string()))
         }
         Format::Text => Ok(bytes_to_str(bytes)),
     }
+}
+
+/// Deepest nesting of arrays and objects a JSON record value may have (serde_json's
+/// default limit is 128; this is more generous and still far from the stack's limit).
+pub const MAX_JSON_DEPTH: usize = 512;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], in one pass that skips strings.
+fn check_json_depth(bytes: &[u8]) -> Result<(), ExprError> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ExprError::NotJson(format!(
+                        "nested more than {MAX_JSON_DEPTH} levels deep"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Serialize a value as compact JSON, the bytes a stage writes for an output value.

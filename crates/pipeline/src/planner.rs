@@ -24,8 +24,24 @@ pub mod topology;
 /// Read and plan a pipeline file.
 pub fn load(path: &Path) -> Result<Plan, Diagnostics> {
     let file_name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(src) => parse_str(&src, &file_name),
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(src) => parse_str(&src, &file_name),
+            Err(e) => {
+                // Point at the first byte that is not UTF-8, as every other error does.
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+                let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+                let mut d = Diagnostics::new(file_name);
+                d.push(Diagnostic::error(
+                    u32::try_from(line).unwrap_or(u32::MAX),
+                    u32::try_from(col).unwrap_or(u32::MAX),
+                    "the pipeline file is not UTF-8 text (invalid byte here)".to_string(),
+                ));
+                Err(d)
+            }
+        },
         Err(e) => {
             let mut d = Diagnostics::new(file_name);
             d.push(Diagnostic::error(
