@@ -77,7 +77,8 @@ impl Lineage {
         for topic in outputs {
             let d = broker.describe_topic(topic).await?;
             let mut cfg = ConsumerConfig::new(vec![topic.clone()]);
-            cfg.offset_reset = OffsetReset::Latest;
+            // Earliest: should a seek not take hold, reading more is slower but right.
+            cfg.offset_reset = OffsetReset::Earliest;
             let mut reader = broker.consumer(cfg).await?;
             let mut upto: HashMap<i32, i64> = HashMap::new();
             for p in &d.partitions {
@@ -92,14 +93,10 @@ impl Lineage {
                     upto.insert(p.partition, p.end_offset);
                 }
             }
-            let mut idle = 0;
-            while !upto.is_empty() && idle < 10 {
+            // A remote broker may take a while to start fetching after a seek.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !upto.is_empty() && std::time::Instant::now() < deadline {
                 let recs = reader.poll(10_000, Duration::from_millis(200)).await?;
-                if recs.is_empty() {
-                    idle += 1;
-                    continue;
-                }
-                idle = 0;
                 for r in recs {
                     if let Some(h) = r.headers.iter().rev().find(|h| h.key == HEADER)
                         && let Some((stage, origin, offset, index)) = parse(&h.value)
@@ -122,6 +119,13 @@ impl Lineage {
                 }
             }
             let _ = reader.close().await;
+            if !upto.is_empty() {
+                tracing::warn!(
+                    stage = %self.stage,
+                    "could not read the tail of {topic} partitions {:?} in time; replays there may repeat outputs (at least once)",
+                    upto.keys().collect::<Vec<_>>()
+                );
+            }
         }
         if !self.written.is_empty() {
             tracing::info!(
