@@ -152,6 +152,22 @@ impl StageTask {
                 match outcome {
                     Outcome::Emitted(0) => filtered += 1,
                     Outcome::Emitted(n) => {
+                        let mine: Vec<Emit> = emit_iter.by_ref().take(*n).collect();
+                        if let Some(size) = mine
+                            .iter()
+                            .map(|e| record_bytes(&e.record))
+                            .find(|s| *s > MAX_RECORD_BYTES)
+                        {
+                            // An oversize output is this record's error, not the stage's.
+                            failed += 1;
+                            dead.push(dead_letter::record(
+                                &self.stage,
+                                rec,
+                                &format!("an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit"),
+                                1,
+                            ));
+                            continue;
+                        }
                         out += 1;
                         if origin.0 != rec.topic || origin.1 != rec.partition {
                             origin = (
@@ -160,7 +176,7 @@ impl StageTask {
                                 lineage::origin_of(&rec.topic, rec.partition),
                             );
                         }
-                        for (index, e) in emit_iter.by_ref().take(*n).enumerate() {
+                        for (index, e) in mine.into_iter().enumerate() {
                             emitted += 1;
                             let mut r = e.record;
                             let topic = &self.outputs[e.output];
@@ -266,6 +282,20 @@ async fn settle(
     counters.finish(out, filtered, failed, emitted);
     counters.committed(n);
     Ok(())
+}
+
+/// Largest output record (key, value and headers) a stage writes; bigger outputs
+/// dead-letter their input. Kafka's brokers refuse ~1 MiB by default
+/// (`message.max.bytes`), so on Kafka the topic's own limit applies first.
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+
+fn record_bytes(r: &ProduceRecord) -> usize {
+    r.value.len()
+        + r.key.as_ref().map_or(0, |k| k.len())
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum::<usize>()
 }
 
 /// A batch whose outputs are being produced.
