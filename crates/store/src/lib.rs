@@ -39,6 +39,7 @@ pub use error::StoreError;
 pub use groups::GroupMember;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use murmur2::{murmur2, partition_for_key};
+pub use offsets::OffsetCommit;
 pub use partition::Partition;
 pub use record::{Header, Record, StoredRecord};
 pub use recovery::{RecoveryReport, Truncation};

@@ -1,11 +1,15 @@
 //! Committed consumer-group offsets: an append-only journal (`offsets.log`), one
-//! CRC-framed entry per commit, `fdatasync`ed before the commit returns. Replayed on
-//! open (last entry wins) and compacted when it holds many more entries than live keys.
-//! Format in `docs/format.md`.
+//! CRC-framed entry per committed partition. A commit of several partitions writes all
+//! of their entries with one write and one `fdatasync`, before the commit returns.
+//! Replayed on open (last entry wins) and compacted when it holds many more entries than
+//! live keys. Format in `docs/format.md`.
+//!
+//! The offsets a reader sees live in a [`SharedOffsets`] map beside the journal: it is
+//! updated only once the entries are durable, and reading it never waits for a sync.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::error::StoreError;
 use crate::io::{self, StorageFile};
@@ -16,8 +20,65 @@ const KIND_COMMIT: u8 = 1;
 const KIND_DELETE_TOPIC: u8 = 2;
 const MAX_ENTRY: usize = 64 * 1024;
 
-/// (group, topic, partition) → next offset to consume.
-pub(crate) type OffsetMap = HashMap<(String, String, u32), u64>;
+/// group → topic → partition → next offset to consume. Nested so that a lookup borrows
+/// the names instead of building an owned key.
+#[derive(Default)]
+pub(crate) struct OffsetMap(BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>);
+
+impl OffsetMap {
+    pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.0.get(group)?.get(topic)?.get(&partition).copied()
+    }
+
+    fn insert(&mut self, group: &str, topic: &str, partition: u32, next: u64) {
+        // Look up before inserting, so the common case (a known key) allocates nothing.
+        if let Some(slot) = self
+            .0
+            .get_mut(group)
+            .and_then(|t| t.get_mut(topic))
+            .and_then(|p| p.get_mut(&partition))
+        {
+            *slot = next;
+            return;
+        }
+        self.0
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, next);
+    }
+
+    fn forget_topic(&mut self, topic: &str) {
+        for topics in self.0.values_mut() {
+            topics.remove(topic);
+        }
+        self.0.retain(|_, topics| !topics.is_empty());
+    }
+
+    /// Number of live (group, topic, partition) keys.
+    fn len(&self) -> usize {
+        self.0
+            .values()
+            .flat_map(|t| t.values())
+            .map(BTreeMap::len)
+            .sum()
+    }
+
+    /// Every key and offset, sorted.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, u32, u64)> {
+        self.0.iter().flat_map(|(g, topics)| {
+            topics.iter().flat_map(move |(t, parts)| {
+                parts
+                    .iter()
+                    .map(move |(p, n)| (g.as_str(), t.as_str(), *p, *n))
+            })
+        })
+    }
+}
+
+/// The committed offsets as readers see them: only what is durable.
+pub(crate) type SharedOffsets = Arc<RwLock<OffsetMap>>;
 
 pub(crate) struct OffsetsJournal {
     ctx: Arc<Ctx>,
@@ -26,8 +87,13 @@ pub(crate) struct OffsetsJournal {
     file: Arc<dyn StorageFile>,
     len: u64,
     entries: u64,
-    pub map: OffsetMap,
+    /// Written only while the journal (which the store keeps under a mutex) is held, and
+    /// only after the entries it reflects are durable.
+    map: SharedOffsets,
 }
+
+/// One committed position: (topic, partition, next offset to consume).
+pub type OffsetCommit<'a> = (&'a str, u32, u64);
 
 enum Entry {
     Commit {
@@ -48,32 +114,48 @@ fn put_str(b: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn encode(entry: &Entry) -> Result<Vec<u8>, StoreError> {
-    let mut b = vec![0u8; 8];
-    match entry {
-        Entry::Commit {
-            group,
-            topic,
-            partition,
-            next,
-        } => {
-            b.push(KIND_COMMIT);
-            put_str(&mut b, group)?;
-            put_str(&mut b, topic)?;
-            b.extend_from_slice(&partition.to_le_bytes());
-            b.extend_from_slice(&next.to_le_bytes());
-        }
-        Entry::DeleteTopic(topic) => {
-            b.push(KIND_DELETE_TOPIC);
-            put_str(&mut b, topic)?;
-        }
-    }
-    let len = u32::try_from(b.len() - 4)
-        .map_err(|_| StoreError::InvalidArgument("offset entry too large".into()))?;
-    b[0..4].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c::crc32c(&b[8..]);
-    b[4..8].copy_from_slice(&crc.to_le_bytes());
-    Ok(b)
+/// Appends one framed commit entry to `b`.
+fn encode_commit(
+    b: &mut Vec<u8>,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    next: u64,
+) -> Result<(), StoreError> {
+    let start = begin(b);
+    b.push(KIND_COMMIT);
+    put_str(b, group)?;
+    put_str(b, topic)?;
+    b.extend_from_slice(&partition.to_le_bytes());
+    b.extend_from_slice(&next.to_le_bytes());
+    finish(b, start)
+}
+
+/// Appends one framed topic-deleted entry to `b`.
+fn encode_delete_topic(b: &mut Vec<u8>, topic: &str) -> Result<(), StoreError> {
+    let start = begin(b);
+    b.push(KIND_DELETE_TOPIC);
+    put_str(b, topic)?;
+    finish(b, start)
+}
+
+/// Reserves the length and CRC fields of an entry that starts at the end of `b`.
+fn begin(b: &mut Vec<u8>) -> usize {
+    let start = b.len();
+    b.extend_from_slice(&[0u8; 8]);
+    start
+}
+
+/// Fills in the length and CRC of the entry that starts at `start` and runs to the end.
+fn finish(b: &mut [u8], start: usize) -> Result<(), StoreError> {
+    let len = u32::try_from(b.len() - start - 4)
+        .ok()
+        .filter(|&n| n as usize <= MAX_ENTRY)
+        .ok_or_else(|| StoreError::InvalidArgument("offset entry too large".into()))?;
+    b[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c(&b[start + 8..]);
+    b[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// A bounds-checked reader over one entry's body.
@@ -151,10 +233,8 @@ fn apply(map: &mut OffsetMap, e: Entry) {
             topic,
             partition,
             next,
-        } => {
-            map.insert((group, topic, partition), next);
-        }
-        Entry::DeleteTopic(topic) => map.retain(|k, _| k.1 != topic),
+        } => map.insert(&group, &topic, partition, next),
+        Entry::DeleteTopic(topic) => map.forget_topic(&topic),
     }
 }
 
@@ -180,7 +260,7 @@ impl OffsetsJournal {
             ))?
         ];
         io::read_exact_at(&*file, &mut bytes, 0).map_err(|e| StoreError::io_at(&path, e))?;
-        let mut map = OffsetMap::new();
+        let mut map = OffsetMap::default();
         let mut pos = 0usize;
         let mut entries = 0u64;
         while pos < bytes.len() {
@@ -217,7 +297,7 @@ impl OffsetsJournal {
             file,
             len: pos as u64,
             entries,
-            map,
+            map: Arc::new(RwLock::new(map)),
         };
         if j.should_compact() {
             j.compact()?;
@@ -225,14 +305,29 @@ impl OffsetsJournal {
         Ok(j)
     }
 
-    fn should_compact(&self) -> bool {
-        self.entries > 1024 && self.entries > 4 * self.map.len() as u64
+    /// The map readers look committed offsets up in.
+    pub fn shared(&self) -> SharedOffsets {
+        Arc::clone(&self.map)
     }
 
-    fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, OffsetMap> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn should_compact(&self) -> bool {
+        self.entries > 1024 && self.entries > 4 * self.read_map().len() as u64
+    }
+
+    /// Writes `count` framed entries with one write and makes them durable with one
+    /// `fdatasync`. On a failed write the tail is cut again; a failed sync poisons the
+    /// store (the kernel may have dropped the pages).
+    fn append(&mut self, b: &[u8], count: u64) -> Result<(), StoreError> {
         self.ctx.poison.check()?;
-        let b = encode(entry)?;
-        if let Err(e) = self.file.write_at(&b, self.len) {
+        if let Err(e) = self.file.write_at(b, self.len) {
             if self.file.set_len(self.len).is_err() {
                 self.ctx.poison.set(format!(
                     "write to {} failed and could not be undone: {e}",
@@ -248,26 +343,28 @@ impl OffsetsJournal {
             return self.ctx.poison.check();
         }
         self.len += b.len() as u64;
-        self.entries += 1;
+        self.entries += count;
         Ok(())
     }
 
-    pub fn commit(
-        &mut self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next: u64,
-    ) -> Result<(), StoreError> {
-        let e = Entry::Commit {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            partition,
-            next,
-        };
-        self.append(&e)?;
-        self.map
-            .insert((group.to_string(), topic.to_string(), partition), next);
+    /// Records the next offsets of `group` for several partitions: every entry is
+    /// written, then one `fdatasync` covers them all. Durable when it returns; readers
+    /// see the new offsets only then.
+    pub fn commit(&mut self, group: &str, commits: &[OffsetCommit<'_>]) -> Result<(), StoreError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let mut b = Vec::with_capacity(commits.len() * (8 + 1 + 4 + group.len() + 32 + 12));
+        for &(topic, partition, next) in commits {
+            encode_commit(&mut b, group, topic, partition, next)?;
+        }
+        self.append(&b, commits.len() as u64)?;
+        {
+            let mut map = self.write_map();
+            for &(topic, partition, next) in commits {
+                map.insert(group, topic, partition, next);
+            }
+        }
         if self.should_compact() {
             self.compact()?;
         }
@@ -275,8 +372,10 @@ impl OffsetsJournal {
     }
 
     pub fn forget_topic(&mut self, topic: &str) -> Result<(), StoreError> {
-        self.append(&Entry::DeleteTopic(topic.to_string()))?;
-        self.map.retain(|k, _| k.1 != topic);
+        let mut b = Vec::new();
+        encode_delete_topic(&mut b, topic)?;
+        self.append(&b, 1)?;
+        self.write_map().forget_topic(topic);
         Ok(())
     }
 
@@ -285,16 +384,13 @@ impl OffsetsJournal {
     fn compact(&mut self) -> Result<(), StoreError> {
         let tmp = self.dir.join("offsets.log.tmp");
         let mut b = Vec::new();
-        let mut keys: Vec<_> = self.map.iter().collect();
-        keys.sort();
-        for ((group, topic, partition), next) in keys {
-            b.extend(encode(&Entry::Commit {
-                group: group.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                next: *next,
-            })?);
-        }
+        let live = {
+            let map = self.read_map();
+            for (group, topic, partition, next) in map.iter() {
+                encode_commit(&mut b, group, topic, partition, next)?;
+            }
+            map.len()
+        };
         let storage = &self.ctx.storage;
         let f = storage
             .open(&tmp, true)
@@ -308,7 +404,7 @@ impl OffsetsJournal {
             .map_err(|e| StoreError::io_at(&self.dir, e))?;
         self.file = f;
         self.len = b.len() as u64;
-        self.entries = self.map.len() as u64;
+        self.entries = live as u64;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
 use crate::lock::{self, DirLock};
-use crate::offsets::OffsetsJournal;
+use crate::offsets::{OffsetCommit, OffsetsJournal, SharedOffsets};
 use crate::recovery::RecoveryReport;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
 
@@ -29,7 +29,10 @@ struct Shared {
     topics_dir: PathBuf,
     ctx: Arc<Ctx>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Writers of committed offsets take this (the journal) ...
     offsets: Mutex<OffsetsJournal>,
+    /// ... readers only this, which never waits for a commit's `fdatasync`.
+    committed: SharedOffsets,
     groups: SharedGroups,
     stop: Mutex<bool>,
     stop_cv: Condvar,
@@ -97,6 +100,7 @@ impl Store {
             topics_dir,
             ctx,
             topics: RwLock::new(topics),
+            committed: offsets.shared(),
             offsets: Mutex::new(offsets),
             groups: SharedGroups::default(),
             stop: Mutex::new(false),
@@ -221,18 +225,42 @@ impl Store {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), StoreError> {
-        self.topic(topic)?.partition(partition)?;
+        self.commit_offsets(group, &[(topic, partition, next_offset)])
+    }
+
+    /// Records the next offsets `group` will consume for several partitions, given as
+    /// `(topic, partition, next_offset)`: all entries are written, then one `fdatasync`
+    /// makes them durable together (durable when it returns). Every partition is checked
+    /// before anything is written. Should the process die mid-way, each partition's entry
+    /// stands alone: some may survive and others not, and none was acknowledged.
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        commits: &[OffsetCommit<'_>],
+    ) -> Result<(), StoreError> {
         if group.is_empty() {
             return Err(StoreError::InvalidArgument("group name is empty".into()));
         }
-        self.offsets().commit(group, topic, partition, next_offset)
+        let mut last: Option<(&str, Arc<Topic>)> = None;
+        for &(topic, partition, _) in commits {
+            let t = match &last {
+                Some((name, t)) if *name == topic => Arc::clone(t),
+                _ => self.topic(topic)?,
+            };
+            t.partition(partition)?;
+            last = Some((topic, t));
+        }
+        self.offsets().commit(group, commits)
     }
 
+    /// The next offset `group` will consume of `topic`/`partition`, as last committed
+    /// (durably). Never waits for a commit in progress.
     pub fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.offsets()
-            .map
-            .get(&(group.to_string(), topic.to_string(), partition))
-            .copied()
+        self.shared
+            .committed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group, topic, partition)
     }
 
     /// Joins `group` as a new member subscribed to `topics`; members of one group in this

@@ -391,3 +391,81 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn commit_offsets_of_many_partitions_take_one_fdatasync_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, faults) = open_faulty(dir.path());
+        store
+            .create_topic("t", 3, config(Durability::None, 1 << 20))
+            .unwrap();
+        store
+            .create_topic("u", 1, config(Durability::None, 1 << 20))
+            .unwrap();
+        let before = faults.0.syncs.load(Ordering::SeqCst);
+        store
+            .commit_offsets("g", &[("t", 0, 5), ("t", 1, 6), ("t", 2, 7), ("u", 0, 8)])
+            .unwrap();
+        assert_eq!(faults.0.syncs.load(Ordering::SeqCst) - before, 1);
+        assert_eq!(store.committed_offset("g", "t", 1), Some(6));
+        assert_eq!(store.committed_offset("g", "u", 0), Some(8));
+        // One bad partition: refused before anything is written.
+        assert!(
+            store
+                .commit_offsets("g", &[("t", 0, 9), ("t", 3, 9)])
+                .is_err()
+        );
+        assert!(matches!(
+            store.commit_offsets("g", &[("t", 0, 9), ("nope", 0, 9)]),
+            Err(StoreError::UnknownTopic(_))
+        ));
+        assert_eq!(store.committed_offset("g", "t", 0), Some(5));
+        // A torn write of several entries is cut back; nothing of it is visible.
+        faults.0.torn_enospc.store(true, Ordering::SeqCst);
+        assert!(
+            store
+                .commit_offsets("g", &[("t", 0, 10), ("t", 1, 11)])
+                .is_err()
+        );
+        faults.0.torn_enospc.store(false, Ordering::SeqCst);
+        assert_eq!(store.committed_offset("g", "t", 0), Some(5));
+        store.commit_offsets("g", &[("t", 2, 12)]).unwrap();
+        store.commit_offsets("g", &[]).unwrap();
+    }
+    let (store, report) = open(dir.path());
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(store.committed_offset("g", "t", 0), Some(5));
+    assert_eq!(store.committed_offset("g", "t", 1), Some(6));
+    assert_eq!(store.committed_offset("g", "t", 2), Some(12));
+    assert_eq!(store.committed_offset("g", "u", 0), Some(8));
+}
+
+#[test]
+fn offsets_journal_torn_multi_entry_commit_keeps_its_whole_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = open(dir.path());
+        store
+            .create_topic("t", 3, config(Durability::None, 1 << 20))
+            .unwrap();
+        store.commit_offsets("g", &[("t", 0, 1)]).unwrap();
+        store
+            .commit_offsets("g", &[("t", 0, 2), ("t", 1, 3), ("t", 2, 4)])
+            .unwrap();
+    }
+    // A crash tore the last write: its last entry lost some bytes.
+    let path = dir.path().join("offsets.log");
+    let len = std::fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let (store, report) = open(dir.path());
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    assert_eq!(store.committed_offset("g", "t", 0), Some(2));
+    assert_eq!(store.committed_offset("g", "t", 1), Some(3));
+    assert_eq!(store.committed_offset("g", "t", 2), None);
+}

@@ -49,7 +49,7 @@ pub fn rec(i: u64) -> Record {
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use millrace_store::{OsStorage, Storage, StorageFile};
 
@@ -62,6 +62,8 @@ pub struct Faults {
     pub torn_enospc: AtomicBool,
     /// `set_len` fails with EIO (so a torn write cannot be undone).
     pub fail_set_len: AtomicBool,
+    /// Successful `fdatasync` calls on files (not directories), counted.
+    pub syncs: AtomicU64,
 }
 
 /// The real file system with injectable faults, through the store's I/O seam.
@@ -98,7 +100,9 @@ impl StorageFile for FaultyFile {
         if on(&self.faults.fail_sync) {
             return Err(io::Error::from_raw_os_error(5)); // EIO
         }
-        self.inner.sync_data()
+        self.inner.sync_data()?;
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
