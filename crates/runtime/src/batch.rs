@@ -8,7 +8,8 @@
 //! durable by then, so the end offsets at that moment hold the whole batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use millrace_broker::{Broker, ConsumedRecord, TopicPartition};
 
@@ -18,8 +19,12 @@ struct Shared {
     broker: Arc<dyn Broker>,
     /// Topic → stages that write it.
     writers: HashMap<String, Vec<String>>,
-    /// Topic → end offset per partition (index = partition).
+    /// Topic → end offset per partition (index = partition). A topic's target, once
+    /// set, never changes.
     targets: Mutex<HashMap<String, Vec<i64>>>,
+    /// Bumped after every insert into `targets`, so a stage's cache knows when a miss
+    /// is worth looking up again.
+    targets_version: AtomicU64,
     done: Mutex<HashSet<String>>,
     /// The source topics, whose snapshot defines the batch.
     sources: Vec<String>,
@@ -36,6 +41,11 @@ pub struct Completion {
     shared: Arc<Shared>,
     group: String,
     inputs: Vec<String>,
+    /// `within`'s per-record fast path: each input's target (index as in `inputs`),
+    /// copied from `targets` once known, read without a lock.
+    known: Arc<[OnceLock<Vec<i64>>]>,
+    /// `targets_version` when `within` last looked up a target it did not find.
+    missed_at: Arc<AtomicU64>,
 }
 
 /// Builds the completion tracker, snapshotting the source topics' end offsets now.
@@ -54,6 +64,7 @@ pub async fn start(
             broker,
             writers,
             targets: Mutex::new(targets),
+            targets_version: AtomicU64::new(0),
             done: Mutex::new(HashSet::new()),
             sources: sources.to_vec(),
             global,
@@ -70,8 +81,15 @@ impl CompletionRoot {
         Completion {
             shared: self.shared.clone(),
             group,
+            known: inputs.iter().map(|_| OnceLock::new()).collect(),
             inputs,
+            missed_at: Arc::new(AtomicU64::new(u64::MAX)),
         }
+    }
+
+    /// Whether `stages` stages have marked this batch done.
+    pub fn all_done(&self, stages: usize) -> bool {
+        lock(&self.shared.done).len() >= stages
     }
 
     /// The source snapshot, for the run summary.
@@ -111,7 +129,11 @@ impl Completion {
             }
         }
         let ends = end_offsets(self.shared.broker.as_ref(), topic).await?;
-        lock(&self.shared.targets).insert(topic.to_string(), ends.clone());
+        let ends = lock(&self.shared.targets)
+            .entry(topic.to_string())
+            .or_insert(ends)
+            .clone();
+        self.shared.targets_version.fetch_add(1, Ordering::Release);
         Ok(Some(ends))
     }
 
@@ -180,14 +202,35 @@ impl Completion {
         Ok(true)
     }
 
-    /// Whether a record belongs to this run's batch.
+    /// Whether a record belongs to this run's batch. Called per record: once a topic's
+    /// target is known it is read from a per-stage cache, with no lock and no hashing;
+    /// until then the shared map is consulted only when a target was added since.
     pub fn within(&self, rec: &ConsumedRecord) -> bool {
-        match lock(&self.shared.targets).get(&rec.topic) {
-            Some(t) => usize::try_from(rec.partition)
+        let below = |t: &[i64]| {
+            usize::try_from(rec.partition)
                 .ok()
                 .and_then(|p| t.get(p))
-                .is_some_and(|end| rec.offset < *end),
-            None => true,
+                .is_some_and(|end| rec.offset < *end)
+        };
+        let Some(i) = self.inputs.iter().position(|t| *t == rec.topic) else {
+            return lock(&self.shared.targets)
+                .get(&rec.topic)
+                .is_none_or(|t| below(t));
+        };
+        if let Some(t) = self.known[i].get() {
+            return below(t);
+        }
+        let version = self.shared.targets_version.load(Ordering::Acquire);
+        if self.missed_at.load(Ordering::Acquire) == version {
+            return true;
+        }
+        let found = lock(&self.shared.targets).get(&rec.topic).cloned();
+        match found {
+            Some(t) => below(self.known[i].get_or_init(|| t)),
+            None => {
+                self.missed_at.store(version, Ordering::Release);
+                true
+            }
         }
     }
 
