@@ -3,9 +3,10 @@
 //! nothing is dropped.
 
 use millrace_broker::ConsumedRecord;
+use millrace_pipeline::expr::{ExprError, RecordVars, Val, val_to_json};
 use millrace_pipeline::{Format, Predicate, SplitMode};
 
-use super::filter::test;
+use super::{value_of, with_vars};
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Route {
@@ -27,19 +28,26 @@ impl RecordOperator for Splitter {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
+        // The value is parsed, and the record's variables built, once for all routes.
+        let v = value_of(rec, self.format)?;
         let mut matched = false;
-        for route in &self.routes {
-            if test(&route.when, rec, self.format)? {
-                matched = true;
-                emits.push(Emit {
-                    output: route.output,
-                    record: derived(rec, rec.value.clone()),
-                });
-                if self.mode == SplitMode::First {
-                    break;
+        with_vars(rec, |vars| {
+            let mut json = None;
+            for route in &self.routes {
+                if test_parsed(&route.when, &v, vars, &mut json)? {
+                    matched = true;
+                    emits.push(Emit {
+                        output: route.output,
+                        record: derived(rec, rec.value.clone()),
+                    });
+                    if self.mode == SplitMode::First {
+                        break;
+                    }
                 }
             }
-        }
+            Ok::<(), ExprError>(())
+        })
+        .map_err(RecordError::new)?;
         if !matched {
             emits.push(Emit {
                 output: self.default,
@@ -47,5 +55,24 @@ impl RecordOperator for Splitter {
             });
         }
         Ok(())
+    }
+}
+
+/// A route's condition on the parsed value. Closures take JSON: it is converted at
+/// most once per record, for the first closure that needs it.
+fn test_parsed(
+    p: &Predicate,
+    v: &Val,
+    vars: &RecordVars<'_>,
+    json: &mut Option<serde_json::Value>,
+) -> Result<bool, ExprError> {
+    match p {
+        Predicate::Jq(_) => p.test(v, vars),
+        Predicate::Fn(f) => {
+            if json.is_none() {
+                *json = Some(val_to_json(v)?);
+            }
+            Ok(json.as_ref().is_some_and(|j| f(j)))
+        }
     }
 }
