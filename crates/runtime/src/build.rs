@@ -27,6 +27,7 @@ pub fn from_plan(plan: &Plan) -> Result<RunSpec, RuntimeError> {
     }
     Ok(RunSpec {
         pipeline: plan.name.clone(),
+        batch_policy: plan.stages.iter().find_map(|s| s.batch),
         dead_letter: plan.dead_letter.clone(),
         topics: plan
             .topics

@@ -44,6 +44,10 @@ pub enum StageLogic {
 /// Everything needed to run a pipeline.
 pub struct RunSpec {
     pub pipeline: String,
+    /// How a continuous run cuts batches at its sources (`batch:` on a source stage);
+    /// `None`: a continuous run has no batches (joins and reduces release in `--batch`
+    /// runs only).
+    pub batch_policy: Option<millrace_pipeline::BatchPolicy>,
     pub dead_letter: String,
     pub topics: Vec<TopicDef>,
     pub stages: Vec<StageDef>,
@@ -177,36 +181,37 @@ impl Runtime {
                 writers.entry(o.clone()).or_default().push(s.name.clone());
             }
         }
-        let completion = if opts.batch {
-            let mut sources: Vec<String> = spec
-                .stages
-                .iter()
-                .flat_map(|s| s.inputs.iter())
-                .filter(|t| !writers.contains_key(*t))
-                .cloned()
-                .collect();
-            sources.sort();
-            sources.dedup();
-            // Joins and reduces finish per instance; a zip keeps unpaired items held,
-            // so its own finish is the most that can be waited for.
-            let global = spec
-                .stages
-                .iter()
-                .filter(
-                    |s| matches!(&s.logic, StageLogic::Coordinated(op) if op.commits_at_finish()),
+        let mut sources: Vec<String> = spec
+            .stages
+            .iter()
+            .flat_map(|s| s.inputs.iter())
+            .filter(|t| !writers.contains_key(*t))
+            .cloned()
+            .collect();
+        sources.sort();
+        sources.dedup();
+        // Joins and reduces finish per instance; a zip keeps unpaired items held, so its
+        // own finish is the most that can be waited for.
+        let global: HashMap<String, (String, Vec<String>)> = spec
+            .stages
+            .iter()
+            .filter(|s| matches!(&s.logic, StageLogic::Coordinated(op) if op.commits_at_finish()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    (format!("{}.{}", spec.pipeline, s.name), s.inputs.clone()),
                 )
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        (format!("{}.{}", spec.pipeline, s.name), s.inputs.clone()),
-                    )
-                })
-                .collect();
-            Some(batch::start(broker.clone(), writers.clone(), &sources, global).await?)
+            })
+            .collect();
+        let completion = if opts.batch {
+            Some(batch::start(broker.clone(), writers.clone(), &sources, global.clone()).await?)
         } else {
             None
         };
-
+        // Continuous runs with a batch policy run one batch after another: each stage
+        // gets the batches through its own channel from the batch cutter below.
+        let micro = !opts.batch && spec.batch_policy.is_some();
+        let mut batch_txs = Vec::new();
         // A stage failure stops the others through this channel, as does the caller.
         let (inner_stop_tx, inner_stop) = watch::channel(false);
         let mut outer = stop.clone();
@@ -228,7 +233,14 @@ impl Runtime {
             let group = format!("{}.{}", spec.pipeline, stage.name);
             let completion = completion
                 .as_ref()
-                .map(|c| c.for_stage(group, stage.inputs.clone()));
+                .map(|c| c.for_stage(group.clone(), stage.inputs.clone()));
+            let batches = if micro {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                batch_txs.push((tx, group, stage.inputs.clone()));
+                Some(rx)
+            } else {
+                None
+            };
             let name = stage.name.clone();
             let stopper = inner_stop_tx.clone();
             let fut: std::pin::Pin<
@@ -239,6 +251,7 @@ impl Runtime {
                         pipeline: spec.pipeline.clone(),
                         stage: stage.name,
                         completion,
+                        batches,
                         inputs: stage.inputs,
                         outputs: stage.outputs,
                         dead_letter: spec.dead_letter.clone(),
@@ -255,6 +268,7 @@ impl Runtime {
                         pipeline: spec.pipeline.clone(),
                         stage: stage.name,
                         completion,
+                        batches,
                         inputs: stage.inputs,
                         outputs: stage.outputs,
                         dead_letter: spec.dead_letter.clone(),
@@ -278,6 +292,18 @@ impl Runtime {
                 })
             }));
         }
+        let cutter = match (micro, spec.batch_policy) {
+            (true, Some(policy)) => Some(tokio::spawn(cut_batches(
+                broker.clone(),
+                policy,
+                writers.clone(),
+                sources.clone(),
+                global,
+                batch_txs,
+                inner_stop.clone(),
+            ))),
+            _ => None,
+        };
         let mut first_error = None;
         for h in handles {
             let r = h.await.unwrap_or_else(|e| {
@@ -293,6 +319,9 @@ impl Runtime {
             }
         }
         forwarder.abort();
+        if let Some(c) = cutter {
+            c.abort();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(state.summary()),
@@ -339,4 +368,79 @@ async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Cuts the batches of a continuous run: when the policy says so (every T, or once N
+/// records wait at the sources), snapshots the sources' end offsets as the next batch
+/// and hands it to every stage; the next batch is cut only once every stage is done
+/// with this one. Batches are numbered by the number of source records up to their
+/// snapshot, as `--batch` runs are, so a restarted pipeline continues the numbering.
+async fn cut_batches(
+    broker: Arc<dyn Broker>,
+    policy: millrace_pipeline::BatchPolicy,
+    writers: HashMap<String, Vec<String>>,
+    sources: Vec<String>,
+    global: HashMap<String, (String, Vec<String>)>,
+    stages: Vec<(
+        tokio::sync::mpsc::UnboundedSender<batch::Completion>,
+        String,
+        Vec<String>,
+    )>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), RuntimeError> {
+    use std::time::{Duration, Instant};
+    let tick = Duration::from_millis(100);
+    // Where the previous batch ended: the start of the next one.
+    let mut cut: Option<u64> = None;
+    let mut last_cut = Instant::now();
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let mut pending_total = 0u64;
+        for t in &sources {
+            if let Ok(d) = broker.describe_topic(t).await {
+                pending_total += d
+                    .partitions
+                    .iter()
+                    .map(|p| u64::try_from(p.end_offset).unwrap_or(0))
+                    .sum::<u64>();
+            }
+        }
+        // Records at the sources that no batch has covered yet (before the first cut,
+        // every record counts: the stages skip what their groups committed).
+        let waiting = pending_total.saturating_sub(cut.unwrap_or(0));
+        let due = match policy {
+            millrace_pipeline::BatchPolicy::Records(n) => waiting >= n.max(1),
+            millrace_pipeline::BatchPolicy::Every(d) => waiting > 0 && last_cut.elapsed() >= d,
+        };
+        if !due {
+            tokio::time::sleep(tick).await;
+            continue;
+        }
+        let root = batch::start(broker.clone(), writers.clone(), &sources, global.clone()).await?;
+        let mut handed = Vec::new();
+        for (tx, group, inputs) in &stages {
+            let c = root.for_stage(group.clone(), inputs.clone());
+            handed.push(c.clone());
+            if tx.send(c).is_err() {
+                return Ok(());
+            }
+        }
+        cut = Some(
+            handed
+                .first()
+                .map(|c| c.batch_id())
+                .unwrap_or(pending_total),
+        );
+        last_cut = Instant::now();
+        tracing::info!("batch {} cut", cut.unwrap_or(0));
+        // The next batch starts once every stage is done with this one.
+        while !root.all_done(stages.len()) {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            tokio::time::sleep(tick).await;
+        }
+    }
 }

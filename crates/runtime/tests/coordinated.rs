@@ -506,3 +506,85 @@ stages:
         let _ = Arc::new(());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_run_cuts_batches_by_count_and_reduces_each() {
+    for b in backends().await {
+        let src = r#"
+pipeline: micro{s}
+topics:
+  in{s}: { partitions: 2 }
+stages:
+  tag: { kind: map, from: in{s}, to: mid{s}, expr: '{w: .}', batch: { records: 5 } }
+  count: { kind: reduce, from: mid{s}, to: counts{s}, group_by: .w, reducer: count }
+"#;
+        b.create_topics(src).await;
+        b.produce_values(
+            &b.t("in"),
+            &[r#""a""#, r#""b""#, r#""a""#, r#""a""#, r#""b""#, r#""a""#],
+        )
+        .await;
+        let plan = b.plan(src);
+        let rt = Runtime::new(millrace_runtime::build::from_plan(&plan).expect("build"));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let run = tokio::spawn(rt.run(b.broker.clone(), RunOptions::default(), rx));
+        // The first batch: the six records waiting at start (six ≥ five).
+        let first = wait_for(&b, 2).await;
+        let batch1 = first[0]["batch"].clone();
+        assert_eq!(
+            batch1,
+            json!(6),
+            "[{}] numbered by the source records it covers",
+            b.name
+        );
+        let count = |f: &[Value], batch: &Value, w: &str| {
+            f.iter()
+                .find(|v| v["batch"] == *batch && v["group"] == json!(w))
+                .map(|v| v["value"].clone())
+        };
+        assert_eq!(count(&first, &batch1, "a"), Some(json!(4)));
+        assert_eq!(count(&first, &batch1, "b"), Some(json!(2)));
+        // Three more records are not a batch yet; two more make five.
+        b.produce_values(&b.t("in"), &[r#""b""#, r#""b""#, r#""c""#])
+            .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            finals(&b).await.len(),
+            2,
+            "[{}] no batch before five records wait",
+            b.name
+        );
+        b.produce_values(&b.t("in"), &[r#""c""#, r#""a""#]).await;
+        let all = wait_for(&b, 5).await;
+        let batch2 = json!(11);
+        assert_eq!(
+            count(&all, &batch2, "a"),
+            Some(json!(1)),
+            "[{}] {all:?}",
+            b.name
+        );
+        assert_eq!(count(&all, &batch2, "b"), Some(json!(2)));
+        assert_eq!(count(&all, &batch2, "c"), Some(json!(2)));
+        let _ = tx.send(true);
+        let summary = run.await.expect("join").expect("run");
+        assert_eq!(stage(&summary, "count").counters.records_in, 11);
+    }
+}
+
+async fn finals(b: &TestBackend) -> Vec<Value> {
+    json_values(b.values(&b.t("counts")).await)
+        .into_iter()
+        .filter(|v| v["final"] == json!(true))
+        .collect()
+}
+
+async fn wait_for(b: &TestBackend, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let f = finals(b).await;
+        if f.len() >= n {
+            return f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("[{}] fewer than {n} results: {:?}", b.name, finals(b).await);
+}

@@ -40,6 +40,8 @@ pub struct CoordinatedTask {
     pub broker: Arc<dyn Broker>,
     pub max_batch: usize,
     pub completion: Option<Completion>,
+    /// Continuous runs with a batch policy: the batches to come, one after another.
+    pub batches: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -154,7 +156,24 @@ impl CoordinatedTask {
                 self.counters
                     .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
                 c.mark_done(&self.stage);
-                return Ok(());
+                if self.batches.is_none() {
+                    return Ok(());
+                }
+                self.completion = None;
+            }
+            if self.completion.is_none()
+                && let Some(rx) = &mut self.batches
+            {
+                // Between batches: wait for the next one to be cut.
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    c = rx.recv() => match c {
+                        Some(c) => self.completion = Some(c),
+                        None => return Ok(()),
+                    },
+                    _ = stop.changed() => {}
+                }
+                continue;
             }
             let mut stop = self.stop.clone();
             let polled = tokio::select! {
