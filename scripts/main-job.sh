@@ -18,7 +18,7 @@ python3 scripts/gen_signups.py "$USERS" "$WORK"
 echo "== validate"
 "$MILLRACE" validate examples/signup.yaml
 echo "== create the pipeline's topics and load $USERS sign-ups"
-"$MILLRACE" run examples/signup.yaml --batch --no-http >/dev/null   # creates the topics
+"$MILLRACE" run examples/signup.yaml --batch --no-http >/dev/null 2>&1   # creates the topics
 "$MILLRACE" produce --topic signups --file "$WORK/signups.jsonl"
 "$MILLRACE" produce --topic verified --file "$WORK/verified.jsonl"
 echo "== run (batch: everything produced so far)"
