@@ -17,6 +17,10 @@
 //! `reliability figure:` lines and, with `MILLRACE_REL_FIGURES=FILE`, appended to FILE
 //! as JSON lines; `scripts/soak.sh` collects them for docs/reliability.md.
 
+// Test code: sizes are small and bounded (no lengths from disk), and the kill loop's
+// knobs read better as arguments than as a struct.
+#![allow(clippy::cast_possible_truncation, clippy::too_many_arguments)]
+
 mod common;
 
 #[path = "reliability/crash.rs"]

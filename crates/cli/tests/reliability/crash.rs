@@ -84,6 +84,8 @@ struct Kills {
     kills: u64,
     finished_on_their_own: u64,
     truncations: usize,
+    /// Records in the pipeline's final output topic when the kill loop ended.
+    outputs_before_drain: i64,
 }
 
 /// Starts `file` `kills` times (feeding `chunks[i]` before start i), kills each run
@@ -94,6 +96,7 @@ fn kill_loop(
     file: &Path,
     batch_runs: bool,
     topic: &str,
+    progress_topic: &str,
     chunks: &[String],
     kills: u64,
     rng: &mut Rng,
@@ -104,15 +107,25 @@ fn kill_loop(
         kills: 0,
         finished_on_their_own: 0,
         truncations: 0,
+        outputs_before_drain: 0,
     };
     let started = Instant::now();
-    for i in 0..kills as usize {
-        if let Some(c) = chunks.get(i) {
+    // Until `kills` runs were killed (a run may finish its batch before its moment
+    // comes; that is counted, not a kill). One run in four gets a longer life, so some
+    // batches complete between crashes.
+    let mut i = 0usize;
+    while k.kills < kills && i < 3 * kills as usize {
+        i += 1;
+        if let Some(c) = chunks.get(i - 1) {
             produce_lines(b, topic, c, scratch.path());
         }
         let mut child = spawn_run(b, file, batch_runs);
         let err = drain_stderr(&mut child);
-        let delay = rng.millis(150, max_delay_ms);
+        let delay = if rng.next().is_multiple_of(4) {
+            rng.millis(max_delay_ms, 4 * max_delay_ms)
+        } else {
+            rng.millis(150, max_delay_ms)
+        };
         let deadline = Instant::now() + delay;
         let mut exited = None;
         while Instant::now() < deadline {
@@ -141,9 +154,10 @@ fn kill_loop(
             }
         }
     }
-    for c in chunks.iter().skip(kills as usize) {
+    for c in chunks.iter().skip(i) {
         produce_lines(b, topic, c, scratch.path());
     }
+    k.outputs_before_drain = b.records_in(progress_topic);
     eprintln!(
         "{} kills in {:?}; draining with --batch",
         k.kills,
@@ -239,7 +253,7 @@ fn all_present(seen: &HashMap<String, u64>, expected: &HashSet<String>, what: &s
 #[test]
 fn signup_survives_kill_9_without_losing_a_user() {
     let _heavy = heavy();
-    let users = knob("MILLRACE_REL_SIGNUPS", 60_000, 1_000_000);
+    let users = knob("MILLRACE_REL_SIGNUPS", 100_000, 1_000_000);
     let kills = knob("MILLRACE_REL_KILLS", 20, 25);
     let max_delay = knob("MILLRACE_REL_KILL_MAX_MS", 2_500, 6_000);
     let mut rng = Rng::new("signup kill -9");
@@ -264,7 +278,15 @@ fn signup_survives_kill_9_without_losing_a_user() {
     let chunks = split_chunks(&all, kills as usize + 1);
     let t0 = Instant::now();
     let (k, final_err) = kill_loop(
-        &b, &file, false, "signups", &chunks, kills, &mut rng, max_delay,
+        &b,
+        &file,
+        false,
+        "signups",
+        "verification-emails",
+        &chunks,
+        kills,
+        &mut rng,
+        max_delay,
     );
     let elapsed = t0.elapsed();
     assert!(k.kills >= kills.min(20), "only {} kills happened", k.kills);
@@ -334,6 +356,7 @@ fn signup_survives_kill_9_without_losing_a_user() {
                 k.finished_on_their_own.to_string(),
             ),
             ("tail_truncations_reported", k.truncations.to_string()),
+            ("outputs_before_drain", k.outputs_before_drain.to_string()),
             ("output_records_checked", checked.to_string()),
             ("duplicates_verification_emails", dup_emails.to_string()),
             ("duplicates_welcome", dup_welcome.to_string()),
@@ -365,7 +388,7 @@ fn text_line(rng: &mut Rng, counts: &mut BTreeMap<String, u64>) -> String {
         let k = VOCAB - 1 - k.min(VOCAB - 1);
         let w = word(k);
         *counts.entry(w.clone()).or_insert(0) += 1;
-        let shown = if rng.next() % 5 == 0 {
+        let shown = if rng.next().is_multiple_of(5) {
             w.to_uppercase()
         } else {
             w
@@ -395,7 +418,7 @@ fn wordcount_outcome() -> &'static WordcountOutcome {
 
 fn run_wordcount_kill_loop() -> WordcountOutcome {
     let _heavy = heavy();
-    let lines_n = knob("MILLRACE_REL_LINES", 20_000, 100_000);
+    let lines_n = knob("MILLRACE_REL_LINES", 30_000, 100_000);
     let kills = knob("MILLRACE_REL_KILLS", 20, 25);
     let max_delay = knob("MILLRACE_REL_KILL_MAX_MS", 2_500, 6_000);
     let mut rng = Rng::new("wordcount kill -9");
@@ -412,7 +435,15 @@ fn run_wordcount_kill_loop() -> WordcountOutcome {
         .collect();
     let chunks = split_chunks(&lines, kills as usize + 1);
     let (k, _err) = kill_loop(
-        &b, &file, true, "lines", &chunks, kills, &mut rng, max_delay,
+        &b,
+        &file,
+        true,
+        "lines",
+        "word-counts",
+        &chunks,
+        kills,
+        &mut rng,
+        max_delay,
     );
 
     // A sink upserts by (batch, word): the last result for a pair wins; a word's total
@@ -475,6 +506,10 @@ fn wordcount_survives_kill_9_without_losing_a_word() {
             ),
             ("tail_truncations_reported", o.kills.truncations.to_string()),
             ("result_records", o.result_records.to_string()),
+            (
+                "results_before_drain",
+                o.kills.outputs_before_drain.to_string(),
+            ),
             ("duplicate_words_counted", excess.to_string()),
             ("lost", "0".to_string()),
         ],

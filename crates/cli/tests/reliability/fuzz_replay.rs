@@ -17,10 +17,10 @@ fn decode_batches(data: &[u8]) {
 }
 
 fn pipeline_parse(data: &[u8]) {
-    if let Ok(src) = std::str::from_utf8(data) {
-        if let Err(d) = millrace_pipeline::parse_str(src, "fuzz.yaml") {
-            let _ = d.to_string();
-        }
+    if let Ok(src) = std::str::from_utf8(data)
+        && let Err(d) = millrace_pipeline::parse_str(src, "fuzz.yaml")
+    {
+        let _ = d.to_string();
     }
 }
 
@@ -29,7 +29,7 @@ fn store_recovery(data: &[u8]) {
     let Some((&mode, seg)) = data.split_first() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch_dir();
     let part = dir.path().join("topics/t/0");
     std::fs::create_dir_all(&part).expect("mkdir");
     std::fs::write(
@@ -168,4 +168,16 @@ fn fuzz_targets_short_mutation_loop_on_stable() {
             ("pipeline_parse", execs[2].to_string()),
         ],
     );
+}
+
+/// A scratch directory on tmpfs when there is one: recovery fsyncs, and fsync on a disk
+/// would make each execution cost milliseconds.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().expect("tempdir")
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Backend, repo_root, signal, wait_until};
-use crate::support::{drain_stderr, figure, is_ci, knob, no_panic, tail};
+use crate::support::{drain_stderr, figure, heavy, is_ci, knob, no_panic, tail};
 
 fn cluster() -> Option<String> {
     match std::env::var("MILLRACE_TEST_CLUSTER_BOOTSTRAP") {
@@ -55,14 +55,41 @@ fn create_replicated(b: &Backend, topic: &str, partitions: u32) {
     );
 }
 
-fn copier_file(b: &Backend, name: &str, from: &str, to: &str) -> PathBuf {
+fn copier_file(b: &Backend, name: &str, from: &str, partitions: u32, to: &str) -> PathBuf {
     let path = b.data_dir().join(format!("{name}.yaml"));
     std::fs::write(
         &path,
-        format!("pipeline: {name}\nstages:\n  copy:\n    kind: copier\n    from: {from}\n    to: [{to}]\n"),
+        format!(
+            "pipeline: {name}\ntopics:\n  {from}: {{partitions: {partitions}}}\nstages:\n  copy:\n    kind: copier\n    from: {from}\n    to: [{to}]\n"
+        ),
     )
     .expect("write pipeline");
     path
+}
+
+/// Waits until `dst` holds more than `at_least` records. Returns false if a run exits
+/// first or 90 s pass (the caller then fails with the runs' stderr).
+fn wait_for_copies(
+    b: &Backend,
+    runs: &mut [&mut std::process::Child],
+    dst: &str,
+    at_least: i64,
+) -> bool {
+    let start = Instant::now();
+    loop {
+        for r in runs.iter_mut() {
+            if r.try_wait().expect("try_wait").is_some() {
+                return false;
+            }
+        }
+        if b.records_in(dst) > at_least {
+            return true;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn produce_n(b: &Backend, topic: &str, n: u64, tag: &str) {
@@ -209,21 +236,24 @@ impl Drop for KilledBroker {
 #[test]
 fn kafka_leader_killed_mid_run_loses_nothing() {
     let Some(bootstrap) = cluster() else { return };
+    let _heavy = heavy();
     let n = knob("MILLRACE_REL_KAFKA_RECORDS", 200_000, 1_000_000);
     let b = Backend::kafka(bootstrap);
     let (src, dst) = (b.topic("rel-src"), b.topic("rel-dst"));
     create_replicated(&b, &src, 3);
     create_replicated(&b, &dst, 3);
     produce_n(&b, &src, n, "leader");
-    let file = copier_file(&b, &b.topic("rel-leader"), &src, &dst);
+    let file = copier_file(&b, &b.topic("rel-leader"), &src, 3, &dst);
 
     let mut run = b.spawn(&["run", file.to_str().expect("path"), "--batch", "--no-http"]);
     let err = drain_stderr(&mut run);
-    wait_until(
-        Duration::from_secs(90),
-        "the copier to start copying",
-        || b.records_in(&dst) > (n / 10) as i64,
-    );
+    if !wait_for_copies(&b, &mut [&mut run], &dst, (n / 10) as i64) {
+        let _ = run.kill();
+        panic!(
+            "the copier did not start copying:\n{}",
+            tail(&err.join().unwrap_or_default(), 30)
+        );
+    }
     let victim = leader(&b, &dst).expect("partition 0 has a leader");
     let copied_at_kill = b.records_in(&dst);
     let mut killed = KilledBroker::kill(victim);
@@ -267,12 +297,13 @@ fn kafka_leader_killed_mid_run_loses_nothing() {
 #[test]
 fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
     let Some(bootstrap) = cluster() else { return };
+    let _heavy = heavy();
     let n = knob("MILLRACE_REL_KAFKA_RECORDS", 200_000, 1_000_000);
     let b = Backend::kafka(bootstrap);
     let (src, dst) = (b.topic("rel-two-src"), b.topic("rel-two-dst"));
     create_replicated(&b, &src, 6);
     create_replicated(&b, &dst, 6);
-    let file = copier_file(&b, &b.topic("rel-two"), &src, &dst);
+    let file = copier_file(&b, &b.topic("rel-two"), &src, 6, &dst);
     let f = file.to_str().expect("path");
     let mut a = b.spawn(&["run", f, "--no-http"]);
     let a_err = drain_stderr(&mut a);
@@ -280,9 +311,15 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
     let c_err = drain_stderr(&mut c);
     std::thread::sleep(Duration::from_secs(3)); // both join the group
     produce_n(&b, &src, n, "two");
-    wait_until(Duration::from_secs(90), "copying to start", || {
-        b.records_in(&dst) > (n / 5) as i64
-    });
+    if !wait_for_copies(&b, &mut [&mut a, &mut c], &dst, (n / 5) as i64) {
+        let _ = a.kill();
+        let _ = c.kill();
+        panic!(
+            "copying did not start\ninstance A:\n{}\ninstance B:\n{}",
+            tail(&a_err.join().unwrap_or_default(), 20),
+            tail(&c_err.join().unwrap_or_default(), 20)
+        );
+    }
     let at_stop = b.records_in(&dst);
     signal(&a, "TERM");
     let a_out = {

@@ -89,14 +89,13 @@ pub fn figure(test: &str, fields: &[(&str, String)]) {
         .collect();
     let line = format!("{{\"test\":\"{test}\",{}}}", body.join(","));
     eprintln!("reliability figure: {line}");
-    if let Ok(path) = std::env::var("MILLRACE_REL_FIGURES") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Ok(path) = std::env::var("MILLRACE_REL_FIGURES")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 
