@@ -45,6 +45,20 @@ pub fn header(stage: &str, origin: &str, offset: i64, index: u32) -> Header {
     )
 }
 
+/// `<stage>@<origin>#`: the part of a lineage header shared by one origin's outputs.
+pub fn prefix(stage: &str, origin: &str) -> Vec<u8> {
+    format!("{stage}@{origin}#").into_bytes()
+}
+
+/// The lineage header from a prefix made by [`prefix`]: one allocation per record.
+pub fn header_with_prefix(prefix: &[u8], offset: i64, index: u32) -> Header {
+    use std::io::Write;
+    let mut v = Vec::with_capacity(prefix.len() + 24);
+    v.extend_from_slice(prefix);
+    let _ = write!(v, "{offset}.{index}");
+    Header::new(HEADER, Bytes::from(v))
+}
+
 /// The origin of an input record.
 pub fn origin_of(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -176,6 +190,8 @@ mod tests {
         assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
         let h = header("count", "batch:120", 0, 3);
         assert_eq!(parse(&h.value), Some(("count", "batch:120", 0, 3)));
+        let h = header_with_prefix(&prefix("copy", "photos/3"), 42, 7);
+        assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
         assert_eq!(parse(b"garbage"), None);
         assert_eq!(parse(b"s@o#x.1"), None);
     }

@@ -14,9 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_broker::{
-    Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition,
-};
+use millrace_broker::{Broker, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition};
 use millrace_store::partition_for_key;
 use tokio::sync::watch;
 
@@ -90,9 +88,21 @@ impl StageTask {
         // The previous batch's produce runs while the next batch is read and processed
         // (two batches in flight at most); it is committed once it is durable.
         let mut inflight: Option<InFlight> = None;
+        // Offsets whose outputs are durable, committed together every COMMIT_EVERY (and
+        // whenever the task idles or stops): fewer commits, each one fdatasync.
+        let mut pending = PendingCommit::default();
         loop {
             if *self.stop.borrow() {
-                return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await;
+                return settle(
+                    &self.stage,
+                    &self.counters,
+                    consumer,
+                    next,
+                    &mut inflight,
+                    &mut pending,
+                    true,
+                )
+                .await;
             }
             if inflight.is_none()
                 && let Some(c) = &self.completion
@@ -129,7 +139,7 @@ impl StageTask {
                     }
                     Err(e) => return Err(e.into()),
                 },
-                _ = stop.changed() => return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await,
+                _ = stop.changed() => return settle(&self.stage, &self.counters, consumer, next, &mut inflight, &mut pending, true).await,
             };
             // Nothing is held between batches, so a rebalance needs no hand-over; but
             // partitions gained may replay records whose outputs were written (by this
@@ -142,16 +152,34 @@ impl StageTask {
                 lineage.recover(self.broker.as_ref(), &self.outputs).await?;
             }
             if polled.is_empty() {
-                settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
+                settle(
+                    &self.stage,
+                    &self.counters,
+                    consumer,
+                    next,
+                    &mut inflight,
+                    &mut pending,
+                    true,
+                )
+                .await?;
                 continue;
             }
             // In a --batch run, records past the snapshot belong to the next run.
-            let batch: Vec<ConsumedRecord> = match &self.completion {
-                Some(c) => polled.into_iter().filter(|r| c.within(r)).collect(),
-                None => polled,
-            };
+            let mut batch = polled;
+            if let Some(c) = &self.completion {
+                batch.retain(|r| c.within(r));
+            }
             if batch.is_empty() {
-                settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
+                settle(
+                    &self.stage,
+                    &self.counters,
+                    consumer,
+                    next,
+                    &mut inflight,
+                    &mut pending,
+                    true,
+                )
+                .await?;
                 continue;
             }
             self.counters.read(batch.len() as u64);
@@ -159,14 +187,23 @@ impl StageTask {
             let outcomes = self.operator.process(&batch, &mut emits).await;
             if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
                 // Stopping mid-batch: nothing of it is produced or committed.
-                return settle(&self.stage, &self.counters, consumer, next, &mut inflight).await;
+                return settle(
+                    &self.stage,
+                    &self.counters,
+                    consumer,
+                    next,
+                    &mut inflight,
+                    &mut pending,
+                    true,
+                )
+                .await;
             }
             let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
             let mut dead = Vec::new();
             let (mut out, mut filtered, mut failed) = (0u64, 0u64, 0u64);
             let mut emitted = 0u64;
             let mut emit_iter = emits.drain(..);
-            let mut origin = (String::new(), -1i32, String::new());
+            let mut origin = (String::new(), -1i32, String::new(), Vec::new());
             for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
                 match outcome {
                     Outcome::Emitted(0) => filtered += 1,
@@ -189,11 +226,9 @@ impl StageTask {
                         }
                         out += 1;
                         if origin.0 != rec.topic || origin.1 != rec.partition {
-                            origin = (
-                                rec.topic.clone(),
-                                rec.partition,
-                                lineage::origin_of(&rec.topic, rec.partition),
-                            );
+                            let o = lineage::origin_of(&rec.topic, rec.partition);
+                            let prefix = lineage::prefix(&self.stage, &o);
+                            origin = (rec.topic.clone(), rec.partition, o, prefix);
                         }
                         for (index, e) in mine.into_iter().enumerate() {
                             emitted += 1;
@@ -218,12 +253,8 @@ impl StageTask {
                             if lineage.already_written(topic, q, &origin.2, rec.offset, index) {
                                 continue;
                             }
-                            r.headers.push(lineage::header(
-                                &self.stage,
-                                &origin.2,
-                                rec.offset,
-                                index,
-                            ));
+                            r.headers
+                                .push(lineage::header_with_prefix(&origin.3, rec.offset, index));
                             per_topic[e.output].push(r);
                         }
                     }
@@ -265,42 +296,103 @@ impl StageTask {
                 }
             }
             // Outputs keep their order: this batch is produced only after the previous
-            // one is durable (and committed).
-            settle(&self.stage, &self.counters, consumer, next, &mut inflight).await?;
+            // one is durable; the previous one's commit follows the new produce's start.
+            settle(
+                &self.stage,
+                &self.counters,
+                consumer,
+                next,
+                &mut inflight,
+                &mut pending,
+                false,
+            )
+            .await?;
             let broker = self.broker.clone();
             inflight = Some(InFlight {
                 produce: tokio::spawn(async move { produce_all(broker.as_ref(), sends).await }),
                 offsets,
                 counts: [out, filtered, failed, emitted, batch.len() as u64],
             });
+            pending
+                .commit_if_due(&self.counters, consumer, next, false)
+                .await?;
         }
     }
 }
 
-/// Waits for the batch in flight to be durable, then commits it: everything it caused
-/// is acknowledged, so its input offsets may go.
+/// Waits for the batch in flight to be durable; its input offsets then join the pending
+/// commit (committed now when `force`, else when due).
 async fn settle(
     stage: &str,
     counters: &StageCounters,
     consumer: &mut dyn millrace_broker::Consumer,
     next: &mut BTreeMap<TopicPartition, i64>,
     inflight: &mut Option<InFlight>,
+    pending: &mut PendingCommit,
+    force: bool,
 ) -> Result<(), RuntimeError> {
-    let Some(f) = inflight.take() else {
-        return Ok(());
-    };
-    f.produce.await.map_err(|e| RuntimeError::Stage {
-        stage: stage.to_string(),
-        message: format!("produce task failed: {e}"),
-    })??;
-    commit(consumer, &f.offsets).await?;
-    for (tp, o) in f.offsets {
-        next.insert(tp, o);
+    if let Some(f) = inflight.take() {
+        f.produce.await.map_err(|e| RuntimeError::Stage {
+            stage: stage.to_string(),
+            message: format!("produce task failed: {e}"),
+        })??;
+        let [out, filtered, failed, emitted, n] = f.counts;
+        counters.finish(out, filtered, failed, emitted);
+        pending.add(f.offsets, n);
     }
-    let [out, filtered, failed, emitted, n] = f.counts;
-    counters.finish(out, filtered, failed, emitted);
-    counters.committed(n);
+    if force {
+        pending
+            .commit_if_due(counters, consumer, next, true)
+            .await?;
+    }
     Ok(())
+}
+
+/// How often a busy stage commits.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+/// Offsets whose outputs are durable but are not committed yet.
+#[derive(Default)]
+struct PendingCommit {
+    offsets: Vec<(TopicPartition, i64)>,
+    records: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl PendingCommit {
+    fn add(&mut self, offsets: Vec<(TopicPartition, i64)>, records: u64) {
+        for (tp, o) in offsets {
+            match self.offsets.iter_mut().find(|(t, _)| *t == tp) {
+                Some(slot) => slot.1 = slot.1.max(o),
+                None => self.offsets.push((tp, o)),
+            }
+        }
+        self.records += records;
+    }
+
+    async fn commit_if_due(
+        &mut self,
+        counters: &StageCounters,
+        consumer: &mut dyn millrace_broker::Consumer,
+        next: &mut BTreeMap<TopicPartition, i64>,
+        force: bool,
+    ) -> Result<(), RuntimeError> {
+        if self.offsets.is_empty() {
+            return Ok(());
+        }
+        let due = force || self.last.is_none_or(|l| l.elapsed() >= COMMIT_EVERY);
+        if !due {
+            return Ok(());
+        }
+        let offsets = std::mem::take(&mut self.offsets);
+        commit(consumer, &offsets).await?;
+        for (tp, o) in offsets {
+            next.insert(tp, o);
+        }
+        counters.committed(std::mem::take(&mut self.records));
+        self.last = Some(std::time::Instant::now());
+        Ok(())
+    }
 }
 
 /// Largest output record (key, value and headers) a stage writes; bigger outputs
