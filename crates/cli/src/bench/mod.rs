@@ -66,6 +66,7 @@ pub fn print_rows(rows: &[BenchRow], json: bool) {
     }
 }
 
+pub mod coordinated;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod log;

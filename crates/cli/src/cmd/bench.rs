@@ -18,9 +18,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
             kafka_rows(&bootstrap).await?
         }
         BenchKind::Pipeline => bench::pipeline::run(&dir).await?,
-        BenchKind::Coordinated => {
-            anyhow::bail!("bench coordinated needs join and reduce, which are not built yet")
-        }
+        BenchKind::Coordinated => bench::coordinated::run(&dir).await?,
     };
     bench::print_rows(&rows, args.json);
     Ok(())
