@@ -8,8 +8,8 @@
 #   MILLRACE_REL_SIGNUPS=2000000 MILLRACE_REL_KILLS=40 scripts/soak.sh
 #
 # Knobs (environment; CI defaults in brackets, soak defaults after):
-#   MILLRACE_REL_SIGNUPS   sign-ups through the kill loop     [100000] 1000000
-#   MILLRACE_REL_LINES     text lines through word count      [30000]  100000
+#   MILLRACE_REL_SIGNUPS   sign-ups through the kill loop     [80000]  1000000
+#   MILLRACE_REL_LINES     text lines through word count      [20000]  100000
 #   MILLRACE_REL_KILLS     kill -9s per kill loop             [20]     25
 #   MILLRACE_REL_KILL_MAX_MS  longest run before its kill     [2500]   6000
 #   MILLRACE_REL_LOAD_SECS seconds of over-fast producing     [20]     120
