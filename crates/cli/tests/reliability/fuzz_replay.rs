@@ -156,7 +156,13 @@ fn fuzz_targets_short_mutation_loop_on_stable() {
                     mutate(&mut rng, &yamls[pick])
                 }
             };
-            f(&input);
+            if std::panic::catch_unwind(|| f(&input)).is_err() {
+                // Keep the input: it becomes fuzz/regressions/<target>/<what-it-found>.
+                let saved = std::env::temp_dir()
+                    .join(format!("millrace-fuzz-{name}-{}", std::process::id()));
+                let _ = std::fs::write(&saved, &input);
+                panic!("{name} failed on an input saved in {}", saved.display());
+            }
             execs[k] += 1;
         }
     }
