@@ -119,28 +119,31 @@ impl StageTask {
             {
                 // Between batches: wait for the next one to be cut.
                 let mut stop = self.stop.clone();
-                tokio::select! {
-                    c = rx.recv() => match c {
-                        Some(c) => self.completion = Some(c),
-                        None => return Ok(()),
-                    },
-                    _ = stop.changed() => {}
+                match next_batch(rx, &mut stop).await {
+                    Some(c) => self.completion = Some(c),
+                    None if *stop.borrow() => {}
+                    None => return Ok(()),
                 }
                 continue;
             }
             let mut stop = self.stop.clone();
-            let polled = tokio::select! {
-                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => match r {
-                    Ok(p) => p,
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(stage = %self.stage, "poll: {e}; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
+            let polled =
+                match poll_or_stop(consumer, self.max_batch, &self.stage, &mut stop).await? {
+                    Polled::Records(p) => p,
+                    Polled::Retry => continue,
+                    Polled::Stopped => {
+                        return settle(
+                            &self.stage,
+                            &self.counters,
+                            consumer,
+                            next,
+                            &mut inflight,
+                            &mut pending,
+                            true,
+                        )
+                        .await;
                     }
-                    Err(e) => return Err(e.into()),
-                },
-                _ = stop.changed() => return settle(&self.stage, &self.counters, consumer, next, &mut inflight, &mut pending, true).await,
-            };
+                };
             // Nothing is held between batches, so a rebalance needs no hand-over; but
             // partitions gained may replay records whose outputs were written (by this
             // task before a crash, or by their previous owner): learn what is there.
@@ -552,4 +555,46 @@ fn put_pending(offsets: &[(TopicPartition, i64)]) {
 /// Runs a stage task with its own deferred-commit slot.
 pub(crate) async fn with_pending<F: std::future::Future>(f: F) -> F::Output {
     PENDING.scope(std::cell::RefCell::new(Vec::new()), f).await
+}
+
+/// What a stage task's poll came back with.
+pub(crate) enum Polled {
+    Records(Vec<millrace_broker::ConsumedRecord>),
+    /// The broker is unavailable for now; the loop goes round again after a pause.
+    Retry,
+    Stopped,
+}
+
+/// Polls for the next records, or learns that the stage is stopping. Transient broker
+/// errors pause and ask for another round instead of failing the stage.
+pub(crate) async fn poll_or_stop(
+    consumer: &mut dyn millrace_broker::Consumer,
+    max: usize,
+    stage: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Polled, RuntimeError> {
+    tokio::select! {
+        r = consumer.poll(max, Duration::from_millis(200)) => match r {
+            Ok(p) => Ok(Polled::Records(p)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(stage = %stage, "poll: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(Polled::Retry)
+            }
+            Err(e) => Err(e.into()),
+        },
+        _ = stop.changed() => Ok(Polled::Stopped),
+    }
+}
+
+/// Between the batches of a continuous run: waits for the next batch (`None`: the run
+/// is stopping).
+pub(crate) async fn next_batch(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Completion>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Completion> {
+    tokio::select! {
+        c = rx.recv() => c,
+        _ = stop.changed() => None,
+    }
 }

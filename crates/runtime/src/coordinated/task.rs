@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use millrace_broker::{
@@ -27,7 +26,9 @@ use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, RecordError};
-use crate::task::{commit, output_partitions, produce_all, start_positions};
+use crate::task::{
+    Polled, commit, next_batch, output_partitions, poll_or_stop, produce_all, start_positions,
+};
 
 pub struct CoordinatedTask {
     pub pipeline: String,
@@ -166,28 +167,20 @@ impl CoordinatedTask {
             {
                 // Between batches: wait for the next one to be cut.
                 let mut stop = self.stop.clone();
-                tokio::select! {
-                    c = rx.recv() => match c {
-                        Some(c) => self.completion = Some(c),
-                        None => return Ok(()),
-                    },
-                    _ = stop.changed() => {}
+                match next_batch(rx, &mut stop).await {
+                    Some(c) => self.completion = Some(c),
+                    None if *stop.borrow() => {}
+                    None => return Ok(()),
                 }
                 continue;
             }
             let mut stop = self.stop.clone();
-            let polled = tokio::select! {
-                r = consumer.poll(self.max_batch, Duration::from_millis(200)) => match r {
-                    Ok(p) => p,
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(stage = %self.stage, "poll: {e}; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                _ = stop.changed() => return Ok(()),
-            };
+            let polled =
+                match poll_or_stop(consumer, self.max_batch, &self.stage, &mut stop).await? {
+                    Polled::Records(p) => p,
+                    Polled::Retry => continue,
+                    Polled::Stopped => return Ok(()),
+                };
             for r in consumer.take_rebalances() {
                 match r {
                     Rebalance::Revoked(tps) => {
