@@ -26,15 +26,27 @@ pub(crate) fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::io_at(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(StoreError::Locked {
-                pid: holder_pid(&mut file),
-                path: dir.to_path_buf(),
-            });
+    // A lock this very process released can still look held for a moment: a child
+    // forked by another thread shares the lock's open file until it execs (and closes
+    // it, O_CLOEXEC). So a lock whose holder is this process is retried briefly.
+    let mut tries = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let pid = holder_pid(&mut file);
+                if pid == std::process::id() && tries < 100 {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                return Err(StoreError::Locked {
+                    pid,
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(StoreError::io_at(&path, e)),
         }
-        Err(TryLockError::Error(e)) => return Err(StoreError::io_at(&path, e)),
     }
     let pid = std::process::id().to_string();
     file.set_len(0).map_err(|e| StoreError::io_at(&path, e))?;
