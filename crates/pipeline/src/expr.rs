@@ -433,6 +433,14 @@ pub fn parse_value(bytes: &[u8], format: Format) -> Result<Val, ExprError> {
             // jaq's reader (and dropping its values) recurses once per level: a hostile
             // `[[[[…` record would overflow the stack and abort the process.
             check_json_depth(bytes)?;
+            // JSON text is UTF-8; jaq would carry invalid bytes inside strings through to
+            // the outputs, so they are refused here as a record error.
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(ExprError::NotJson(format!(
+                    "not UTF-8 (invalid byte at {})",
+                    e.valid_up_to()
+                )));
+            }
             jaq_json::read::parse_single(bytes).map_err(|e| ExprError::NotJson(e.to_string()))
         }
         Format::Text => Ok(bytes_to_str(bytes)),

@@ -244,10 +244,9 @@ fn hostile_records_are_dead_lettered_with_reasons_and_the_pipeline_goes_on() {
     );
     let mib = outs.iter().find(|v| v["n"] == 3).expect("the 1 MiB record");
     assert_eq!(mib["len"], (1 << 20) - 20, "the 1 MiB value arrived whole");
-    // JSON with invalid UTF-8 inside a string: jq (jaq) reads strings as bytes, so it
-    // may pass as a byte string or be dead-lettered; either way it is accounted for.
-    let passed_bad_utf8 = outs.len() - ns.len();
-    assert!(passed_bad_utf8 <= 1, "{outs:?}");
+    // JSON with invalid UTF-8 inside a string is not JSON: it is dead-lettered, never
+    // passed through with its bad bytes.
+    assert_eq!(outs.len(), ns.len(), "a record with invalid UTF-8 came out: {outs:?}");
     let dlq = b.records_in("hostile.dlq");
     let dl = dead_letters(&b, "hostile.dlq", usize::try_from(dlq).expect("n"));
     assert_eq!(
@@ -263,6 +262,10 @@ fn hostile_records_are_dead_lettered_with_reasons_and_the_pipeline_goes_on() {
             "a dead letter lacks its reason or source: {d}"
         );
     }
+    assert!(
+        dl.iter().any(|d| d.contains("not UTF-8")),
+        "the invalid UTF-8 record's dead letter does not say why: {dl:?}"
+    );
     assert!(
         dl.iter().any(|d| d.contains("nested more than")
             || d.contains("depth")
