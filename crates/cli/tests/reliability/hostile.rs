@@ -246,7 +246,11 @@ fn hostile_records_are_dead_lettered_with_reasons_and_the_pipeline_goes_on() {
     assert_eq!(mib["len"], (1 << 20) - 20, "the 1 MiB value arrived whole");
     // JSON with invalid UTF-8 inside a string is not JSON: it is dead-lettered, never
     // passed through with its bad bytes.
-    assert_eq!(outs.len(), ns.len(), "a record with invalid UTF-8 came out: {outs:?}");
+    assert_eq!(
+        outs.len(),
+        ns.len(),
+        "a record with invalid UTF-8 came out: {outs:?}"
+    );
     let dlq = b.records_in("hostile.dlq");
     let dl = dead_letters(&b, "hostile.dlq", usize::try_from(dlq).expect("n"));
     assert_eq!(
