@@ -59,34 +59,6 @@ pub async fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {
     }
 }
 
-pub fn client_properties(g: &Global) -> anyhow::Result<BTreeMap<String, String>> {
-    match &g.command_config {
-        Some(path) => read_properties(path),
-        None => Ok(BTreeMap::new()),
-    }
-}
-
-/// Kafka's `.properties` format: `key=value` or `key: value` lines, `#`/`!` comments.
-pub fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let split = line
-            .find(['=', ':'])
-            .with_context(|| format!("{}:{}: expected key=value", path.display(), i + 1))?;
-        out.insert(
-            line[..split].trim().to_string(),
-            line[split + 1..].trim().to_string(),
-        );
-    }
-    Ok(out)
-}
-
 /// Kafka with extra client properties (from a pipeline file) under the CLI's.
 pub async fn connect_with_properties(
     g: &Global,
@@ -108,7 +80,11 @@ async fn connect_kafka_props(
     bootstrap: &str,
     mut props: BTreeMap<String, String>,
 ) -> anyhow::Result<Arc<dyn Broker>> {
-    props.extend(client_properties(g)?);
+    // `--command-config`: Kafka's .properties format, read as the Kafka backend reads it
+    // (continuation lines, escapes, a Java `sasl.jaas.config` translated).
+    if let Some(path) = &g.command_config {
+        props.extend(millrace_broker::kafka::read_properties_file(path)?);
+    }
     let b = millrace_broker::kafka::KafkaBroker::connect(
         bootstrap,
         props,
@@ -124,10 +100,7 @@ async fn connect_kafka_props(
     _bootstrap: &str,
     _props: BTreeMap<String, String>,
 ) -> anyhow::Result<Arc<dyn Broker>> {
-    let _ = (
-        client_properties(g)?,
-        Duration::from_millis(g.connect_timeout_ms),
-    );
+    let _ = (&g.command_config, g.connect_timeout_ms);
     anyhow::bail!(
         "this millrace was built without Kafka support; rebuild with `cargo build --release --features kafka`"
     )
