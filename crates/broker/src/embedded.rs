@@ -502,7 +502,14 @@ impl Consumer for EmbeddedConsumer {
             // Appends from other processes reach this store only through this process,
             // but a short cap on the sleep keeps rebalances and retention moves timely.
             let nap = (deadline - now).min(Duration::from_millis(500));
-            let any = futures_select(waits);
+            // `select_all` wants at least one future; a consumer always names a topic.
+            let any = async move {
+                if waits.is_empty() {
+                    std::future::pending::<()>().await;
+                } else {
+                    futures::future::select_all(waits).await;
+                }
+            };
             tokio::select! {
                 _ = any => {}
                 _ = &mut group_wait => {}
@@ -583,21 +590,4 @@ impl Drop for EmbeddedConsumer {
         self.member.take();
         self.broker.inner.group_change.notify_waiters();
     }
-}
-
-/// Resolves when any of the futures does.
-async fn futures_select<F: std::future::Future + Unpin>(futs: Vec<F>) {
-    if futs.is_empty() {
-        return std::future::pending().await;
-    }
-    let mut futs = futs;
-    std::future::poll_fn(move |cx| {
-        for f in futs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
