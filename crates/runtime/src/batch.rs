@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use millrace_broker::{Broker, ConsumedRecord, TopicPartition};
+use millrace_broker::{Broker, ConsumedRecord, TopicPartition, committed_offset};
 
 use crate::error::RuntimeError;
 
@@ -155,11 +155,8 @@ impl Completion {
                 };
                 let committed = self.shared.broker.committed(group, topic).await?;
                 for (p, end) in target.iter().enumerate() {
-                    let c = committed
-                        .iter()
-                        .find(|(q, _)| usize::try_from(*q).ok() == Some(p))
-                        .and_then(|(_, o)| *o)
-                        .unwrap_or(0);
+                    let p = i32::try_from(p).unwrap_or(i32::MAX);
+                    let c = committed_offset(&committed, p).unwrap_or(0);
                     if c < *end {
                         return Ok(false);
                     }
@@ -190,9 +187,8 @@ impl Completion {
                     committed = Some(self.shared.broker.committed(&self.group, topic).await?);
                 }
                 let c = committed
-                    .as_ref()
-                    .and_then(|c| c.iter().find(|(q, _)| *q == tp.partition))
-                    .and_then(|(_, o)| *o)
+                    .as_deref()
+                    .and_then(|c| committed_offset(c, tp.partition))
                     .unwrap_or(0);
                 if c < *end {
                     return Ok(false);

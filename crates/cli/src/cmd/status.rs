@@ -31,15 +31,7 @@ pub async fn run(broker: &dyn Broker, file: Option<&Path>) -> anyhow::Result<()>
                     let Ok(d) = broker.describe_topic(input).await else {
                         continue;
                     };
-                    let committed = broker.committed(&group, input).await?;
-                    for p in &d.partitions {
-                        let c = committed
-                            .iter()
-                            .find(|(q, _)| *q == p.partition)
-                            .and_then(|(_, o)| *o)
-                            .unwrap_or(p.start_offset);
-                        lag += (p.end_offset - c).max(0);
-                    }
+                    lag += d.lag(&broker.committed(&group, input).await?);
                 }
                 println!(
                     "stage {} ({}): group {group}, reads {}, lag {lag}",

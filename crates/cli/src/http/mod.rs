@@ -77,14 +77,7 @@ async fn stats(State(s): State<AppState>) -> Json<serde_json::Value> {
                 s.broker.describe_topic(input).await,
                 s.broker.committed(&group, input).await,
             ) {
-                for p in &d.partitions {
-                    let committed = c
-                        .iter()
-                        .find(|(q, _)| *q == p.partition)
-                        .and_then(|(_, o)| *o)
-                        .unwrap_or(p.start_offset);
-                    lag += (p.end_offset - committed).max(0);
-                }
+                lag += d.lag(&c);
             }
         }
         stages.push(serde_json::json!({
