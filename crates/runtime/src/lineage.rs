@@ -59,6 +59,29 @@ pub fn header_with_prefix(prefix: &[u8], offset: i64, index: u32) -> Header {
     Header::new(HEADER, Bytes::from(v))
 }
 
+/// The partition an output goes to, fixed by the stage rather than the broker so that a
+/// replay writes it where the first attempt did: the record's own partition if it has
+/// one, murmur2 of its key as Java's client chooses, else `input_partition` (the
+/// unkeyed output stays with its input partition's records) modulo the partition
+/// count. `None` when the record has neither key nor input partition.
+pub fn output_partition(
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    partitions: i32,
+    input_partition: Option<i32>,
+) -> Option<i32> {
+    let partitions = partitions.max(1);
+    match (partition, key) {
+        (Some(q), _) => Some(q),
+        (None, Some(k)) => i32::try_from(millrace_store::partition_for_key(
+            k,
+            u32::try_from(partitions).unwrap_or(1),
+        ))
+        .ok(),
+        (None, None) => input_partition.map(|p| p % partitions),
+    }
+}
+
 /// The origin of an input record.
 pub fn origin_of(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -194,6 +217,21 @@ mod tests {
         assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
         assert_eq!(parse(b"garbage"), None);
         assert_eq!(parse(b"s@o#x.1"), None);
+    }
+
+    #[test]
+    fn output_partition_is_explicit_then_key_hash_then_the_input_partition() {
+        assert_eq!(
+            output_partition(Some(2), Some(b"alice"), 4, Some(1)),
+            Some(2)
+        );
+        let by_key = millrace_store::partition_for_key(b"alice", 4);
+        assert_eq!(
+            output_partition(None, Some(b"alice"), 4, Some(1)),
+            i32::try_from(by_key).ok()
+        );
+        assert_eq!(output_partition(None, None, 4, Some(6)), Some(2));
+        assert_eq!(output_partition(None, None, 4, None), None);
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl Runtime {
                 ),
             };
             handles.push(tokio::spawn(async move {
-                let r = crate::task::with_pending(fut).await;
+                let r = fut.await;
                 if r.is_err() {
                     let _ = stopper.send(true);
                 }

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_broker::{Broker, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition};
-use millrace_store::partition_for_key;
+use millrace_broker::{
+    Broker, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition, committed_offset,
+};
 use tokio::sync::watch;
 
 use crate::batch::Completion;
@@ -87,24 +88,14 @@ impl StageTask {
             .collect();
         // The previous batch's produce runs while the next batch is read and processed
         // (two batches in flight at most); it is committed once it is durable.
-        let mut inflight: Option<InFlight> = None;
-        // Offsets whose outputs are durable, committed together every COMMIT_EVERY (and
-        // whenever the task idles or stops): fewer commits, each one fdatasync.
-        let mut pending = PendingCommit::default();
+        let mut out = Outgoing::default();
         loop {
             if *self.stop.borrow() {
-                return settle(
-                    &self.stage,
-                    &self.counters,
-                    consumer,
-                    next,
-                    &mut inflight,
-                    &mut pending,
-                    true,
-                )
-                .await;
+                return out
+                    .settle(&self.stage, &self.counters, consumer, next, true)
+                    .await;
             }
-            if inflight.is_none()
+            if out.inflight.is_none()
                 && let Some(c) = &self.completion
                 && c.is_done(&consumer.assignment(), next).await?
             {
@@ -114,17 +105,10 @@ impl StageTask {
                 }
                 self.completion = None;
             }
-            if self.completion.is_none()
-                && let Some(rx) = &mut self.batches
-            {
-                // Between batches: wait for the next one to be cut.
-                let mut stop = self.stop.clone();
-                match next_batch(rx, &mut stop).await {
-                    Some(c) => self.completion = Some(c),
-                    None if *stop.borrow() => {}
-                    None => return Ok(()),
-                }
-                continue;
+            match between_batches(&mut self.completion, &mut self.batches, &self.stop).await {
+                Between::Work => {}
+                Between::Again => continue,
+                Between::Over => return Ok(()),
             }
             let mut stop = self.stop.clone();
             let polled =
@@ -132,16 +116,9 @@ impl StageTask {
                     Polled::Records(p) => p,
                     Polled::Retry => continue,
                     Polled::Stopped => {
-                        return settle(
-                            &self.stage,
-                            &self.counters,
-                            consumer,
-                            next,
-                            &mut inflight,
-                            &mut pending,
-                            true,
-                        )
-                        .await;
+                        return out
+                            .settle(&self.stage, &self.counters, consumer, next, true)
+                            .await;
                     }
                 };
             // Nothing is held between batches, so a rebalance needs no hand-over; but
@@ -154,35 +131,15 @@ impl StageTask {
             {
                 lineage.recover(self.broker.as_ref(), &self.outputs).await?;
             }
-            if polled.is_empty() {
-                settle(
-                    &self.stage,
-                    &self.counters,
-                    consumer,
-                    next,
-                    &mut inflight,
-                    &mut pending,
-                    true,
-                )
-                .await?;
-                continue;
-            }
             // In a --batch run, records past the snapshot belong to the next run.
             let mut batch = polled;
             if let Some(c) = &self.completion {
                 batch.retain(|r| c.within(r));
             }
             if batch.is_empty() {
-                settle(
-                    &self.stage,
-                    &self.counters,
-                    consumer,
-                    next,
-                    &mut inflight,
-                    &mut pending,
-                    true,
-                )
-                .await?;
+                // Idle: whatever is durable gets committed.
+                out.settle(&self.stage, &self.counters, consumer, next, true)
+                    .await?;
                 continue;
             }
             self.counters.read(batch.len() as u64);
@@ -190,20 +147,13 @@ impl StageTask {
             let outcomes = self.operator.process(&batch, &mut emits).await;
             if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
                 // Stopping mid-batch: nothing of it is produced or committed.
-                return settle(
-                    &self.stage,
-                    &self.counters,
-                    consumer,
-                    next,
-                    &mut inflight,
-                    &mut pending,
-                    true,
-                )
-                .await;
+                return out
+                    .settle(&self.stage, &self.counters, consumer, next, true)
+                    .await;
             }
             let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
             let mut dead = Vec::new();
-            let (mut out, mut filtered, mut failed) = (0u64, 0u64, 0u64);
+            let (mut outs, mut filtered, mut failed) = (0u64, 0u64, 0u64);
             let mut emitted = 0u64;
             let mut emit_iter = emits.drain(..);
             let mut origin = (String::new(), -1i32, String::new(), Vec::new());
@@ -227,7 +177,7 @@ impl StageTask {
                             ));
                             continue;
                         }
-                        out += 1;
+                        outs += 1;
                         if origin.0 != rec.topic || origin.1 != rec.partition {
                             let o = lineage::origin_of(&rec.topic, rec.partition);
                             let prefix = lineage::prefix(&self.stage, &o);
@@ -242,15 +192,13 @@ impl StageTask {
                             // choose it (murmur2 of the key, as Java's client does), so a
                             // replay finds its output where it was written. Unkeyed
                             // records stay with the input partition's records.
-                            let q = match (r.partition, &r.key) {
-                                (Some(q), _) => q,
-                                (None, Some(k)) => i32::try_from(partition_for_key(
-                                    k,
-                                    u32::try_from(parts).unwrap_or(1),
-                                ))
-                                .unwrap_or(0),
-                                (None, None) => rec.partition % parts,
-                            };
+                            let q = lineage::output_partition(
+                                r.partition,
+                                r.key.as_deref(),
+                                parts,
+                                Some(rec.partition),
+                            )
+                            .unwrap_or(0);
                             r.partition = Some(q);
                             let index = u32::try_from(index).unwrap_or(u32::MAX);
                             if lineage.already_written(topic, q, &origin.2, rec.offset, index) {
@@ -300,55 +248,58 @@ impl StageTask {
             }
             // Outputs keep their order: this batch is produced only after the previous
             // one is durable; the previous one's commit follows the new produce's start.
-            settle(
-                &self.stage,
-                &self.counters,
-                consumer,
-                next,
-                &mut inflight,
-                &mut pending,
-                false,
-            )
-            .await?;
+            out.settle(&self.stage, &self.counters, consumer, next, false)
+                .await?;
             let broker = self.broker.clone();
-            inflight = Some(InFlight {
+            out.inflight = Some(InFlight {
                 produce: tokio::spawn(async move { produce_all(broker.as_ref(), sends).await }),
                 offsets,
-                counts: [out, filtered, failed, emitted, batch.len() as u64],
+                counts: [outs, filtered, failed, emitted, batch.len() as u64],
             });
-            pending
+            out.pending
                 .commit_if_due(&self.counters, consumer, next, false)
                 .await?;
         }
     }
 }
 
-/// Waits for the batch in flight to be durable; its input offsets then join the pending
-/// commit (committed now when `force`, else when due).
-async fn settle(
-    stage: &str,
-    counters: &StageCounters,
-    consumer: &mut dyn millrace_broker::Consumer,
-    next: &mut BTreeMap<TopicPartition, i64>,
-    inflight: &mut Option<InFlight>,
-    pending: &mut PendingCommit,
-    force: bool,
-) -> Result<(), RuntimeError> {
-    if let Some(f) = inflight.take() {
-        f.produce.await.map_err(|e| RuntimeError::Stage {
-            stage: stage.to_string(),
-            message: format!("produce task failed: {e}"),
-        })??;
-        let [out, filtered, failed, emitted, n] = f.counts;
-        counters.finish(out, filtered, failed, emitted);
-        pending.add(f.offsets, n);
+/// What a stage task has sent on: the batch whose outputs are being produced, and the
+/// offsets whose outputs are durable but not committed yet.
+#[derive(Default)]
+struct Outgoing {
+    inflight: Option<InFlight>,
+    /// Committed together every COMMIT_EVERY (and whenever the task idles or stops):
+    /// fewer commits, each one fdatasync.
+    pending: PendingCommit,
+}
+
+impl Outgoing {
+    /// Waits for the batch in flight to be durable; its input offsets then join the
+    /// pending commit (committed now when `force`, else when due).
+    async fn settle(
+        &mut self,
+        stage: &str,
+        counters: &StageCounters,
+        consumer: &mut dyn millrace_broker::Consumer,
+        next: &mut BTreeMap<TopicPartition, i64>,
+        force: bool,
+    ) -> Result<(), RuntimeError> {
+        if let Some(f) = self.inflight.take() {
+            f.produce.await.map_err(|e| RuntimeError::Stage {
+                stage: stage.to_string(),
+                message: format!("produce task failed: {e}"),
+            })??;
+            let [out, filtered, failed, emitted, n] = f.counts;
+            counters.finish(out, filtered, failed, emitted);
+            self.pending.add(f.offsets, n);
+        }
+        if force {
+            self.pending
+                .commit_if_due(counters, consumer, next, true)
+                .await?;
+        }
+        Ok(())
     }
-    if force {
-        pending
-            .commit_if_due(counters, consumer, next, true)
-            .await?;
-    }
-    Ok(())
 }
 
 /// How often a busy stage commits.
@@ -358,6 +309,8 @@ const COMMIT_EVERY: Duration = Duration::from_millis(100);
 #[derive(Default)]
 struct PendingCommit {
     offsets: Vec<(TopicPartition, i64)>,
+    /// Offsets a rebalance refused, retried with the next commit.
+    deferred: Vec<(TopicPartition, i64)>,
     records: u64,
     last: Option<std::time::Instant>,
 }
@@ -388,7 +341,7 @@ impl PendingCommit {
             return Ok(());
         }
         let offsets = std::mem::take(&mut self.offsets);
-        commit(consumer, &offsets).await?;
+        commit(consumer, &offsets, &mut self.deferred).await?;
         for (tp, o) in offsets {
             next.insert(tp, o);
         }
@@ -445,11 +398,7 @@ pub(crate) async fn start_positions(
         let committed = broker.committed(group, t).await?;
         let d = broker.describe_topic(t).await?;
         for p in &d.partitions {
-            let c = committed
-                .iter()
-                .find(|(q, _)| *q == p.partition)
-                .and_then(|(_, o)| *o)
-                .unwrap_or(p.start_offset);
+            let c = committed_offset(&committed, p.partition).unwrap_or(p.start_offset);
             next.insert(
                 TopicPartition::new(t.clone(), p.partition),
                 c.max(p.start_offset),
@@ -504,15 +453,17 @@ where
 /// Commits offsets. A commit refused because the group rebalanced is not an error: the
 /// partitions' uncommitted records are delivered again to their new owner (at least
 /// once), and this task learns of the new assignment on its next poll.
+///
+/// Offsets refused that way are kept in `deferred` and retried with the task's next
+/// commit, for the partitions it still owns then (a cooperative rebalance keeps most).
 pub(crate) async fn commit(
     consumer: &mut dyn millrace_broker::Consumer,
     offsets: &[(TopicPartition, i64)],
+    deferred: &mut Vec<(TopicPartition, i64)>,
 ) -> Result<(), RuntimeError> {
-    // Offsets refused by a rebalance are retried with the next commit for the
-    // partitions still owned then (a cooperative rebalance keeps most of them).
     let owned = consumer.assignment();
     let mut offsets: BTreeMap<TopicPartition, i64> = offsets.iter().cloned().collect();
-    for (tp, o) in take_pending() {
+    for (tp, o) in std::mem::take(deferred) {
         if owned.contains(&tp) {
             let e = offsets.entry(tp).or_insert(o);
             *e = (*e).max(o);
@@ -530,31 +481,11 @@ pub(crate) async fn commit(
         Ok(()) => Ok(()),
         Err(millrace_broker::BrokerError::Rebalanced(why)) => {
             tracing::info!("commit deferred, the group rebalanced ({why})");
-            put_pending(offsets);
+            deferred.extend_from_slice(offsets);
             Ok(())
         }
         Err(e) => Err(e.into()),
     }
-}
-
-tokio::task_local! {
-    /// Offsets a rebalance refused, per stage task, retried with its next commit.
-    static PENDING: std::cell::RefCell<Vec<(TopicPartition, i64)>>;
-}
-
-fn take_pending() -> Vec<(TopicPartition, i64)> {
-    PENDING
-        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
-        .unwrap_or_default()
-}
-
-fn put_pending(offsets: &[(TopicPartition, i64)]) {
-    let _ = PENDING.try_with(|p| p.borrow_mut().extend_from_slice(offsets));
-}
-
-/// Runs a stage task with its own deferred-commit slot.
-pub(crate) async fn with_pending<F: std::future::Future>(f: F) -> F::Output {
-    PENDING.scope(std::cell::RefCell::new(Vec::new()), f).await
 }
 
 /// What a stage task's poll came back with.
@@ -587,14 +518,35 @@ pub(crate) async fn poll_or_stop(
     }
 }
 
-/// Between the batches of a continuous run: waits for the next batch (`None`: the run
-/// is stopping).
-pub(crate) async fn next_batch(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Completion>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Completion> {
+/// Where a stage task stands with respect to batches.
+pub(crate) enum Between {
+    /// A batch is in hand (or the run has no batches): work.
+    Work,
+    /// A new batch has arrived, or the run is stopping: go round the loop again.
+    Again,
+    /// A continuous run's batches have ended: the task is done.
+    Over,
+}
+
+/// In a continuous run with batches, a task with no batch in hand waits for the next
+/// one to be cut.
+pub(crate) async fn between_batches(
+    completion: &mut Option<Completion>,
+    batches: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
+    stop: &watch::Receiver<bool>,
+) -> Between {
+    let (None, Some(rx)) = (&completion, batches) else {
+        return Between::Work;
+    };
+    let mut stop = stop.clone();
     tokio::select! {
-        c = rx.recv() => c,
-        _ = stop.changed() => None,
+        c = rx.recv() => match c {
+            Some(c) => {
+                *completion = Some(c);
+                Between::Again
+            }
+            None => Between::Over,
+        },
+        _ = stop.changed() => Between::Again,
     }
 }

@@ -103,14 +103,13 @@ impl Barrier {
                     break;
                 }
                 next = r.offset + 1;
-                let q = match &r.key {
-                    Some(k) => i32::try_from(millrace_store::partition_for_key(
-                        k,
-                        u32::try_from(self.output_partitions).unwrap_or(1),
-                    ))
-                    .unwrap_or(0),
-                    None => r.partition % self.output_partitions,
-                };
+                let q = crate::lineage::output_partition(
+                    None,
+                    r.key.as_deref(),
+                    self.output_partitions,
+                    Some(r.partition),
+                )
+                .unwrap_or(0);
                 // A release replayed after a crash skips what it already wrote.
                 let written = ctx
                     .lineage

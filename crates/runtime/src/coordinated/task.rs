@@ -15,7 +15,6 @@ use millrace_broker::{
     Broker, ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Rebalance,
     TopicPartition,
 };
-use millrace_store::partition_for_key;
 use tokio::sync::watch;
 
 use super::join::BATCH_HEADER;
@@ -27,7 +26,8 @@ use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, RecordError};
 use crate::task::{
-    Polled, commit, next_batch, output_partitions, poll_or_stop, produce_all, start_positions,
+    Between, Polled, between_batches, commit, output_partitions, poll_or_stop, produce_all,
+    start_positions,
 };
 
 pub struct CoordinatedTask {
@@ -112,6 +112,8 @@ impl CoordinatedTask {
         let lineage = std::sync::Mutex::new(Lineage::new(&self.stage));
         let mut dead: Vec<(ConsumedRecord, RecordError)> = Vec::new();
         let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        // Offsets a rebalance refused, retried with the next commit.
+        let mut deferred = Vec::new();
         loop {
             if *self.stop.borrow() {
                 // Held records stay uncommitted: the next run reads them again.
@@ -152,7 +154,7 @@ impl CoordinatedTask {
                     })
                     .collect();
                 if !offsets.is_empty() {
-                    commit(consumer, &offsets).await?;
+                    commit(consumer, &offsets, &mut deferred).await?;
                 }
                 self.counters
                     .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
@@ -162,17 +164,10 @@ impl CoordinatedTask {
                 }
                 self.completion = None;
             }
-            if self.completion.is_none()
-                && let Some(rx) = &mut self.batches
-            {
-                // Between batches: wait for the next one to be cut.
-                let mut stop = self.stop.clone();
-                match next_batch(rx, &mut stop).await {
-                    Some(c) => self.completion = Some(c),
-                    None if *stop.borrow() => {}
-                    None => return Ok(()),
-                }
-                continue;
+            match between_batches(&mut self.completion, &mut self.batches, &self.stop).await {
+                Between::Work => {}
+                Between::Again => continue,
+                Between::Over => return Ok(()),
             }
             let mut stop = self.stop.clone();
             let polled =
@@ -254,7 +249,7 @@ impl CoordinatedTask {
                 }
             }
             if !offsets.is_empty() {
-                commit(consumer, &offsets).await?;
+                commit(consumer, &offsets, &mut deferred).await?;
             }
         }
     }
@@ -278,13 +273,7 @@ impl CoordinatedTask {
                 continue;
             };
             let parts = partitions_of.get(topic).copied().unwrap_or(1).max(1);
-            let q = match (r.partition, &r.key) {
-                (Some(q), _) => Some(q),
-                (None, Some(k)) => {
-                    i32::try_from(partition_for_key(k, u32::try_from(parts).unwrap_or(1))).ok()
-                }
-                (None, None) => None,
-            };
+            let q = lineage::output_partition(r.partition, r.key.as_deref(), parts, None);
             if let (Some(q), Some((origin, offset, index))) = (q, &tag) {
                 r.partition = Some(q);
                 let written = lineage
