@@ -3,9 +3,10 @@
 //!
 //! Every output record carries a lineage header, `millrace.from` =
 //! `<stage>@<origin>#<offset>.<index>`: the stage that wrote it, where it came from
-//! (`<topic>/<partition>` of the input record, or `batch:<b>` for a result released at
-//! a batch's end), the input offset (or sequence number) and its index among the
-//! outputs of that input. A stage writes the outputs of one origin to one output
+//! (`<topic>/<partition>` of the input record; for a result released at a batch's
+//! end, `batch:<b>/<key>` when it has a key — a reduce's group — else `batch:<b>`),
+//! the input offset (or sequence number) and its index among the outputs of that
+//! input. A stage writes the outputs of one origin to one output
 //! partition in ascending (offset, index) order, so what survived of an interrupted
 //! write is a prefix. When a stage (re)gains partitions it reads the tail of each
 //! output partition, notes the highest (offset, index) it finds per origin, and skips
@@ -213,6 +214,9 @@ mod tests {
         assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
         let h = header("count", "batch:120", 0, 3);
         assert_eq!(parse(&h.value), Some(("count", "batch:120", 0, 3)));
+        // A reduce result is named by its batch and group key, whatever the key holds.
+        let h = header("count", "batch:120/a#b.c@d", 0, 0);
+        assert_eq!(parse(&h.value), Some(("count", "batch:120/a#b.c@d", 0, 0)));
         let h = header_with_prefix(&prefix("copy", "photos/3"), 42, 7);
         assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
         assert_eq!(parse(b"garbage"), None);

@@ -135,10 +135,20 @@ impl CoordinatedTask {
                     .finish(progress, &ctx, &mut emits, &mut dead)
                     .await?;
                 let emitted = emits.len() as u64;
-                // Results of the batch's end: sequence numbers within the batch.
+                // Results of the batch's end. A keyed result (a reduce's group) is named by
+                // its batch and key, so whichever instance writes it — the one that
+                // finished the batch, or the one a rebalance handed the partition to —
+                // finds it written. Unkeyed results are numbered within the batch.
                 let origin = format!("batch:{}", progress.batch);
-                tags = (0..emits.len())
-                    .map(|i| Some((origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX))))
+                tags = emits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        Some(match &e.record.key {
+                            Some(k) => (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0),
+                            None => (origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX)),
+                        })
+                    })
                     .collect();
                 self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
                     .await?;
