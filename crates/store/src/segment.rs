@@ -248,7 +248,7 @@ pub(crate) fn valid_batch_after(
         }
         for i in 0..=(n - BATCH_HEADER_LEN).min(CHUNK - 1) {
             // Cheap filters first: only a plausible header is worth a CRC.
-            if buf[i + 8] != codec::MAGIC {
+            if !codec::known_magic(buf[i + 8]) {
                 continue;
             }
             let Ok(head) = <&[u8; BATCH_HEADER_LEN]>::try_from(&buf[i..i + BATCH_HEADER_LEN])
