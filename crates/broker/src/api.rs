@@ -4,6 +4,7 @@
 //! to `commit` is the *next* offset to read, as in Kafka.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,12 +19,14 @@ pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 /// A topic and one of its partitions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
-    pub topic: String,
+    /// Shared: stage tasks make one per record they track, so a copy is a reference
+    /// count.
+    pub topic: Arc<str>,
     pub partition: i32,
 }
 
 impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
         TopicPartition {
             topic: topic.into(),
             partition,
@@ -139,13 +142,37 @@ pub struct Delivered {
 /// A record as a consumer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumedRecord {
-    pub topic: String,
+    /// Shared by every record of a poll: one reference count, not one allocation, per
+    /// record.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Bytes>,
     pub value: Bytes,
     pub headers: Vec<Header>,
     pub timestamp: i64,
+}
+
+/// Names shared by the records a consumer hands out (topics, header keys): one
+/// `Arc<str>` per distinct name instead of an allocation per record.
+#[derive(Debug, Default)]
+pub struct Names(Vec<Arc<str>>);
+
+impl Names {
+    /// Names remembered; past this, new names are allocated each time (a topic or
+    /// header name set that large is unusual, and the lookup is a linear scan).
+    const KEPT: usize = 32;
+
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.iter().find(|n| ***n == *name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.0.len() < Self::KEPT {
+            self.0.push(Arc::clone(&n));
+        }
+        n
+    }
 }
 
 /// Where to move a consumer's position.
@@ -210,8 +237,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Produces a batch to one topic and returns once every record is acknowledged
     /// durable (as the topic's durability or Kafka's `acks=all` defines it), with the
-    /// position of each record, in order.
-    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>>;
+    /// position of each record, in order. The records are borrowed: a caller that
+    /// retries after a transient error still has them, and nothing is copied before
+    /// the backend encodes them.
+    async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>>;
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use millrace_store::{
-    Durability, GroupMember, Record, Store, StoreError, StoreOptions, Topic, TopicConfig,
+    Durability, GroupMember, RecordRef, Store, StoreError, StoreOptions, Topic, TopicConfig,
     partition_for_key,
 };
 use tokio::sync::Notify;
@@ -116,6 +116,53 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| BrokerError::Other(format!("store task failed: {e}")))?
 }
 
+/// Appends `records` to the partitions `by_partition` assigns them (an empty index
+/// list: all of them, in order) and returns where each landed, in input order.
+fn append_grouped<'a>(
+    t: &Topic,
+    records: &'a [ProduceRecord],
+    by_partition: &[(u32, Vec<usize>)],
+    now: i64,
+) -> Result<Vec<Delivered>, BrokerError> {
+    let view = |r: &'a ProduceRecord| RecordRef {
+        key: r.key.as_deref(),
+        value: &r.value,
+        headers: &r.headers,
+        timestamp: r.timestamp.unwrap_or(now),
+    };
+    let mut out = vec![
+        Delivered {
+            partition: 0,
+            offset: 0
+        };
+        records.len()
+    ];
+    for (p, idx) in by_partition {
+        let part = t.partition(*p).map_err(map_store)?;
+        let base = if idx.is_empty() {
+            part.append_refs(records.iter().map(view))
+        } else {
+            part.append_refs(idx.iter().map(|&i| view(&records[i])))
+        }
+        .map_err(map_store)?;
+        let partition = i32::try_from(*p).unwrap_or(i32::MAX);
+        let at = |j: usize| Delivered {
+            partition,
+            offset: to_i64(base + j as u64),
+        };
+        if idx.is_empty() {
+            for (j, slot) in out.iter_mut().enumerate() {
+                *slot = at(j);
+            }
+        } else {
+            for (j, &i) in idx.iter().enumerate() {
+                out[i] = at(j);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Broker for EmbeddedBroker {
     fn backend(&self) -> &'static str {
@@ -181,7 +228,7 @@ impl Broker for EmbeddedBroker {
         blocking(move || store.delete_topic(&name).map_err(map_store)).await
     }
 
-    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>> {
+    async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -191,7 +238,6 @@ impl Broker for EmbeddedBroker {
         // partitioner does per batch): one batch, one fdatasync.
         let sticky = self.inner.sticky.fetch_add(1, Ordering::Relaxed) % n;
         let now = now_ms();
-        let total = records.len();
         let place = |r: &ProduceRecord| -> Result<u32, BrokerError> {
             Ok(match (r.partition, &r.key) {
                 (Some(p), _) => {
@@ -207,12 +253,6 @@ impl Broker for EmbeddedBroker {
                 (None, None) => sticky,
             })
         };
-        let to_record = |r: ProduceRecord| Record {
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            timestamp: r.timestamp.unwrap_or(now),
-        };
         // The common case — every record for one partition (a stage fixes the output
         // partition itself) — needs no grouping and no index map.
         let first = place(&records[0])?;
@@ -223,62 +263,25 @@ impl Broker for EmbeddedBroker {
                 break;
             }
         }
-        let by_partition: Vec<(u32, Vec<Record>, Option<Vec<usize>>)> = if single {
-            vec![(first, records.into_iter().map(to_record).collect(), None)]
+        let by_partition: Vec<(u32, Vec<usize>)> = if single {
+            vec![(first, Vec::new())]
         } else {
-            let mut groups: BTreeMap<u32, (Vec<Record>, Vec<usize>)> = BTreeMap::new();
-            for (i, r) in records.into_iter().enumerate() {
-                let entry = groups.entry(place(&r)?).or_default();
-                entry.0.push(to_record(r));
-                entry.1.push(i);
+            let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+            for (i, r) in records.iter().enumerate() {
+                groups.entry(place(r)?).or_default().push(i);
             }
-            groups
-                .into_iter()
-                .map(|(p, (recs, idx))| (p, recs, Some(idx)))
-                .collect()
+            groups.into_iter().collect()
         };
-        let durability = t.config().durability;
-        let append = move || -> Result<Vec<Delivered>, BrokerError> {
-            let mut out = vec![
-                Delivered {
-                    partition: 0,
-                    offset: 0
-                };
-                total
-            ];
-            for (p, recs, idx) in by_partition {
-                let base = t
-                    .partition(p)
-                    .map_err(map_store)?
-                    .append(&recs)
-                    .map_err(map_store)?;
-                let partition = i32::try_from(p).unwrap_or(i32::MAX);
-                let at = |j: usize| Delivered {
-                    partition,
-                    offset: to_i64(base + j as u64),
-                };
-                match idx {
-                    None => {
-                        for (j, slot) in out.iter_mut().enumerate() {
-                            *slot = at(j);
-                        }
-                    }
-                    Some(idx) => {
-                        for (j, i) in idx.into_iter().enumerate() {
-                            out[i] = at(j);
-                        }
-                    }
-                }
-            }
-            Ok(out)
-        };
-        let delivered = if durability == Durability::None {
+        let delivered = if t.config().durability == Durability::None {
             // A write(2) into the page cache (and, once per segment, a roll with one
-            // directory fsync): cheaper inline than a hand-off to the blocking pool.
-            append()?
+            // directory fsync): cheaper inline, encoded straight from the caller's
+            // records, than a hand-off to the blocking pool.
+            append_grouped(&t, records, &by_partition, now)?
         } else {
             // `batch` waits for an fdatasync; `interval` syncs the old segment at a roll.
-            blocking(append).await?
+            // The blocking pool needs records of its own.
+            let owned: Vec<ProduceRecord> = records.to_vec();
+            blocking(move || append_grouped(&t, &owned, &by_partition, now)).await?
         };
         self.notifier(topic).notify_waiters();
         Ok(delivered)
@@ -455,7 +458,7 @@ impl EmbeddedConsumer {
                 *pos = last.offset + 1;
             }
             out.extend(recs.into_iter().map(|r| ConsumedRecord {
-                topic: tp.topic.clone(),
+                topic: Arc::clone(&tp.topic),
                 partition: tp.partition,
                 offset: to_i64(r.offset),
                 key: r.record.key,
@@ -547,10 +550,8 @@ impl Consumer for EmbeddedConsumer {
         }
         // All partitions in one journal write and one fdatasync, off the async threads.
         blocking(move || {
-            let entries: Vec<(&str, u32, u64)> = commits
-                .iter()
-                .map(|(t, p, o)| (t.as_str(), *p, *o))
-                .collect();
+            let entries: Vec<(&str, u32, u64)> =
+                commits.iter().map(|(t, p, o)| (&**t, *p, *o)).collect();
             store.commit_offsets(&group, &entries).map_err(map_store)
         })
         .await

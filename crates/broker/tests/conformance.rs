@@ -81,8 +81,8 @@ async fn order_per_partition(b: &Backend) {
     }
     // Two batches, so order must hold across produce calls too.
     let second = records.split_off(150);
-    let mut delivered = b.broker.produce(&t, records).await.expect("produce");
-    delivered.extend(b.broker.produce(&t, second).await.expect("produce"));
+    let mut delivered = b.broker.produce(&t, &records).await.expect("produce");
+    delivered.extend(b.broker.produce(&t, &second).await.expect("produce"));
     assert_eq!(delivered.len(), 300, "{}", b.name);
     for p in 0..3 {
         let offsets: Vec<i64> = delivered
@@ -118,7 +118,7 @@ async fn order_per_partition(b: &Backend) {
         assert_eq!(values, want, "{}: partition {p} out of order", b.name);
         let offsets: Vec<i64> = mine.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "{}", b.name);
-        assert!(mine.iter().all(|r| r.topic == t), "{}", b.name);
+        assert!(mine.iter().all(|r| *r.topic == *t), "{}", b.name);
     }
     c.close().await.expect("close");
     b.broker.delete_topic(&t).await.expect("delete");
@@ -154,7 +154,7 @@ async fn keyed_partitioning(b: &Backend) {
         .iter()
         .map(|(k, _)| ProduceRecord::keyed(Bytes::from_static(k), "v"))
         .collect();
-    let delivered = b.broker.produce(&t, records).await.expect("produce");
+    let delivered = b.broker.produce(&t, &records).await.expect("produce");
     for ((key, want), d) in JAVA_PARTITIONS_OF_12.iter().zip(&delivered) {
         assert_eq!(
             d.partition,
@@ -168,7 +168,7 @@ async fn keyed_partitioning(b: &Backend) {
     // The same key twice lands in the same partition.
     let again = b
         .broker
-        .produce(&t, vec![ProduceRecord::keyed("user:1001", "again")])
+        .produce(&t, &[ProduceRecord::keyed("user:1001", "again")])
         .await
         .expect("produce");
     assert_eq!(again[0].partition, 5, "{}", b.name);
@@ -187,10 +187,7 @@ async fn null_keys_and_empty_values(b: &Backend) {
         ProduceRecord::keyed("k", ""),
         ProduceRecord::value("v"),
     ];
-    b.broker
-        .produce(&t, records.clone())
-        .await
-        .expect("produce");
+    b.broker.produce(&t, &records).await.expect("produce");
     let mut c = b
         .broker
         .consumer(all_config(&t, OffsetReset::Earliest))
@@ -232,7 +229,7 @@ async fn headers_round_trip(b: &Backend) {
         timestamp: Some(stamp),
         partition: None,
     };
-    b.broker.produce(&t, vec![r]).await.expect("produce");
+    b.broker.produce(&t, &[r]).await.expect("produce");
     let mut c = b
         .broker
         .consumer(all_config(&t, OffsetReset::Earliest))
@@ -270,7 +267,7 @@ async fn one_mib_records(b: &Backend) {
     ];
     let delivered = b
         .broker
-        .produce(&name, records)
+        .produce(&name, &records)
         .await
         .expect("produce 1 MiB records");
     assert_eq!(delivered.len(), 3, "{}", b.name);
@@ -298,7 +295,7 @@ conformance!(
 async fn group_split_and_handover(b: &Backend) {
     let t = topic(b, "group", 4).await;
     let g = unique("g");
-    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(&t, p)).collect();
+    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(t.as_str(), p)).collect();
     let mut c1 = b
         .broker
         .consumer(group_config(&g, &t, OffsetReset::Earliest))
@@ -374,8 +371,8 @@ async fn group_members_read_disjoint_records(b: &Backend) {
     let records: Vec<ProduceRecord> = (0..40)
         .map(|i| to_partition(i % 4, format!("r{i}")))
         .collect();
-    b.broker.produce(&t, records).await.expect("produce");
-    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(&t, p)).collect();
+    b.broker.produce(&t, &records).await.expect("produce");
+    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(t.as_str(), p)).collect();
     let mut c1 = b
         .broker
         .consumer(group_config(&g, &t, OffsetReset::Earliest))
@@ -436,7 +433,7 @@ async fn committed_offsets_survive_restart(b: &Backend) {
     let records: Vec<ProduceRecord> = (0..10)
         .map(|i| ProduceRecord::value(format!("v{i}")))
         .collect();
-    b.broker.produce(&t, records).await.expect("produce");
+    b.broker.produce(&t, &records).await.expect("produce");
     let before = b.broker.committed(&g, &t).await.expect("committed");
     assert_eq!(before, vec![(0, None)], "{}: nothing committed yet", b.name);
 
@@ -448,7 +445,7 @@ async fn committed_offsets_survive_restart(b: &Backend) {
     let got = poll_n(c.as_mut(), 10).await;
     assert_eq!(got.len(), 10, "{}", b.name);
     // Commit half way: the next offset to read is 5.
-    c.commit(&[(TopicPartition::new(&t, 0), 5)])
+    c.commit(&[(TopicPartition::new(t.as_str(), 0), 5)])
         .await
         .expect("commit");
     c.close().await.expect("close");
@@ -488,7 +485,7 @@ async fn committed_offsets_survive_restart(b: &Backend) {
         .await
         .expect("consumer");
     let err = free
-        .commit(&[(TopicPartition::new(&t, 0), 1)])
+        .commit(&[(TopicPartition::new(t.as_str(), 0), 1)])
         .await
         .expect_err("no group");
     assert!(matches!(err, BrokerError::Invalid(_)), "{}: {err}", b.name);
@@ -505,7 +502,7 @@ async fn from_beginning_and_latest(b: &Backend) {
     let old: Vec<ProduceRecord> = (0..6)
         .map(|i| to_partition(i % 2, format!("old{i}")))
         .collect();
-    b.broker.produce(&t, old).await.expect("produce");
+    b.broker.produce(&t, &old).await.expect("produce");
 
     let mut earliest = b
         .broker
@@ -526,7 +523,7 @@ async fn from_beginning_and_latest(b: &Backend) {
         .consumer(group_config(&unique("g"), &t, OffsetReset::Latest))
         .await
         .expect("consumer");
-    let all: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(&t, p)).collect();
+    let all: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(t.as_str(), p)).collect();
     let early = poll_until(&mut [&mut latest], "an assignment", |a| a[0] == all).await;
     assert!(early[0].is_empty(), "{}: latest read old records", b.name);
     // Let the start position (the end) settle before producing the new record.
@@ -538,7 +535,7 @@ async fn from_beginning_and_latest(b: &Backend) {
         b.name
     );
     b.broker
-        .produce(&t, vec![to_partition(1, "new".into())])
+        .produce(&t, &[to_partition(1, "new".into())])
         .await
         .expect("produce");
     let got = poll_n(latest.as_mut(), 1).await;
@@ -559,8 +556,8 @@ async fn seek_offset_and_timestamp(b: &Backend) {
             ..ProduceRecord::value(format!("v{i}"))
         })
         .collect();
-    b.broker.produce(&t, records).await.expect("produce");
-    let tp = TopicPartition::new(&t, 0);
+    b.broker.produce(&t, &records).await.expect("produce");
+    let tp = TopicPartition::new(t.as_str(), 0);
     let mut c = b
         .broker
         .consumer(all_config(&t, OffsetReset::Earliest))
@@ -597,7 +594,7 @@ async fn seek_offset_and_timestamp(b: &Backend) {
         }
     }
     let err = c
-        .seek(&TopicPartition::new(&t, 5), Seek::Beginning)
+        .seek(&TopicPartition::new(t.as_str(), 5), Seek::Beginning)
         .await
         .expect_err("not assigned");
     assert!(matches!(err, BrokerError::Invalid(_)), "{}: {err}", b.name);
@@ -628,7 +625,7 @@ async fn topics_admin(b: &Backend) {
     );
 
     let records: Vec<ProduceRecord> = (0..2).map(|i| to_partition(1, format!("v{i}"))).collect();
-    b.broker.produce(&t, records).await.expect("produce");
+    b.broker.produce(&t, &records).await.expect("produce");
     let d = b.broker.describe_topic(&t).await.expect("describe");
     let ends: Vec<i64> = d.partitions.iter().map(|p| p.end_offset).collect();
     assert_eq!(ends, vec![0, 2, 0], "{}: end offsets", b.name);
@@ -698,7 +695,7 @@ async fn duplicate_and_unknown_topics(b: &Backend) {
     );
     let err = b
         .broker
-        .produce(&missing, vec![ProduceRecord::value("x")])
+        .produce(&missing, &[ProduceRecord::value("x")])
         .await
         .expect_err("unknown");
     assert!(
@@ -746,7 +743,7 @@ async fn bad_partition(b: &Backend) {
     let t = topic(b, "badpart", 2).await;
     let err = b
         .broker
-        .produce(&t, vec![to_partition(7, "x".into())])
+        .produce(&t, &[to_partition(7, "x".into())])
         .await
         .expect_err("no partition 7");
     assert!(matches!(err, BrokerError::Invalid(_)), "{}: {err}", b.name);

@@ -212,9 +212,9 @@ async fn replicated_topics_on_a_three_broker_cluster() {
     let delivered = k
         .produce(
             &nt.name,
-            (0..30)
+            &(0..30)
                 .map(|i| ProduceRecord::keyed(format!("k{i}"), "v"))
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .await
         .expect("acks=all produce");

@@ -146,7 +146,7 @@ fn row_of(r: &ConsumedRecord) -> Row {
             .iter()
             .map(|h| {
                 (
-                    h.key.clone(),
+                    h.key.to_string(),
                     String::from_utf8_lossy(&h.value).into_owned(),
                 )
             })
@@ -169,7 +169,7 @@ fn expected_rows(records: &[ProduceRecord], partitions: &[i32]) -> Vec<Row> {
                     .iter()
                     .map(|h| {
                         (
-                            h.key.clone(),
+                            h.key.to_string(),
                             String::from_utf8_lossy(&h.value).into_owned(),
                         )
                     })
@@ -234,7 +234,7 @@ async fn kcat_reads_what_millrace_produces() {
     }
     let t = new_topic(&k, "kcat-read").await;
     let records = sample();
-    let delivered = k.produce(&t, records.clone()).await.expect("produce");
+    let delivered = k.produce(&t, &records).await.expect("produce");
     let partitions: Vec<i32> = delivered.iter().map(|d| d.partition).collect();
     for (r, p) in records.iter().zip(&partitions) {
         if let Some(key) = &r.key {
@@ -344,7 +344,7 @@ async fn millrace_reads_what_kcat_produces() {
         .iter()
         .map(|key| ProduceRecord::keyed(Bytes::from(key.clone()), "x"))
         .collect();
-    let delivered = k.produce(&t, mine).await.expect("produce");
+    let delivered = k.produce(&t, &mine).await.expect("produce");
     for (key, d) in keys.iter().zip(&delivered) {
         let theirs = got
             .iter()
@@ -367,7 +367,7 @@ async fn kafka_python_reads_what_millrace_produces() {
     }
     let t = new_topic(&k, "py-read").await;
     let records = sample();
-    let delivered = k.produce(&t, records.clone()).await.expect("produce");
+    let delivered = k.produce(&t, &records).await.expect("produce");
     let partitions: Vec<i32> = delivered.iter().map(|d| d.partition).collect();
     let out = run(
         Command::new("python3").arg(python_client()).args([
@@ -423,7 +423,7 @@ async fn millrace_reads_what_kafka_python_produces() {
                 .iter()
                 .map(|h| {
                     Value::from(vec![
-                        Value::from(h.key.clone()),
+                        Value::from(&*h.key),
                         Value::from(hex(&String::from_utf8_lossy(&h.value))),
                     ])
                 })

@@ -90,11 +90,11 @@ pub async fn run_example(dir: &std::path::Path) -> Result<Report, Box<dyn std::e
     // Create the topics first so the sample can be produced before the run snapshots
     // its input (`millrace run --batch` does the same with a file).
     runtime.ensure_topics(broker.as_ref()).await?;
-    let records = signups()
+    let records: Vec<ProduceRecord> = signups()
         .iter()
         .map(|v| ProduceRecord::value(v.to_string()))
         .collect();
-    broker.produce("signups", records).await?;
+    broker.produce("signups", &records).await?;
 
     let (_stop_tx, stop) = watch::channel(false);
     let opts = RunOptions {

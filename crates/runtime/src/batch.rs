@@ -208,9 +208,9 @@ impl Completion {
                 .and_then(|p| t.get(p))
                 .is_some_and(|end| rec.offset < *end)
         };
-        let Some(i) = self.inputs.iter().position(|t| *t == rec.topic) else {
+        let Some(i) = self.inputs.iter().position(|t| **t == *rec.topic) else {
             return lock(&self.shared.targets)
-                .get(&rec.topic)
+                .get(&*rec.topic)
                 .is_none_or(|t| below(t));
         };
         if let Some(t) = self.known[i].get() {
@@ -220,7 +220,7 @@ impl Completion {
         if self.missed_at.load(Ordering::Acquire) == version {
             return true;
         }
-        let found = lock(&self.shared.targets).get(&rec.topic).cloned();
+        let found = lock(&self.shared.targets).get(&*rec.topic).cloned();
         match found {
             Some(t) => below(self.known[i].get_or_init(|| t)),
             None => {

@@ -28,7 +28,10 @@ pub fn record(stage: &str, source: &ConsumedRecord, error: &str, attempts: u32) 
     headers.push(Header::new(STAGE, Bytes::from(stage.to_string())));
     headers.push(Header::new(ERROR, Bytes::from(error)));
     headers.push(Header::new(ATTEMPTS, Bytes::from(attempts.to_string())));
-    headers.push(Header::new(SOURCE_TOPIC, Bytes::from(source.topic.clone())));
+    headers.push(Header::new(
+        SOURCE_TOPIC,
+        Bytes::copy_from_slice(source.topic.as_bytes()),
+    ));
     headers.push(Header::new(
         SOURCE_PARTITION,
         Bytes::from(source.partition.to_string()),

@@ -19,9 +19,10 @@
 //! interruption and the restart; past it, delivery falls back to at least once.
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use millrace_broker::{Broker, ConsumerConfig, Header, OffsetReset, Seek, TopicPartition};
 
 use crate::error::RuntimeError;
@@ -38,12 +39,15 @@ pub struct Lineage {
     written: HashMap<(String, i32, String), (i64, u32)>,
 }
 
+/// The header name, shared by every output record.
+static HEADER_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(HEADER));
+
 /// The lineage header of an output.
 pub fn header(stage: &str, origin: &str, offset: i64, index: u32) -> Header {
-    Header::new(
-        HEADER,
-        Bytes::from(format!("{stage}@{origin}#{offset}.{index}")),
-    )
+    Header {
+        key: Arc::clone(&HEADER_NAME),
+        value: Bytes::from(format!("{stage}@{origin}#{offset}.{index}")),
+    }
 }
 
 /// `<stage>@<origin>#`: the part of a lineage header shared by one origin's outputs.
@@ -51,13 +55,35 @@ pub fn prefix(stage: &str, origin: &str) -> Vec<u8> {
     format!("{stage}@{origin}#").into_bytes()
 }
 
-/// The lineage header from a prefix made by [`prefix`]: one allocation per record.
-pub fn header_with_prefix(prefix: &[u8], offset: i64, index: u32) -> Header {
-    use std::io::Write;
-    let mut v = Vec::with_capacity(prefix.len() + 24);
-    v.extend_from_slice(prefix);
-    let _ = write!(v, "{offset}.{index}");
-    Header::new(HEADER, Bytes::from(v))
+/// Makes the lineage headers of a stage's outputs. Every value is written into one
+/// shared buffer and handed out as a slice of it: a reference count per record
+/// instead of an allocation (a stage writes one header per output record).
+#[derive(Default)]
+pub struct Headers {
+    buf: BytesMut,
+}
+
+/// Bytes reserved at a time for header values (a few thousand headers).
+const HEADERS_CHUNK: usize = 64 << 10;
+
+impl Headers {
+    /// The lineage header from a prefix made by [`prefix`].
+    pub fn with_prefix(&mut self, prefix: &[u8], offset: i64, index: u32) -> Header {
+        let need = prefix.len() + 32;
+        if self.buf.capacity() < need {
+            self.buf.reserve(need.max(HEADERS_CHUNK));
+        }
+        self.buf.put_slice(prefix);
+        self.buf
+            .put_slice(itoa::Buffer::new().format(offset).as_bytes());
+        self.buf.put_u8(b'.');
+        self.buf
+            .put_slice(itoa::Buffer::new().format(index).as_bytes());
+        Header {
+            key: Arc::clone(&HEADER_NAME),
+            value: self.buf.split().freeze(),
+        }
+    }
 }
 
 /// The partition an output goes to, fixed by the stage rather than the broker so that a
@@ -136,7 +162,7 @@ impl Lineage {
             while !upto.is_empty() && std::time::Instant::now() < deadline {
                 let recs = reader.poll(10_000, Duration::from_millis(200)).await?;
                 for r in recs {
-                    if let Some(h) = r.headers.iter().rev().find(|h| h.key == HEADER)
+                    if let Some(h) = r.headers.iter().rev().find(|h| &*h.key == HEADER)
                         && let Some((stage, origin, offset, index)) = parse(&h.value)
                         && stage == self.stage
                     {
@@ -217,8 +243,17 @@ mod tests {
         // A reduce result is named by its batch and group key, whatever the key holds.
         let h = header("count", "batch:120/a#b.c@d", 0, 0);
         assert_eq!(parse(&h.value), Some(("count", "batch:120/a#b.c@d", 0, 0)));
-        let h = header_with_prefix(&prefix("copy", "photos/3"), 42, 7);
-        assert_eq!(parse(&h.value), Some(("copy", "photos/3", 42, 7)));
+        // Headers cut from one shared buffer, across a chunk boundary, stay intact.
+        let mut hs = Headers::default();
+        let p = prefix("copy", "photos/3");
+        let made: Vec<Header> = (0..5000)
+            .map(|i| hs.with_prefix(&p, -1 + i64::from(i) * 1_000_003, i))
+            .collect();
+        for (i, h) in (0u32..).zip(&made) {
+            assert_eq!(&*h.key, HEADER);
+            let want = Some(("copy", "photos/3", -1 + i64::from(i) * 1_000_003, i));
+            assert_eq!(parse(&h.value), want);
+        }
         assert_eq!(parse(b"garbage"), None);
         assert_eq!(parse(b"s@o#x.1"), None);
     }

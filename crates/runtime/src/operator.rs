@@ -86,11 +86,14 @@ impl<T: RecordOperator> Operator for PerRecord<T> {
 /// The record an output keeps from its input: key, headers and timestamp travel with
 /// the work item.
 pub fn derived(rec: &ConsumedRecord, value: bytes::Bytes) -> ProduceRecord {
+    // Room for the lineage header the stage adds: one allocation, not two.
+    let mut headers = Vec::with_capacity(rec.headers.len() + 1);
+    headers.extend_from_slice(&rec.headers);
     ProduceRecord {
         partition: None,
         key: rec.key.clone(),
         value,
-        headers: rec.headers.clone(),
+        headers,
         timestamp: Some(rec.timestamp),
     }
 }

@@ -81,6 +81,7 @@ impl StageTask {
     ) -> Result<(), RuntimeError> {
         let mut emits: Vec<Emit> = Vec::with_capacity(self.max_batch);
         let mut lineage = Lineage::new(&self.stage);
+        let mut headers = lineage::Headers::default();
         let out_parts: Vec<i32> = self
             .outputs
             .iter()
@@ -156,7 +157,9 @@ impl StageTask {
             let (mut outs, mut filtered, mut failed) = (0u64, 0u64, 0u64);
             let mut emitted = 0u64;
             let mut emit_iter = emits.drain(..);
-            let mut origin = (String::new(), -1i32, String::new(), Vec::new());
+            // The origin of the records in hand, and its lineage prefix.
+            let mut origin: (Option<TopicPartition>, String, Vec<u8>) =
+                (None, String::new(), Vec::new());
             for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
                 match outcome {
                     Outcome::Emitted(0) => filtered += 1,
@@ -178,10 +181,13 @@ impl StageTask {
                             continue;
                         }
                         outs += 1;
-                        if origin.0 != rec.topic || origin.1 != rec.partition {
+                        if !origin.0.as_ref().is_some_and(|tp| {
+                            tp.partition == rec.partition && tp.topic == rec.topic
+                        }) {
                             let o = lineage::origin_of(&rec.topic, rec.partition);
                             let prefix = lineage::prefix(&self.stage, &o);
-                            origin = (rec.topic.clone(), rec.partition, o, prefix);
+                            let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
+                            origin = (Some(tp), o, prefix);
                         }
                         for (index, e) in mine.into_iter().enumerate() {
                             emitted += 1;
@@ -201,11 +207,11 @@ impl StageTask {
                             .unwrap_or(0);
                             r.partition = Some(q);
                             let index = u32::try_from(index).unwrap_or(u32::MAX);
-                            if lineage.already_written(topic, q, &origin.2, rec.offset, index) {
+                            if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
                                 continue;
                             }
                             r.headers
-                                .push(lineage::header_with_prefix(&origin.3, rec.offset, index));
+                                .push(headers.with_prefix(&origin.2, rec.offset, index));
                             per_topic[e.output].push(r);
                         }
                     }
@@ -251,8 +257,14 @@ impl StageTask {
             out.settle(&self.stage, &self.counters, consumer, next, false)
                 .await?;
             let broker = self.broker.clone();
+            // On a thread of its own, not a task: a task spawned here waits in this
+            // worker's LIFO slot, where no other worker may take it, until this loop
+            // yields — the batches would take turns on one core instead of overlapping.
+            let runtime = tokio::runtime::Handle::current();
             out.inflight = Some(InFlight {
-                produce: tokio::spawn(async move { produce_all(broker.as_ref(), sends).await }),
+                produce: tokio::task::spawn_blocking(move || {
+                    runtime.block_on(produce_all(broker.as_ref(), sends))
+                }),
                 offsets,
                 counts: [outs, filtered, failed, emitted, batch.len() as u64],
             });
@@ -420,8 +432,8 @@ pub(crate) async fn produce_all(
 ) -> Result<(), RuntimeError> {
     let results = futures::future::join_all(
         sends
-            .into_iter()
-            .map(|(t, recs)| async move { retrying(|| broker.produce(&t, recs.clone())).await }),
+            .iter()
+            .map(|(t, recs)| async move { retrying(|| broker.produce(t, recs)).await }),
     )
     .await;
     for r in results {

@@ -32,7 +32,9 @@
 use bytes::Bytes;
 
 use crate::error::StoreError;
-use crate::record::{Header, Record, StoredRecord};
+use std::sync::Arc;
+
+use crate::record::{Header, Record, RecordRef, StoredRecord};
 
 pub(crate) const BATCH_HEADER_LEN: usize = 32;
 /// Bytes of the batch header that `length` counts (everything after the length field).
@@ -136,12 +138,15 @@ fn batch_crc(batch: &[u8]) -> u32 {
     if batch[8] == MAGIC_V1 {
         crc32c::crc32c(&batch[8..])
     } else {
-        crc32c::crc32c_append(crc32c::crc32c(&batch[BATCH_HEADER_LEN..]), &batch[8..BATCH_HEADER_LEN])
+        crc32c::crc32c_append(
+            crc32c::crc32c(&batch[BATCH_HEADER_LEN..]),
+            &batch[8..BATCH_HEADER_LEN],
+        )
     }
 }
 
 /// The encoded size of one record.
-pub(crate) fn record_len(r: &Record) -> usize {
+pub(crate) fn record_len(r: &RecordRef<'_>) -> usize {
     MIN_RECORD_LEN
         + r.key.as_ref().map_or(0, |k| k.len())
         + r.value.len()
@@ -169,18 +174,22 @@ pub(crate) struct Unsealed {
 /// Encodes `records` into `buf` (cleared first) behind a header whose `base_offset` and
 /// `crc` are still blank. Splitting encode from [`seal`] lets appenders encode and
 /// checksum outside the partition lock; only the 24 header bytes are hashed under it.
-pub(crate) fn encode_unsealed(
+pub(crate) fn encode_unsealed<'a>(
     buf: &mut Vec<u8>,
-    records: &[Record],
+    records: impl Iterator<Item = RecordRef<'a>> + Clone,
 ) -> Result<Unsealed, StoreError> {
-    let total: usize = BATCH_HEADER_LEN + records.iter().map(record_len).sum::<usize>();
+    let (mut total, mut count) = (BATCH_HEADER_LEN, 0usize);
+    for r in records.clone() {
+        total += record_len(&r);
+        count += 1;
+    }
     if total > MAX_BATCH_BYTES {
         return Err(StoreError::BatchTooLarge {
             size: total,
             limit: MAX_BATCH_BYTES,
         });
     }
-    let record_count = u32::try_from(records.len()).map_err(|_| StoreError::BatchTooLarge {
+    let record_count = u32::try_from(count).map_err(|_| StoreError::BatchTooLarge {
         size: total,
         limit: MAX_BATCH_BYTES,
     })?;
@@ -191,7 +200,7 @@ pub(crate) fn encode_unsealed(
     for r in records {
         max_timestamp = max_timestamp.max(r.timestamp);
         buf.extend_from_slice(&r.timestamp.to_le_bytes());
-        match &r.key {
+        match r.key {
             Some(k) => {
                 buf.extend_from_slice(&len_u32(k.len())?.to_le_bytes());
                 buf.extend_from_slice(k);
@@ -199,9 +208,9 @@ pub(crate) fn encode_unsealed(
             None => buf.extend_from_slice(&NO_KEY.to_le_bytes()),
         }
         buf.extend_from_slice(&len_u32(r.value.len())?.to_le_bytes());
-        buf.extend_from_slice(&r.value);
+        buf.extend_from_slice(r.value);
         buf.extend_from_slice(&len_u32(r.headers.len())?.to_le_bytes());
-        for h in &r.headers {
+        for h in r.headers {
             buf.extend_from_slice(&len_u32(h.key.len())?.to_le_bytes());
             buf.extend_from_slice(h.key.as_bytes());
             buf.extend_from_slice(&len_u32(h.value.len())?.to_le_bytes());
@@ -233,7 +242,7 @@ pub fn encode_batch(
     base_offset: u64,
     records: &[Record],
 ) -> Result<(), StoreError> {
-    let info = encode_unsealed(buf, records)?;
+    let info = encode_unsealed(buf, records.iter().map(Record::as_ref))?;
     seal(buf, base_offset, &info);
     Ok(())
 }
@@ -244,9 +253,29 @@ struct Cursor<'a> {
     buf: &'a Bytes,
     pos: usize,
     end: usize,
+    /// Header names met so far in this batch: a name repeated on every record is
+    /// decoded and allocated once.
+    names: Vec<Arc<str>>,
 }
 
+/// How many distinct header names a cursor remembers per batch.
+const NAMES_KEPT: usize = 8;
+
 impl Cursor<'_> {
+    fn name(&mut self, at: usize, n: usize) -> Result<Arc<str>, String> {
+        let raw = &self.buf[at..at + n];
+        if let Some(k) = self.names.iter().find(|k| k.as_bytes() == raw) {
+            return Ok(Arc::clone(k));
+        }
+        let name: Arc<str> = std::str::from_utf8(raw)
+            .map_err(|_| "header name is not UTF-8".to_string())?
+            .into();
+        if self.names.len() < NAMES_KEPT {
+            self.names.push(Arc::clone(&name));
+        }
+        Ok(name)
+    }
+
     fn take(&mut self, n: usize) -> Result<usize, String> {
         let at = self.pos;
         match at.checked_add(n) {
@@ -295,9 +324,7 @@ impl Cursor<'_> {
         for _ in 0..header_count {
             let n = self.len()?;
             let at = self.take(n)?;
-            let name = std::str::from_utf8(&self.buf[at..at + n])
-                .map_err(|_| "header name is not UTF-8".to_string())?
-                .to_string();
+            let name = self.name(at, n)?;
             let v = self.len()?;
             headers.push(Header {
                 key: name,
@@ -358,6 +385,7 @@ pub(crate) fn decode_batch_into(
         buf,
         pos: start + BATCH_HEADER_LEN,
         end: start + header.total_len,
+        names: Vec::new(),
     };
     for i in 0..header.record_count {
         let offset = header.base_offset + u64::from(i);
@@ -391,6 +419,7 @@ pub(crate) fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<(),
         buf: &buf,
         pos: BATCH_HEADER_LEN,
         end: batch.len(),
+        names: Vec::new(),
     };
     for _ in 0..header.record_count {
         c.skip_record()?;
@@ -492,7 +521,10 @@ mod tests {
     /// records) still reads; the same batch with a v2 CRC but magic 1 does not.
     #[test]
     fn codec_reads_version_1_batches() {
-        let records = vec![Record::new(None, "v1", 3), Record::new(Some("k".into()), "x", 4)];
+        let records = vec![
+            Record::new(None, "v1", 3),
+            Record::new(Some("k".into()), "x", 4),
+        ];
         let mut buf = Vec::new();
         encode_batch(&mut buf, 5, &records).unwrap();
         buf[8] = MAGIC_V1;

@@ -322,10 +322,10 @@ impl OffsetsJournal {
         self.entries > 1024 && self.entries > 4 * self.read_map().len() as u64
     }
 
-    /// Writes `count` framed entries with one write and makes them durable with one
-    /// `fdatasync`. On a failed write the tail is cut again; a failed sync poisons the
-    /// store (the kernel may have dropped the pages).
-    fn append(&mut self, b: &[u8], count: u64) -> Result<(), StoreError> {
+    /// Writes `count` framed entries with one write and, with `sync`, makes them durable
+    /// with one `fdatasync`. On a failed write the tail is cut again; a failed sync
+    /// poisons the store (the kernel may have dropped the pages).
+    fn append(&mut self, b: &[u8], count: u64, sync: bool) -> Result<(), StoreError> {
         self.ctx.poison.check()?;
         if let Err(e) = self.file.write_at(b, self.len) {
             if self.file.set_len(self.len).is_err() {
@@ -336,7 +336,8 @@ impl OffsetsJournal {
             }
             return Err(StoreError::io_at(&self.path, e));
         }
-        if let Err(e) = self.file.sync_data() {
+        let synced = if sync { self.file.sync_data() } else { Ok(()) };
+        if let Err(e) = synced {
             self.ctx
                 .poison
                 .set(format!("fdatasync of {} failed: {e}", self.path.display()));
@@ -350,7 +351,13 @@ impl OffsetsJournal {
     /// Records the next offsets of `group` for several partitions: every entry is
     /// written, then one `fdatasync` covers them all. Durable when it returns; readers
     /// see the new offsets only then.
-    pub fn commit(&mut self, group: &str, commits: &[OffsetCommit<'_>]) -> Result<(), StoreError> {
+    /// Journals `commits`; with `sync`, durably (one `fdatasync`).
+    pub fn commit(
+        &mut self,
+        group: &str,
+        commits: &[OffsetCommit<'_>],
+        sync: bool,
+    ) -> Result<(), StoreError> {
         if commits.is_empty() {
             return Ok(());
         }
@@ -358,7 +365,7 @@ impl OffsetsJournal {
         for &(topic, partition, next) in commits {
             encode_commit(&mut b, group, topic, partition, next)?;
         }
-        self.append(&b, commits.len() as u64)?;
+        self.append(&b, commits.len() as u64, sync)?;
         {
             let mut map = self.write_map();
             for &(topic, partition, next) in commits {
@@ -374,7 +381,7 @@ impl OffsetsJournal {
     pub fn forget_topic(&mut self, topic: &str) -> Result<(), StoreError> {
         let mut b = Vec::new();
         encode_delete_topic(&mut b, topic)?;
-        self.append(&b, 1)?;
+        self.append(&b, 1, true)?;
         self.write_map().forget_topic(topic);
         Ok(())
     }

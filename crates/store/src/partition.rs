@@ -17,7 +17,7 @@ use crate::config::{Durability, TopicConfig};
 use crate::durability::Committer;
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
-use crate::record::{Record, StoredRecord};
+use crate::record::{Record, RecordRef, StoredRecord};
 use crate::segment::{self, Segment, read_index, write_index};
 use crate::store::Ctx;
 
@@ -64,8 +64,17 @@ impl Partition {
     /// the batch is durable as the topic's durability says. An empty slice writes nothing
     /// and returns the next offset.
     pub fn append(&self, records: &[Record]) -> Result<u64, StoreError> {
+        self.append_refs(records.iter().map(Record::as_ref))
+    }
+
+    /// [`append`](Self::append) for records the caller does not own: they are encoded
+    /// straight from the borrowed fields.
+    pub fn append_refs<'a>(
+        &self,
+        records: impl Iterator<Item = RecordRef<'a>> + Clone,
+    ) -> Result<u64, StoreError> {
         self.check_writable()?;
-        if records.is_empty() {
+        if records.clone().next().is_none() {
             return Ok(self.lock_writer().next_offset);
         }
         let (base, end) = ENCODE_BUF.with(|cell| {
@@ -96,7 +105,11 @@ impl Partition {
 
     /// Encodes, then under the writer lock: stamps the offset, rolls if needed, writes
     /// with one `write` call, indexes. Returns (base offset, offset after the batch).
-    fn write_batch(&self, buf: &mut Vec<u8>, records: &[Record]) -> Result<(u64, u64), StoreError> {
+    fn write_batch<'a>(
+        &self,
+        buf: &mut Vec<u8>,
+        records: impl Iterator<Item = RecordRef<'a>> + Clone,
+    ) -> Result<(u64, u64), StoreError> {
         let info = codec::encode_unsealed(buf, records)?;
         let mut w = self.lock_writer();
         // Checked again under the lock: a poisoned store must not write another byte.

@@ -54,6 +54,14 @@ fn header_at(
     Ok(Some(codec::parse_header(&head)))
 }
 
+/// Bytes a reading thread reserves at a time for what it reads from segments.
+const READ_ARENA_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Where this thread's segment reads land; records are slices of it.
+    static READ_ARENA: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 impl Segment {
     /// Appends to `out` the records at offsets `>= limits.from` from this segment, up to the
     /// limits. Returns `true` when a limit was reached (the caller stops).
@@ -142,13 +150,24 @@ impl Segment {
     }
 
     fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
-        let mut buf = BytesMut::zeroed(len);
-        let n = io::read_full_at(&*self.file, &mut buf, pos)
-            .map_err(|e| StoreError::io_at(&self.path, e))?;
-        if n < len {
-            return Err(self.corrupt(pos + n as u64, "segment is shorter than its index says"));
-        }
-        Ok(buf.freeze())
+        READ_ARENA.with(|arena| {
+            let mut arena = arena.borrow_mut();
+            // Reserving reclaims the arena's memory once the records cut from earlier
+            // reads are dropped: a busy reader reuses warm pages instead of faulting in
+            // fresh ones for every read (that was a fifth of a copier's time).
+            if arena.capacity() < len {
+                arena.reserve(len.max(READ_ARENA_BYTES));
+            }
+            arena.resize(len, 0);
+            let n = io::read_full_at(&*self.file, &mut arena[..], pos)
+                .map_err(|e| StoreError::io_at(&self.path, e));
+            let buf = arena.split().freeze();
+            let n = n?;
+            if n < len {
+                return Err(self.corrupt(pos + n as u64, "segment is shorter than its index says"));
+            }
+            Ok(buf)
+        })
     }
 
     pub fn corrupt(&self, pos: u64, reason: impl Into<String>) -> StoreError {

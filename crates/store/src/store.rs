@@ -242,15 +242,21 @@ impl Store {
             return Err(StoreError::InvalidArgument("group name is empty".into()));
         }
         let mut last: Option<(&str, Arc<Topic>)> = None;
+        // Offsets are made as durable as the records they point into: a commit on
+        // topics that are all durability=none is written (it survives the process, as
+        // those records do) but not fdatasynced — the sync would cost more than the
+        // records it guards are worth after a power loss.
+        let mut sync = false;
         for &(topic, partition, _) in commits {
             let t = match &last {
                 Some((name, t)) if *name == topic => Arc::clone(t),
                 _ => self.topic(topic)?,
             };
             t.partition(partition)?;
+            sync |= t.config().durability != Durability::None;
             last = Some((topic, t));
         }
-        self.offsets().commit(group, commits)
+        self.offsets().commit(group, commits, sync)
     }
 
     /// The next offset `group` will consume of `topic`/`partition`, as last committed

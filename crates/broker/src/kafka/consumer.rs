@@ -28,7 +28,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::errors::{self, Subject};
 use super::{KafkaBroker, blocking, config, log_librdkafka};
 use crate::api::{
-    ConsumedRecord, Consumer, ConsumerConfig, Header, OffsetReset, Rebalance, Result, Seek,
+    ConsumedRecord, Consumer, ConsumerConfig, Header, Names, OffsetReset, Rebalance, Result, Seek,
     TopicPartition,
 };
 use crate::error::BrokerError;
@@ -116,6 +116,7 @@ pub struct KafkaConsumer {
     timeout: Duration,
     /// Partition counts of the subscribed topics, for checks and group-less assignment.
     partitions: BTreeMap<String, i32>,
+    names: Names,
 }
 
 impl KafkaConsumer {
@@ -193,6 +194,7 @@ impl KafkaConsumer {
             group: config.group,
             timeout: inner.timeout,
             partitions,
+            names: Names::default(),
         })
     }
 
@@ -206,10 +208,11 @@ impl KafkaConsumer {
     /// librdkafka) or `Err` (the user must act).
     fn record(
         m: std::result::Result<BorrowedMessage<'_>, KafkaError>,
+        names: &mut Names,
     ) -> Result<Option<ConsumedRecord>> {
         match m {
             Ok(m) => Ok(Some(ConsumedRecord {
-                topic: m.topic().to_string(),
+                topic: names.get(m.topic()),
                 partition: m.partition(),
                 offset: m.offset(),
                 key: m.key().map(Bytes::copy_from_slice),
@@ -219,7 +222,7 @@ impl KafkaConsumer {
                     .map(|hs| {
                         hs.iter()
                             .map(|h| Header {
-                                key: h.key.to_string(),
+                                key: names.get(h.key),
                                 value: h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
                             })
                             .collect()
@@ -256,7 +259,7 @@ impl Consumer for KafkaConsumer {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, c.recv()).await {
                 Ok(m) => {
-                    if let Some(r) = Self::record(m)? {
+                    if let Some(r) = Self::record(m, &mut self.names)? {
                         out.push(r);
                     }
                 }
@@ -271,7 +274,7 @@ impl Consumer for KafkaConsumer {
             let next = std::pin::pin!(c.recv());
             match next.poll(&mut cx) {
                 std::task::Poll::Ready(m) => {
-                    if let Some(r) = Self::record(m)? {
+                    if let Some(r) = Self::record(m, &mut self.names)? {
                         out.push(r);
                     }
                 }
@@ -332,8 +335,8 @@ impl Consumer for KafkaConsumer {
                 "partition {tp} is not assigned to this consumer"
             )));
         }
-        if !self.partitions.contains_key(&tp.topic) {
-            return Err(BrokerError::UnknownTopic(tp.topic.clone()));
+        if !self.partitions.contains_key(&*tp.topic) {
+            return Err(BrokerError::UnknownTopic(tp.topic.to_string()));
         }
         let c = self.handle()?.clone();
         let timeout = self.timeout;

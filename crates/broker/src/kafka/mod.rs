@@ -210,12 +210,12 @@ impl Broker for KafkaBroker {
             .await
     }
 
-    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>> {
+    async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let partitions = self.partition_count(topic).await?;
-        for r in &records {
+        for r in records {
             if let Some(p) = r.partition
                 && !(0..partitions).contains(&p)
             {

@@ -118,8 +118,8 @@ impl Broker for RemoteBroker {
         }
     }
 
-    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Delivered>> {
-        let records = records.into_iter().map(WireRecord::from_produce).collect();
+    async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>> {
+        let records = records.iter().map(WireRecord::from_produce).collect();
         match self
             .call(Request::Produce {
                 topic: topic.to_string(),
@@ -215,7 +215,7 @@ impl Consumer for RemoteConsumer {
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
         let offsets = offsets
             .iter()
-            .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+            .map(|(tp, o)| (tp.topic.to_string(), tp.partition, *o))
             .collect();
         match call(&mut self.conn, &Request::Commit(offsets)).await? {
             Response::Ok => Ok(()),
@@ -233,7 +233,7 @@ impl Consumer for RemoteConsumer {
         match call(
             &mut self.conn,
             &Request::Seek {
-                topic: tp.topic.clone(),
+                topic: tp.topic.to_string(),
                 partition: tp.partition,
                 to,
             },

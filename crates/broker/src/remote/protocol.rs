@@ -112,15 +112,15 @@ pub struct WireRecord {
 }
 
 impl WireRecord {
-    pub fn from_produce(r: ProduceRecord) -> Self {
+    pub fn from_produce(r: &ProduceRecord) -> Self {
         WireRecord {
             partition: r.partition,
-            key: r.key.map(|k| k.to_vec()),
+            key: r.key.as_ref().map(|k| k.to_vec()),
             value: r.value.to_vec(),
             headers: r
                 .headers
-                .into_iter()
-                .map(|h| (h.key, h.value.to_vec()))
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.to_vec()))
                 .collect(),
             timestamp: r.timestamp,
             ..Default::default()
@@ -143,7 +143,7 @@ impl WireRecord {
 
     pub fn from_consumed(r: ConsumedRecord) -> Self {
         WireRecord {
-            topic: r.topic,
+            topic: r.topic.to_string(),
             partition: Some(r.partition),
             offset: r.offset,
             key: r.key.map(|k| k.to_vec()),
@@ -151,7 +151,7 @@ impl WireRecord {
             headers: r
                 .headers
                 .into_iter()
-                .map(|h| (h.key, h.value.to_vec()))
+                .map(|h| (h.key.to_string(), h.value.to_vec()))
                 .collect(),
             timestamp: Some(r.timestamp),
         }
@@ -159,7 +159,7 @@ impl WireRecord {
 
     pub fn into_consumed(self) -> ConsumedRecord {
         ConsumedRecord {
-            topic: self.topic,
+            topic: self.topic.into(),
             partition: self.partition.unwrap_or(0),
             offset: self.offset,
             key: self.key.map(Bytes::from),

@@ -63,7 +63,9 @@ fn no_consumer() -> crate::BrokerError {
 }
 
 fn pairs(tps: Vec<TopicPartition>) -> Vec<(String, i32)> {
-    tps.into_iter().map(|tp| (tp.topic, tp.partition)).collect()
+    tps.into_iter()
+        .map(|tp| (tp.topic.to_string(), tp.partition))
+        .collect()
 }
 
 async fn handle(
@@ -106,8 +108,9 @@ async fn handle(
             Response::Ok
         }
         Request::Produce { topic, records } => {
-            let recs = records.into_iter().map(WireRecord::into_produce).collect();
-            let d = broker.produce(&topic, recs).await?;
+            let recs: Vec<ProduceRecord> =
+                records.into_iter().map(WireRecord::into_produce).collect();
+            let d = broker.produce(&topic, &recs).await?;
             Response::Delivered(d.into_iter().map(|d| (d.partition, d.offset)).collect())
         }
         Request::Committed { group, topic } => {

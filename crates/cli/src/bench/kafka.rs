@@ -37,7 +37,7 @@ const BATCH: usize = 5_000;
 const IN_FLIGHT: usize = 8;
 const TARGET: f64 = 0.9;
 /// Runs per side; the best counts.
-const ROUNDS: usize = 2;
+pub(super) const ROUNDS: usize = 2;
 
 pub async fn run(bootstrap: &str) -> anyhow::Result<Vec<BenchRow>> {
     let broker = Arc::new(
@@ -113,7 +113,7 @@ async fn one_size(
 
 /// Keyed records (so both paths run the murmur2 partitioner) with incompressible-ish
 /// values of `size` bytes.
-fn make_records(size: usize, count: usize) -> Vec<(Bytes, Bytes)> {
+pub(super) fn make_records(size: usize, count: usize) -> Vec<(Bytes, Bytes)> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..count)
         .map(|i| {
@@ -178,13 +178,13 @@ async fn produce_rdkafka(
     Ok(started.elapsed().as_secs_f64())
 }
 
-async fn produce_millrace(
+pub(super) async fn produce_millrace(
     broker: &Arc<KafkaBroker>,
     topic: &str,
     records: &[(Bytes, Bytes)],
 ) -> anyhow::Result<f64> {
     broker
-        .produce(topic, vec![ProduceRecord::value("warm-up")])
+        .produce(topic, &[ProduceRecord::value("warm-up")])
         .await?;
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -200,7 +200,7 @@ async fn produce_millrace(
             .collect();
         let b = broker.clone();
         let t = topic.to_string();
-        tasks.spawn(async move { b.produce(&t, batch).await.map(|_| ()) });
+        tasks.spawn(async move { b.produce(&t, &batch).await.map(|_| ()) });
     }
     while let Some(done) = tasks.join_next().await {
         done??;

@@ -260,7 +260,7 @@ fn reset_peak_rss() {
 }
 
 /// Runs a pipeline file in `--batch` mode over what its input holds; seconds taken.
-async fn run_batch(broker: &Arc<dyn Broker>, yaml: &str) -> anyhow::Result<f64> {
+pub(super) async fn run_batch(broker: &Arc<dyn Broker>, yaml: &str) -> anyhow::Result<f64> {
     let plan = millrace_pipeline::parse_str(yaml, "bench.yaml")
         .map_err(|d| anyhow::anyhow!("bench pipeline does not validate:\n{d}"))?;
     let spec = millrace_runtime::build::from_plan(&plan)?;
@@ -332,7 +332,7 @@ async fn latency(
                     .map(|i| ProduceRecord::value(value(usize::try_from(i).unwrap_or(0), size, ts)))
                     .collect();
                 sent = due;
-                broker.produce(&input, recs).await?;
+                broker.produce(&input, &recs).await?;
             }
             anyhow::Ok(sent)
         })

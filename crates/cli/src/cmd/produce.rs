@@ -70,7 +70,7 @@ pub async fn run(broker: &dyn Broker, args: ProduceArgs) -> anyhow::Result<()> {
             }
         }
         sent += batch.len() as u64;
-        broker.produce(&args.topic, batch).await?;
+        broker.produce(&args.topic, &batch).await?;
         if interactive {
             prompt();
         }

@@ -68,7 +68,7 @@ impl Barrier {
         upto: i64,
         batch: u64,
     ) -> Result<u64, RuntimeError> {
-        let mut cfg = ConsumerConfig::new(vec![tp.topic.clone()]);
+        let mut cfg = ConsumerConfig::new(vec![tp.topic.to_string()]);
         cfg.offset_reset = OffsetReset::Latest;
         let mut reader = ctx.broker.consumer(cfg).await?;
         reader.seek(tp, Seek::Offset(from)).await?;
@@ -120,7 +120,7 @@ impl Barrier {
                     continue;
                 }
                 let mut headers = r.headers.clone();
-                headers.retain(|h| h.key != BATCH_HEADER && h.key != crate::lineage::HEADER);
+                headers.retain(|h| &*h.key != BATCH_HEADER && &*h.key != crate::lineage::HEADER);
                 headers.push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
                 headers.push(crate::lineage::header(ctx.stage, &origin, r.offset, 0));
                 chunk.push(ProduceRecord {
@@ -133,7 +133,7 @@ impl Barrier {
             }
             released += chunk.len() as u64;
             if !chunk.is_empty() {
-                ctx.broker.produce(&self.output, chunk).await?;
+                ctx.broker.produce(&self.output, &chunk).await?;
             }
         }
         let _ = reader.close().await;
@@ -159,7 +159,10 @@ impl Coordinated for Barrier {
     ) -> Tally {
         self.first_held.entry(tp_of(rec)).or_insert(rec.offset);
         self.held += 1;
-        *self.held_per_topic.entry(rec.topic.clone()).or_default() += 1;
+        *self
+            .held_per_topic
+            .entry(rec.topic.to_string())
+            .or_default() += 1;
         Tally::default()
     }
 
@@ -325,7 +328,7 @@ impl Coordinated for KeyJoin {
                 return t;
             }
         };
-        let Some(input) = self.inputs.iter().position(|i| *i == rec.topic) else {
+        let Some(input) = self.inputs.iter().position(|i| **i == *rec.topic) else {
             return t;
         };
         let n = self.inputs.len();
@@ -458,7 +461,7 @@ impl Coordinated for Zip {
                 serde_json::Value::String(String::from_utf8_lossy(&rec.value).into_owned())
             }
         };
-        let Some(i) = self.inputs.iter().position(|x| *x == rec.topic) else {
+        let Some(i) = self.inputs.iter().position(|x| **x == *rec.topic) else {
             return t;
         };
         self.queues[i].push_back((rec.clone(), value));

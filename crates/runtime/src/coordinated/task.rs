@@ -205,7 +205,8 @@ impl CoordinatedTask {
                         // A partition (re)gained starts where the group committed it:
                         // what this task read of it before is forgotten, not done.
                         let group = format!("{}.{}", self.pipeline, self.stage);
-                        let topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect();
+                        let topics: Vec<String> =
+                            tps.iter().map(|tp| tp.topic.to_string()).collect();
                         let fresh = start_positions(self.broker.as_ref(), &group, &topics).await?;
                         for tp in &tps {
                             if let Some(o) = fresh.get(tp) {

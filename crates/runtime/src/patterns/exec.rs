@@ -26,7 +26,7 @@ fn item_of(rec: &ConsumedRecord, format: Format) -> Result<WorkItem, RecordError
     Ok(WorkItem {
         value,
         key: rec.key.as_deref().map(WorkItem::key_from_bytes),
-        topic: rec.topic.clone(),
+        topic: rec.topic.to_string(),
         partition: rec.partition,
         offset: rec.offset,
     })

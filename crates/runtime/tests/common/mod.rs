@@ -134,15 +134,15 @@ impl TestBackend {
     }
 
     pub async fn produce_values(&self, topic: &str, values: &[&str]) {
-        let recs = values
+        let recs: Vec<ProduceRecord> = values
             .iter()
             .map(|v| ProduceRecord::value(v.as_bytes().to_vec()))
             .collect();
-        self.broker.produce(topic, recs).await.expect("produce");
+        self.broker.produce(topic, &recs).await.expect("produce");
     }
 
     pub async fn produce(&self, topic: &str, recs: Vec<ProduceRecord>) {
-        self.broker.produce(topic, recs).await.expect("produce");
+        self.broker.produce(topic, &recs).await.expect("produce");
     }
 
     /// Every record of a topic, in partition then offset order.
@@ -219,7 +219,7 @@ pub fn header(r: &ConsumedRecord, name: &str) -> Option<String> {
     r.headers
         .iter()
         .rev()
-        .find(|h| h.key == name)
+        .find(|h| &*h.key == name)
         .map(|h| String::from_utf8_lossy(&h.value).into_owned())
 }
 
