@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
+
+use crate::regex_cache;
 pub use jaq_json::Val;
 
 /// The filter type jaq compiles to when values are [`Val`] and the only global data
@@ -228,7 +230,8 @@ impl Expr {
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
         let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
+            .chain(jaq_std::funs().filter(|(name, ..)| !regex_cache::REPLACED.contains(name)))
+            .chain(regex_cache::funs())
             .chain(jaq_json::funs());
         let arena = Arena::default();
         let program = File {

@@ -24,6 +24,7 @@ pub mod expr;
 pub mod graph;
 pub mod plan;
 pub mod planner;
+mod regex_cache;
 pub mod spec;
 
 pub use builder::{Pipeline, PipelineBuilder};

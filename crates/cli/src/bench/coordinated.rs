@@ -529,7 +529,7 @@ stages:
     from: {p}-lines
     format: text
     to: {p}-words-unsharded
-    expr: 'ascii_downcase | explode | map(if (. >= 48 and . <= 57) or (. >= 97 and . <= 122) then . else 32 end) | implode | split(\" \") | .[] | select(length > 0) | {{word: .}}'
+    expr: 'ascii_downcase | scan(\"[a-z0-9]+\") | {{word: .}}'
   shard-words:
     kind: sharder
     from: {p}-words-unsharded
