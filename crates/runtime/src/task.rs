@@ -239,19 +239,7 @@ impl StageTask {
             if !dead.is_empty() {
                 sends.push((self.dead_letter.clone(), dead));
             }
-            let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
-            for rec in &batch {
-                match offsets
-                    .iter_mut()
-                    .find(|(tp, _)| tp.partition == rec.partition && tp.topic == rec.topic)
-                {
-                    Some(slot) => slot.1 = slot.1.max(rec.offset + 1),
-                    None => offsets.push((
-                        TopicPartition::new(rec.topic.clone(), rec.partition),
-                        rec.offset + 1,
-                    )),
-                }
-            }
+            let offsets = next_offsets(&batch);
             // Outputs keep their order: this batch is produced only after the previous
             // one is durable; the previous one's commit follows the new produce's start.
             out.settle(&self.stage, &self.counters, consumer, next, false)
@@ -312,6 +300,35 @@ impl Outgoing {
         }
         Ok(())
     }
+}
+
+/// The offset after the last record of each partition in `batch`.
+fn next_offsets(batch: &[millrace_broker::ConsumedRecord]) -> Vec<(TopicPartition, i64)> {
+    let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
+    // A poll returns each partition's records together: the slot of the previous
+    // record is almost always the one (compared by pointer before by name).
+    let mut last = 0;
+    for rec in batch {
+        let same = |(tp, _): &(TopicPartition, i64)| {
+            tp.partition == rec.partition
+                && (std::sync::Arc::ptr_eq(&tp.topic, &rec.topic) || tp.topic == rec.topic)
+        };
+        if !offsets.get(last).is_some_and(same) {
+            last = match offsets.iter().position(same) {
+                Some(i) => i,
+                None => {
+                    offsets.push((
+                        TopicPartition::new(rec.topic.clone(), rec.partition),
+                        rec.offset + 1,
+                    ));
+                    offsets.len() - 1
+                }
+            };
+        }
+        let slot = &mut offsets[last].1;
+        *slot = (*slot).max(rec.offset + 1);
+    }
+    offsets
 }
 
 /// How often a busy stage commits.
@@ -560,5 +577,53 @@ pub(crate) async fn between_batches(
             None => Between::Over,
         },
         _ = stop.changed() => Between::Again,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use millrace_broker::{ConsumedRecord, TopicPartition};
+
+    use super::next_offsets;
+
+    fn rec(topic: &Arc<str>, partition: i32, offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: Arc::clone(topic),
+            partition,
+            offset,
+            key: None,
+            value: bytes::Bytes::new(),
+            headers: Vec::new(),
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn next_offsets_are_per_partition_whatever_the_order() {
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        // Another allocation of the same name: equal by name, not by pointer.
+        let a2: Arc<str> = Arc::from("a");
+        let batch = [
+            rec(&a, 0, 5),
+            rec(&a, 0, 6),
+            rec(&b, 0, 1),
+            rec(&a, 1, 9),
+            rec(&a2, 0, 7),
+            rec(&b, 0, 2),
+            rec(&a, 1, 3),
+        ];
+        let got = next_offsets(&batch);
+        assert_eq!(
+            got,
+            vec![
+                (TopicPartition::new("a", 0), 8),
+                (TopicPartition::new("b", 0), 3),
+                (TopicPartition::new("a", 1), 10),
+            ]
+        );
+        assert!(next_offsets(&[]).is_empty());
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! The whole run takes about a minute; its files are removed at the end.
 //! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list) runs only
-//! those patterns, and `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound.
+//! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound, and
+//! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -130,7 +131,16 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
             let out = format!("{pipeline}-out");
             let yaml = shape.yaml(&pipeline, &input, &out);
             reset_peak_rss();
+            let cpu = process_cpu_secs();
             let secs = run_batch(&broker, &yaml).await?;
+            if std::env::var_os("MILLRACE_BENCH_CPU").is_some() {
+                // For profiling on a shared machine: CPU time is steadier than wall time.
+                let used = process_cpu_secs() - cpu;
+                eprintln!(
+                    "{pipeline}: {secs:.3} s wall, {used:.3} s CPU, {:.0} ns CPU per record",
+                    used * 1e9 / n as f64
+                );
+            }
             let peak_rss_mib = super::peak_rss_mib();
             for t in shape.outputs(&out) {
                 broker.delete_topic(&t).await?;
@@ -251,6 +261,24 @@ fn load_input(broker: &EmbeddedBroker, topic: &str, size: usize, n: usize) -> an
         timed += start.elapsed();
     }
     Ok(n as f64 / timed.as_secs_f64().max(1e-9))
+}
+
+/// CPU time (user + system) this process has used, in seconds, from /proc/self/stat
+/// (Linux reports it in USER_HZ = 100 ticks per second).
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th fields of the line, the 12th and 13th after it.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 /// Resets this process's peak RSS (`VmHWM`) so the next reading covers only what runs
