@@ -81,7 +81,6 @@ impl StageTask {
     ) -> Result<(), RuntimeError> {
         let mut emits: Vec<Emit> = Vec::with_capacity(self.max_batch);
         let mut lineage = Lineage::new(&self.stage);
-        let mut headers = lineage::Headers::default();
         let out_parts: Vec<i32> = self
             .outputs
             .iter()
@@ -152,19 +151,21 @@ impl StageTask {
                     .settle(&self.stage, &self.counters, consumer, next, true)
                     .await;
             }
-            let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
+            let mut out_batch = OutputBatch::new(self.outputs.len());
             let mut dead = Vec::new();
             let (mut outs, mut filtered, mut failed) = (0u64, 0u64, 0u64);
             let mut emitted = 0u64;
-            let mut emit_iter = emits.drain(..);
-            // The origin of the records in hand, and its lineage prefix.
-            let mut origin: (Option<TopicPartition>, String, Vec<u8>) =
-                (None, String::new(), Vec::new());
+            // The next emit of the batch's outputs (in input order).
+            let mut at = 0usize;
+            // The origin of the records in hand, and its lineage prefix's number.
+            let mut origin: (Option<TopicPartition>, String, usize) = (None, String::new(), 0);
             for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
                 match outcome {
                     Outcome::Emitted(0) => filtered += 1,
                     Outcome::Emitted(n) => {
-                        let mine: Vec<Emit> = emit_iter.by_ref().take(*n).collect();
+                        let end = (at + *n).min(emits.len());
+                        let mine = &mut emits[at..end];
+                        at += mine.len();
                         if let Some(size) = mine
                             .iter()
                             .map(|e| record_bytes(&e.record))
@@ -185,13 +186,13 @@ impl StageTask {
                             tp.partition == rec.partition && tp.topic == rec.topic
                         }) {
                             let o = lineage::origin_of(&rec.topic, rec.partition);
-                            let prefix = lineage::prefix(&self.stage, &o);
+                            let prefix = out_batch.prefix(lineage::prefix(&self.stage, &o));
                             let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
                             origin = (Some(tp), o, prefix);
                         }
-                        for (index, e) in mine.into_iter().enumerate() {
+                        for (index, e) in mine.iter_mut().enumerate() {
                             emitted += 1;
-                            let mut r = e.record;
+                            let mut r = std::mem::take(&mut e.record);
                             let topic = &self.outputs[e.output];
                             let parts = out_parts[e.output];
                             // The output partition is fixed here, as the broker would
@@ -210,9 +211,7 @@ impl StageTask {
                             if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
                                 continue;
                             }
-                            r.headers
-                                .push(headers.with_prefix(&origin.2, rec.offset, index));
-                            per_topic[e.output].push(r);
+                            out_batch.push(e.output, r, (origin.2, rec.offset, index));
                         }
                     }
                     Outcome::Abandoned => {}
@@ -228,17 +227,7 @@ impl StageTask {
                     }
                 }
             }
-            drop(emit_iter);
-            // Produce every output topic concurrently and wait for all acknowledgements.
-            let mut sends = Vec::new();
-            for (i, recs) in per_topic.into_iter().enumerate() {
-                if !recs.is_empty() {
-                    sends.push((self.outputs[i].clone(), recs));
-                }
-            }
-            if !dead.is_empty() {
-                sends.push((self.dead_letter.clone(), dead));
-            }
+            emits.clear();
             let offsets = next_offsets(&batch);
             // Outputs keep their order: this batch is produced only after the previous
             // one is durable; the previous one's commit follows the new produce's start.
@@ -248,13 +237,23 @@ impl StageTask {
             // On a thread of its own, not a task: a task spawned here waits in this
             // worker's LIFO slot, where no other worker may take it, until this loop
             // yields — the batches would take turns on one core instead of overlapping.
+            // The input batch is dropped there too: freeing its records is work this
+            // loop, the busier side, need not do.
             let runtime = tokio::runtime::Handle::current();
+            let read = batch.len() as u64;
+            let (outputs, dead_letter) = (self.outputs.clone(), self.dead_letter.clone());
             out.inflight = Some(InFlight {
                 produce: tokio::task::spawn_blocking(move || {
-                    runtime.block_on(produce_all(broker.as_ref(), sends))
+                    let mut sends = out_batch.stamped(&outputs);
+                    if !dead.is_empty() {
+                        sends.push((dead_letter, dead));
+                    }
+                    let produced = runtime.block_on(produce_all(broker.as_ref(), sends));
+                    drop(batch);
+                    produced
                 }),
                 offsets,
-                counts: [outs, filtered, failed, emitted, batch.len() as u64],
+                counts: [outs, filtered, failed, emitted, read],
             });
             out.pending
                 .commit_if_due(&self.counters, consumer, next, false)
@@ -299,6 +298,55 @@ impl Outgoing {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A batch's outputs per output topic, before their lineage headers. The headers are
+/// added on the produce thread ([`OutputBatch::stamped`]): formatting them there keeps
+/// that work off the stage loop, the busier side.
+struct OutputBatch {
+    records: Vec<Vec<ProduceRecord>>,
+    /// Per record: its origin's prefix (an index into `prefixes`), input offset and
+    /// output index.
+    marks: Vec<Vec<(usize, i64, u32)>>,
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl OutputBatch {
+    fn new(outputs: usize) -> Self {
+        OutputBatch {
+            records: vec![Vec::new(); outputs],
+            marks: vec![Vec::new(); outputs],
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// Keeps a lineage prefix; returns its number.
+    fn prefix(&mut self, prefix: Vec<u8>) -> usize {
+        self.prefixes.push(prefix);
+        self.prefixes.len() - 1
+    }
+
+    fn push(&mut self, output: usize, record: ProduceRecord, mark: (usize, i64, u32)) {
+        self.records[output].push(record);
+        self.marks[output].push(mark);
+    }
+
+    /// The records with their lineage headers, per output topic that has any.
+    fn stamped(self, outputs: &[String]) -> Vec<(String, Vec<ProduceRecord>)> {
+        let mut headers = lineage::Headers::default();
+        let mut sends = Vec::new();
+        for ((mut recs, marks), topic) in self.records.into_iter().zip(self.marks).zip(outputs) {
+            if recs.is_empty() {
+                continue;
+            }
+            for (r, (prefix, offset, index)) in recs.iter_mut().zip(marks) {
+                r.headers
+                    .push(headers.with_prefix(&self.prefixes[prefix], offset, index));
+            }
+            sends.push((topic.clone(), recs));
+        }
+        sends
     }
 }
 
