@@ -172,9 +172,15 @@ pub struct BenchArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum BenchKind {
+    /// The embedded store's append and read rates.
     Log,
+    /// Produce and consume through the Kafka backend vs librdkafka (needs
+    /// --bootstrap-server).
     Kafka,
+    /// The patterns as pipelines on the embedded store; with --bootstrap-server, the
+    /// copier on Kafka against the Kafka produce rate.
     Pipeline,
+    /// Word count, reduce and join pipelines on the embedded store.
     Coordinated,
 }
 

@@ -348,3 +348,52 @@ fn second_opener_names_the_holder() {
         "should name pid {pid}: {err}"
     );
 }
+
+/// `bench pipeline` given a broker runs the copier on Kafka and reports it against the
+/// Kafka produce rate measured in the same run (issue 4's Kafka row), then removes its
+/// topics.
+#[test]
+fn bench_pipeline_on_kafka_reports_the_copier_against_the_produce_rate() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let b = Backend::kafka(bootstrap);
+    let child = b
+        .cmd()
+        .env("MILLRACE_BENCH_KAFKA_RECORDS", "20000")
+        .args(["bench", "pipeline", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let out = wait_for_exit(child, std::time::Duration::from_secs(120));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let named = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name:?} in {rows:?}"))
+    };
+    let produce = named("baseline: kafka produce 100B (millrace Kafka backend)");
+    let copier = named("pipeline copier 100B on Kafka");
+    let produce_rate = produce["records_per_s"].as_f64().expect("produce rate");
+    let copy_rate = copier["records_per_s"].as_f64().expect("copier rate");
+    assert!(produce_rate > 0.0 && copy_rate > 0.0, "{rows:?}");
+    assert!(copier["records"].as_u64().expect("records") >= 20_000);
+    assert_eq!(copier["baseline_value"].as_f64(), Some(produce_rate));
+    assert_eq!(copier["target"].as_f64(), Some(0.5));
+    let ratio = copier["ratio"].as_f64().expect("ratio");
+    assert!((ratio - copy_rate / produce_rate).abs() < 1e-9, "{rows:?}");
+
+    // Input, output and dead-letter topics are all named by the bench's pid.
+    let ours = |t: &str| t.starts_with("millrace-bench-copier-") && t.contains(&format!("-{pid}-"));
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "bench topics deleted",
+        || !stdout(&b.ok(&["topics", "list"], b"")).lines().any(ours),
+    );
+}

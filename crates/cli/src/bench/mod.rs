@@ -71,6 +71,8 @@ pub mod coordinated;
 pub mod kafka;
 pub mod log;
 pub mod pipeline;
+#[cfg(feature = "kafka")]
+pub mod pipeline_kafka;
 
 /// Peak resident set size of this process so far, from /proc (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {

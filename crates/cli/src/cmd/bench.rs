@@ -17,7 +17,11 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
             let bootstrap = kafka_bootstrap(g)?;
             kafka_rows(&bootstrap).await?
         }
-        BenchKind::Pipeline => bench::pipeline::run(&dir).await?,
+        // With a broker, the copier on Kafka; otherwise the patterns on the embedded store.
+        BenchKind::Pipeline => match &g.bootstrap_server {
+            Some(bootstrap) => kafka_pipeline_rows(bootstrap).await?,
+            None => bench::pipeline::run(&dir).await?,
+        },
         BenchKind::Coordinated => bench::coordinated::run(&dir).await?,
     };
     bench::print_rows(&rows, args.json);
@@ -35,7 +39,22 @@ async fn kafka_rows(bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
     bench::kafka::run(bootstrap).await
 }
 
+#[cfg(feature = "kafka")]
+async fn kafka_pipeline_rows(bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
+    bench::pipeline_kafka::run(bootstrap).await
+}
+
 #[cfg(not(feature = "kafka"))]
 async fn kafka_rows(_bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
+    no_kafka()
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_pipeline_rows(_bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
+    no_kafka()
+}
+
+#[cfg(not(feature = "kafka"))]
+fn no_kafka() -> anyhow::Result<Vec<bench::BenchRow>> {
     anyhow::bail!("this millrace was built without Kafka support; rebuild with --features kafka")
 }
