@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::diagnostics::Diagnostic;
-use crate::expr::{Expr, ExprError, Format, RecordVars, Val, json_to_val, key_bytes, val_to_json};
+use crate::expr::{
+    Expr, ExprError, Format, PlainPath, RecordVars, Val, json_to_val, key_bytes, val_to_json,
+};
 
 /// Where the topics live.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -127,6 +129,12 @@ impl Selector {
             Selector::Jq(e) => Some(e.source()),
             Selector::Fn(_) => None,
         }
+    }
+
+    /// The plain path (`.`, `.user`, `.a.b`) this selector is, if it is one: such a
+    /// selector can be picked from a record's bytes with [`crate::expr::pick`].
+    pub fn as_plain_path(&self) -> Option<PlainPath> {
+        self.source().and_then(PlainPath::parse)
     }
 }
 
