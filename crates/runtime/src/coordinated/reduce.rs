@@ -9,12 +9,13 @@
 //! (`final: false`) go out every N items or T when asked; `done`/`of` say how many input
 //! partitions have completed the batch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use millrace_broker::{ConsumedRecord, TopicPartition};
-use millrace_pipeline::expr::{Val, key_bytes, val_to_json};
+use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_json};
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
@@ -73,17 +74,64 @@ fn bucket_name(v: &Value) -> String {
     }
 }
 
+/// One input partition's share of the state: accumulators are indexed by its slot.
+struct Part {
+    tp: TopicPartition,
+    /// The first offset of this partition that an accumulator holds.
+    first_held: Option<i64>,
+    /// How many records of this partition the accumulators hold.
+    held: u64,
+}
+
+/// One group: its key's JSON and an accumulator per partition slot.
+struct Group {
+    value: Value,
+    accs: Vec<Option<Acc>>,
+    /// Listed in `Reduce::dirty` (changed since the last partial result).
+    dirty: bool,
+}
+
+/// `group_by` and `of` as plain paths, picked from the record bytes without jq.
+struct FastPaths {
+    group_by: Option<PlainPath>,
+    of: Option<PlainPath>,
+    /// Whether the reducer uses the item at all (count does not).
+    needs_item: bool,
+    /// `.`, for an absent `of` (the whole value) or `group_by` (not used then).
+    whole: PlainPath,
+}
+
+/// Key, group value and item of one record.
+struct Absorbed<'a> {
+    key: Cow<'a, [u8]>,
+    group: GroupValue<'a>,
+    item: Val,
+}
+
+/// A group's JSON, or where to build it from when the group is new.
+enum GroupValue<'a> {
+    Json(Value),
+    Picked(Picked<'a>),
+}
+
 pub struct Reduce {
     pub group_by: Option<Selector>,
     pub reducer: Reducer,
     pub of: Option<Selector>,
     pub emit: EmitPolicy,
     pub format: Format,
-    /// group key → (group value, per-partition accumulators)
-    groups: HashMap<Vec<u8>, (Value, BTreeMap<TopicPartition, Acc>)>,
-    dirty: HashSet<Vec<u8>>,
-    first_held: BTreeMap<TopicPartition, i64>,
-    held_per_tp: BTreeMap<TopicPartition, u64>,
+    fast: Option<FastPaths>,
+    /// group key → its value and per-partition accumulators
+    groups: HashMap<Vec<u8>, Group>,
+    /// Groups changed since the last partial result (kept only when partials are asked).
+    dirty: Vec<Vec<u8>>,
+    track_dirty: bool,
+    /// Input partitions seen, by slot; a slot is never reused for another partition.
+    parts: Vec<Part>,
+    /// Slots in partition order: accumulators merge in this order.
+    order: Vec<usize>,
+    /// The slot of the previous record (records come in runs of one partition).
+    last_slot: usize,
     since_emit: u64,
     last_emit: Instant,
 }
@@ -96,23 +144,175 @@ impl Reduce {
         emit: EmitPolicy,
         format: Format,
     ) -> Self {
+        let plain = |s: &Option<Selector>| match s {
+            None => Some(None),
+            Some(s) => s.as_plain_path().map(Some),
+        };
+        let fast = match (format, &reducer, plain(&group_by), plain(&of)) {
+            (Format::Json, r, Some(group_by), Some(of)) if !matches!(r, Reducer::Custom { .. }) => {
+                PlainPath::parse(".").map(|whole| FastPaths {
+                    group_by,
+                    of,
+                    needs_item: !matches!(r, Reducer::Count),
+                    whole,
+                })
+            }
+            _ => None,
+        };
         Reduce {
+            track_dirty: emit.every_records.is_some() || emit.every.is_some(),
             group_by,
             reducer,
             of,
             emit,
             format,
+            fast,
             groups: HashMap::new(),
-            dirty: HashSet::new(),
-            first_held: BTreeMap::new(),
-            held_per_tp: BTreeMap::new(),
+            dirty: Vec::new(),
+            parts: Vec::new(),
+            order: Vec::new(),
+            last_slot: 0,
             since_emit: 0,
             last_emit: Instant::now(),
         }
     }
 
-    fn init(&self) -> Result<Acc, String> {
-        Ok(match &self.reducer {
+    /// Whether records of this stage take the fast path (plain paths, built-in reducer).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The slot of a record's partition.
+    fn slot(&mut self, rec: &ConsumedRecord) -> usize {
+        let is = |p: &Part| p.tp.partition == rec.partition && *p.tp.topic == *rec.topic;
+        if self.parts.get(self.last_slot).is_some_and(is) {
+            return self.last_slot;
+        }
+        let slot = match self.parts.iter().position(is) {
+            Some(s) => s,
+            None => {
+                self.parts.push(Part {
+                    tp: TopicPartition::new(rec.topic.clone(), rec.partition),
+                    first_held: None,
+                    held: 0,
+                });
+                let parts = &self.parts;
+                self.order = (0..parts.len()).collect();
+                self.order.sort_by(|a, b| parts[*a].tp.cmp(&parts[*b].tp));
+                parts.len() - 1
+            }
+        };
+        self.last_slot = slot;
+        slot
+    }
+
+    fn part(&self, tp: &TopicPartition) -> Option<&Part> {
+        self.parts.iter().find(|p| p.tp == *tp)
+    }
+
+    /// Key, group and item of a record by plain paths, or `None` when the general
+    /// path must decide (not strict JSON, too deep, a path jq would fail on, ...).
+    fn absorb_fast<'r>(fast: &FastPaths, value: &'r [u8]) -> Option<Absorbed<'r>> {
+        let [g, o] = pick(
+            value,
+            [
+                fast.group_by.as_ref().unwrap_or(&fast.whole),
+                fast.of.as_ref().unwrap_or(&fast.whole),
+            ],
+        )?;
+        let (key, group) = match fast.group_by {
+            Some(_) => (g.key().ok()?, GroupValue::Picked(g)),
+            None => (Cow::Borrowed(&[][..]), GroupValue::Json(Value::Null)),
+        };
+        let item = match fast.needs_item {
+            true => o.to_val().ok()?,
+            false => Val::Null,
+        };
+        Some(Absorbed { key, group, item })
+    }
+
+    /// Key, group and item of a record by parsing it and running the jq filters.
+    fn absorb_general(&self, rec: &ConsumedRecord) -> Result<Absorbed<'static>, RecordError> {
+        let v = value_of(rec, self.format)?;
+        with_vars(rec, |vars| {
+            let (key, group) = match &self.group_by {
+                Some(sel) => {
+                    let g = sel.select(&v, vars).map_err(RecordError::new)?;
+                    (key_bytes(&g), val_to_json(&g).map_err(RecordError::new)?)
+                }
+                None => (Vec::new(), Value::Null),
+            };
+            let item = match &self.of {
+                Some(sel) => sel.select(&v, vars).map_err(RecordError::new)?,
+                None => v.clone(),
+            };
+            Ok(Absorbed {
+                key: Cow::Owned(key),
+                group: GroupValue::Json(group),
+                item,
+            })
+        })
+    }
+
+    /// Adds one record's item to its group's accumulator for partition `slot`.
+    fn add(&mut self, slot: usize, a: Absorbed<'_>, offset: i64) -> Result<(), RecordError> {
+        let reducer = &self.reducer;
+        match self.groups.get_mut(&*a.key) {
+            Some(g) => {
+                if g.accs.len() <= slot {
+                    g.accs.resize_with(slot + 1, || None);
+                }
+                match &mut g.accs[slot] {
+                    Some(acc) => Self::update(reducer, acc, &a.item).map_err(RecordError::new)?,
+                    empty @ None => {
+                        let mut acc = Self::init(reducer).map_err(RecordError::new)?;
+                        Self::update(reducer, &mut acc, &a.item).map_err(RecordError::new)?;
+                        *empty = Some(acc);
+                    }
+                }
+                if self.track_dirty && !g.dirty {
+                    g.dirty = true;
+                    self.dirty.push(a.key.into_owned());
+                }
+            }
+            None => {
+                // Its JSON can be built: the general path would give the same value
+                // (and its error, if it had one).
+                let value = match a.group {
+                    GroupValue::Json(v) => v,
+                    GroupValue::Picked(p) => p.to_json().map_err(RecordError::new)?,
+                };
+                // A bad first item must not create an empty group.
+                let mut acc = Self::init(reducer).map_err(RecordError::new)?;
+                Self::update(reducer, &mut acc, &a.item).map_err(RecordError::new)?;
+                let mut accs: Vec<Option<Acc>> = Vec::new();
+                accs.resize_with(slot + 1, || None);
+                accs[slot] = Some(acc);
+                let key = a.key.into_owned();
+                if self.track_dirty {
+                    self.dirty.push(key.clone());
+                }
+                self.groups.insert(
+                    key,
+                    Group {
+                        value,
+                        accs,
+                        dirty: self.track_dirty,
+                    },
+                );
+            }
+        }
+        let part = &mut self.parts[slot];
+        part.first_held.get_or_insert(offset);
+        part.held += 1;
+        self.since_emit += 1;
+        Ok(())
+    }
+}
+
+impl Reduce {
+    fn init(reducer: &Reducer) -> Result<Acc, String> {
+        Ok(match reducer {
             Reducer::Count => Acc::Count(0),
             Reducer::Sum => Acc::Sum {
                 int: 0,
@@ -135,11 +335,11 @@ impl Reduce {
                 Acc::Custom(v)
             }
             #[allow(unreachable_patterns)]
-            _ => return Err(format!("reducer {} is not supported", self.reducer.name())),
+            _ => return Err(format!("reducer {} is not supported", reducer.name())),
         })
     }
 
-    fn update(&self, acc: &mut Acc, item: &Val) -> Result<(), String> {
+    fn update(reducer: &Reducer, acc: &mut Acc, item: &Val) -> Result<(), String> {
         match acc {
             Acc::Count(n) => *n += 1,
             Acc::Sum {
@@ -161,7 +361,7 @@ impl Reduce {
             }
             Acc::Min(cur) | Acc::Max(cur) => {
                 let v = val_to_json(item).map_err(|e| e.to_string())?;
-                let want_less = matches!(self.reducer, Reducer::Min);
+                let want_less = matches!(reducer, Reducer::Min);
                 let replace = match cur {
                     None => true,
                     Some(c) => {
@@ -193,7 +393,7 @@ impl Reduce {
             }
             Acc::Collect(items) => items.push(val_to_json(item).map_err(|e| e.to_string())?),
             Acc::Custom(state) => {
-                let Reducer::Custom { update, .. } = &self.reducer else {
+                let Reducer::Custom { update, .. } = reducer else {
                     return Err("custom accumulator without a custom reducer".into());
                 };
                 let mut out = None;
@@ -328,10 +528,10 @@ impl Reduce {
         }
     }
 
-    /// The merged result of one group across partitions.
-    fn group_result(&self, accs: &BTreeMap<TopicPartition, Acc>) -> Result<Value, String> {
+    /// The merged result of one group across partitions, merged in partition order.
+    fn group_result(&self, accs: &[Option<Acc>]) -> Result<Value, String> {
         let mut merged: Option<Acc> = None;
-        for a in accs.values() {
+        for a in self.order.iter().filter_map(|s| accs.get(*s)?.as_ref()) {
             merged = Some(match merged {
                 None => a.clone(),
                 Some(m) => self.merge(m, a.clone())?,
@@ -348,16 +548,16 @@ impl Reduce {
         emits: &mut Vec<Emit>,
     ) {
         for k in keys {
-            let Some((group, accs)) = self.groups.get(&k) else {
+            let Some(g) = self.groups.get(&k) else {
                 continue;
             };
-            let value = match self.group_result(accs) {
+            let value = match self.group_result(&g.accs) {
                 Ok(v) => v,
                 Err(e) => json!({ "error": e }),
             };
             let record = json!({
                 "batch": progress.batch,
-                "group": group,
+                "group": g.value,
                 "value": value,
                 "final": is_final,
                 "done": progress.done,
@@ -376,8 +576,32 @@ impl Reduce {
             })
     }
 
+    /// The final result of every group; everything held is out.
+    fn finish_batch(&mut self, progress: Progress, emits: &mut Vec<Emit>) -> Tally {
+        let mut keys: Vec<Vec<u8>> = self.groups.keys().cloned().collect();
+        keys.sort();
+        self.emit_groups(keys, progress, true, emits);
+        let mut held = 0;
+        for p in &mut self.parts {
+            held += std::mem::take(&mut p.held);
+            p.first_held = None;
+        }
+        self.groups.clear();
+        self.dirty.clear();
+        self.since_emit = 0;
+        Tally {
+            out: held,
+            ..Tally::default()
+        }
+    }
+
     fn emit_partials(&mut self, progress: Progress, emits: &mut Vec<Emit>) {
-        let keys: Vec<Vec<u8>> = self.dirty.drain().collect();
+        let mut keys: Vec<Vec<u8>> = std::mem::take(&mut self.dirty);
+        keys.retain(|k| {
+            self.groups
+                .get_mut(k)
+                .is_some_and(|g| std::mem::replace(&mut g.dirty, false))
+        });
         self.emit_groups(keys, progress, false, emits);
         self.since_emit = 0;
         self.last_emit = Instant::now();
@@ -405,64 +629,22 @@ impl Coordinated for Reduce {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Tally {
         let mut t = Tally::default();
-        let step = || -> Result<(Vec<u8>, Value, Val), RecordError> {
-            let v = value_of(rec, self.format)?;
-            with_vars(rec, |vars| {
-                let (key, group) = match &self.group_by {
-                    Some(sel) => {
-                        let g = sel.select(&v, vars).map_err(RecordError::new)?;
-                        (key_bytes(&g), val_to_json(&g).map_err(RecordError::new)?)
-                    }
-                    None => (Vec::new(), Value::Null),
-                };
-                let item = match &self.of {
-                    Some(sel) => sel.select(&v, vars).map_err(RecordError::new)?,
-                    None => v.clone(),
-                };
-                Ok((key, group, item))
-            })
+        let slot = self.slot(rec);
+        let fast = self
+            .fast
+            .as_ref()
+            .and_then(|f| Self::absorb_fast(f, &rec.value));
+        let added = match fast {
+            Some(a) => self.add(slot, a, rec.offset),
+            None => match self.absorb_general(rec) {
+                Ok(a) => self.add(slot, a, rec.offset),
+                Err(e) => Err(e),
+            },
         };
-        let (key, group, item) = match step() {
-            Ok(x) => x,
-            Err(e) => {
-                dead.push((rec.clone(), e));
-                t.dead_lettered += 1;
-                return t;
-            }
-        };
-        let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
-        let fresh = match self.init() {
-            Ok(a) => a,
-            Err(e) => {
-                dead.push((rec.clone(), RecordError::new(e)));
-                t.dead_lettered += 1;
-                return t;
-            }
-        };
-        let existing = self
-            .groups
-            .get_mut(&key)
-            .and_then(|(_, accs)| accs.remove(&tp));
-        let existed = existing.is_some();
-        let mut acc = existing.unwrap_or(fresh);
-        if let Err(e) = self.update(&mut acc, &item) {
-            dead.push((rec.clone(), RecordError::new(e)));
+        if let Err(e) = added {
+            dead.push((rec.clone(), e));
             t.dead_lettered += 1;
-            if !existed {
-                // A bad first item must not create an empty group.
-                return t;
-            }
-        } else {
-            self.first_held.entry(tp.clone()).or_insert(rec.offset);
-            *self.held_per_tp.entry(tp.clone()).or_default() += 1;
-            self.since_emit += 1;
-            self.dirty.insert(key.clone());
         }
-        let entry = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| (group, BTreeMap::new()));
-        entry.1.insert(tp, acc);
         if self.partials_due() {
             self.emit_partials(progress, emits);
         }
@@ -488,35 +670,32 @@ impl Coordinated for Reduce {
         emits: &mut Vec<Emit>,
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError> {
-        let mut keys: Vec<Vec<u8>> = self.groups.keys().cloned().collect();
-        keys.sort();
-        self.emit_groups(keys, progress, true, emits);
-        let held: u64 = self.held_per_tp.values().sum();
-        self.groups.clear();
-        self.dirty.clear();
-        self.first_held.clear();
-        self.held_per_tp.clear();
-        self.since_emit = 0;
-        Ok(Tally {
-            out: held,
-            ..Tally::default()
-        })
+        Ok(self.finish_batch(progress, emits))
     }
 
     fn held_from(&self, tp: &TopicPartition) -> Option<i64> {
-        self.first_held.get(tp).copied()
+        self.part(tp).and_then(|p| p.first_held)
     }
 
     fn revoke(&mut self, tps: &[TopicPartition]) -> u64 {
         let mut forgotten = 0;
-        for tp in tps {
-            self.first_held.remove(tp);
-            forgotten += self.held_per_tp.remove(tp).unwrap_or(0);
+        for (slot, p) in self.parts.iter_mut().enumerate() {
+            if !tps.contains(&p.tp) {
+                continue;
+            }
+            p.first_held = None;
+            forgotten += std::mem::take(&mut p.held);
+            for g in self.groups.values_mut() {
+                if let Some(acc) = g.accs.get_mut(slot) {
+                    *acc = None;
+                }
+            }
         }
-        for (_, accs) in self.groups.values_mut() {
-            accs.retain(|tp, _| !tps.contains(tp));
-        }
-        self.groups.retain(|_, (_, accs)| !accs.is_empty());
+        self.groups
+            .retain(|_, g| g.accs.iter().any(Option::is_some));
         forgotten
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! The fast path (plain paths picked from the bytes) must give exactly what the general
+//! path (jaq value + jq filters) gives: results, dead letters and their reasons, held
+//! offsets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use millrace_pipeline::Expr;
+
+use super::*;
+
+fn sel(src: &str) -> Selector {
+    Selector::Jq(Expr::compile(src).expect("compiles"))
+}
+
+fn reduce(group_by: Option<&str>, reducer: Reducer, of: Option<&str>, emit: EmitPolicy) -> Reduce {
+    Reduce::new(group_by.map(sel), reducer, of.map(sel), emit, Format::Json)
+}
+
+const BUILTINS: [Reducer; 7] = [
+    Reducer::Count,
+    Reducer::Sum,
+    Reducer::Min,
+    Reducer::Max,
+    Reducer::Mean,
+    Reducer::Histogram,
+    Reducer::Collect,
+];
+
+#[test]
+fn plain_paths_and_built_in_reducers_take_the_fast_path() {
+    let none = EmitPolicy::default();
+    for r in BUILTINS {
+        assert!(reduce(Some(".g"), r.clone(), Some(".v"), none).is_fast());
+        assert!(reduce(Some(".a.b"), r.clone(), None, none).is_fast());
+        assert!(reduce(None, r.clone(), Some("."), none).is_fast());
+        assert!(!reduce(Some(".g | ascii_downcase"), r.clone(), None, none).is_fast());
+        assert!(!reduce(Some(".g"), r.clone(), Some(".v[0]"), none).is_fast());
+        assert!(!reduce(Some("$key"), r.clone(), None, none).is_fast());
+        let text = Reduce::new(Some(sel(".g")), r, None, none, Format::Text);
+        assert!(!text.is_fast());
+    }
+    let custom = Reducer::Custom {
+        init: Expr::compile("0").expect("compiles"),
+        update: Expr::compile_with(". + 1", &["item"]).expect("compiles"),
+        merge: Expr::compile_with(". + $other", &["other"]).expect("compiles"),
+    };
+    assert!(!reduce(Some(".g"), custom, None, none).is_fast());
+}
+
+/// Record values: good ones of every kind, and every kind of bad one.
+fn values() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = [
+        r#"{"g":"u1","v":1,"a":{"b":"x"}}"#,
+        r#"{"g":"u2","v":2.5,"a":{"b":"y"}}"#,
+        r#"{"g":"u1","v":-3,"a":{"b":{"k":[1,2]}}}"#,
+        r#"{"g":null,"v":"str","a":null}"#,
+        r#"{"v":7}"#,
+        r#"{"g":12,"v":1e2,"a":{"b":12}}"#,
+        r#"{"g":1.50,"v":0.1,"a":{"b":1.5}}"#,
+        r#"{"g":{"z":1,"y":[true]},"v":0,"a":{"b":{"z":1,"y":[true]}}}"#,
+        r#"{"g":"caf\u00e9","v":4}"#,
+        r#"{"g":"café","v":5}"#,
+        r#"{"g":"tab\there","v":5}"#,
+        r#"{"g\u0031":"x","g":"u\u0031","v":6}"#,
+        r#"{"g":"u1","g":"u2","v":6,"v":8}"#,
+        r#"{"g":"u3","v":9007199254740993}"#,
+        r#"{"g":"u3","v":12345678901234567890123}"#,
+        r#"{"g":"u1","v":{"count":2,"buckets":{"x":2}}}"#,
+        r#"{"g":"u1","v":[1,"a",null]}"#,
+        r#"{"g":"\ud83d\ude00","v":1}"#,
+        r#"{"g":"u1","v":1} # a comment: jaq reads it"#,
+        r#"{"a":5,"g":"u1","v":1}"#,
+        r#"{"a":{"b":1},"a":{"c":2},"g":"u2","v":2}"#,
+        r#"[1,2]"#,
+        r#""s""#,
+        r#"null"#,
+        r#"7"#,
+        "not json",
+        r#"{"g":"u1""#,
+        r#"{"g":"u1",}"#,
+        r#"{"g":"\ud800","v":1}"#,
+        r#"{"g":NaN,"v":1}"#,
+        r#"{"g":"u1","v":+1}"#,
+        r#"{"g":"u1","v":007}"#,
+        "",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    v.push(b"{\"g\":\"\xff\",\"v\":1}".to_vec());
+    v.push(format!("{}{{\"g\":\"deep\"}}{}", "[".repeat(512), "]".repeat(512)).into_bytes());
+    v.push(format!("{}{{\"g\":\"ok\"}}{}", "[".repeat(511), "]".repeat(511)).into_bytes());
+    v
+}
+
+fn records() -> Vec<ConsumedRecord> {
+    let topic: Arc<str> = Arc::from("in");
+    let vals = values();
+    let mut out = Vec::new();
+    let mut offsets = [0i64; 2];
+    // Partition 0 in order, partition 1 reversed, interleaved in runs.
+    for (i, chunk) in vals.chunks(3).enumerate() {
+        for v in chunk {
+            let p = i % 2;
+            out.push(ConsumedRecord {
+                topic: topic.clone(),
+                partition: i32::try_from(p).unwrap_or(0),
+                offset: offsets[p],
+                key: None,
+                value: Bytes::from(v.clone()),
+                headers: Vec::new(),
+                timestamp: 0,
+            });
+            offsets[p] += 1;
+        }
+    }
+    for v in vals.iter().rev() {
+        out.push(ConsumedRecord {
+            topic: topic.clone(),
+            partition: 1,
+            offset: offsets[1],
+            key: None,
+            value: Bytes::from(v.clone()),
+            headers: Vec::new(),
+            timestamp: 0,
+        });
+        offsets[1] += 1;
+    }
+    out
+}
+
+type Seen = Vec<(Option<Bytes>, Bytes)>;
+
+/// Everything observable from a run over `recs`: emits, dead letters with reasons,
+/// tallies and held offsets after every record, then the final results.
+fn observe(mut r: Reduce, recs: &[ConsumedRecord], revoke_at: Option<usize>) -> Vec<String> {
+    let tps = [TopicPartition::new("in", 0), TopicPartition::new("in", 1)];
+    let progress = Progress {
+        batch: 9,
+        done: 1,
+        of: 2,
+    };
+    let mut log = Vec::new();
+    let show = |emits: &mut Vec<Emit>| -> Seen {
+        emits
+            .drain(..)
+            .map(|e| (e.record.key, e.record.value))
+            .collect()
+    };
+    for (i, rec) in recs.iter().enumerate() {
+        let (mut emits, mut dead) = (Vec::new(), Vec::new());
+        let t = r.absorb(rec, progress, &mut emits, &mut dead);
+        let dead: Vec<(i32, i64, String)> = dead
+            .iter()
+            .map(|(d, e)| (d.partition, d.offset, e.error.clone()))
+            .collect();
+        let held: Vec<Option<i64>> = tps.iter().map(|tp| r.held_from(tp)).collect();
+        log.push(format!(
+            "{i}: {t:?} dead {dead:?} held {held:?} emits {:?}",
+            show(&mut emits)
+        ));
+        if revoke_at == Some(i) {
+            log.push(format!("revoked {}", r.revoke(&tps[1..])));
+        }
+    }
+    let mut emits = Vec::new();
+    let t = r.finish_batch(progress, &mut emits);
+    log.push(format!("final {t:?} {:?}", show(&mut emits)));
+    log
+}
+
+#[test]
+fn the_fast_path_gives_what_the_general_path_gives() {
+    // jaq's reader recurses once per level of the 511-deep record: a debug build needs
+    // more than a test thread's stack.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(fast_and_general_agree)
+        .expect("thread")
+        .join()
+        .expect("no panic");
+}
+
+fn fast_and_general_agree() {
+    let recs = records();
+    let emits = [
+        EmitPolicy::default(),
+        EmitPolicy {
+            every_records: Some(4),
+            every: None,
+        },
+    ];
+    let mut checked = 0;
+    for r in BUILTINS {
+        let ofs: &[Option<&str>] = match r {
+            Reducer::Count => &[None],
+            _ => &[Some(".v"), None, Some(".a.b")],
+        };
+        for group_by in [Some(".g"), Some(".a.b"), None, Some(".")] {
+            for of in ofs {
+                for emit in emits {
+                    for revoke_at in [None, Some(recs.len() / 2)] {
+                        let fast = reduce(group_by, r.clone(), *of, emit);
+                        assert!(fast.is_fast());
+                        let mut general = reduce(group_by, r.clone(), *of, emit);
+                        general.fast = None;
+                        let (a, b) = (
+                            observe(fast, &recs, revoke_at),
+                            observe(general, &recs, revoke_at),
+                        );
+                        for (x, y) in a.iter().zip(&b) {
+                            assert_eq!(x, y, "{} by {group_by:?} of {of:?}", r.name());
+                        }
+                        assert_eq!(a.len(), b.len());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 50);
+}
+
+#[test]
+fn a_count_of_good_records_holds_them_all_and_counts_each_group() {
+    let mut r = reduce(Some(".user"), Reducer::Count, None, EmitPolicy::default());
+    let topic: Arc<str> = Arc::from("in");
+    let (mut emits, mut dead) = (Vec::new(), Vec::new());
+    for i in 0..100i64 {
+        let v = format!(r#"{{"n":{i},"user":"u{}","pad":"xx"}}"#, i % 7);
+        let rec = ConsumedRecord {
+            topic: topic.clone(),
+            partition: i32::from(i % 2 == 0),
+            offset: i / 2 + 10,
+            key: None,
+            value: Bytes::from(v),
+            headers: Vec::new(),
+            timestamp: 0,
+        };
+        let t = r.absorb(&rec, Progress::default(), &mut emits, &mut dead);
+        assert_eq!(t, Tally::default());
+    }
+    assert!(emits.is_empty() && dead.is_empty());
+    assert_eq!(r.held_from(&TopicPartition::new("in", 0)), Some(10));
+    assert_eq!(r.held_from(&TopicPartition::new("in", 1)), Some(10));
+    let t = r.finish_batch(Progress::default(), &mut emits);
+    assert_eq!(t.out, 100);
+    let counts: Vec<(String, u64)> = emits
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.record.value).expect("json");
+            (
+                v["group"].as_str().unwrap_or_default().to_string(),
+                v["value"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = (0..7)
+        .map(|g| {
+            (
+                format!("u{g}"),
+                (0..100).filter(|i| i % 7 == g).count() as u64,
+            )
+        })
+        .collect();
+    assert_eq!(counts, want);
+    assert_eq!(r.held_from(&TopicPartition::new("in", 0)), None);
+}
