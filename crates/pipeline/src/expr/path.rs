@@ -281,6 +281,7 @@ impl<const N: usize> Scanner<'_, '_, N> {
         self.eat(b'"')?;
         let mut escaped = false;
         loop {
+            self.skip_plain();
             let c = self.peek()?;
             self.i += 1;
             match c {
@@ -333,6 +334,25 @@ impl<const N: usize> Scanner<'_, '_, N> {
             }
             _ if c == close => Some(true),
             _ => None,
+        }
+    }
+
+    /// Skips string bytes that need no look (neither `"`, `\` nor a control
+    /// character), eight at a time.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = u64::from_le_bytes([1; 8]);
+        const HIGH: u64 = ONES << 7;
+        // Whether any byte of `w` is below `n` (exact for "any", n <= 0x80).
+        let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if below(w ^ (ONES * u64::from(b'"')), 1)
+                || below(w ^ (ONES * u64::from(b'\\')), 1)
+                || below(w, 0x20)
+            {
+                return;
+            }
+            self.i += 8;
         }
     }
 

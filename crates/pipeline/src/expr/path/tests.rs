@@ -343,3 +343,33 @@ fn generated_documents_mostly_take_the_fast_path() {
         "answered {answered}, jq succeeded {jq_ok}"
     );
 }
+
+#[test]
+fn strings_are_read_right_wherever_their_special_bytes_fall() {
+    // Strings are skipped eight bytes at a time: put each kind of byte at every
+    // position of those words.
+    let specials: [(&[u8], bool); 9] = [
+        (b"\\n", true),
+        (b"\\\"", true),
+        (b"\\u00e9", true),
+        (b"\\\\", true),
+        ("é😀".as_bytes(), true),
+        (b"\x7f", true),
+        (b" ", true),
+        (b"\x01", false),
+        (b"\x1f", false),
+    ];
+    for p in 0..20 {
+        for (special, answers) in specials {
+            for tail in ["", "y", "yyyyyyyyy"] {
+                let mut doc = br#"{"user":""#.to_vec();
+                doc.extend(std::iter::repeat_n(b'x', p));
+                doc.extend_from_slice(special);
+                doc.extend_from_slice(tail.as_bytes());
+                doc.extend_from_slice(br#"","n":1}"#);
+                let answered = agrees(&[".user", ".n"], &doc);
+                assert_eq!(answered, answers, "{:?}", String::from_utf8_lossy(&doc));
+            }
+        }
+    }
+}
