@@ -222,22 +222,31 @@ impl CoordinatedTask {
             };
             let progress = self.progress(&consumer.assignment(), next).await?;
             let mut tally = Tally::default();
-            for rec in &batch {
-                self.counters.read(1);
+            self.counters.read(batch.len() as u64);
+            for (k, rec) in batch.iter().enumerate() {
                 let before = emits.len();
                 tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
-                let origin = lineage::origin_of(&rec.topic, rec.partition);
-                for i in 0..emits.len() - before {
-                    tags.push(Some((
-                        origin.clone(),
-                        rec.offset,
-                        u32::try_from(i).unwrap_or(u32::MAX),
-                    )));
+                if emits.len() > before {
+                    let origin = lineage::origin_of(&rec.topic, rec.partition);
+                    for i in 0..emits.len() - before {
+                        tags.push(Some((
+                            origin.clone(),
+                            rec.offset,
+                            u32::try_from(i).unwrap_or(u32::MAX),
+                        )));
+                    }
                 }
-                next.insert(
-                    TopicPartition::new(rec.topic.clone(), rec.partition),
-                    rec.offset + 1,
-                );
+                // A poll returns each partition's records together, in order: the
+                // last of a run is where the partition is read up to.
+                let run_ends = batch
+                    .get(k + 1)
+                    .is_none_or(|n| n.partition != rec.partition || n.topic != rec.topic);
+                if run_ends {
+                    next.insert(
+                        TopicPartition::new(rec.topic.clone(), rec.partition),
+                        rec.offset + 1,
+                    );
+                }
             }
             tally.add(self.op.tick(progress, &mut emits, &mut dead));
             // Partial results are progress reports: no lineage, a replay may repeat them.
