@@ -9,8 +9,10 @@
 //! (`final: false`) go out every N items or T when asked; `done`/`of` say how many input
 //! partitions have completed the batch.
 
+use std::borrow::Borrow;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -83,12 +85,64 @@ struct Part {
     held: u64,
 }
 
-/// One group: its key's JSON and an accumulator per partition slot.
+/// One group: its key and the key's JSON. Its accumulators are in `Reduce::accs`.
 struct Group {
+    key: Box<[u8]>,
     value: Value,
-    accs: Vec<Option<Acc>>,
     /// Listed in `Reduce::dirty` (changed since the last partial result).
     dirty: bool,
+}
+
+/// Group keys this long or shorter are kept inside the group index.
+const INLINE_KEY: usize = 22;
+
+/// A group key in the index, inline when short (most are): finding a record's group
+/// compares keys without a pointer to follow, and a lookup touches one line.
+#[derive(Clone, Debug)]
+enum GroupKey {
+    Inline(u8, [u8; INLINE_KEY]),
+    Heap(Box<[u8]>),
+}
+
+impl GroupKey {
+    fn new(key: &[u8]) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(n) if key.len() <= INLINE_KEY => {
+                let mut inline = [0; INLINE_KEY];
+                inline[..key.len()].copy_from_slice(key);
+                GroupKey::Inline(n, inline)
+            }
+            _ => GroupKey::Heap(key.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            GroupKey::Inline(n, inline) => &inline[..usize::from(*n)],
+            GroupKey::Heap(key) => key,
+        }
+    }
+}
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for GroupKey {}
+
+/// Hashes as the bytes do, so the index can be searched with a `&[u8]`.
+impl Hash for GroupKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl Borrow<[u8]> for GroupKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
 }
 
 /// `group_by` and `of` as plain paths, picked from the record bytes without jq.
@@ -121,10 +175,15 @@ pub struct Reduce {
     pub emit: EmitPolicy,
     pub format: Format,
     fast: Option<FastPaths>,
-    /// group key → its value and per-partition accumulators
-    groups: HashMap<Vec<u8>, Group>,
+    /// group key → group number (its place in `groups`)
+    index: HashMap<GroupKey, usize>,
+    groups: Vec<Group>,
+    /// The accumulator of group `g` for partition slot `s` is at `g * stride + s`.
+    accs: Vec<Option<Acc>>,
+    /// Slots per group in `accs` (at least the partitions seen).
+    stride: usize,
     /// Groups changed since the last partial result (kept only when partials are asked).
-    dirty: Vec<Vec<u8>>,
+    dirty: Vec<usize>,
     track_dirty: bool,
     /// Input partitions seen, by slot; a slot is never reused for another partition.
     parts: Vec<Part>,
@@ -167,7 +226,10 @@ impl Reduce {
             emit,
             format,
             fast,
-            groups: HashMap::new(),
+            index: HashMap::new(),
+            groups: Vec::new(),
+            accs: Vec::new(),
+            stride: 0,
             dirty: Vec::new(),
             parts: Vec::new(),
             order: Vec::new(),
@@ -199,11 +261,51 @@ impl Reduce {
                 let parts = &self.parts;
                 self.order = (0..parts.len()).collect();
                 self.order.sort_by(|a, b| parts[*a].tp.cmp(&parts[*b].tp));
-                parts.len() - 1
+                if parts.len() > self.stride {
+                    self.relayout(parts.len());
+                }
+                self.parts.len() - 1
             }
         };
         self.last_slot = slot;
         slot
+    }
+
+    /// Makes room for `stride` slots per group in `accs`.
+    fn relayout(&mut self, stride: usize) {
+        let old = std::mem::take(&mut self.accs);
+        let mut old = old.into_iter();
+        self.accs = Vec::with_capacity(self.groups.len() * stride);
+        for _ in 0..self.groups.len() {
+            self.accs.extend(old.by_ref().take(self.stride));
+            self.accs
+                .extend(std::iter::repeat_with(|| None).take(stride - self.stride));
+        }
+        self.stride = stride;
+    }
+
+    /// Drops the groups left without any accumulator, renumbering the others.
+    fn compact(&mut self) {
+        let groups = std::mem::take(&mut self.groups);
+        let mut accs = std::mem::take(&mut self.accs).into_iter();
+        let mut renumber = vec![None; groups.len()];
+        for (g, group) in groups.into_iter().enumerate() {
+            let mine: Vec<Option<Acc>> = accs.by_ref().take(self.stride).collect();
+            if mine.iter().any(Option::is_some) {
+                renumber[g] = Some(self.groups.len());
+                self.groups.push(group);
+                self.accs.extend(mine);
+            }
+        }
+        let keep = |g: &mut usize| match renumber[*g] {
+            Some(n) => {
+                *g = n;
+                true
+            }
+            None => false,
+        };
+        self.index.retain(|_, g| keep(g));
+        self.dirty.retain_mut(keep);
     }
 
     fn part(&self, tp: &TopicPartition) -> Option<&Part> {
@@ -257,12 +359,9 @@ impl Reduce {
     /// Adds one record's item to its group's accumulator for partition `slot`.
     fn add(&mut self, slot: usize, a: Absorbed<'_>, offset: i64) -> Result<(), RecordError> {
         let reducer = &self.reducer;
-        match self.groups.get_mut(&*a.key) {
+        match self.index.get(&*a.key).copied() {
             Some(g) => {
-                if g.accs.len() <= slot {
-                    g.accs.resize_with(slot + 1, || None);
-                }
-                match &mut g.accs[slot] {
+                match &mut self.accs[g * self.stride + slot] {
                     Some(acc) => Self::update(reducer, acc, &a.item).map_err(RecordError::new)?,
                     empty @ None => {
                         let mut acc = Self::init(reducer).map_err(RecordError::new)?;
@@ -270,9 +369,9 @@ impl Reduce {
                         *empty = Some(acc);
                     }
                 }
-                if self.track_dirty && !g.dirty {
-                    g.dirty = true;
-                    self.dirty.push(a.key.into_owned());
+                if self.track_dirty && !self.groups[g].dirty {
+                    self.groups[g].dirty = true;
+                    self.dirty.push(g);
                 }
             }
             None => {
@@ -285,21 +384,19 @@ impl Reduce {
                 // A bad first item must not create an empty group.
                 let mut acc = Self::init(reducer).map_err(RecordError::new)?;
                 Self::update(reducer, &mut acc, &a.item).map_err(RecordError::new)?;
-                let mut accs: Vec<Option<Acc>> = Vec::new();
-                accs.resize_with(slot + 1, || None);
-                accs[slot] = Some(acc);
-                let key = a.key.into_owned();
+                let g = self.groups.len();
+                self.groups.push(Group {
+                    key: a.key.as_ref().into(),
+                    value,
+                    dirty: self.track_dirty,
+                });
+                self.accs
+                    .extend(std::iter::repeat_with(|| None).take(self.stride));
+                self.accs[g * self.stride + slot] = Some(acc);
+                self.index.insert(GroupKey::new(&a.key), g);
                 if self.track_dirty {
-                    self.dirty.push(key.clone());
+                    self.dirty.push(g);
                 }
-                self.groups.insert(
-                    key,
-                    Group {
-                        value,
-                        accs,
-                        dirty: self.track_dirty,
-                    },
-                );
             }
         }
         let part = &mut self.parts[slot];
@@ -528,8 +625,9 @@ impl Reduce {
         }
     }
 
-    /// The merged result of one group across partitions, merged in partition order.
-    fn group_result(&self, accs: &[Option<Acc>]) -> Result<Value, String> {
+    /// The merged result of group `g` across partitions, merged in partition order.
+    fn group_result(&self, g: usize) -> Result<Value, String> {
+        let accs = &self.accs[g * self.stride..(g + 1) * self.stride];
         let mut merged: Option<Acc> = None;
         for a in self.order.iter().filter_map(|s| accs.get(*s)?.as_ref()) {
             merged = Some(match merged {
@@ -541,29 +639,27 @@ impl Reduce {
     }
 
     fn emit_groups(
-        &mut self,
-        keys: Vec<Vec<u8>>,
+        &self,
+        groups: &[usize],
         progress: Progress,
         is_final: bool,
         emits: &mut Vec<Emit>,
     ) {
-        for k in keys {
-            let Some(g) = self.groups.get(&k) else {
-                continue;
-            };
-            let value = match self.group_result(&g.accs) {
+        for &g in groups {
+            let value = match self.group_result(g) {
                 Ok(v) => v,
                 Err(e) => json!({ "error": e }),
             };
+            let group = &self.groups[g];
             let record = json!({
                 "batch": progress.batch,
-                "group": g.value,
+                "group": group.value,
                 "value": value,
                 "final": is_final,
                 "done": progress.done,
                 "of": progress.of,
             });
-            emits.push(emit_json(0, Some(k), &record));
+            emits.push(emit_json(0, Some(group.key.to_vec()), &record));
         }
     }
 
@@ -578,15 +674,17 @@ impl Reduce {
 
     /// The final result of every group; everything held is out.
     fn finish_batch(&mut self, progress: Progress, emits: &mut Vec<Emit>) -> Tally {
-        let mut keys: Vec<Vec<u8>> = self.groups.keys().cloned().collect();
-        keys.sort();
-        self.emit_groups(keys, progress, true, emits);
+        let mut sorted: Vec<usize> = (0..self.groups.len()).collect();
+        sorted.sort_by(|a, b| self.groups[*a].key.cmp(&self.groups[*b].key));
+        self.emit_groups(&sorted, progress, true, emits);
         let mut held = 0;
         for p in &mut self.parts {
             held += std::mem::take(&mut p.held);
             p.first_held = None;
         }
+        self.index.clear();
         self.groups.clear();
+        self.accs.clear();
         self.dirty.clear();
         self.since_emit = 0;
         Tally {
@@ -596,13 +694,9 @@ impl Reduce {
     }
 
     fn emit_partials(&mut self, progress: Progress, emits: &mut Vec<Emit>) {
-        let mut keys: Vec<Vec<u8>> = std::mem::take(&mut self.dirty);
-        keys.retain(|k| {
-            self.groups
-                .get_mut(k)
-                .is_some_and(|g| std::mem::replace(&mut g.dirty, false))
-        });
-        self.emit_groups(keys, progress, false, emits);
+        let mut changed = std::mem::take(&mut self.dirty);
+        changed.retain(|g| std::mem::replace(&mut self.groups[*g].dirty, false));
+        self.emit_groups(&changed, progress, false, emits);
         self.since_emit = 0;
         self.last_emit = Instant::now();
     }
@@ -685,14 +779,11 @@ impl Coordinated for Reduce {
             }
             p.first_held = None;
             forgotten += std::mem::take(&mut p.held);
-            for g in self.groups.values_mut() {
-                if let Some(acc) = g.accs.get_mut(slot) {
-                    *acc = None;
-                }
+            for accs in self.accs.chunks_mut(self.stride) {
+                accs[slot] = None;
             }
         }
-        self.groups
-            .retain(|_, g| g.accs.iter().any(Option::is_some));
+        self.compact();
         forgotten
     }
 }

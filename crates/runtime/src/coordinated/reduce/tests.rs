@@ -267,3 +267,117 @@ fn a_count_of_good_records_holds_them_all_and_counts_each_group() {
     assert_eq!(counts, want);
     assert_eq!(r.held_from(&TopicPartition::new("in", 0)), None);
 }
+
+fn rec(partition: i32, offset: i64, value: &str) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: Arc::from("in"),
+        partition,
+        offset,
+        key: None,
+        value: Bytes::from(value.to_string()),
+        headers: Vec::new(),
+        timestamp: 0,
+    }
+}
+
+fn finals(r: &mut Reduce) -> (Tally, Vec<(String, Value)>) {
+    let mut emits = Vec::new();
+    let t = r.finish_batch(Progress::default(), &mut emits);
+    let out = emits
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.record.value).expect("json");
+            (v["group"].to_string(), v["value"].clone())
+        })
+        .collect();
+    (t, out)
+}
+
+#[test]
+fn partitions_that_come_later_or_go_keep_every_group_right() {
+    for fast in [true, false] {
+        let mut r = reduce(
+            Some(".g"),
+            Reducer::Collect,
+            Some(".v"),
+            EmitPolicy::default(),
+        );
+        if !fast {
+            r.fast = None;
+        }
+        let (mut emits, mut dead) = (Vec::new(), Vec::new());
+        // Partition 2 first, then 0, then 1: the layout grows twice with groups in it.
+        let mut offsets = [0i64; 3];
+        for p in [2, 0, 1] {
+            for g in 0..50 {
+                let o = &mut offsets[usize::try_from(p).unwrap_or(0)];
+                let v = format!(r#"{{"g":"g{g:02}","v":"{p}-{g}"}}"#);
+                r.absorb(&rec(p, *o, &v), Progress::default(), &mut emits, &mut dead);
+                *o += 1;
+            }
+        }
+        // A group only partition 1 has.
+        r.absorb(
+            &rec(1, offsets[1], r#"{"g":"only1","v":"x"}"#),
+            Progress::default(),
+            &mut emits,
+            &mut dead,
+        );
+        assert!(emits.is_empty() && dead.is_empty());
+        assert_eq!(r.held_from(&TopicPartition::new("in", 1)), Some(0));
+        assert_eq!(r.revoke(&[TopicPartition::new("in", 1)]), 51);
+        assert_eq!(r.held_from(&TopicPartition::new("in", 1)), None);
+        assert_eq!(r.held_from(&TopicPartition::new("in", 2)), Some(0));
+        // Partition 1 comes back: it starts over.
+        r.absorb(
+            &rec(1, 0, r#"{"g":"g07","v":"again"}"#),
+            Progress::default(),
+            &mut emits,
+            &mut dead,
+        );
+        let (t, out) = finals(&mut r);
+        assert_eq!(t.out, 101);
+        assert_eq!(out.len(), 50, "only1 went with its partition");
+        for (i, (group, value)) in out.iter().enumerate() {
+            assert_eq!(*group, format!("\"g{i:02}\""));
+            // Merged in partition order, whatever order they came in.
+            let mut want = vec![json!(format!("0-{i}"))];
+            if i == 7 {
+                want.push(json!("again"));
+            }
+            want.push(json!(format!("2-{i}")));
+            assert_eq!(*value, Value::Array(want), "fast {fast}");
+        }
+        let (t, out) = finals(&mut r);
+        assert_eq!((t.out, out.len()), (0, 0), "a batch starts empty");
+    }
+}
+
+#[test]
+fn partials_name_each_changed_group_once_and_survive_a_revoke() {
+    let every = EmitPolicy {
+        every_records: Some(3),
+        every: None,
+    };
+    let mut r = reduce(Some(".g"), Reducer::Count, None, every);
+    let (mut emits, mut dead) = (Vec::new(), Vec::new());
+    let mut absorb = |r: &mut Reduce, p: i32, o: i64, g: &str| {
+        let v = format!(r#"{{"g":"{g}"}}"#);
+        r.absorb(&rec(p, o, &v), Progress::default(), &mut emits, &mut dead);
+        let named: Vec<String> = emits
+            .drain(..)
+            .map(|e| String::from_utf8_lossy(e.record.key.as_deref().unwrap_or_default()).into())
+            .collect();
+        named
+    };
+    assert!(absorb(&mut r, 0, 0, "a").is_empty());
+    assert!(absorb(&mut r, 1, 0, "b").is_empty());
+    assert_eq!(absorb(&mut r, 0, 1, "a"), ["a", "b"]);
+    assert!(absorb(&mut r, 1, 1, "b").is_empty());
+    assert_eq!(r.revoke(&[TopicPartition::new("in", 1)]), 2);
+    assert!(absorb(&mut r, 0, 2, "c").is_empty());
+    // b went with partition 1; a and c changed.
+    let mut named = absorb(&mut r, 0, 3, "a");
+    named.sort();
+    assert_eq!(named, ["a", "c"]);
+}
