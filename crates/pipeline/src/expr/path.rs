@@ -337,19 +337,21 @@ impl<const N: usize> Scanner<'_, '_, N> {
         }
     }
 
-    /// Skips string bytes that need no look (neither `"`, `\` nor a control
-    /// character), eight at a time.
+    /// Skips string bytes that need no look, eight at a time: stops at the first `"`,
+    /// `\` or control character (or eight bytes before the end of the document).
     fn skip_plain(&mut self) {
         const ONES: u64 = u64::from_le_bytes([1; 8]);
         const HIGH: u64 = ONES << 7;
-        // Whether any byte of `w` is below `n` (exact for "any", n <= 0x80).
-        let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+        // The high bit of each byte of `w` below `n` (n <= 0x80). A borrow can also
+        // flag a byte above a flagged one, so only the lowest flag is exact.
+        let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            if below(w ^ (ONES * u64::from(b'"')), 1)
-                || below(w ^ (ONES * u64::from(b'\\')), 1)
-                || below(w, 0x20)
-            {
+            let special = below(w ^ (ONES * u64::from(b'"')), 1)
+                | below(w ^ (ONES * u64::from(b'\\')), 1)
+                | below(w, 0x20);
+            if special != 0 {
+                self.i += (special.trailing_zeros() / 8) as usize;
                 return;
             }
             self.i += 8;
