@@ -216,10 +216,12 @@ impl CoordinatedTask {
                     }
                 }
             }
-            let batch: Vec<ConsumedRecord> = match &self.completion {
-                Some(c) => polled.into_iter().filter(|r| c.within(r)).collect(),
-                None => polled,
-            };
+            // Records past the batch's end wait for the next batch. (In place: nothing
+            // moves when the whole poll is within the batch, as it nearly always is.)
+            let mut batch = polled;
+            if let Some(c) = &self.completion {
+                batch.retain(|r| c.within(r));
+            }
             let progress = self.progress(&consumer.assignment(), next).await?;
             let mut tally = Tally::default();
             self.counters.read(batch.len() as u64);
