@@ -134,8 +134,14 @@ fn flipped_byte_in_the_middle_is_a_clear_error_naming_file_and_offset() {
         .open(&seg)
         .expect("open");
     let mut byte = [0u8];
-    f.read_exact_at(&mut byte, 60).expect("read byte"); // inside the first batch's records
-    f.write_all_at(&[byte[0] ^ 0x20], 60).expect("flip");
+    // Inside the first record's value, however the producer batched its lines: a batch
+    // header is 32 bytes, then the record's timestamp (8), key length (4) and value
+    // length (4) — docs/format.md.
+    const IN_FIRST_VALUE: u64 = 32 + 8 + 4 + 4 + 2;
+    f.read_exact_at(&mut byte, IN_FIRST_VALUE)
+        .expect("read byte");
+    f.write_all_at(&[byte[0] ^ 0x20], IN_FIRST_VALUE)
+        .expect("flip");
     drop(f);
     for args in [
         vec![
