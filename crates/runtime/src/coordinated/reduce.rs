@@ -246,7 +246,8 @@ impl Reduce {
 
     /// The slot of a record's partition.
     fn slot(&mut self, rec: &ConsumedRecord) -> usize {
-        let is = |p: &Part| p.tp.partition == rec.partition && *p.tp.topic == *rec.topic;
+        // Arc == Arc: the same name shared by a consumer is equal without a compare.
+        let is = |p: &Part| p.tp.partition == rec.partition && p.tp.topic == rec.topic;
         if self.parts.get(self.last_slot).is_some_and(is) {
             return self.last_slot;
         }
