@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use millrace_store::{
-    Durability, GroupMember, RecordRef, Store, StoreError, StoreOptions, Topic, TopicConfig,
-    partition_for_key,
+    Durability, GroupMember, RecordRef, RecordSink, Store, StoreError, StoreOptions, Topic,
+    TopicConfig, partition_for_key,
 };
 use tokio::sync::Notify;
 
@@ -445,29 +445,54 @@ impl EmbeddedConsumer {
                 continue;
             }
             let want = max_records - out.len();
-            let recs = part.read(*pos, want, 16 << 20).map_err(map_store)?;
             if out.capacity() == 0 {
                 // Sized once for the whole poll: growing by doubling would copy the
                 // records and touch fresh pages every time.
                 let avail = usize::try_from(end - *pos).unwrap_or(usize::MAX);
-                out.reserve_exact(want.min(avail).max(recs.len()));
-            } else {
-                out.reserve(recs.len());
+                out.reserve_exact(want.min(avail));
             }
-            if let Some(last) = recs.last() {
-                *pos = last.offset + 1;
-            }
-            out.extend(recs.into_iter().map(|r| ConsumedRecord {
-                topic: Arc::clone(&tp.topic),
+            let mut sink = Consumed {
+                out: &mut out,
+                topic: &tp.topic,
                 partition: tp.partition,
-                offset: to_i64(r.offset),
-                key: r.record.key,
-                value: r.record.value,
-                headers: r.record.headers,
-                timestamp: r.record.timestamp,
-            }));
+                taken: 0,
+                next: *pos,
+            };
+            part.read_into(*pos, want, 16 << 20, &mut sink)
+                .map_err(map_store)?;
+            *pos = sink.next;
         }
         Ok(out)
+    }
+}
+
+/// Decoded records go straight into the poll's result.
+struct Consumed<'a> {
+    out: &'a mut Vec<ConsumedRecord>,
+    topic: &'a Arc<str>,
+    partition: i32,
+    taken: usize,
+    /// The offset after the last record taken.
+    next: u64,
+}
+
+impl RecordSink for Consumed<'_> {
+    fn taken(&self) -> usize {
+        self.taken
+    }
+
+    fn take(&mut self, offset: u64, record: millrace_store::Record) {
+        self.taken += 1;
+        self.next = offset + 1;
+        self.out.push(ConsumedRecord {
+            topic: Arc::clone(self.topic),
+            partition: self.partition,
+            offset: to_i64(offset),
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp: record.timestamp,
+        });
     }
 }
 

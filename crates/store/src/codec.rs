@@ -360,6 +360,24 @@ impl Cursor<'_> {
     }
 }
 
+/// Where a read's records go. A reader hands in its own collection, so each record is
+/// built once, where it is used (a broker's consumer builds its records directly).
+pub trait RecordSink {
+    /// Records taken so far by this read.
+    fn taken(&self) -> usize;
+    fn take(&mut self, offset: u64, record: Record);
+}
+
+impl RecordSink for Vec<StoredRecord> {
+    fn taken(&self) -> usize {
+        self.len()
+    }
+
+    fn take(&mut self, offset: u64, record: Record) {
+        self.push(StoredRecord { offset, record });
+    }
+}
+
 /// Limits for [`decode_batch_into`]; `bytes_used` accumulates across batches.
 pub(crate) struct ReadLimits {
     pub from: u64,
@@ -379,7 +397,7 @@ pub(crate) fn decode_batch_into(
     start: usize,
     header: &BatchHeader,
     limits: &mut ReadLimits,
-    out: &mut Vec<StoredRecord>,
+    out: &mut (impl RecordSink + ?Sized),
 ) -> Result<bool, String> {
     let mut c = Cursor {
         buf,
@@ -399,12 +417,12 @@ pub(crate) fn decode_batch_into(
         let before = c.pos;
         let record = c.record()?;
         let size = c.pos - before;
-        if !out.is_empty() && limits.bytes_used + size > limits.max_bytes {
+        if out.taken() > 0 && limits.bytes_used + size > limits.max_bytes {
             return Ok(true);
         }
         limits.bytes_used += size;
-        out.push(StoredRecord { offset, record });
-        if out.len() >= limits.max_records {
+        out.take(offset, record);
+        if out.taken() >= limits.max_records {
             return Ok(true);
         }
     }

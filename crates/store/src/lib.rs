@@ -34,6 +34,7 @@ mod segment;
 pub mod store;
 pub mod topic;
 
+pub use codec::RecordSink;
 pub use config::{Durability, StoreOptions, TopicConfig};
 pub use error::StoreError;
 pub use groups::GroupMember;

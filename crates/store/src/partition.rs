@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::codec::{self, BatchHeader, ReadLimits};
+use crate::codec::{self, BatchHeader, ReadLimits, RecordSink};
 use crate::config::{Durability, TopicConfig};
 use crate::durability::Committer;
 use crate::error::StoreError;
@@ -284,6 +284,23 @@ impl Partition {
             .unwrap_or(usize::MAX)
             .min(max_records);
         let mut out = Vec::with_capacity(wanted.min(64 * 1024));
+        self.read_into(from, max_records, max_bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read`](Self::read) into the caller's collection.
+    pub fn read_into(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut (impl RecordSink + ?Sized),
+    ) -> Result<(), StoreError> {
+        let until = self.end_offset();
+        let from = from.max(self.start_offset());
+        if from >= until || max_records == 0 {
+            return Ok(());
+        }
         let mut limits = ReadLimits {
             from,
             until,
@@ -304,7 +321,7 @@ impl Partition {
                     None => break,
                 }
             };
-            if seg.read_into(&mut limits, &mut out)? {
+            if seg.read_into(&mut limits, out)? {
                 break;
             }
             // This segment has nothing more: continue at the next one.
@@ -314,7 +331,7 @@ impl Partition {
             }
             limits.from = next;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Offset of the first record (older ones were removed by retention).

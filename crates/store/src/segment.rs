@@ -6,11 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{self, BATCH_HEADER_LEN, BatchHeader, ReadLimits};
+use crate::codec::{self, BATCH_HEADER_LEN, BatchHeader, ReadLimits, RecordSink};
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
 use crate::io::{self, StorageFile};
-use crate::record::StoredRecord;
 
 /// A segment: its file and its index. The index's `len` is the number of bytes that hold
 /// whole batches; readers never look past it, so they never see a half-written batch.
@@ -94,7 +93,7 @@ impl Segment {
     pub fn read_into(
         &self,
         limits: &mut ReadLimits,
-        out: &mut Vec<StoredRecord>,
+        out: &mut (impl RecordSink + ?Sized),
     ) -> Result<bool, StoreError> {
         let (mut pos, end, avg) = {
             let ix = read_index(self);
@@ -106,7 +105,7 @@ impl Segment {
             )
         };
         let wanted_records =
-            u64::try_from(limits.max_records.saturating_sub(out.len())).unwrap_or(u64::MAX);
+            u64::try_from(limits.max_records.saturating_sub(out.taken())).unwrap_or(u64::MAX);
         let wanted_bytes =
             u64::try_from(limits.max_bytes.saturating_sub(limits.bytes_used)).unwrap_or(u64::MAX);
         // Read roughly what the caller asked for, plus the index's granularity (the
@@ -167,7 +166,7 @@ impl Segment {
         h: &BatchHeader,
         file_pos: u64,
         limits: &mut ReadLimits,
-        out: &mut Vec<StoredRecord>,
+        out: &mut (impl RecordSink + ?Sized),
     ) -> Result<bool, StoreError> {
         if !codec::crc_matches(&buf[at..at + h.total_len], h) {
             return Err(self.corrupt(file_pos, "batch checksum (crc32c) mismatch"));
