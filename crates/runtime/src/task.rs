@@ -79,16 +79,22 @@ impl StageTask {
         partitions_of: &HashMap<String, i32>,
         next: &mut BTreeMap<TopicPartition, i64>,
     ) -> Result<(), RuntimeError> {
-        let mut emits: Vec<Emit> = Vec::with_capacity(self.max_batch);
-        let mut lineage = Lineage::new(&self.stage);
-        let out_parts: Vec<i32> = self
-            .outputs
-            .iter()
-            .map(|t| partitions_of.get(t).copied().unwrap_or(1).max(1))
-            .collect();
+        let assembly = Arc::new(Assembly {
+            stage: self.stage.clone(),
+            outputs: self.outputs.clone(),
+            out_parts: self
+                .outputs
+                .iter()
+                .map(|t| partitions_of.get(t).copied().unwrap_or(1).max(1))
+                .collect(),
+            dead_letter: self.dead_letter.clone(),
+        });
         // The previous batch's produce runs while the next batch is read and processed
         // (two batches in flight at most); it is committed once it is durable.
-        let mut out = Outgoing::default();
+        let mut out = Outgoing {
+            lineage: Some(Lineage::new(&self.stage)),
+            ..Outgoing::default()
+        };
         loop {
             if *self.stop.borrow() {
                 return out
@@ -129,6 +135,10 @@ impl StageTask {
                 .iter()
                 .any(|r| matches!(r, millrace_broker::Rebalance::Assigned(_)))
             {
+                // The lineage is with the batch in flight until it settles.
+                out.settle(&self.stage, &self.counters, consumer, next, false)
+                    .await?;
+                let lineage = out.lineage.get_or_insert_with(|| Lineage::new(&self.stage));
                 lineage.recover(self.broker.as_ref(), &self.outputs).await?;
             }
             // In a --batch run, records past the snapshot belong to the next run.
@@ -143,7 +153,7 @@ impl StageTask {
                 continue;
             }
             self.counters.read(batch.len() as u64);
-            emits.clear();
+            let mut emits: Vec<Emit> = Vec::with_capacity(batch.len());
             let outcomes = self.operator.process(&batch, &mut emits).await;
             if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
                 // Stopping mid-batch: nothing of it is produced or committed.
@@ -151,109 +161,39 @@ impl StageTask {
                     .settle(&self.stage, &self.counters, consumer, next, true)
                     .await;
             }
-            let mut out_batch = OutputBatch::new(self.outputs.len());
-            let mut dead = Vec::new();
-            let (mut outs, mut filtered, mut failed) = (0u64, 0u64, 0u64);
-            let mut emitted = 0u64;
-            // The next emit of the batch's outputs (in input order).
-            let mut at = 0usize;
-            // The origin of the records in hand, and its lineage prefix's number.
-            let mut origin: (Option<TopicPartition>, String, usize) = (None, String::new(), 0);
-            for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
-                match outcome {
-                    Outcome::Emitted(0) => filtered += 1,
-                    Outcome::Emitted(n) => {
-                        let end = (at + *n).min(emits.len());
-                        let mine = &mut emits[at..end];
-                        at += mine.len();
-                        if let Some(size) = mine
-                            .iter()
-                            .map(|e| record_bytes(&e.record))
-                            .find(|s| *s > MAX_RECORD_BYTES)
-                        {
-                            // An oversize output is this record's error, not the stage's.
-                            failed += 1;
-                            dead.push(dead_letter::record(
-                                &self.stage,
-                                rec,
-                                &format!("an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit"),
-                                1,
-                            ));
-                            continue;
-                        }
-                        outs += 1;
-                        if !origin.0.as_ref().is_some_and(|tp| {
-                            tp.partition == rec.partition && tp.topic == rec.topic
-                        }) {
-                            let o = lineage::origin_of(&rec.topic, rec.partition);
-                            let prefix = out_batch.prefix(lineage::prefix(&self.stage, &o));
-                            let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
-                            origin = (Some(tp), o, prefix);
-                        }
-                        for (index, e) in mine.iter_mut().enumerate() {
-                            emitted += 1;
-                            let mut r = std::mem::take(&mut e.record);
-                            let topic = &self.outputs[e.output];
-                            let parts = out_parts[e.output];
-                            // The output partition is fixed here, as the broker would
-                            // choose it (murmur2 of the key, as Java's client does), so a
-                            // replay finds its output where it was written. Unkeyed
-                            // records stay with the input partition's records.
-                            let q = lineage::output_partition(
-                                r.partition,
-                                r.key.as_deref(),
-                                parts,
-                                Some(rec.partition),
-                            )
-                            .unwrap_or(0);
-                            r.partition = Some(q);
-                            let index = u32::try_from(index).unwrap_or(u32::MAX);
-                            if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
-                                continue;
-                            }
-                            out_batch.push(e.output, r, (origin.2, rec.offset, index));
-                        }
-                    }
-                    Outcome::Abandoned => {}
-                    Outcome::Failed(err) => {
-                        failed += 1;
-                        tracing::debug!(stage = %self.stage, error = %err.error, "dead-lettering record");
-                        dead.push(dead_letter::record(
-                            &self.stage,
-                            rec,
-                            &err.error,
-                            err.attempts,
-                        ));
-                    }
-                }
-            }
-            emits.clear();
             let offsets = next_offsets(&batch);
             // Outputs keep their order: this batch is produced only after the previous
             // one is durable; the previous one's commit follows the new produce's start.
             out.settle(&self.stage, &self.counters, consumer, next, false)
                 .await?;
+            let mut lineage = out
+                .lineage
+                .take()
+                .unwrap_or_else(|| Lineage::new(&self.stage));
             let broker = self.broker.clone();
-            // On a thread of its own, not a task: a task spawned here waits in this
-            // worker's LIFO slot, where no other worker may take it, until this loop
-            // yields — the batches would take turns on one core instead of overlapping.
-            // The input batch is dropped there too: freeing its records is work this
-            // loop, the busier side, need not do.
+            let assembly = Arc::clone(&assembly);
+            // Assembled and produced on a thread of its own, not a task: a task spawned
+            // here waits in this worker's LIFO slot, where no other worker may take it,
+            // until this loop yields — the batches would take turns on one core instead
+            // of overlapping. That thread takes the outputs' partitions and lineage, the
+            // produce, and freeing the input batch; this loop reads and processes the
+            // next batch meanwhile (on two cores, the two halves are about even).
             let runtime = tokio::runtime::Handle::current();
             let read = batch.len() as u64;
-            let (outputs, dead_letter) = (self.outputs.clone(), self.dead_letter.clone());
             out.inflight = Some(InFlight {
                 produce: tokio::task::spawn_blocking(move || {
-                    let mut sends = out_batch.stamped(&outputs);
+                    let (out_batch, dead, counts) =
+                        assembly.assemble(&batch, &outcomes, emits, &mut lineage);
+                    let mut sends = out_batch.stamped(&assembly.outputs);
                     if !dead.is_empty() {
-                        sends.push((dead_letter, dead));
+                        sends.push((assembly.dead_letter.clone(), dead));
                     }
-                    let produced = runtime.block_on(produce_all(broker.as_ref(), sends));
+                    runtime.block_on(produce_all(broker.as_ref(), sends))?;
                     drop(batch);
-                    produced
+                    Ok(Assembled { lineage, counts })
                 }),
                 offsets,
-                counts: [outs, filtered, failed, emitted, read],
+                read,
             });
             out.pending
                 .commit_if_due(&self.counters, consumer, next, false)
@@ -262,11 +202,116 @@ impl StageTask {
     }
 }
 
+/// What a stage's produce thread needs to turn a processed batch into output records.
+struct Assembly {
+    stage: String,
+    outputs: Vec<String>,
+    /// Partition counts of `outputs`.
+    out_parts: Vec<i32>,
+    dead_letter: String,
+}
+
+impl Assembly {
+    /// The outputs of a processed batch — each with its partition fixed, those already
+    /// written (lineage) left out — and its dead letters, with the counts
+    /// `[out, filtered, dead-lettered, emitted]`.
+    fn assemble(
+        &self,
+        batch: &[millrace_broker::ConsumedRecord],
+        outcomes: &[Outcome],
+        mut emits: Vec<Emit>,
+        lineage: &mut Lineage,
+    ) -> (OutputBatch, Vec<ProduceRecord>, [u64; 4]) {
+        let out_parts = &self.out_parts;
+        let mut out_batch = OutputBatch::new(self.outputs.len());
+        let mut dead = Vec::new();
+        let (mut outs, mut filtered, mut failed) = (0u64, 0u64, 0u64);
+        let mut emitted = 0u64;
+        // The next emit of the batch's outputs (in input order).
+        let mut at = 0usize;
+        // The origin of the records in hand, and its lineage prefix's number.
+        let mut origin: (Option<TopicPartition>, String, usize) = (None, String::new(), 0);
+        for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
+            match outcome {
+                Outcome::Emitted(0) => filtered += 1,
+                Outcome::Emitted(n) => {
+                    let end = (at + *n).min(emits.len());
+                    let mine = &mut emits[at..end];
+                    at += mine.len();
+                    if let Some(size) = mine
+                        .iter()
+                        .map(|e| record_bytes(&e.record))
+                        .find(|s| *s > MAX_RECORD_BYTES)
+                    {
+                        // An oversize output is this record's error, not the stage's.
+                        failed += 1;
+                        dead.push(dead_letter::record(
+                            &self.stage,
+                            rec,
+                            &format!("an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit"),
+                            1,
+                        ));
+                        continue;
+                    }
+                    outs += 1;
+                    if !origin
+                        .0
+                        .as_ref()
+                        .is_some_and(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
+                    {
+                        let o = lineage::origin_of(&rec.topic, rec.partition);
+                        let prefix = out_batch.prefix(lineage::prefix(&self.stage, &o));
+                        let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
+                        origin = (Some(tp), o, prefix);
+                    }
+                    for (index, e) in mine.iter_mut().enumerate() {
+                        emitted += 1;
+                        let mut r = std::mem::take(&mut e.record);
+                        let topic = &self.outputs[e.output];
+                        let parts = out_parts[e.output];
+                        // The output partition is fixed here, as the broker would
+                        // choose it (murmur2 of the key, as Java's client does), so a
+                        // replay finds its output where it was written. Unkeyed
+                        // records stay with the input partition's records.
+                        let q = lineage::output_partition(
+                            r.partition,
+                            r.key.as_deref(),
+                            parts,
+                            Some(rec.partition),
+                        )
+                        .unwrap_or(0);
+                        r.partition = Some(q);
+                        let index = u32::try_from(index).unwrap_or(u32::MAX);
+                        if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
+                            continue;
+                        }
+                        out_batch.push(e.output, r, (origin.2, rec.offset, index));
+                    }
+                }
+                Outcome::Abandoned => {}
+                Outcome::Failed(err) => {
+                    failed += 1;
+                    tracing::debug!(stage = %self.stage, error = %err.error, "dead-lettering record");
+                    dead.push(dead_letter::record(
+                        &self.stage,
+                        rec,
+                        &err.error,
+                        err.attempts,
+                    ));
+                }
+            }
+        }
+        (out_batch, dead, [outs, filtered, failed, emitted])
+    }
+}
+
 /// What a stage task has sent on: the batch whose outputs are being produced, and the
 /// offsets whose outputs are durable but not committed yet.
 #[derive(Default)]
 struct Outgoing {
     inflight: Option<InFlight>,
+    /// What this stage already wrote; with the batch in flight while it is assembled.
+    lineage: Option<Lineage>,
     /// Committed together every COMMIT_EVERY (and whenever the task idles or stops):
     /// fewer commits, each one fdatasync.
     pending: PendingCommit,
@@ -284,13 +329,14 @@ impl Outgoing {
         force: bool,
     ) -> Result<(), RuntimeError> {
         if let Some(f) = self.inflight.take() {
-            f.produce.await.map_err(|e| RuntimeError::Stage {
+            let done = f.produce.await.map_err(|e| RuntimeError::Stage {
                 stage: stage.to_string(),
                 message: format!("produce task failed: {e}"),
             })??;
-            let [out, filtered, failed, emitted, n] = f.counts;
+            let [out, filtered, failed, emitted] = done.counts;
             counters.finish(out, filtered, failed, emitted);
-            self.pending.add(f.offsets, n);
+            self.lineage = Some(done.lineage);
+            self.pending.add(f.offsets, f.read);
         }
         if force {
             self.pending
@@ -442,12 +488,19 @@ fn record_bytes(r: &ProduceRecord) -> usize {
             .sum::<usize>()
 }
 
-/// A batch whose outputs are being produced.
+/// A batch whose outputs are being assembled and produced.
 struct InFlight {
-    produce: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    produce: tokio::task::JoinHandle<Result<Assembled, RuntimeError>>,
     offsets: Vec<(TopicPartition, i64)>,
-    /// out, filtered, dead-lettered, emitted, read.
-    counts: [u64; 5],
+    /// Records read.
+    read: u64,
+}
+
+/// A batch's outputs, durable: the lineage comes back, with the counts
+/// `[out, filtered, dead-lettered, emitted]`.
+struct Assembled {
+    lineage: Lineage,
+    counts: [u64; 4],
 }
 
 /// Partition counts of the topics a stage writes.
