@@ -373,39 +373,3 @@ fn strings_are_read_right_wherever_their_special_bytes_fall() {
         }
     }
 }
-
-/// `cargo test --release -p millrace-pipeline pick_speed -- --ignored --nocapture`
-#[test]
-#[ignore = "a timing, not a test"]
-fn pick_speed() {
-    let docs: Vec<Vec<u8>> = (0..10_000)
-        .map(|i| {
-            let mut v = format!("{{\"n\":{i},\"user\":\"u{}\",\"pad\":\"", i % 10_000).into_bytes();
-            v.resize(98, b'x');
-            v.extend_from_slice(b"\"}");
-            v
-        })
-        .collect();
-    let p = PlainPath::parse(".user").expect("plain");
-    let whole = PlainPath::parse(".").expect("plain");
-    for _ in 0..3 {
-        let start = std::time::Instant::now();
-        let mut n = 0usize;
-        for _ in 0..100 {
-            for d in &docs {
-                let [g, _] = pick(d, [&p, &whole]).expect("answers");
-                n += g.key().expect("key").len();
-            }
-        }
-        let per = start.elapsed().as_nanos() as f64 / 1e6;
-        eprintln!("pick: {per:.1} ns per 100 B record ({n})");
-        let start = std::time::Instant::now();
-        for _ in 0..100 {
-            for d in &docs {
-                n += std::str::from_utf8(std::hint::black_box(d)).map_or(0, str::len);
-            }
-        }
-        let per = start.elapsed().as_nanos() as f64 / 1e6;
-        eprintln!("from_utf8: {per:.1} ns per 100 B record ({n})");
-    }
-}

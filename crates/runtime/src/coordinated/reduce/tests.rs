@@ -381,29 +381,3 @@ fn partials_name_each_changed_group_once_and_survive_a_revoke() {
     named.sort();
     assert_eq!(named, ["a", "c"]);
 }
-
-/// `cargo test --release -p millrace-runtime --lib absorb_speed -- --ignored --nocapture`
-#[test]
-#[ignore = "a timing, not a test"]
-fn absorb_speed() {
-    // The bench's records: 100 B, 10 000 groups, two partitions.
-    let recs: Vec<ConsumedRecord> = (0..1_000_000i64)
-        .map(|i| {
-            let mut v = format!("{{\"n\":{i},\"user\":\"u{}\",\"pad\":\"", i % 10_000).into_bytes();
-            v.resize(98, b'x');
-            v.extend_from_slice(b"\"}");
-            rec(i32::from(i % 4096 >= 2048), i, &String::from_utf8_lossy(&v))
-        })
-        .collect();
-    for _ in 0..5 {
-        let mut r = reduce(Some(".user"), Reducer::Count, None, EmitPolicy::default());
-        let (mut emits, mut dead) = (Vec::new(), Vec::new());
-        let start = std::time::Instant::now();
-        for rec in &recs {
-            r.absorb(rec, Progress::default(), &mut emits, &mut dead);
-        }
-        let per = start.elapsed().as_nanos() as f64 / recs.len() as f64;
-        assert!(dead.is_empty());
-        eprintln!("absorb: {per:.1} ns per record");
-    }
-}
