@@ -247,6 +247,10 @@ impl KafkaConsumer {
     }
 }
 
+/// Records a poll makes room for at once (librdkafka fetches ahead in batches of this
+/// order for small records).
+const PREFETCHED: usize = 4096;
+
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
@@ -266,6 +270,9 @@ impl Consumer for KafkaConsumer {
                 Err(_) => return Ok(out),
             }
         }
+        // Room for what is probably fetched already, once a record has come: growing
+        // by doubling from one would copy a large poll's records over and over.
+        out.reserve(max.min(PREFETCHED) - out.len());
         // Polled once with a no-op waker, not with a zero `tokio::time::timeout`: that
         // one waits for the timer's next millisecond tick whenever the queue is empty.
         let waker = std::task::Waker::noop();
