@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Backend, WAIT, backends, poll_for, poll_n, poll_until, sorted, unique};
 use millrace_broker::{
-    BrokerError, ConsumerConfig, Header, NewTopic, OffsetReset, ProduceRecord, Rebalance, Seek,
-    TopicPartition,
+    BrokerError, ConsumedRecord, ConsumerConfig, Header, NewTopic, OffsetReset, ProduceRecord,
+    Rebalance, Seek, TopicPartition,
 };
 
 /// Runs `scenario` against every backend.
@@ -390,7 +390,15 @@ async fn group_members_read_disjoint_records(b: &Backend) {
     })
     .await;
     let deadline = std::time::Instant::now() + WAIT;
-    while seen[0].len() + seen[1].len() < 40 && std::time::Instant::now() < deadline {
+    // Counted distinct: a record read twice across the rebalance must not stand in for
+    // one not read yet.
+    let distinct = |seen: &[Vec<ConsumedRecord>]| {
+        let mut v: Vec<&[u8]> = seen.iter().flatten().map(|r| &r.value[..]).collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    while distinct(&seen) < 40 && std::time::Instant::now() < deadline {
         seen[0].extend(
             c1.poll(100, Duration::from_millis(100))
                 .await
