@@ -309,6 +309,7 @@ impl Broker for EmbeddedBroker {
             positions: BTreeMap::new(),
             rebalances: Vec::new(),
             next: 0,
+            ahead: None,
         };
         c.refresh_assignment()?;
         Ok(Box::new(c))
@@ -340,7 +341,21 @@ pub struct EmbeddedConsumer {
     rebalances: Vec<Rebalance>,
     /// Round-robin start among partitions so one busy partition cannot starve others.
     next: usize,
+    /// The next poll's records, read while the caller works on this poll's.
+    ahead: Option<ReadAhead>,
 }
+
+/// A read of the next records on a blocking thread, started when a poll returns
+/// records: a busy reader's read and decode then overlap its processing (a stage's loop
+/// would otherwise do both on one core). Its records are used only if nothing moved the
+/// positions it started from (a seek, a rebalance) and the next poll asks for as many.
+struct ReadAhead {
+    read: tokio::task::JoinHandle<Result<(Vec<ConsumedRecord>, Positions), BrokerError>>,
+    from: Positions,
+    max_records: usize,
+}
+
+type Positions = BTreeMap<TopicPartition, u64>;
 
 impl EmbeddedConsumer {
     fn start_position(&self, tp: &TopicPartition) -> Result<u64, BrokerError> {
@@ -422,48 +437,92 @@ impl EmbeddedConsumer {
     }
 
     fn read_available(&mut self, max_records: usize) -> Result<Vec<ConsumedRecord>, BrokerError> {
-        let mut out = Vec::new();
-        let n = self.positions.len();
-        if n == 0 {
-            return Ok(out);
-        }
-        let start = self.next % n;
+        let start = self.next;
         self.next = self.next.wrapping_add(1);
-        let broker = &self.broker;
-        let mut order: Vec<(&TopicPartition, &mut u64)> = self.positions.iter_mut().collect();
-        order.rotate_left(start);
-        for (tp, pos) in order {
-            if out.len() >= max_records {
-                break;
-            }
-            let t = broker.topic(&tp.topic)?;
-            let part = t
-                .partition(partition_index(tp.partition)?)
-                .map_err(map_store)?;
-            let end = part.end_offset();
-            if *pos >= end {
-                continue;
-            }
-            let want = max_records - out.len();
-            if out.capacity() == 0 {
-                // Sized once for the whole poll: growing by doubling would copy the
-                // records and touch fresh pages every time.
-                let avail = usize::try_from(end - *pos).unwrap_or(usize::MAX);
-                out.reserve_exact(want.min(avail));
-            }
-            let mut sink = Consumed {
-                out: &mut out,
-                topic: &tp.topic,
-                partition: tp.partition,
-                taken: 0,
-                next: *pos,
-            };
-            part.read_into(*pos, want, 16 << 20, &mut sink)
-                .map_err(map_store)?;
-            *pos = sink.next;
+        read_from(&self.broker, &mut self.positions, start, max_records)
+    }
+
+    /// Starts reading the records after the ones just returned.
+    fn read_ahead(&mut self, max_records: usize) {
+        let (broker, from) = (self.broker.clone(), self.positions.clone());
+        let mut positions = from.clone();
+        let start = self.next;
+        self.ahead = Some(ReadAhead {
+            read: tokio::task::spawn_blocking(move || {
+                let out = read_from(&broker, &mut positions, start, max_records)?;
+                Ok((out, positions))
+            }),
+            from,
+            max_records,
+        });
+    }
+
+    /// The records read ahead, if they are still the next ones.
+    async fn take_ahead(&mut self, max_records: usize) -> Result<Vec<ConsumedRecord>, BrokerError> {
+        let Some(a) = self.ahead.take() else {
+            return Ok(Vec::new());
+        };
+        if a.from != self.positions || a.max_records != max_records {
+            return Ok(Vec::new());
+        }
+        let (out, positions) = a
+            .read
+            .await
+            .map_err(|e| BrokerError::Other(format!("store read failed: {e}")))??;
+        if !out.is_empty() {
+            self.positions = positions;
+            self.next = self.next.wrapping_add(1);
         }
         Ok(out)
     }
+}
+
+/// Reads up to `max_records` from `positions` (advancing them), starting the
+/// round-robin at partition `start`.
+fn read_from(
+    broker: &EmbeddedBroker,
+    positions: &mut Positions,
+    start: usize,
+    max_records: usize,
+) -> Result<Vec<ConsumedRecord>, BrokerError> {
+    let mut out = Vec::new();
+    let n = positions.len();
+    if n == 0 {
+        return Ok(out);
+    }
+    let mut order: Vec<(&TopicPartition, &mut u64)> = positions.iter_mut().collect();
+    order.rotate_left(start % n);
+    for (tp, pos) in order {
+        if out.len() >= max_records {
+            break;
+        }
+        let t = broker.topic(&tp.topic)?;
+        let part = t
+            .partition(partition_index(tp.partition)?)
+            .map_err(map_store)?;
+        let end = part.end_offset();
+        if *pos >= end {
+            continue;
+        }
+        let want = max_records - out.len();
+        if out.capacity() == 0 {
+            // Sized once for the whole poll: growing by doubling would copy the
+            // records and touch fresh pages every time.
+            let avail = usize::try_from(end - *pos).unwrap_or(usize::MAX);
+            out.reserve_exact(want.min(avail));
+        }
+        let mut sink = Consumed {
+            out: &mut out,
+            topic: &tp.topic,
+            partition: tp.partition,
+            taken: 0,
+            next: *pos,
+        };
+        part.read_into(*pos, want, 16 << 20, &mut sink)
+            .map_err(map_store)?;
+        *pos = sink.next;
+    }
+    Ok(out)
 }
 
 /// Decoded records go straight into the poll's result.
@@ -519,8 +578,13 @@ impl Consumer for EmbeddedConsumer {
             group_wait.as_mut().enable();
 
             self.refresh_assignment()?;
-            let out = self.read_available(max_records.max(1))?;
+            let max = max_records.max(1);
+            let mut out = self.take_ahead(max).await?;
+            if out.is_empty() {
+                out = self.read_available(max)?;
+            }
             if !out.is_empty() {
+                self.read_ahead(max);
                 return Ok(out);
             }
             let now = Instant::now();
