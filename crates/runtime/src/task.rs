@@ -49,11 +49,6 @@ impl StageTask {
         format!("{}.{}", self.pipeline, self.stage)
     }
 
-    /// How long a poll waits for records that are not there yet.
-    fn idle_wait(&self) -> Duration {
-        idle_wait(self.completion.is_some())
-    }
-
     pub async fn run(mut self) -> Result<(), RuntimeError> {
         let group = self.group();
         let mut config = ConsumerConfig::new(self.inputs.clone());
@@ -122,23 +117,16 @@ impl StageTask {
                 Between::Over => return Ok(()),
             }
             let mut stop = self.stop.clone();
-            let polled = match poll_or_stop(
-                consumer,
-                self.max_batch,
-                self.idle_wait(),
-                &self.stage,
-                &mut stop,
-            )
-            .await?
-            {
-                Polled::Records(p) => p,
-                Polled::Retry => continue,
-                Polled::Stopped => {
-                    return out
-                        .settle(&self.stage, &self.counters, consumer, next, true)
-                        .await;
-                }
-            };
+            let polled =
+                match poll_or_stop(consumer, self.max_batch, &self.stage, &mut stop).await? {
+                    Polled::Records(p) => p,
+                    Polled::Retry => continue,
+                    Polled::Stopped => {
+                        return out
+                            .settle(&self.stage, &self.counters, consumer, next, true)
+                            .await;
+                    }
+                };
             // Nothing is held between batches, so a rebalance needs no hand-over; but
             // partitions gained may replay records whose outputs were written (by this
             // task before a crash, or by their previous owner): learn what is there.
@@ -630,18 +618,6 @@ pub(crate) async fn commit(
     }
 }
 
-/// How long a stage's poll waits for records. Within a batch (`--batch`, or a
-/// continuous run's micro-batch) nothing to read usually means the batch is done here,
-/// which the stage learns only between polls: a long wait would add itself to every
-/// batch's end (a fifth of a 2 M-record copier run at 200 ms).
-pub(crate) fn idle_wait(in_batch: bool) -> Duration {
-    if in_batch {
-        Duration::from_millis(20)
-    } else {
-        Duration::from_millis(200)
-    }
-}
-
 /// What a stage task's poll came back with.
 pub(crate) enum Polled {
     Records(Vec<millrace_broker::ConsumedRecord>),
@@ -655,12 +631,11 @@ pub(crate) enum Polled {
 pub(crate) async fn poll_or_stop(
     consumer: &mut dyn millrace_broker::Consumer,
     max: usize,
-    wait: Duration,
     stage: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Polled, RuntimeError> {
     tokio::select! {
-        r = consumer.poll(max, wait) => match r {
+        r = consumer.poll(max, Duration::from_millis(200)) => match r {
             Ok(p) => Ok(Polled::Records(p)),
             Err(e) if e.is_transient() => {
                 tracing::warn!(stage = %stage, "poll: {e}; retrying");
