@@ -153,27 +153,9 @@ pub struct ConsumedRecord {
     pub timestamp: i64,
 }
 
-/// Names shared by the records a consumer hands out (topics, header keys): one
-/// `Arc<str>` per distinct name instead of an allocation per record.
-#[derive(Debug, Default)]
-pub struct Names(Vec<Arc<str>>);
-
-impl Names {
-    /// Names remembered; past this, new names are allocated each time (a topic or
-    /// header name set that large is unusual, and the lookup is a linear scan).
-    const KEPT: usize = 32;
-
-    pub fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self.0.iter().find(|n| ***n == *name) {
-            return Arc::clone(n);
-        }
-        let n: Arc<str> = Arc::from(name);
-        if self.0.len() < Self::KEPT {
-            self.0.push(Arc::clone(&n));
-        }
-        n
-    }
-}
+/// Names shared by the records a consumer hands out (topics, header keys); the store
+/// decodes header names with the same table.
+pub use millrace_store::Names;
 
 /// Where to move a consumer's position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use crate::error::StoreError;
 use std::sync::Arc;
 
-use crate::record::{Header, Record, RecordRef, StoredRecord};
+use crate::record::{Header, Names, Record, RecordRef, StoredRecord};
 
 pub(crate) const BATCH_HEADER_LEN: usize = 32;
 /// Bytes of the batch header that `length` counts (everything after the length field).
@@ -255,25 +255,14 @@ struct Cursor<'a> {
     end: usize,
     /// Header names met so far in this batch: a name repeated on every record is
     /// decoded and allocated once.
-    names: Vec<Arc<str>>,
+    names: Names,
 }
-
-/// How many distinct header names a cursor remembers per batch.
-const NAMES_KEPT: usize = 8;
 
 impl Cursor<'_> {
     fn name(&mut self, at: usize, n: usize) -> Result<Arc<str>, String> {
-        let raw = &self.buf[at..at + n];
-        if let Some(k) = self.names.iter().find(|k| k.as_bytes() == raw) {
-            return Ok(Arc::clone(k));
-        }
-        let name: Arc<str> = std::str::from_utf8(raw)
-            .map_err(|_| "header name is not UTF-8".to_string())?
-            .into();
-        if self.names.len() < NAMES_KEPT {
-            self.names.push(Arc::clone(&name));
-        }
-        Ok(name)
+        self.names
+            .get_utf8(&self.buf[at..at + n])
+            .map_err(|_| "header name is not UTF-8".to_string())
     }
 
     fn take(&mut self, n: usize) -> Result<usize, String> {
@@ -403,7 +392,7 @@ pub(crate) fn decode_batch_into(
         buf,
         pos: start + BATCH_HEADER_LEN,
         end: start + header.total_len,
-        names: Vec::new(),
+        names: Names::default(),
     };
     for i in 0..header.record_count {
         let offset = header.base_offset + u64::from(i);
@@ -437,7 +426,7 @@ pub(crate) fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<(),
         buf: &buf,
         pos: BATCH_HEADER_LEN,
         end: batch.len(),
-        names: Vec::new(),
+        names: Names::default(),
     };
     for _ in 0..header.record_count {
         c.skip_record()?;

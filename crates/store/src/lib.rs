@@ -42,7 +42,7 @@ pub use io::{OsStorage, Storage, StorageFile};
 pub use murmur2::{murmur2, partition_for_key};
 pub use offsets::OffsetCommit;
 pub use partition::Partition;
-pub use record::{Header, Record, RecordRef, StoredRecord};
+pub use record::{Header, Names, Record, RecordRef, StoredRecord};
 pub use recovery::{RecoveryReport, Truncation};
 pub use store::Store;
 pub use topic::Topic;

@@ -22,6 +22,43 @@ impl Header {
     }
 }
 
+/// Names shared by many records (topics, header keys): one `Arc<str>` per distinct
+/// name instead of an allocation per record.
+#[derive(Debug, Default)]
+pub struct Names(Vec<Arc<str>>);
+
+impl Names {
+    /// Names remembered; past this, new names are allocated each time (a topic or
+    /// header name set that large is unusual, and the lookup is a linear scan).
+    const KEPT: usize = 32;
+
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        match self.find(name.as_bytes()) {
+            Some(n) => n,
+            None => self.keep(Arc::from(name)),
+        }
+    }
+
+    /// [`get`](Self::get) for a name in bytes, which must be UTF-8.
+    pub fn get_utf8(&mut self, raw: &[u8]) -> Result<Arc<str>, std::str::Utf8Error> {
+        match self.find(raw) {
+            Some(n) => Ok(n),
+            None => Ok(self.keep(Arc::from(std::str::from_utf8(raw)?))),
+        }
+    }
+
+    fn find(&self, raw: &[u8]) -> Option<Arc<str>> {
+        self.0.iter().find(|n| n.as_bytes() == raw).cloned()
+    }
+
+    fn keep(&mut self, name: Arc<str>) -> Arc<str> {
+        if self.0.len() < Self::KEPT {
+            self.0.push(Arc::clone(&name));
+        }
+        name
+    }
+}
+
 /// A record as a producer hands it over: optional key, value, ordered headers and a
 /// timestamp in milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
