@@ -28,7 +28,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use millrace_broker::Broker;
 use millrace_broker::embedded::EmbeddedBroker;
@@ -80,11 +79,8 @@ fn count_label(n: usize) -> String {
 }
 
 pub async fn run(dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
-    let work = dir.join(format!("bench-coordinated-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = run_in(&work).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let work = super::WorkDir::create(dir, "bench-coordinated")?;
+    run_in(work.path()).await
 }
 
 async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
@@ -675,6 +671,18 @@ fn value(i: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// A pipeline `p` of one stage from `<p>-in` to `<p>-out`, every topic durability=none.
+fn one_stage_yaml(p: &str, stage: &str) -> String {
+    let none = "config: {durability: none}";
+    format!(
+        "pipeline: {p}\ndead_letter: {p}-dlq\ntopics:\n  \
+         {p}-in: {{partitions: {PARTITIONS}, {none}}}\n  \
+         {p}-out: {{partitions: {PARTITIONS}, {none}}}\n  \
+         {p}-dlq: {{partitions: 1, {none}}}\n\
+         stages:\n  {stage}\n"
+    )
+}
+
 async fn reduce(
     embedded: &EmbeddedBroker,
     broker: &Arc<dyn Broker>,
@@ -682,15 +690,12 @@ async fn reduce(
 ) -> anyhow::Result<Vec<BenchRow>> {
     let p = "rd";
     let store = embedded.store();
-    let none = "config: {durability: none}";
     load(store, &format!("{p}-in"), (0..n).map(value))?;
-    let yaml = format!(
-        "pipeline: {p}\ndead_letter: {p}-dlq\ntopics:\n  \
-         {p}-in: {{partitions: {PARTITIONS}, {none}}}\n  \
-         {p}-out: {{partitions: {PARTITIONS}, {none}}}\n  \
-         {p}-dlq: {{partitions: 1, {none}}}\n\
-         stages:\n  count: {{kind: reduce, from: {p}-in, to: {p}-out, group_by: .user, \
-         reducer: count}}\n"
+    let yaml = one_stage_yaml(
+        p,
+        &format!(
+            "count: {{kind: reduce, from: {p}-in, to: {p}-out, group_by: .user, reducer: count}}"
+        ),
     );
     reset_peak_rss();
     let secs = run_batch(broker, &yaml).await?;
@@ -746,14 +751,10 @@ async fn join(
 ) -> anyhow::Result<Vec<BenchRow>> {
     let p = "jn";
     let store = embedded.store();
-    let none = "config: {durability: none}";
     load(store, &format!("{p}-in"), (0..n).map(value))?;
-    let yaml = format!(
-        "pipeline: {p}\ndead_letter: {p}-dlq\ntopics:\n  \
-         {p}-in: {{partitions: {PARTITIONS}, {none}}}\n  \
-         {p}-out: {{partitions: {PARTITIONS}, {none}}}\n  \
-         {p}-dlq: {{partitions: 1, {none}}}\n\
-         stages:\n  barrier: {{kind: join, from: {p}-in, to: {p}-out, mode: barrier}}\n"
+    let yaml = one_stage_yaml(
+        p,
+        &format!("barrier: {{kind: join, from: {p}-in, to: {p}-out, mode: barrier}}"),
     );
     reset_peak_rss();
     let secs = run_batch(broker, &yaml).await?;

@@ -40,11 +40,8 @@ const SYNC_RUN: Duration = Duration::from_secs(3);
 const SYNC_BATCH: usize = 100;
 
 pub fn run(dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
-    let work = dir.join(format!("bench-log-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = run_in(&work);
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let work = super::WorkDir::create(dir, "bench-log")?;
+    run_in(work.path())
 }
 
 fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {

@@ -74,6 +74,29 @@ pub mod pipeline;
 #[cfg(feature = "kafka")]
 pub mod pipeline_kafka;
 
+/// A bench's scratch directory, `<dir>/<name>-<pid>`, removed when dropped (also
+/// when the bench fails).
+pub struct WorkDir(std::path::PathBuf);
+
+impl WorkDir {
+    pub fn create(dir: &std::path::Path, name: &str) -> anyhow::Result<WorkDir> {
+        use anyhow::Context;
+        let work = dir.join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        Ok(WorkDir(work))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Peak resident set size of this process so far, from /proc (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

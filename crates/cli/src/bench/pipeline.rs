@@ -25,7 +25,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use bytes::Bytes;
 use millrace_broker::embedded::EmbeddedBroker;
 use millrace_broker::{Broker, ConsumerConfig, OffsetReset, ProduceRecord};
@@ -104,11 +103,8 @@ impl Shape {
 }
 
 pub async fn run(dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
-    let work = dir.join(format!("bench-pipeline-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = run_in(&work).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let work = super::WorkDir::create(dir, "bench-pipeline")?;
+    run_in(work.path()).await
 }
 
 async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
