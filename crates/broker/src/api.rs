@@ -13,6 +13,7 @@ use bytes::Bytes;
 pub use millrace_store::Header;
 
 use crate::error::BrokerError;
+use crate::hand_over::InFlight;
 
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
@@ -242,6 +243,17 @@ pub trait Consumer: Send {
 
     /// Rebalances seen since the last call, oldest first.
     fn take_rebalances(&mut self) -> Vec<Rebalance>;
+
+    /// Work the caller has in flight for records this consumer returned. A group
+    /// consumer losing partitions in a rebalance waits for it (up to
+    /// [`HAND_OVER_WAIT`](crate::hand_over::HAND_OVER_WAIT)) before another member may
+    /// take them, so their next owner finds everything the old one wrote
+    /// (see [`hand_over`](crate::hand_over)). The embedded store's groups live in the
+    /// one process that holds the store, where a stage is the only member of its
+    /// group: there is nobody to hand over to, and this does nothing.
+    fn hand_over_after(&mut self, work: InFlight) {
+        let _ = work;
+    }
 
     /// Commits, for each partition, the next offset to read. Durable when it returns.
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()>;

@@ -9,11 +9,15 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{kafka_bootstrap, unique};
 use millrace_broker::kafka::{KafkaBroker, parse_properties};
-use millrace_broker::{Broker, BrokerError, ConsumerConfig, NewTopic, OffsetReset, ProduceRecord};
+use millrace_broker::{
+    Broker, BrokerError, ConsumerConfig, InFlight, NewTopic, OffsetReset, ProduceRecord,
+};
 
 fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -220,4 +224,80 @@ async fn replicated_topics_on_a_three_broker_cluster() {
         .expect("acks=all produce");
     assert_eq!(delivered.len(), 30);
     k.delete_topic(&nt.name).await.expect("delete");
+}
+
+/// A member that loses partitions in a rebalance first waits for the work its owner
+/// has in flight (`hand_over_after`): the partitions' next owner gets them only once
+/// that work is done, so it finds every output the old owner wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_go_to_the_next_owner_only_after_the_work_in_flight() {
+    let Some(k) = kafka().await else { return };
+    let t = unique("handover");
+    k.create_topic(&NewTopic::new(&t, 2)).await.expect("create");
+    let group = unique("g");
+    let config = || ConsumerConfig {
+        group: Some(group.clone()),
+        topics: vec![t.clone()],
+        offset_reset: OffsetReset::Earliest,
+        properties: BTreeMap::new(),
+    };
+    let mut a = k.consumer(config()).await.expect("consumer a");
+    let work = InFlight::default();
+    a.hand_over_after(work.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.assignment().len() < 2 {
+        assert!(Instant::now() < deadline, "a never got both partitions");
+        a.poll(10, Duration::from_millis(100))
+            .await
+            .expect("poll a");
+    }
+    // A batch of a's is being produced; b joins, and a goes on polling as a stage does.
+    let producing = work.begin();
+    let mut b = k.consumer(config()).await.expect("consumer b");
+    let stop = Arc::new(AtomicBool::new(false));
+    let a_polls = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                a.poll(10, Duration::from_millis(100))
+                    .await
+                    .expect("poll a");
+            }
+            a
+        })
+    };
+    let released: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let releaser = {
+        let released = Arc::clone(&released);
+        tokio::spawn(async move {
+            // Longer than a cooperative rebalance takes on a local broker (~3 s).
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            *released.lock().expect("lock") = Some(Instant::now());
+            drop(producing);
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while b.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "b never got a partition");
+        b.poll(10, Duration::from_millis(100))
+            .await
+            .expect("poll b");
+    }
+    let assigned = Instant::now();
+    let released = released
+        .lock()
+        .expect("lock")
+        .expect("b was given a partition while a still had work in flight for it");
+    assert!(assigned >= released);
+    releaser.await.expect("releaser");
+    stop.store(true, Ordering::Relaxed);
+    let a = a_polls.await.expect("a");
+    assert_eq!(
+        a.assignment().len() + b.assignment().len(),
+        2,
+        "every partition has one owner"
+    );
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+    k.delete_topic(&t).await.expect("delete");
 }

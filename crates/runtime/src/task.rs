@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_broker::{
-    Broker, ConsumerConfig, OffsetReset, ProduceRecord, TopicPartition, committed_offset,
+    Broker, ConsumerConfig, InFlight, OffsetReset, ProduceRecord, TopicPartition, committed_offset,
 };
 use tokio::sync::watch;
 
@@ -55,6 +55,9 @@ impl StageTask {
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
         let mut consumer = self.broker.consumer(config).await?;
+        // A rebalance that takes partitions away waits for the batch in flight.
+        let in_flight = InFlight::default();
+        consumer.hand_over_after(in_flight.clone());
         let partitions_of = output_partitions(
             self.broker.as_ref(),
             self.outputs
@@ -66,7 +69,7 @@ impl StageTask {
         let mut next = start_positions(self.broker.as_ref(), &group, &self.inputs).await?;
 
         let result = self
-            .run_loop(consumer.as_mut(), &partitions_of, &mut next)
+            .run_loop(consumer.as_mut(), &partitions_of, &mut next, &in_flight)
             .await;
         self.operator.shutdown().await;
         let _ = consumer.close().await;
@@ -78,6 +81,7 @@ impl StageTask {
         consumer: &mut dyn millrace_broker::Consumer,
         partitions_of: &HashMap<String, i32>,
         next: &mut BTreeMap<TopicPartition, i64>,
+        in_flight: &InFlight,
     ) -> Result<(), RuntimeError> {
         let assembly = Arc::new(Assembly {
             stage: self.stage.clone(),
@@ -127,11 +131,24 @@ impl StageTask {
                             .await;
                     }
                 };
-            // Nothing is held between batches, so a rebalance needs no hand-over; but
-            // partitions gained may replay records whose outputs were written (by this
+            // Partitions lost were handed over once the batch in flight was durable
+            // (`hand_over_after`); what this poll returned of them before the
+            // rebalance is their new owner's now, and so is their commit.
+            let rebalances = consumer.take_rebalances();
+            let mut polled = polled;
+            for r in &rebalances {
+                if let millrace_broker::Rebalance::Revoked(lost) = r {
+                    polled.retain(|rec| {
+                        !lost
+                            .iter()
+                            .any(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
+                    });
+                    out.forget(lost);
+                }
+            }
+            // Partitions gained may replay records whose outputs were written (by this
             // task before a crash, or by their previous owner): learn what is there.
-            if consumer
-                .take_rebalances()
+            if rebalances
                 .iter()
                 .any(|r| matches!(r, millrace_broker::Rebalance::Assigned(_)))
             {
@@ -180,8 +197,11 @@ impl StageTask {
             // next batch meanwhile (on two cores, the two halves are about even).
             let runtime = tokio::runtime::Handle::current();
             let read = batch.len() as u64;
-            out.inflight = Some(InFlight {
+            // Counted until the produce is over, whatever its outcome.
+            let in_flight = in_flight.begin();
+            out.inflight = Some(Producing {
                 produce: tokio::task::spawn_blocking(move || {
+                    let _in_flight = in_flight;
                     let (out_batch, dead, counts) =
                         assembly.assemble(&batch, &outcomes, emits, &mut lineage);
                     let mut sends = out_batch.stamped(&assembly.outputs);
@@ -309,7 +329,7 @@ impl Assembly {
 /// offsets whose outputs are durable but not committed yet.
 #[derive(Default)]
 struct Outgoing {
-    inflight: Option<InFlight>,
+    inflight: Option<Producing>,
     /// What this stage already wrote; with the batch in flight while it is assembled.
     lineage: Option<Lineage>,
     /// Committed together every COMMIT_EVERY (and whenever the task idles or stops):
@@ -318,6 +338,17 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// Drops what would be committed for partitions this task no longer owns: their
+    /// new owner commits them (and, reading the lineage, skips what was written).
+    fn forget(&mut self, lost: &[TopicPartition]) {
+        let kept = |(tp, _): &(TopicPartition, i64)| !lost.contains(tp);
+        if let Some(f) = &mut self.inflight {
+            f.offsets.retain(kept);
+        }
+        self.pending.offsets.retain(kept);
+        self.pending.deferred.retain(kept);
+    }
+
     /// Waits for the batch in flight to be durable; its input offsets then join the
     /// pending commit (committed now when `force`, else when due).
     async fn settle(
@@ -489,7 +520,7 @@ fn record_bytes(r: &ProduceRecord) -> usize {
 }
 
 /// A batch whose outputs are being assembled and produced.
-struct InFlight {
+struct Producing {
     produce: tokio::task::JoinHandle<Result<Assembled, RuntimeError>>,
     offsets: Vec<(TopicPartition, i64)>,
     /// Records read.

@@ -6,6 +6,9 @@
 //! from the consumer queue), so `Assigned`/`Revoked` are recorded before the records of
 //! the new assignment are returned.
 //!
+//! A member losing partitions first waits for the work its owner has in flight (see
+//! `hand_over`), so the partitions' next owner finds all of it written.
+//!
 //! The default assignment strategy is `cooperative-sticky`: a rebalance moves only the
 //! partitions that change owner, and the `Assigned`/`Revoked` lists are exactly those.
 
@@ -32,6 +35,7 @@ use crate::api::{
     TopicPartition,
 };
 use crate::error::BrokerError;
+use crate::hand_over::{HAND_OVER_WAIT, InFlight};
 
 /// Consumer settings millrace relies on; the user's properties may override them.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -53,6 +57,8 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 pub(crate) struct GroupContext {
     rebalances: Mutex<Vec<Rebalance>>,
     owned: Mutex<BTreeSet<TopicPartition>>,
+    /// The owner's work in flight, waited for before partitions are given up.
+    in_flight: Mutex<Option<InFlight>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,6 +84,27 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// Runs inside `poll`, before librdkafka unassigns the revoked partitions and before
+    /// this member rejoins the group: no other member can be handed them until this
+    /// returns (with the eager protocol as with the cooperative one).
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
+        let KRebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        if tpl.count() == 0 {
+            return;
+        }
+        let work = lock(&self.in_flight).clone();
+        if let Some(work) = work
+            && !work.wait_idle_blocking(HAND_OVER_WAIT)
+        {
+            tracing::warn!(
+                "partitions revoked while outputs were still in flight after {HAND_OVER_WAIT:?}; \
+                 their next owner may write some outputs again (at least once)"
+            );
+        }
+    }
+
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
         match rebalance {
             KRebalance::Assign(tpl) => {
@@ -302,6 +329,12 @@ impl Consumer for KafkaConsumer {
         match &self.consumer {
             Some(c) => std::mem::take(&mut *lock(&c.context().rebalances)),
             None => Vec::new(),
+        }
+    }
+
+    fn hand_over_after(&mut self, work: InFlight) {
+        if let Some(c) = &self.consumer {
+            *lock(&c.context().in_flight) = Some(work);
         }
     }
 
