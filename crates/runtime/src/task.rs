@@ -138,11 +138,7 @@ impl StageTask {
             let mut polled = polled;
             for r in &rebalances {
                 if let millrace_broker::Rebalance::Revoked(lost) = r {
-                    polled.retain(|rec| {
-                        !lost
-                            .iter()
-                            .any(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
-                    });
+                    drop_revoked(&mut polled, lost);
                     out.forget(lost);
                 }
             }
@@ -647,6 +643,20 @@ pub(crate) async fn commit(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Drops the records of partitions a rebalance took away. A poll may return records it
+/// had fetched before the rebalance callback ran inside it; they are the partitions'
+/// new owner's to process (from the committed offset), not this task's.
+pub(crate) fn drop_revoked(
+    polled: &mut Vec<millrace_broker::ConsumedRecord>,
+    lost: &[TopicPartition],
+) {
+    polled.retain(|rec| {
+        !lost
+            .iter()
+            .any(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
+    });
 }
 
 /// What a stage task's poll came back with.
