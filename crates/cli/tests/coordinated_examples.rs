@@ -101,8 +101,9 @@ fn run_batch(b: &Backend, file: &Path, processes: usize) {
         let out = c.wait_with_output().expect("wait");
         assert!(
             out.status.success(),
-            "[{}] run failed: {}",
+            "[{}] run failed ({}): {}",
             b.name,
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }

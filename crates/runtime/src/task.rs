@@ -132,13 +132,11 @@ impl StageTask {
                     }
                 };
             // Partitions lost were handed over once the batch in flight was durable
-            // (`hand_over_after`); what this poll returned of them before the
-            // rebalance is their new owner's now, and so is their commit.
+            // (`hand_over_after`); their commit is their new owner's now. (A poll
+            // returns no record of a partition it revoked.)
             let rebalances = consumer.take_rebalances();
-            let mut polled = polled;
             for r in &rebalances {
                 if let millrace_broker::Rebalance::Revoked(lost) = r {
-                    drop_revoked(&mut polled, lost);
                     out.forget(lost);
                 }
             }
@@ -643,20 +641,6 @@ pub(crate) async fn commit(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// Drops the records of partitions a rebalance took away. A poll may return records it
-/// had fetched before the rebalance callback ran inside it; they are the partitions'
-/// new owner's to process (from the committed offset), not this task's.
-pub(crate) fn drop_revoked(
-    polled: &mut Vec<millrace_broker::ConsumedRecord>,
-    lost: &[TopicPartition],
-) {
-    polled.retain(|rec| {
-        !lost
-            .iter()
-            .any(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
-    });
 }
 
 /// What a stage task's poll came back with.

@@ -59,6 +59,9 @@ pub(crate) struct GroupContext {
     owned: Mutex<BTreeSet<TopicPartition>>,
     /// The owner's work in flight, waited for before partitions are given up.
     in_flight: Mutex<Option<InFlight>>,
+    /// Partitions revoked since `poll` last looked: the records it collected from them
+    /// before the revocation are not returned.
+    revoked_in_poll: Mutex<Vec<TopicPartition>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,6 +129,7 @@ impl ConsumerContext for GroupContext {
                         owned.remove(tp);
                     }
                 }
+                lock(&self.revoked_in_poll).extend(tps.iter().cloned());
                 lock(&self.rebalances).push(Rebalance::Revoked(tps));
             }
             KRebalance::Error(e) => tracing::warn!("consumer group rebalance failed: {e}"),
@@ -274,6 +278,19 @@ impl KafkaConsumer {
     }
 }
 
+/// Drops the records of partitions revoked (since) and forgets the revocations.
+fn drop_revoked(out: &mut Vec<ConsumedRecord>, revoked: &mut Vec<TopicPartition>) {
+    if revoked.is_empty() {
+        return;
+    }
+    out.retain(|r| {
+        !revoked
+            .iter()
+            .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+    });
+    revoked.clear();
+}
+
 /// Records a poll makes room for at once (librdkafka fetches ahead in batches of this
 /// order for small records).
 const PREFETCHED: usize = 4096;
@@ -285,11 +302,15 @@ impl Consumer for KafkaConsumer {
         let max = max_records.max(1);
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
+        // Revocations before this poll concern no record of it.
+        lock(&c.context().revoked_in_poll).clear();
         // Wait for the first record, then take whatever else is already fetched.
         while out.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, c.recv()).await {
                 Ok(m) => {
+                    // No record is in hand yet: nothing collected can be stale.
+                    lock(&c.context().revoked_in_poll).clear();
                     if let Some(r) = Self::record(m, &mut self.names)? {
                         out.push(r);
                     }
@@ -306,7 +327,13 @@ impl Consumer for KafkaConsumer {
         let mut cx = std::task::Context::from_waker(waker);
         while out.len() < max {
             let next = std::pin::pin!(c.recv());
-            match next.poll(&mut cx) {
+            let polled = next.poll(&mut cx);
+            // A rebalance callback may have run inside that `recv`: what was collected
+            // before it from partitions it revoked is their next owner's (who starts at
+            // the committed offset), as Java's consumer never returns such records
+            // after `onPartitionsRevoked`. The record `recv` returned comes after it.
+            drop_revoked(&mut out, &mut lock(&c.context().revoked_in_poll));
+            match polled {
                 std::task::Poll::Ready(m) => {
                     if let Some(r) = Self::record(m, &mut self.names)? {
                         out.push(r);
@@ -463,5 +490,45 @@ fn seek_blocking(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(topic: &str, partition: i32, offset: i64) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            key: None,
+            value: Bytes::new(),
+            headers: Vec::new(),
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn records_collected_before_their_partition_was_revoked_are_dropped() {
+        let mut out = vec![
+            rec("a", 0, 5),
+            rec("a", 1, 7),
+            rec("b", 0, 1),
+            rec("a", 0, 6),
+        ];
+        let mut revoked = vec![TopicPartition::new("a", 0)];
+        drop_revoked(&mut out, &mut revoked);
+        let left: Vec<(String, i32, i64)> = out
+            .iter()
+            .map(|r| (r.topic.to_string(), r.partition, r.offset))
+            .collect();
+        assert_eq!(left, vec![("a".into(), 1, 7), ("b".into(), 0, 1)]);
+        assert!(revoked.is_empty(), "a revocation is applied once");
+        // Records of a partition assigned again after that come from the new owner's
+        // start and stay.
+        out.push(rec("a", 0, 0));
+        drop_revoked(&mut out, &mut revoked);
+        assert_eq!(out.len(), 3);
     }
 }

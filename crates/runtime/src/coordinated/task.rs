@@ -26,8 +26,8 @@ use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, RecordError};
 use crate::task::{
-    Between, Polled, between_batches, commit, drop_revoked, output_partitions, poll_or_stop,
-    produce_all, start_positions,
+    Between, Polled, between_batches, commit, output_partitions, poll_or_stop, produce_all,
+    start_positions,
 };
 
 pub struct CoordinatedTask {
@@ -186,13 +186,9 @@ impl CoordinatedTask {
                     Polled::Retry => continue,
                     Polled::Stopped => return Ok(()),
                 };
-            let mut polled = polled;
             for r in consumer.take_rebalances() {
                 match r {
                     Rebalance::Revoked(tps) => {
-                        // Absorbed, they would count in this task's results for
-                        // partitions it no longer owns (and their new owner's too).
-                        drop_revoked(&mut polled, &tps);
                         let forgotten = self.op.revoke(&tps);
                         self.counters.forget(forgotten);
                         for tp in &tps {
