@@ -4,7 +4,10 @@
 //! to `commit` is the *next* offset to read, as in Kafka.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -140,6 +143,30 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// The acknowledgements of one [`Broker::send`]: resolves once every record is durable,
+/// with the position of each, in order. Owns everything it needs (no borrow of the
+/// records), so a writer can keep several in flight.
+pub struct Acks(Pin<Box<dyn Future<Output = Result<Vec<Delivered>>> + Send + 'static>>);
+
+impl Acks {
+    pub fn new(f: impl Future<Output = Result<Vec<Delivered>>> + Send + 'static) -> Acks {
+        Acks(Box::pin(f))
+    }
+
+    /// Acknowledgements already in hand.
+    pub fn ready(r: Result<Vec<Delivered>>) -> Acks {
+        Acks::new(std::future::ready(r))
+    }
+}
+
+impl Future for Acks {
+    type Output = Result<Vec<Delivered>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// A record as a consumer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumedRecord {
@@ -224,6 +251,23 @@ pub trait Broker: Send + Sync + 'static {
     /// retries after a transient error still has them, and nothing is copied before
     /// the backend encodes them.
     async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>>;
+
+    /// The first half of [`produce`](Self::produce): hands the records to the backend,
+    /// after every record sent before, and returns once they are queued; the [`Acks`]
+    /// resolve when they are durable. Several sends may then be in flight at once,
+    /// which hides the acknowledgement's round trip (Kafka's `acks=all`) without
+    /// reordering anything. A backend that writes synchronously does the whole produce
+    /// here, as the default does.
+    async fn send(&self, topic: &str, records: &[ProduceRecord]) -> Result<Acks> {
+        let delivered = self.produce(topic, records).await?;
+        Ok(Acks::ready(Ok(delivered)))
+    }
+
+    /// How many sends a writer gains from having in flight at once: 1 where `send` is
+    /// the whole produce.
+    fn sends_in_flight(&self) -> usize {
+        1
+    }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
 

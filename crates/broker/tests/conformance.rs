@@ -79,10 +79,19 @@ async fn order_per_partition(b: &Backend) {
     for i in 0..300 {
         records.push(to_partition(i % 3, format!("{}:{i}", i % 3)));
     }
-    // Two batches, so order must hold across produce calls too.
-    let second = records.split_off(150);
+    // Order must hold across produce calls, and across sends with several in flight
+    // (each sent before the one before it is acknowledged).
+    let sent = records.split_off(100);
+    let second = records.split_off(50);
     let mut delivered = b.broker.produce(&t, &records).await.expect("produce");
     delivered.extend(b.broker.produce(&t, &second).await.expect("produce"));
+    let mut acks = Vec::new();
+    for chunk in sent.chunks(50) {
+        acks.push(b.broker.send(&t, chunk).await.expect("send"));
+    }
+    for a in acks {
+        delivered.extend(a.await.expect("acknowledged"));
+    }
     assert_eq!(delivered.len(), 300, "{}", b.name);
     for p in 0..3 {
         let offsets: Vec<i64> = delivered

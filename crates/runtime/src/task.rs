@@ -4,20 +4,23 @@
 //! Invariants:
 //! - an input offset is committed only after every output it caused (including its
 //!   dead-letter record) is acknowledged durable — at-least-once;
-//! - one batch is in flight per stage, of at most `max_batch` records, so memory is
-//!   bounded and a slow stage slows its inputs (it simply reads less often);
+//! - a stage has a few batches in flight at most (the one it processes, and the ones
+//!   being produced: `Broker::sends_in_flight`), each of at most `max_batch` records,
+//!   so memory is bounded and a slow stage slows its inputs (it simply reads less
+//!   often);
 //! - outputs are produced in input order per output topic, and records of one input
 //!   partition without a key stay together in one output partition, so order per
 //!   partition is kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_broker::{
-    Broker, ConsumerConfig, InFlight, OffsetReset, ProduceRecord, TopicPartition, committed_offset,
+    Acks, Broker, ConsumerConfig, InFlight, OffsetReset, ProduceRecord, TopicPartition,
+    committed_offset,
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::batch::Completion;
 use crate::counters::StageCounters;
@@ -98,19 +101,19 @@ impl StageTask {
                 .collect(),
             dead_letter: self.dead_letter.clone(),
         });
-        // The previous batch's produce runs while the next batch is read and processed
-        // (two batches in flight at most); it is committed once it is durable.
-        let mut out = Outgoing {
-            lineage: Some(Lineage::new(&self.stage)),
-            ..Outgoing::default()
-        };
+        // Earlier batches' produces run while the next batch is read and processed; each
+        // is committed once it is durable. How many may be in flight is the backend's
+        // call: one where a send is the whole produce (the embedded store), a few where
+        // acknowledgements take a round trip (Kafka).
+        let depth = self.broker.sends_in_flight().max(1);
+        let mut out = Outgoing::new(Lineage::new(&self.stage));
         loop {
             if *self.stop.borrow() {
                 return out
                     .settle(&self.stage, &self.counters, consumer, next, true)
                     .await;
             }
-            if out.inflight.is_none()
+            if out.inflight.is_empty()
                 && let Some(c) = &self.completion
                 && c.is_done(&consumer.assignment(), next).await?
             {
@@ -143,7 +146,7 @@ impl StageTask {
                         .await;
                 }
             };
-            // Partitions lost were handed over once the batch in flight was durable
+            // Partitions lost were handed over once the batches in flight were durable
             // (`hand_over_after`); their commit is their new owner's now. (A poll
             // returns no record of a partition it revoked.)
             let rebalances = consumer.take_rebalances();
@@ -158,11 +161,12 @@ impl StageTask {
                 .iter()
                 .any(|r| matches!(r, millrace_broker::Rebalance::Assigned(_)))
             {
-                // The lineage is with the batch in flight until it settles.
+                // The lineage is with the batches in flight until they settle.
                 out.settle(&self.stage, &self.counters, consumer, next, false)
                     .await?;
-                let lineage = out.lineage.get_or_insert_with(|| Lineage::new(&self.stage));
+                let mut lineage = out.take_lineage(&self.stage).await;
                 lineage.recover(self.broker.as_ref(), &self.outputs).await?;
+                out.put_lineage(lineage);
             }
             // In a --batch run, records past the snapshot belong to the next run.
             let mut batch = polled;
@@ -185,16 +189,16 @@ impl StageTask {
                     .await;
             }
             let offsets = next_offsets(&batch);
-            // Outputs keep their order: this batch is produced only after the previous
-            // one is durable; the previous one's commit follows the new produce's start.
-            out.settle(&self.stage, &self.counters, consumer, next, false)
-                .await?;
-            let mut lineage = out
-                .lineage
-                .take()
-                .unwrap_or_else(|| Lineage::new(&self.stage));
+            // At most `depth` batches in flight: the oldest is waited for first (its
+            // commit follows the new produce's start).
+            while out.inflight.len() >= depth {
+                out.settle_oldest(&self.stage, &self.counters).await?;
+            }
             let broker = self.broker.clone();
             let assembly = Arc::clone(&assembly);
+            // Outputs keep their order: a batch assembles and sends once the batch before
+            // it has sent, which hands it the lineage.
+            let (turn, lineage_next) = out.next_turn();
             // Assembled and produced on a thread of its own, not a task: a task spawned
             // here waits in this worker's LIFO slot, where no other worker may take it,
             // until this loop yields — the batches would take turns on one core instead
@@ -205,18 +209,25 @@ impl StageTask {
             let read = batch.len() as u64;
             // Counted until the produce is over, whatever its outcome.
             let in_flight = in_flight.begin();
-            out.inflight = Some(Producing {
+            out.inflight.push_back(Producing {
                 produce: tokio::task::spawn_blocking(move || {
                     let _in_flight = in_flight;
+                    // A batch before this one that failed drops the lineage; the stage
+                    // stops with its error when that batch settles.
+                    let mut lineage = turn
+                        .blocking_recv()
+                        .unwrap_or_else(|_| Lineage::new(&assembly.stage));
                     let (out_batch, dead, counts) =
                         assembly.assemble(&batch, &outcomes, emits, &mut lineage);
+                    drop(batch);
                     let mut sends = out_batch.stamped(&assembly.outputs);
                     if !dead.is_empty() {
                         sends.push((assembly.dead_letter.clone(), dead));
                     }
-                    runtime.block_on(produce_all(broker.as_ref(), sends))?;
-                    drop(batch);
-                    Ok(Assembled { lineage, counts })
+                    let acks = runtime.block_on(send_all(broker.as_ref(), &sends))?;
+                    let _ = lineage_next.send(lineage);
+                    runtime.block_on(acknowledged(broker.as_ref(), &sends, acks))?;
+                    Ok(counts)
                 }),
                 offsets,
                 read,
@@ -331,31 +342,83 @@ impl Assembly {
     }
 }
 
-/// What a stage task has sent on: the batch whose outputs are being produced, and the
-/// offsets whose outputs are durable but not committed yet.
-#[derive(Default)]
+/// What a stage task has sent on: the batches whose outputs are being produced, and
+/// the offsets whose outputs are durable but not committed yet.
 struct Outgoing {
-    inflight: Option<Producing>,
-    /// What this stage already wrote; with the batch in flight while it is assembled.
-    lineage: Option<Lineage>,
+    /// Oldest first.
+    inflight: VecDeque<Producing>,
+    /// What this stage already wrote. Each batch's produce thread receives it here,
+    /// assembles and sends, then passes it to the next batch's: the handing on is what
+    /// orders the batches' sends. This is where the latest batch will leave it.
+    lineage: oneshot::Receiver<Lineage>,
     /// Committed together every COMMIT_EVERY (and whenever the task idles or stops):
     /// fewer commits, each one fdatasync.
     pending: PendingCommit,
 }
 
 impl Outgoing {
+    fn new(lineage: Lineage) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(lineage);
+        Outgoing {
+            inflight: VecDeque::new(),
+            lineage: rx,
+            pending: PendingCommit::default(),
+        }
+    }
+
+    /// For a new batch: where it receives the lineage, and where it passes it on.
+    fn next_turn(&mut self) -> (oneshot::Receiver<Lineage>, oneshot::Sender<Lineage>) {
+        let (tx, rx) = oneshot::channel();
+        (std::mem::replace(&mut self.lineage, rx), tx)
+    }
+
+    /// The lineage, once every batch in flight has sent (after `settle`).
+    async fn take_lineage(&mut self, stage: &str) -> Lineage {
+        let (_, rx) = oneshot::channel();
+        std::mem::replace(&mut self.lineage, rx)
+            .await
+            .unwrap_or_else(|_| Lineage::new(stage))
+    }
+
+    fn put_lineage(&mut self, lineage: Lineage) {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(lineage);
+        self.lineage = rx;
+    }
+
     /// Drops what would be committed for partitions this task no longer owns: their
     /// new owner commits them (and, reading the lineage, skips what was written).
     fn forget(&mut self, lost: &[TopicPartition]) {
         let kept = |(tp, _): &(TopicPartition, i64)| !lost.contains(tp);
-        if let Some(f) = &mut self.inflight {
+        for f in &mut self.inflight {
             f.offsets.retain(kept);
         }
         self.pending.offsets.retain(kept);
         self.pending.deferred.retain(kept);
     }
 
-    /// Waits for the batch in flight to be durable; its input offsets then join the
+    /// Waits for the oldest batch in flight to be durable; its input offsets then join
+    /// the pending commit.
+    async fn settle_oldest(
+        &mut self,
+        stage: &str,
+        counters: &StageCounters,
+    ) -> Result<(), RuntimeError> {
+        let Some(f) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let counts = f.produce.await.map_err(|e| RuntimeError::Stage {
+            stage: stage.to_string(),
+            message: format!("produce task failed: {e}"),
+        })??;
+        let [out, filtered, failed, emitted] = counts;
+        counters.finish(out, filtered, failed, emitted);
+        self.pending.add(f.offsets, f.read);
+        Ok(())
+    }
+
+    /// Waits for every batch in flight to be durable; their input offsets then join the
     /// pending commit (committed now when `force`, else when due).
     async fn settle(
         &mut self,
@@ -365,15 +428,8 @@ impl Outgoing {
         next: &mut BTreeMap<TopicPartition, i64>,
         force: bool,
     ) -> Result<(), RuntimeError> {
-        if let Some(f) = self.inflight.take() {
-            let done = f.produce.await.map_err(|e| RuntimeError::Stage {
-                stage: stage.to_string(),
-                message: format!("produce task failed: {e}"),
-            })??;
-            let [out, filtered, failed, emitted] = done.counts;
-            counters.finish(out, filtered, failed, emitted);
-            self.lineage = Some(done.lineage);
-            self.pending.add(f.offsets, f.read);
+        while !self.inflight.is_empty() {
+            self.settle_oldest(stage, counters).await?;
         }
         if force {
             self.pending
@@ -525,19 +581,13 @@ fn record_bytes(r: &ProduceRecord) -> usize {
             .sum::<usize>()
 }
 
-/// A batch whose outputs are being assembled and produced.
+/// A batch whose outputs are being assembled and produced; once they are durable, its
+/// counts `[out, filtered, dead-lettered, emitted]`.
 struct Producing {
-    produce: tokio::task::JoinHandle<Result<Assembled, RuntimeError>>,
+    produce: tokio::task::JoinHandle<Result<[u64; 4], RuntimeError>>,
     offsets: Vec<(TopicPartition, i64)>,
     /// Records read.
     read: u64,
-}
-
-/// A batch's outputs, durable: the lineage comes back, with the counts
-/// `[out, filtered, dead-lettered, emitted]`.
-struct Assembled {
-    lineage: Lineage,
-    counts: [u64; 4],
 }
 
 /// Partition counts of the topics a stage writes.
@@ -593,6 +643,47 @@ pub(crate) async fn produce_all(
     .await;
     for r in results {
         r?;
+    }
+    Ok(())
+}
+
+/// The first half of [`produce_all`]: hands every topic's records to the broker (in
+/// order after what was sent before) and returns their acknowledgements to come.
+/// Transient errors are retried as `produce_all` does.
+pub(crate) async fn send_all(
+    broker: &dyn Broker,
+    sends: &[(String, Vec<ProduceRecord>)],
+) -> Result<Vec<Acks>, RuntimeError> {
+    let results = futures::future::join_all(
+        sends
+            .iter()
+            .map(|(t, recs)| async move { retrying(|| broker.send(t, recs)).await }),
+    )
+    .await;
+    let mut acks = Vec::with_capacity(results.len());
+    for r in results {
+        acks.push(r?);
+    }
+    Ok(acks)
+}
+
+/// The second half: waits for the acknowledgements of [`send_all`]. A topic whose
+/// records were not acknowledged for a transient reason is produced again whole (at
+/// least once; the only case where a later batch's records may land first).
+pub(crate) async fn acknowledged(
+    broker: &dyn Broker,
+    sends: &[(String, Vec<ProduceRecord>)],
+    acks: Vec<Acks>,
+) -> Result<(), RuntimeError> {
+    for ((t, recs), a) in sends.iter().zip(acks) {
+        match a.await {
+            Ok(_) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!("records to {t} not acknowledged, producing them again: {e}");
+                retrying(|| broker.produce(t, recs)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

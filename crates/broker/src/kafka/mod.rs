@@ -30,7 +30,8 @@ use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use crate::api::{
-    Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result, TopicDescription,
+    Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
+    TopicDescription,
 };
 use crate::error::BrokerError;
 
@@ -214,8 +215,12 @@ impl Broker for KafkaBroker {
     }
 
     async fn produce(&self, topic: &str, records: &[ProduceRecord]) -> Result<Vec<Delivered>> {
+        self.send(topic, records).await?.await
+    }
+
+    async fn send(&self, topic: &str, records: &[ProduceRecord]) -> Result<Acks> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Acks::ready(Ok(Vec::new())));
         }
         let partitions = self.partition_count(topic).await?;
         for r in records {
@@ -245,15 +250,25 @@ impl Broker for KafkaBroker {
                 }
             }
         }
-        for (j, f) in pending {
-            delivered[j] = Some(settle(topic, f).await?);
-        }
-        delivered
-            .into_iter()
-            .map(|d| {
-                d.ok_or_else(|| BrokerError::Kafka("a record was not acknowledged".to_string()))
-            })
-            .collect()
+        // Every record is in librdkafka's queue, in order: the rest is waiting.
+        let topic = topic.to_string();
+        Ok(Acks::new(async move {
+            for (j, f) in pending {
+                delivered[j] = Some(settle(&topic, f).await?);
+            }
+            delivered
+                .into_iter()
+                .map(|d| {
+                    d.ok_or_else(|| BrokerError::Kafka("a record was not acknowledged".to_string()))
+                })
+                .collect()
+        }))
+    }
+
+    /// librdkafka keeps up to 5 requests per partition in flight with idempotence, in
+    /// order; a few sends in flight keep it busy while the oldest waits for `acks=all`.
+    fn sends_in_flight(&self) -> usize {
+        4
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
