@@ -140,11 +140,11 @@ fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
                     sharder::Target::Partitions(*count)
                 }
             };
-            Box::new(PerRecord(sharder::Sharder {
-                by: sh.by.clone(),
+            Box::new(PerRecord(sharder::Sharder::new(
+                sh.by.clone(),
                 target,
                 format,
-            }))
+            )))
         }
         StageKind::Exec(e) => {
             let mut cfg = ExecConfig::new(e.command.clone());
