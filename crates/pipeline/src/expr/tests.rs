@@ -200,3 +200,16 @@ fn mentions_var_is_whole_word() {
     assert!(mentions_var("$key | .", "$key"));
     assert!(!mentions_var("$keys", "$key"));
 }
+
+#[test]
+fn nesting_is_limited_whatever_the_document_length() {
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert!(parse_value(nested(MAX_JSON_DEPTH).as_bytes(), Format::Json).is_ok());
+    let err = parse_value(nested(MAX_JSON_DEPTH + 1).as_bytes(), Format::Json)
+        .expect_err("one level too deep");
+    assert!(err.to_string().contains("nested more than"), "{err}");
+    // Short documents skip the depth pass; they are parsed as before.
+    assert!(parse_value(nested(40).as_bytes(), Format::Json).is_ok());
+    assert!(parse_value(br#"{"a":[1,{"b":"[[["}]}"#, Format::Json).is_ok());
+    assert!(parse_value(b"[[[", Format::Json).is_err());
+}
