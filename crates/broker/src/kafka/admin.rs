@@ -5,8 +5,8 @@
 //! (bounded) until the metadata agrees, so a caller can produce right after a create
 //! and see the topic gone right after a delete, as on the embedded store.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
@@ -30,6 +30,10 @@ const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
 pub(crate) struct Admin {
     client: Arc<AdminClient<LogContext>>,
     bootstrap: String,
+    /// A consumer handle per group whose committed offsets were asked for, kept: making
+    /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
+    /// positions, whether another instance finished a partition).
+    committed_by_group: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
 }
 
 impl Admin {
@@ -55,6 +59,7 @@ impl Admin {
         Ok(Admin {
             client: Arc::new(client),
             bootstrap: bootstrap.to_string(),
+            committed_by_group: Mutex::new(HashMap::new()),
         })
     }
 
@@ -270,17 +275,22 @@ impl Admin {
         }
     }
 
-    /// The offsets `group` committed on each partition of `topic`.
-    pub(crate) async fn committed(
+    /// The handle that asks for `group`'s committed offsets. Fetching them needs a
+    /// consumer with the group's id; it never subscribes, so it does not join the group
+    /// or disturb its members.
+    fn committed_handle(
         &self,
         props: &BTreeMap<String, String>,
         group: &str,
-        topic: &str,
-        partitions: i32,
-        timeout: Duration,
-    ) -> Result<Vec<(i32, Option<i64>)>> {
-        // Fetching committed offsets needs a consumer handle with the group's id; it
-        // never subscribes, so it does not join the group or disturb its members.
+    ) -> Result<Arc<BaseConsumer<LogContext>>> {
+        // Every entry is inserted whole: a poisoned map is still sound.
+        let mut handles = self
+            .committed_by_group
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = handles.get(group) {
+            return Ok(Arc::clone(c));
+        }
         let mut cfg = config::client_config(
             &self.bootstrap,
             &[
@@ -297,22 +307,35 @@ impl Admin {
                     config::redact(&e.to_string(), props)
                 ))
             })?;
+        let consumer = Arc::new(consumer);
+        handles.insert(group.to_string(), Arc::clone(&consumer));
+        Ok(consumer)
+    }
+
+    /// The offsets `group` committed on each partition of `topic`.
+    pub(crate) async fn committed(
+        &self,
+        props: &BTreeMap<String, String>,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> Result<Vec<(i32, Option<i64>)>> {
+        let consumer = self.committed_handle(props, group)?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition(topic, p);
         }
         let got = blocking(move || {
             let deadline = Instant::now() + timeout;
-            let r = loop {
+            loop {
                 match consumer.committed_offsets(tpl.clone(), timeout) {
                     Err(e) if errors::is_coordinator_transient(&e) && Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     other => break other,
                 }
-            };
-            drop(consumer);
-            r
+            }
         })
         .await?
         .map_err(|e| errors::from_kafka(&e, Subject::Group(group)))?;
