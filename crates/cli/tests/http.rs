@@ -453,6 +453,90 @@ fn page_in_headless_chromium_draws_the_pipeline_and_its_counts() {
     server.stop();
 }
 
+/// A join barrier's progress as the API, the metrics and the page report it: batches of
+/// four records cut at the source, each released once both partitions of its input are
+/// read to the batch's end.
+#[test]
+fn barrier_progress_is_served_measured_and_drawn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_pipeline(
+        dir.path(),
+        "barrier.yaml",
+        r#"pipeline: barrier
+topics:
+  parts: { partitions: 2 }
+  tagged: { partitions: 2 }
+stages:
+  tag: { kind: map, from: parts, to: tagged, expr: '.', batch: { records: 4 } }
+  all-done: { kind: join, mode: barrier, from: tagged, to: released }
+"#,
+    );
+    let b = Backend::embedded();
+    let server = Server::start(&b, &file, &["--http", "127.0.0.1:0"]);
+    wait_for_topic(&b, "parts");
+    let before = server.json("/api/stats");
+    assert!(
+        stage(&before, "tag")["barrier"].is_null(),
+        "an event-driven stage has no barrier: {before}"
+    );
+    b.ok(
+        &["produce", "--topic", "parts"],
+        b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4}\n",
+    );
+    let stats = wait_until("the first batch released", Duration::from_secs(60), || {
+        let s = server.json("/api/stats");
+        (stage(&s, "all-done")["barrier"]["released"] == 1).then_some(s)
+    });
+    let bar = &stage(&stats, "all-done")["barrier"];
+    assert_eq!(bar["done"], 2, "{bar}");
+    assert_eq!(bar["of"], 2, "{bar}");
+    let batch = bar["batch"].as_u64().expect("batch number");
+    assert!(batch > 0, "{bar}");
+    assert_eq!(counter(&stats, "all-done", "out"), 4);
+
+    let metrics = server.get("/metrics").body;
+    assert_eq!(
+        sample(&metrics, "millrace_barrier_partitions_done", "all-done"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, "millrace_barrier_partitions", "all-done"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, "millrace_barrier_batch", "all-done"),
+        Some(batch as f64)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "millrace_barrier_batches_released_total",
+            "all-done"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&metrics, "millrace_barrier_partitions", "tag"), None);
+
+    let Some(bin) = web::chromium::find() else {
+        server.stop();
+        return;
+    };
+    let chrome = web::chromium::Chromium::new(bin);
+    let dom = chrome.dump_dom(&server.url("/"), 5000);
+    let row = element(&dom, "tr", "data-stage=\"all-done\"")
+        .unwrap_or_else(|| panic!("no table row for the join:\n{dom}"));
+    assert_eq!(
+        cell(row, "barrier"),
+        format!("batch {batch}: 2/2 · 1 released"),
+        "{row}"
+    );
+    let map_row = element(&dom, "tr", "data-stage=\"tag\"").expect("map row");
+    assert_eq!(cell(map_row, "barrier"), "–", "{map_row}");
+    let node = element(&dom, "g", "data-stage=\"all-done\"").expect("join node");
+    assert!(node.contains(&format!("⧖ 2/2 of batch {batch}")), "{node}");
+    server.stop();
+}
+
 /// A Kafka-backed file's client properties never reach `graph`'s output (nor
 /// `validate`'s). `/api/graph` serves the same `graph::to_json`; the running surface is
 /// checked in src/http/tests.rs.

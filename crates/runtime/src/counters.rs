@@ -4,7 +4,11 @@
 //! `records_in = out + filtered + dead_lettered + in_flight` (conservation). `out`
 //! counts input records that caused at least one output; `emitted` counts the output
 //! records themselves (a copier to three topics emits three per input).
+//!
+//! A coordinated stage (join, reduce) also reports where its barrier stands
+//! ([`BarrierProgress`]).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -18,6 +22,19 @@ pub struct StageCounters {
     emitted: AtomicU64,
     /// Records read and committed: all of their outputs are durable.
     committed: AtomicU64,
+    /// Coordinated stages only.
+    barrier: Mutex<Option<BarrierProgress>>,
+}
+
+/// Where a coordinated stage stands with its batch: the batch's number, how many of
+/// the stage's input partitions (`of`, all instances' together) this instance has read
+/// to the batch's end (`done`), and how many batches it has released so far.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BarrierProgress {
+    pub batch: u64,
+    pub done: u32,
+    pub of: u32,
+    pub released: u64,
 }
 
 /// A consistent-enough copy for reports; `in_flight` is derived, never stored, so the
@@ -73,6 +90,29 @@ impl StageCounters {
 }
 
 impl StageCounters {
+    /// Where the batch in hand stands (coordinated stages).
+    pub fn barrier_at(&self, batch: u64, done: u32, of: u32) {
+        let mut b = self.barrier.lock().unwrap_or_else(|p| p.into_inner());
+        let released = b.map_or(0, |b| b.released);
+        *b = Some(BarrierProgress {
+            batch,
+            done,
+            of,
+            released,
+        });
+    }
+
+    /// The batch in hand was released.
+    pub fn barrier_released(&self) {
+        let mut b = self.barrier.lock().unwrap_or_else(|p| p.into_inner());
+        b.get_or_insert_with(BarrierProgress::default).released += 1;
+    }
+
+    pub fn barrier(&self) -> Option<BarrierProgress> {
+        // Every update writes the whole value: a poisoned one is still sound.
+        *self.barrier.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records read but handed to another instance before they were done (a
     /// rebalance): they are read again there, so they leave this instance's count.
     pub fn forget(&self, n: u64) {

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::batch;
 use crate::coordinated::Coordinated;
 use crate::coordinated::task::CoordinatedTask;
-use crate::counters::{CounterSnapshot, StageCounters};
+use crate::counters::{BarrierProgress, CounterSnapshot, StageCounters};
 use crate::error::RuntimeError;
 use crate::operator::Operator;
 use crate::task::StageTask;
@@ -90,6 +90,9 @@ pub struct StageSummary {
     pub kind: String,
     #[serde(flatten)]
     pub counters: CounterSnapshot,
+    /// Join and reduce stages: where the barrier of the batch in hand stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barrier: Option<BarrierProgress>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,6 +112,7 @@ impl RunState {
                     name: s.name.clone(),
                     kind: s.kind.clone(),
                     counters: s.counters.snapshot(),
+                    barrier: s.counters.barrier(),
                 })
                 .collect(),
         }

@@ -1,13 +1,13 @@
 //! The HTTP surface of `millrace run`: `/metrics` (Prometheus), `/healthz`,
 //! `/api/graph`, `/api/stats` and a page that draws the pipeline in the patterns' own
-//! terms with live rates, lag and dead-letter counts. Bound to 127.0.0.1 unless an
-//! address is given.
+//! terms with live rates, lag, barrier progress (join and reduce: the batch in hand, how
+//! many input partitions have their part of it, batches released) and dead-letter
+//! counts. Bound to 127.0.0.1 unless an address is given.
 //!
 //! Secrets: nothing served comes from the backend's client properties (SASL passwords,
 //! SSL keys). `/api/graph` is `graph::to_json` of the plan (topics, stages, edges),
 //! `/api/stats` and `/metrics` are counters and offsets; `tests.rs` checks all of them
-//! against a Kafka-backed file holding a password. There is no `barrier progress` yet:
-//! the runtime does not report it, and the page draws only what the API gives.
+//! against a Kafka-backed file holding a password.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +85,7 @@ async fn stats(State(s): State<AppState>) -> Json<serde_json::Value> {
             "kind": st.kind,
             "counters": st.counters,
             "lag": lag,
+            "barrier": st.barrier,
         }));
     }
     let dlq = match s.broker.describe_topic(&s.dead_letter).await {
@@ -114,6 +115,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             .absolute(c.dead_lettered);
         metrics::counter!("millrace_stage_records_emitted_total", &labels).absolute(c.emitted);
         metrics::gauge!("millrace_stage_records_in_flight", &labels).set(c.in_flight as f64);
+        if let Some(b) = st.barrier {
+            metrics::gauge!("millrace_barrier_batch", &labels).set(b.batch as f64);
+            metrics::gauge!("millrace_barrier_partitions_done", &labels).set(f64::from(b.done));
+            metrics::gauge!("millrace_barrier_partitions", &labels).set(f64::from(b.of));
+            metrics::counter!("millrace_barrier_batches_released_total", &labels)
+                .absolute(b.released);
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

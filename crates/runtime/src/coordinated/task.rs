@@ -124,6 +124,8 @@ impl CoordinatedTask {
                 && c.inputs_read(&assignment, next).await?
             {
                 let progress = self.progress(&assignment, next).await?;
+                self.counters
+                    .barrier_at(progress.batch, progress.done, progress.of);
                 let ctx = FinishContext {
                     broker: self.broker.as_ref(),
                     stage: &self.stage,
@@ -168,6 +170,7 @@ impl CoordinatedTask {
                 }
                 self.counters
                     .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
+                self.counters.barrier_released();
                 c.mark_done(&self.stage);
                 if self.batches.is_none() {
                     return Ok(());
@@ -230,6 +233,10 @@ impl CoordinatedTask {
                 batch.retain(|r| c.within(r));
             }
             let progress = self.progress(&consumer.assignment(), next).await?;
+            if self.completion.is_some() {
+                self.counters
+                    .barrier_at(progress.batch, progress.done, progress.of);
+            }
             let mut tally = Tally::default();
             self.counters.read(batch.len() as u64);
             for (k, rec) in batch.iter().enumerate() {
