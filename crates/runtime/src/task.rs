@@ -212,11 +212,17 @@ impl StageTask {
             out.inflight.push_back(Producing {
                 produce: tokio::task::spawn_blocking(move || {
                     let _in_flight = in_flight;
-                    // A batch before this one that failed drops the lineage; the stage
-                    // stops with its error when that batch settles.
-                    let mut lineage = turn
-                        .blocking_recv()
-                        .unwrap_or_else(|_| Lineage::new(&assembly.stage));
+                    // A batch before this one that failed dropped the lineage: this one
+                    // must not write either, or its outputs would land where the failed
+                    // batch's were missing, and a replay (which skips outputs up to the
+                    // last one written) would skip those. The stage stops with the
+                    // earlier batch's error when that settles.
+                    let Ok(mut lineage) = turn.blocking_recv() else {
+                        return Err(RuntimeError::Stage {
+                            stage: assembly.stage.clone(),
+                            message: "not produced: an earlier batch's produce failed".into(),
+                        });
+                    };
                     let (out_batch, dead, counts) =
                         assembly.assemble(&batch, &outcomes, emits, &mut lineage);
                     drop(batch);
