@@ -6,19 +6,21 @@
 //! (`<topic>/<partition>` of the input record; for a result released at a batch's
 //! end, `batch:<b>/<key>` when it has a key — a reduce's group — else `batch:<b>`),
 //! the input offset (or sequence number) and its index among the outputs of that
-//! input. A stage writes the outputs of one origin to one output
-//! partition in ascending (offset, index) order, so what survived of an interrupted
-//! write is a prefix. When a stage (re)gains partitions it reads the tail of each
-//! output partition, notes the highest (offset, index) it finds per origin, and skips
-//! outputs at or below it while replaying. Stages are deterministic functions of their
-//! input (the exec worker's outputs are assumed to be), so a replayed output is the
-//! one already written.
+//! input. When a stage (re)gains partitions it reads the tail of each output partition
+//! and notes, per origin, every (offset, index) it finds there; while replaying it
+//! skips exactly those, and everything older than the oldest one found (written before
+//! the tail). An output missing in between is written again: a stage writes an
+//! origin's outputs in ascending order, but with several batches in flight a failed
+//! batch can leave a gap before a later batch's outputs (a Kafka produce that timed
+//! out), and the replay fills it. Stages are deterministic functions of their input
+//! (the exec worker's outputs are assumed to be), so a replayed output is the one
+//! already written.
 //!
 //! The tail read is bounded (`WINDOW` records per partition): a topic written by
 //! several stages is exact as long as the others write less than that between an
 //! interruption and the restart; past it, delivery falls back to at least once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -36,7 +38,16 @@ pub const WINDOW: i64 = 65_536;
 #[derive(Default)]
 pub struct Lineage {
     stage: String,
-    written: HashMap<(String, i32, String), (i64, u32)>,
+    written: HashMap<(String, i32, String), Found>,
+}
+
+/// One origin's outputs found in a tail.
+#[derive(Default)]
+struct Found {
+    /// The oldest found: anything older was written before the tail.
+    oldest: (i64, u32),
+    /// What a replay has not passed yet, ascending.
+    ahead: VecDeque<(i64, u32)>,
 }
 
 /// The header name, shared by every output record.
@@ -170,13 +181,11 @@ impl Lineage {
                         && let Some((stage, origin, offset, index)) = parse(&h.value)
                         && stage == self.stage
                     {
-                        let e = self
-                            .written
+                        self.written
                             .entry((topic.clone(), r.partition, origin.to_string()))
-                            .or_insert((offset, index));
-                        if (offset, index) > *e {
-                            *e = (offset, index);
-                        }
+                            .or_default()
+                            .ahead
+                            .push_back((offset, index));
                     }
                     if upto
                         .get(&r.partition)
@@ -195,6 +204,7 @@ impl Lineage {
                 );
             }
         }
+        self.settle_found();
         if !self.written.is_empty() {
             tracing::info!(
                 stage = %self.stage,
@@ -205,8 +215,22 @@ impl Lineage {
         Ok(())
     }
 
-    /// True when this output was written before (so a replay must not write it again).
-    /// Once replay has passed what was written, the entry is dropped.
+    /// Orders what a tail read found, per origin (a retried batch may have written an
+    /// origin's outputs out of order), and notes the oldest.
+    fn settle_found(&mut self) {
+        for found in self.written.values_mut() {
+            let mut v: Vec<(i64, u32)> = found.ahead.drain(..).collect();
+            v.sort_unstable();
+            v.dedup();
+            found.oldest = v.first().copied().unwrap_or_default();
+            found.ahead.extend(v);
+        }
+    }
+
+    /// True when this output was written before (so a replay must not write it again):
+    /// it was found in the tail, or it is older than everything found there. Replays
+    /// come in ascending order, so what they pass is dropped; once past the newest
+    /// found, the origin's entry goes.
     pub fn already_written(
         &mut self,
         topic: &str,
@@ -219,14 +243,26 @@ impl Lineage {
             return false;
         }
         let key = (topic.to_string(), partition, origin.to_string());
-        match self.written.get(&key) {
-            Some(max) if (offset, index) <= *max => true,
-            Some(_) => {
-                self.written.remove(&key);
-                false
-            }
-            None => false,
+        let Some(found) = self.written.get_mut(&key) else {
+            return false;
+        };
+        let at = (offset, index);
+        if at < found.oldest {
+            // Before the tail: written (and not read back) before the interruption.
+            return true;
         }
+        let ahead = &mut found.ahead;
+        while ahead.front().is_some_and(|f| *f < at) {
+            ahead.pop_front();
+        }
+        let written = ahead.front() == Some(&at);
+        if written {
+            ahead.pop_front();
+        }
+        if ahead.is_empty() {
+            self.written.remove(&key);
+        }
+        written
     }
 
     pub fn is_empty(&self) -> bool {
@@ -277,10 +313,47 @@ mod tests {
         assert_eq!(output_partition(None, None, 4, None), None);
     }
 
+    /// A lineage that found `read` (in the order read) for one origin of `out`/0.
+    fn found(read: &[(i64, u32)]) -> Lineage {
+        let mut l = Lineage::new("s");
+        l.written.insert(
+            ("out".into(), 0, "in/0".into()),
+            Found {
+                oldest: (0, 0),
+                ahead: read.iter().copied().collect(),
+            },
+        );
+        l.settle_found();
+        l
+    }
+
+    #[test]
+    fn replayed_outputs_found_in_the_tail_are_skipped_and_gaps_are_filled() {
+        // The tail holds 7.0, 8.0, 8.1, then 10.0 and 10.1 (read out of order, one
+        // twice): 9.0 is a gap, its batch failed after the next one was written.
+        let mut l = found(&[(10, 1), (7, 0), (8, 0), (8, 1), (10, 0), (8, 0)]);
+        assert!(
+            l.already_written("out", 0, "in/0", 3, 0),
+            "older than the tail"
+        );
+        assert!(l.already_written("out", 0, "in/0", 7, 0));
+        assert!(l.already_written("out", 0, "in/0", 8, 0));
+        assert!(l.already_written("out", 0, "in/0", 8, 1));
+        assert!(
+            !l.already_written("out", 0, "in/0", 9, 0),
+            "the gap is written again"
+        );
+        assert!(l.already_written("out", 0, "in/0", 10, 0));
+        assert!(
+            !l.already_written("out", 0, "in/0", 10, 2),
+            "past what was written"
+        );
+        assert!(l.is_empty(), "dropped once passed");
+    }
+
     #[test]
     fn replayed_outputs_up_to_the_written_prefix_are_skipped() {
-        let mut l = Lineage::new("s");
-        l.written.insert(("out".into(), 0, "in/0".into()), (10, 1));
+        let mut l = found(&[(9, 0), (9, 5), (10, 0), (10, 1)]);
         assert!(l.already_written("out", 0, "in/0", 9, 5));
         assert!(l.already_written("out", 0, "in/0", 10, 1));
         assert!(
