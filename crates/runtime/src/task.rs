@@ -212,11 +212,10 @@ impl StageTask {
             out.inflight.push_back(Producing {
                 produce: tokio::task::spawn_blocking(move || {
                     let _in_flight = in_flight;
-                    // A batch before this one that failed dropped the lineage: this one
-                    // must not write either, or its outputs would land where the failed
-                    // batch's were missing, and a replay (which skips outputs up to the
-                    // last one written) would skip those. The stage stops with the
-                    // earlier batch's error when that settles.
+                    // A batch before this one that failed dropped the lineage: nothing
+                    // more is written past the failed batch's missing outputs. The stage
+                    // stops with that batch's error when it settles, and a replay
+                    // writes what is missing.
                     let Ok(mut lineage) = turn.blocking_recv() else {
                         return Err(RuntimeError::Stage {
                             stage: assembly.stage.clone(),
