@@ -50,6 +50,12 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // librdkafka pauses fetching a partition for this long once its local queue is
     // full (default 1 s); a stage that drains quickly would then sit idle.
     ("fetch.queue.backoff.ms", "20"),
+    // A stage polls between batches. An exec stage's batch of slow work items, or a
+    // continuous run waiting for its next `batch: {every: 1h}`, takes longer than the
+    // 5 min default; the group would then drop the stage, and its batch would be done
+    // again after it rejoins (and dropped again). Liveness stays with the heartbeats
+    // (`session.timeout.ms`). librdkafka's maximum: 24 h.
+    ("max.poll.interval.ms", "86400000"),
 ];
 
 /// What the rebalance callback records, shared with the consumer handle.
