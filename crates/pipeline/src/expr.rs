@@ -28,8 +28,10 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use crate::regex_cache;
 pub use jaq_json::Val;
 pub use path::{Picked, PlainPath, pick};
+pub use projection::Projection;
 
 mod path;
+mod projection;
 
 /// The filter type jaq compiles to when values are [`Val`] and the only global data
 /// is the look-up table.

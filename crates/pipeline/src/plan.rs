@@ -80,6 +80,14 @@ pub enum Selector {
 }
 
 impl Predicate {
+    /// The jq source, or `None` for a closure.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Predicate::Jq(e) => Some(e.source()),
+            Predicate::Fn(_) => None,
+        }
+    }
+
     /// Evaluate on a parsed record value.
     pub fn test(&self, value: &Val, vars: &RecordVars<'_>) -> Result<bool, ExprError> {
         match self {

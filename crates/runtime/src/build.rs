@@ -85,10 +85,9 @@ fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
             outputs: s.outputs.len(),
         })),
         StageKind::Merger => Box::new(PerRecord(merger::Merger)),
-        StageKind::Filter { predicate } => Box::new(PerRecord(filter::Filter {
-            predicate: predicate.clone(),
-            format,
-        })),
+        StageKind::Filter { predicate } => {
+            Box::new(PerRecord(filter::Filter::new(predicate.clone(), format)))
+        }
         StageKind::Map { mapper } => Box::new(PerRecord(map::Map {
             mapper: mapper.clone(),
             format,
@@ -105,12 +104,12 @@ fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
                     output: output_index(s, &r.to)?,
                 });
             }
-            Box::new(PerRecord(splitter::Splitter {
-                routes: rs,
-                default: output_index(s, default)?,
-                mode: *mode,
+            Box::new(PerRecord(splitter::Splitter::new(
+                rs,
+                output_index(s, default)?,
+                *mode,
                 format,
-            }))
+            )))
         }
         StageKind::Sharder(sh) => {
             let target = match &sh.target {

@@ -1,20 +1,34 @@
 //! filter: keeps the records whose predicate holds; the rest are counted as filtered.
 
 use millrace_broker::ConsumedRecord;
+use millrace_pipeline::expr::Projection;
 use millrace_pipeline::{Format, Predicate};
 
-use super::{value_of, with_vars};
+use super::{projection_of, value_for, with_vars};
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Filter {
-    pub predicate: Predicate,
-    pub format: Format,
+    predicate: Predicate,
+    format: Format,
+    /// `where` over a few plain paths: evaluated on them, picked from the bytes.
+    projection: Option<Projection>,
 }
 
-/// Evaluates a predicate on a record; not JSON or a jq error is a record error.
-pub fn test(p: &Predicate, rec: &ConsumedRecord, format: Format) -> Result<bool, RecordError> {
-    let v = value_of(rec, format)?;
-    with_vars(rec, |vars| p.test(&v, vars)).map_err(RecordError::new)
+impl Filter {
+    pub fn new(predicate: Predicate, format: Format) -> Self {
+        let projection = projection_of([&predicate], format);
+        Filter {
+            predicate,
+            format,
+            projection,
+        }
+    }
+
+    /// Evaluates the predicate on a record; not JSON or a jq error is a record error.
+    fn test(&self, rec: &ConsumedRecord) -> Result<bool, RecordError> {
+        let v = value_for(rec, self.format, self.projection.as_ref())?;
+        with_vars(rec, |vars| self.predicate.test(&v, vars)).map_err(RecordError::new)
+    }
 }
 
 impl RecordOperator for Filter {
@@ -23,7 +37,7 @@ impl RecordOperator for Filter {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
-        if test(&self.predicate, rec, self.format)? {
+        if self.test(rec)? {
             emits.push(Emit {
                 output: 0,
                 record: derived(rec, rec.value.clone()),

@@ -12,13 +12,40 @@ pub mod sharder;
 pub mod splitter;
 
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{Format, RecordVars, Val, parse_value};
+use millrace_pipeline::Predicate;
+use millrace_pipeline::expr::{Format, Projection, RecordVars, Val, parse_value};
 
 use crate::operator::RecordError;
 
 /// Parses the value as the stage's format says; not JSON is a record error.
 pub fn value_of(rec: &ConsumedRecord, format: Format) -> Result<Val, RecordError> {
     parse_value(&rec.value, format).map_err(RecordError::new)
+}
+
+/// The projection jq predicates are evaluated on, when they all read JSON values only
+/// through a few plain paths (see `expr::Projection`).
+pub fn projection_of<'a>(
+    predicates: impl IntoIterator<Item = &'a Predicate>,
+    format: Format,
+) -> Option<Projection> {
+    if !matches!(format, Format::Json) {
+        return None;
+    }
+    let sources: Option<Vec<&str>> = predicates.into_iter().map(Predicate::source).collect();
+    Projection::of_all(sources?)
+}
+
+/// The value predicates see: the record's projection when it can be picked, else the
+/// whole record parsed.
+pub fn value_for(
+    rec: &ConsumedRecord,
+    format: Format,
+    projection: Option<&Projection>,
+) -> Result<Val, RecordError> {
+    if let Some(v) = projection.and_then(|p| p.project(&rec.value)) {
+        return Ok(v);
+    }
+    value_of(rec, format)
 }
 
 /// Runs `f` with the record's variables ($key, $headers, $topic, $partition, $offset,

@@ -3,10 +3,10 @@
 //! nothing is dropped.
 
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{ExprError, RecordVars, Val, val_to_json};
+use millrace_pipeline::expr::{ExprError, Projection, RecordVars, Val, val_to_json};
 use millrace_pipeline::{Format, Predicate, SplitMode};
 
-use super::{value_of, with_vars};
+use super::{projection_of, value_for, with_vars};
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Route {
@@ -16,10 +16,26 @@ pub struct Route {
 }
 
 pub struct Splitter {
-    pub routes: Vec<Route>,
-    pub default: usize,
-    pub mode: SplitMode,
-    pub format: Format,
+    routes: Vec<Route>,
+    default: usize,
+    mode: SplitMode,
+    format: Format,
+    /// Every route's `when` over a few plain paths: evaluated on them, picked from the
+    /// bytes.
+    projection: Option<Projection>,
+}
+
+impl Splitter {
+    pub fn new(routes: Vec<Route>, default: usize, mode: SplitMode, format: Format) -> Self {
+        let projection = projection_of(routes.iter().map(|r| &r.when), format);
+        Splitter {
+            routes,
+            default,
+            mode,
+            format,
+            projection,
+        }
+    }
 }
 
 impl RecordOperator for Splitter {
@@ -29,7 +45,7 @@ impl RecordOperator for Splitter {
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
         // The value is parsed, and the record's variables built, once for all routes.
-        let v = value_of(rec, self.format)?;
+        let v = value_for(rec, self.format, self.projection.as_ref())?;
         let mut matched = false;
         with_vars(rec, |vars| {
             let mut json = None;
