@@ -640,21 +640,13 @@ pub(crate) async fn produce_all(
     broker: &dyn Broker,
     sends: Vec<(String, Vec<ProduceRecord>)>,
 ) -> Result<(), RuntimeError> {
-    let results = futures::future::join_all(
-        sends
-            .iter()
-            .map(|(t, recs)| async move { retrying(|| broker.produce(t, recs)).await }),
-    )
-    .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
+    let acks = send_all(broker, &sends).await?;
+    acknowledged(broker, &sends, acks).await
 }
 
 /// The first half of [`produce_all`]: hands every topic's records to the broker (in
 /// order after what was sent before) and returns their acknowledgements to come.
-/// Transient errors are retried as `produce_all` does.
+/// Transient errors are retried with backoff.
 pub(crate) async fn send_all(
     broker: &dyn Broker,
     sends: &[(String, Vec<ProduceRecord>)],
