@@ -302,11 +302,10 @@ pub(super) async fn run_batch(broker: &Arc<dyn Broker>, yaml: &str) -> anyhow::R
     // The pipeline's topics exist before the clock starts, as its input does: the rate
     // is the stage's, not the backend's topic creation (on Kafka 0.1–0.3 s a topic,
     // which `run` pays once in a pipeline's life).
-    Runtime::new(millrace_runtime::build::from_plan(&plan)?)
-        .ensure_topics(broker.as_ref())
-        .await?;
+    let runtime = Runtime::new(spec);
+    runtime.ensure_topics(broker.as_ref()).await?;
     let start = Instant::now();
-    let summary = Runtime::new(spec).run(broker.clone(), opts, stop).await?;
+    let summary = runtime.run(broker.clone(), opts, stop).await?;
     let secs = start.elapsed().as_secs_f64();
     if let Some(s) = summary.stages.first()
         && s.counters.dead_lettered > 0
