@@ -19,6 +19,8 @@ pub struct Projection {
     /// No path is a prefix of another (the shorter one holds both); at most
     /// [`MAX_PATHS`].
     paths: Vec<PlainPath>,
+    /// Each path's field names, where its value goes in the projection.
+    fields: Vec<Vec<String>>,
 }
 
 /// More paths than this and the whole record is parsed, as before.
@@ -48,7 +50,10 @@ impl Projection {
         if kept.is_empty() || kept.len() > MAX_PATHS {
             return None;
         }
-        Some(Projection { paths: kept })
+        Some(Projection {
+            paths: kept,
+            fields: kept_fields,
+        })
     }
 
     /// The projection of a record's JSON value, or `None` when the whole value must be
@@ -63,9 +68,8 @@ impl Projection {
             _ => return None,
         };
         let mut root = Node::Obj(Vec::new());
-        for (path, got) in p.iter().zip(picked) {
-            let value = got.to_val().ok()?;
-            root.insert(&path.fields().collect::<Vec<_>>(), value);
+        for (fields, got) in self.fields.iter().zip(picked) {
+            root.insert(fields, got.to_val().ok()?);
         }
         Some(root.into_val())
     }
@@ -78,7 +82,7 @@ enum Node {
 }
 
 impl Node {
-    fn insert(&mut self, fields: &[&str], value: Val) {
+    fn insert(&mut self, fields: &[String], value: Val) {
         let Node::Obj(children) = self else {
             return;
         };
@@ -86,13 +90,13 @@ impl Node {
             return;
         };
         if rest.is_empty() {
-            children.push(((*first).to_owned(), Node::Leaf(value)));
+            children.push((first.clone(), Node::Leaf(value)));
             return;
         }
         let at = match children.iter().position(|(k, _)| k == first) {
             Some(i) => i,
             None => {
-                children.push(((*first).to_owned(), Node::Obj(Vec::new())));
+                children.push((first.clone(), Node::Obj(Vec::new())));
                 children.len() - 1
             }
         };
