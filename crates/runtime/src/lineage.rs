@@ -219,11 +219,11 @@ impl Lineage {
     /// origin's outputs out of order), and notes the oldest.
     fn settle_found(&mut self) {
         for found in self.written.values_mut() {
-            let mut v: Vec<(i64, u32)> = found.ahead.drain(..).collect();
+            let mut v = Vec::from(std::mem::take(&mut found.ahead));
             v.sort_unstable();
             v.dedup();
             found.oldest = v.first().copied().unwrap_or_default();
-            found.ahead.extend(v);
+            found.ahead = v.into();
         }
     }
 
