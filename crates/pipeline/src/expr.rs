@@ -27,9 +27,11 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 
 use crate::regex_cache;
 pub use jaq_json::Val;
+pub use native::NativeMap;
 pub use path::{Picked, PlainPath, pick};
 pub use projection::Projection;
 
+mod native;
 mod path;
 mod projection;
 
