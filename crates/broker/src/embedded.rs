@@ -492,25 +492,31 @@ fn read_from(
     }
     let mut order: Vec<(&TopicPartition, &mut u64)> = positions.iter_mut().collect();
     order.rotate_left(start % n);
+    // What each partition has, then a fair share of the poll for each: a backlog in
+    // one partition does not fill whole polls while the others wait, and a stage can
+    // work on several partitions of one poll side by side.
+    let mut parts = Vec::with_capacity(n);
     for (tp, pos) in order {
-        if out.len() >= max_records {
-            break;
-        }
         let t = broker.topic(&tp.topic)?;
         let part = t
             .partition(partition_index(tp.partition)?)
             .map_err(map_store)?;
-        let end = part.end_offset();
-        if *pos >= end {
+        let avail = part.end_offset().saturating_sub(*pos);
+        parts.push((tp, pos, t, avail));
+    }
+    let quotas = fair_shares(
+        &parts.iter().map(|p| p.3).collect::<Vec<_>>(),
+        max_records as u64,
+    );
+    let total: u64 = quotas.iter().sum();
+    out.reserve_exact(usize::try_from(total).unwrap_or(0));
+    for ((tp, pos, t, _), quota) in parts.into_iter().zip(quotas) {
+        if quota == 0 {
             continue;
         }
-        let want = max_records - out.len();
-        if out.capacity() == 0 {
-            // Sized once for the whole poll: growing by doubling would copy the
-            // records and touch fresh pages every time.
-            let avail = usize::try_from(end - *pos).unwrap_or(usize::MAX);
-            out.reserve_exact(want.min(avail));
-        }
+        let part = t
+            .partition(partition_index(tp.partition)?)
+            .map_err(map_store)?;
         let mut sink = Consumed {
             out: &mut out,
             topic: &tp.topic,
@@ -518,11 +524,32 @@ fn read_from(
             taken: 0,
             next: *pos,
         };
-        part.read_into(*pos, want, 16 << 20, &mut sink)
-            .map_err(map_store)?;
+        part.read_into(
+            *pos,
+            usize::try_from(quota).unwrap_or(0),
+            16 << 20,
+            &mut sink,
+        )
+        .map_err(map_store)?;
         *pos = sink.next;
     }
     Ok(out)
+}
+
+/// Splits `max` among partitions that have `avail` records each: equal shares, and
+/// what a partition cannot use goes to the others.
+fn fair_shares(avail: &[u64], max: u64) -> Vec<u64> {
+    let mut by_need: Vec<usize> = (0..avail.len()).collect();
+    by_need.sort_by_key(|&i| avail[i]);
+    let mut quotas = vec![0; avail.len()];
+    let mut left = max;
+    for (k, &i) in by_need.iter().enumerate() {
+        let share = left / (avail.len() - k) as u64;
+        let share = if k + 1 == avail.len() { left } else { share };
+        quotas[i] = avail[i].min(share);
+        left -= quotas[i];
+    }
+    quotas
 }
 
 /// Decoded records go straight into the poll's result.
@@ -679,5 +706,22 @@ impl Drop for EmbeddedConsumer {
         // Dropping the member leaves the group; tell the others to pick up its partitions.
         self.member.take();
         self.broker.inner.group_change.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_shares;
+
+    #[test]
+    fn a_poll_is_shared_fairly_among_partitions_with_records() {
+        // Equal backlogs: equal shares, the remainder to the last.
+        assert_eq!(fair_shares(&[5000, 5000], 2048), vec![1024, 1024]);
+        assert_eq!(fair_shares(&[5000, 5000, 5000], 100), vec![33, 33, 34]);
+        // What a short partition cannot use goes to the others.
+        assert_eq!(fair_shares(&[10, 5000, 0], 2048), vec![10, 2038, 0]);
+        // Less than a poll in all: everything.
+        assert_eq!(fair_shares(&[3, 4], 2048), vec![3, 4]);
+        assert_eq!(fair_shares(&[], 2048), Vec::<u64>::new());
     }
 }
