@@ -144,6 +144,7 @@ impl PipelineBuilder {
             outputs,
             format: Format::Json,
             batch: None,
+            combine: None,
         })
     }
 
@@ -341,6 +342,7 @@ impl PipelineBuilder {
             reducer,
             of,
             emit: Default::default(),
+            combine: false,
         });
         self.add(name, kind, vec![from.to_owned()], vec![to.to_owned()])
     }

@@ -32,7 +32,7 @@ pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use expr::{Expr, ExprError, Format, RecordVars, Val, parse_value};
 pub use graph::{to_dot, to_json, to_mermaid};
 pub use plan::{
-    Backend, BatchPolicy, Emit, Exec, Join, JoinMode, Mapper, Plan, Predicate, Reduce, Reducer,
-    Route, Selector, ShardTarget, Sharder, SplitMode, Stage, StageKind, Topic,
+    Backend, BatchPolicy, Combine, Emit, Exec, Join, JoinMode, Mapper, Plan, Predicate, Reduce,
+    Reducer, Route, Selector, ShardTarget, Sharder, SplitMode, Stage, StageKind, Topic,
 };
 pub use planner::{load, parse_str};

@@ -282,6 +282,27 @@ pub struct Reduce {
     /// The operand (`of:`); `None` means the whole value. Always `None` for count.
     pub of: Option<Selector>,
     pub emit: Emit,
+    /// Pre-aggregate in the map upstream before the shuffle (see [`Combine`]).
+    pub combine: bool,
+}
+
+/// A map stage's combiner: the map aggregates its outputs per group as the reduce
+/// downstream would, and writes one record per group and range of its input instead of
+/// one per output, so far fewer records go through the sharder and the reduce. Set by
+/// the planner on the map a `combine: true` reduce reads from, through sharders,
+/// copiers and mergers only.
+#[derive(Clone, Debug)]
+pub struct Combine {
+    /// The reduce stage it aggregates for.
+    pub reduce: String,
+    pub group_by: Option<Selector>,
+    pub reducer: Reducer,
+    pub of: Option<Selector>,
+    /// How the reduce reads the values (its `format`).
+    pub format: Format,
+    /// The shard keys of the sharders on the way: outputs combine only when these are
+    /// equal too, so a combined record goes where each of its parts would have gone.
+    pub route_by: Vec<Selector>,
 }
 
 /// What a stage does: one of the book's patterns.
@@ -337,6 +358,8 @@ pub struct Stage {
     pub format: Format,
     /// Continuous mode batch cut, on stages that read source topics.
     pub batch: Option<BatchPolicy>,
+    /// On a map stage: the combiner of a reduce downstream.
+    pub combine: Option<Combine>,
 }
 
 /// A validated pipeline.

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::plan::{Backend, Plan, Stage};
 use crate::spec::read::{error_at, read_pipeline};
-use crate::spec::{BackendSpec, node};
+use crate::spec::{BackendSpec, KindSpec, node};
 
+pub mod combine;
 pub mod exprs;
 pub mod partitions;
 pub mod stages;
@@ -167,14 +168,26 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
             outputs: io.outputs.iter().map(|t| t.value.clone()).collect(),
             format: s.format,
             batch: s.batch.as_ref().map(|b| b.value),
+            combine: None,
         }));
     }
     let order = order?;
     let mut stages: Vec<Option<Stage>> = stages;
-    let stages = order
+    let mut stages = order
         .iter()
         .map(|&i| stages[i].take())
         .collect::<Option<Vec<_>>>()?;
+    let combining: Vec<(String, node::Pos)> = spec
+        .stages
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Some(KindSpec::Reduce {
+                combine: Some(c), ..
+            }) if c.value => Some((s.name.value.clone(), c.pos)),
+            _ => None,
+        })
+        .collect();
+    combine::lift(&mut stages, &combining, diags);
 
     let backend = match spec.backend.map(|b| b.value) {
         None | Some(BackendSpec::Embedded { data: None }) => Backend::Embedded,

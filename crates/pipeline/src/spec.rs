@@ -144,6 +144,8 @@ pub enum KindSpec {
         reducer: Sp<ReducerSpec>,
         of: Option<ExprSrc>,
         emit: Emit,
+        /// `combine: true`: pre-aggregate in the map upstream (planner::combine).
+        combine: Option<Sp<bool>>,
     },
 }
 

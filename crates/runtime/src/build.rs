@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use millrace_pipeline::{JoinMode, Plan, Stage, StageKind};
 
+use crate::coordinated::combine::Combiner;
 use crate::coordinated::join::{Barrier, KeyJoin, Zip};
 use crate::coordinated::reduce::Reduce;
 use crate::error::RuntimeError;
@@ -74,6 +75,14 @@ fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
             r.emit,
             format,
         ))),
+        StageKind::Map { mapper } if s.combine.is_some() => {
+            let map = map::Map::new(mapper.clone(), format);
+            let c = s.combine.as_ref().ok_or_else(|| RuntimeError::Stage {
+                stage: s.name.clone(),
+                message: "no combiner".into(),
+            })?;
+            StageLogic::Coordinated(Box::new(Combiner::new(map, c)))
+        }
         _ => StageLogic::Event(operator(s)?),
     })
 }
@@ -88,10 +97,7 @@ fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
         StageKind::Filter { predicate } => {
             Box::new(PerRecord(filter::Filter::new(predicate.clone(), format)))
         }
-        StageKind::Map { mapper } => Box::new(PerRecord(map::Map {
-            mapper: mapper.clone(),
-            format,
-        })),
+        StageKind::Map { mapper } => Box::new(PerRecord(map::Map::new(mapper.clone(), format))),
         StageKind::Splitter {
             mode,
             routes,

@@ -267,7 +267,8 @@ impl Runtime {
                     }
                     .run(),
                 ),
-                StageLogic::Coordinated(op) => Box::pin(
+                StageLogic::Coordinated(mut op) => Box::pin({
+                    op.batched(opts.batch || micro);
                     CoordinatedTask {
                         pipeline: spec.pipeline.clone(),
                         stage: stage.name,
@@ -282,8 +283,8 @@ impl Runtime {
                         max_batch: opts.max_batch,
                         stop: inner_stop.clone(),
                     }
-                    .run(),
-                ),
+                    .run()
+                }),
             };
             handles.push(tokio::spawn(async move {
                 let r = fut.await;

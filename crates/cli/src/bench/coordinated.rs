@@ -536,6 +536,7 @@ stages:
     to: {p}-partial-counts
     group_by: .word
     reducer: count
+    combine: true
   shape:
     kind: map
     from: {p}-partial-counts

@@ -113,6 +113,7 @@ pub fn build_kind(
             reducer,
             of,
             emit,
+            combine,
         } => {
             let group_by = group_by.as_ref().map(|e| jq(e, "group_by", &[], diags));
             let of = of.as_ref().map(|e| jq(e, "of", &[], diags));
@@ -144,6 +145,7 @@ pub fn build_kind(
                 reducer: reducer?,
                 of: of.map(|o| o.map(Selector::Jq)).transpose_opt()?,
                 emit: *emit,
+                combine: combine.as_ref().is_some_and(|c| c.value),
             })
         }
     })

@@ -45,7 +45,7 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
             "env",
         ],
         "join" => &["mode", "key", "timeout", "combine"],
-        "reduce" => &["group_by", "reducer", "of", "emit"],
+        "reduce" => &["group_by", "reducer", "of", "emit", "combine"],
         _ => &[],
     }
 }
@@ -1030,6 +1030,13 @@ impl Reader<'_> {
                 }
             }
         };
+        let combine = match f.get("combine") {
+            Some(n) => Some(Sp {
+                value: self.bool(n, "`combine`")?,
+                pos: n.pos,
+            }),
+            None => None,
+        };
         Some(KindSpec::Reduce {
             group_by,
             reducer: Sp {
@@ -1038,6 +1045,7 @@ impl Reader<'_> {
             },
             of,
             emit,
+            combine,
         })
     }
 }

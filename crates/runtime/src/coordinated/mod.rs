@@ -10,6 +10,7 @@
 //!   per group key, with partial results as items arrive and the final result at the
 //!   batch's end.
 
+pub mod combine;
 pub mod join;
 pub mod reduce;
 pub mod task;
@@ -69,6 +70,10 @@ pub trait Coordinated: Send + Sync {
     /// Learns the stage's output topics and their partition counts before the first record.
     fn prepare(&mut self, _outputs: &[(String, i32)]) {}
 
+    /// Whether the run has batches (`--batch`, or a batch policy): without them no
+    /// batch ever ends, so nothing should wait for one.
+    fn batched(&mut self, _batched: bool) {}
+
     /// Takes in one record. Outputs that are ready now (a key join's match, a zip pair,
     /// a partial result) go to `emits`; records to dead-letter with their reason to
     /// `dead`. Returns what became of input records (this one or earlier held ones).
@@ -79,6 +84,20 @@ pub trait Coordinated: Send + Sync {
         emits: &mut Vec<Emit>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Tally;
+
+    /// Takes in a whole poll at once, for a pattern that spreads it over threads;
+    /// `causes` gets, for each output pushed onto `emits`, the index in `batch` of the
+    /// record whose absorbing released it. `None`: the task calls `absorb` per record.
+    fn absorb_all(
+        &mut self,
+        _batch: &[ConsumedRecord],
+        _progress: Progress,
+        _emits: &mut Vec<Emit>,
+        _dead: &mut Vec<(ConsumedRecord, RecordError)>,
+        _causes: &mut Vec<usize>,
+    ) -> Option<Tally> {
+        None
+    }
 
     /// Called between polls: time-based partial results and timeouts.
     fn tick(
@@ -98,6 +117,12 @@ pub trait Coordinated: Send + Sync {
         emits: &mut Vec<Emit>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError>;
+
+    /// The lineage (origin, offset, index) of the last `finish`'s emits, when the
+    /// pattern names them itself; else they are named after the batch.
+    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+        None
+    }
 
     /// The lowest offset of `tp` still held (not to be committed), if any.
     fn held_from(&self, tp: &TopicPartition) -> Option<i64>;

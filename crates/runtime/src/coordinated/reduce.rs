@@ -160,6 +160,8 @@ struct Absorbed<'a> {
     key: Cow<'a, [u8]>,
     group: GroupValue<'a>,
     item: Val,
+    /// A combined record's accumulator (see `partial`): merged instead of the item.
+    partial: Option<Acc>,
 }
 
 /// A group's JSON, or where to build it from when the group is new.
@@ -331,7 +333,12 @@ impl Reduce {
             true => o.to_val().ok()?,
             false => Val::Null,
         };
-        Some(Absorbed { key, group, item })
+        Some(Absorbed {
+            key,
+            group,
+            item,
+            partial: None,
+        })
     }
 
     /// Key, group and item of a record by parsing it and running the jq filters.
@@ -353,20 +360,30 @@ impl Reduce {
                 key: Cow::Owned(key),
                 group: GroupValue::Json(group),
                 item,
+                partial: None,
             })
         })
     }
 
     /// Adds one record's item to its group's accumulator for partition `slot`.
-    fn add(&mut self, slot: usize, a: Absorbed<'_>, offset: i64) -> Result<(), RecordError> {
+    fn add(&mut self, slot: usize, mut a: Absorbed<'_>, offset: i64) -> Result<(), RecordError> {
         let reducer = &self.reducer;
+        let mut partial = a.partial.take();
+        let mut fold = |acc: &mut Acc| match partial.take() {
+            Some(p) => {
+                let old = std::mem::replace(acc, Acc::Count(0));
+                *acc = Self::merge(reducer, old, p)?;
+                Ok(())
+            }
+            None => Self::update(reducer, acc, &a.item),
+        };
         match self.index.get(&*a.key).copied() {
             Some(g) => {
                 match &mut self.accs[g * self.stride + slot] {
-                    Some(acc) => Self::update(reducer, acc, &a.item).map_err(RecordError::new)?,
+                    Some(acc) => fold(acc).map_err(RecordError::new)?,
                     empty @ None => {
                         let mut acc = Self::init(reducer).map_err(RecordError::new)?;
-                        Self::update(reducer, &mut acc, &a.item).map_err(RecordError::new)?;
+                        fold(&mut acc).map_err(RecordError::new)?;
                         *empty = Some(acc);
                     }
                 }
@@ -384,7 +401,7 @@ impl Reduce {
                 };
                 // A bad first item must not create an empty group.
                 let mut acc = Self::init(reducer).map_err(RecordError::new)?;
-                Self::update(reducer, &mut acc, &a.item).map_err(RecordError::new)?;
+                fold(&mut acc).map_err(RecordError::new)?;
                 let g = self.groups.len();
                 self.groups.push(Group {
                     key: a.key.as_ref().into(),
@@ -513,7 +530,7 @@ impl Reduce {
         Ok(())
     }
 
-    fn merge(&self, a: Acc, b: Acc) -> Result<Acc, String> {
+    fn merge(reducer: &Reducer, a: Acc, b: Acc) -> Result<Acc, String> {
         Ok(match (a, b) {
             (Acc::Count(x), Acc::Count(y)) => Acc::Count(x + y),
             (
@@ -579,7 +596,7 @@ impl Reduce {
                 Acc::Collect(x)
             }
             (Acc::Custom(x), Acc::Custom(y)) => {
-                let Reducer::Custom { merge, .. } = &self.reducer else {
+                let Reducer::Custom { merge, .. } = reducer else {
                     return Err("custom accumulator without a custom reducer".into());
                 };
                 let mut out = None;
@@ -633,7 +650,7 @@ impl Reduce {
         for a in self.order.iter().filter_map(|s| accs.get(*s)?.as_ref()) {
             merged = Some(match merged {
                 None => a.clone(),
-                Some(m) => self.merge(m, a.clone())?,
+                Some(m) => Self::merge(&self.reducer, m, a.clone())?,
             });
         }
         Ok(merged.map(|m| Self::result(&m)).unwrap_or(Value::Null))
@@ -725,17 +742,30 @@ impl Coordinated for Reduce {
     ) -> Tally {
         let mut t = Tally::default();
         let slot = self.slot(rec);
+        // A combined record (see `partial`) brings its accumulator along.
+        let partial = match rec.headers.iter().find(|h| &*h.key == COMBINED_HEADER) {
+            Some(h) => match partial::decode(&self.reducer, &h.value) {
+                Ok(acc) => Some(acc),
+                Err(e) => {
+                    dead.push((rec.clone(), RecordError::new(e)));
+                    t.dead_lettered += 1;
+                    return t;
+                }
+            },
+            None => None,
+        };
         let fast = self
             .fast
             .as_ref()
             .and_then(|f| Self::absorb_fast(f, &rec.value));
-        let added = match fast {
-            Some(a) => self.add(slot, a, rec.offset),
-            None => match self.absorb_general(rec) {
-                Ok(a) => self.add(slot, a, rec.offset),
-                Err(e) => Err(e),
-            },
+        let absorbed = match fast {
+            Some(a) => Ok(a),
+            None => self.absorb_general(rec),
         };
+        let added = absorbed.and_then(|mut a| {
+            a.partial = partial;
+            self.add(slot, a, rec.offset)
+        });
         if let Err(e) = added {
             dead.push((rec.clone(), e));
             t.dead_lettered += 1;
@@ -788,6 +818,55 @@ impl Coordinated for Reduce {
         forgotten
     }
 }
+
+/// A combiner's accumulator of one group: opaque outside the reduce, whose reducer
+/// it follows.
+pub struct Partial(Acc);
+
+/// The combiner's side of the reduce: it takes its outputs as this reduce would take
+/// records, so the combined records merge into exactly what the records would have
+/// added up to.
+impl Reduce {
+    /// Group key and item of a record, as `absorb` takes them.
+    pub fn key_and_item(&self, rec: &ConsumedRecord) -> Result<(Vec<u8>, Val), RecordError> {
+        let fast = self
+            .fast
+            .as_ref()
+            .and_then(|f| Self::absorb_fast(f, &rec.value));
+        let a = match fast {
+            Some(a) => a,
+            None => self.absorb_general(rec)?,
+        };
+        Ok((a.key.into_owned(), a.item))
+    }
+
+    /// Group key and item of a JSON value by the fast path (plain paths picked from
+    /// the bytes), or `None` when `key_and_item` must decide.
+    pub fn key_and_item_fast<'v>(&self, value: &'v [u8]) -> Option<(Cow<'v, [u8]>, Val)> {
+        let a = Self::absorb_fast(self.fast.as_ref()?, value)?;
+        Some((a.key, a.item))
+    }
+
+    /// An accumulator holding `item` alone.
+    pub fn start(&self, item: &Val) -> Result<Partial, RecordError> {
+        let mut acc = Self::init(&self.reducer).map_err(RecordError::new)?;
+        Self::update(&self.reducer, &mut acc, item).map_err(RecordError::new)?;
+        Ok(Partial(acc))
+    }
+
+    /// Adds `item` to the accumulator.
+    pub fn fold(&self, p: &mut Partial, item: &Val) -> Result<(), RecordError> {
+        Self::update(&self.reducer, &mut p.0, item).map_err(RecordError::new)
+    }
+
+    /// The accumulator as the combined record's header value.
+    pub fn encode(p: &Partial) -> Result<Vec<u8>, String> {
+        partial::encode(&p.0)
+    }
+}
+
+mod partial;
+pub use partial::HEADER as COMBINED_HEADER;
 
 #[cfg(test)]
 mod tests;

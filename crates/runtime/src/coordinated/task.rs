@@ -142,16 +142,21 @@ impl CoordinatedTask {
                 // finished the batch, or the one a rebalance handed the partition to —
                 // finds it written. Unkeyed results are numbered within the batch.
                 let origin = format!("batch:{}", progress.batch);
-                tags = emits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        Some(match &e.record.key {
-                            Some(k) => (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0),
-                            None => (origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX)),
+                tags = match self.op.finish_tags() {
+                    Some(named) => named.into_iter().map(Some).collect(),
+                    None => emits
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| {
+                            Some(match &e.record.key {
+                                Some(k) => {
+                                    (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0)
+                                }
+                                None => (origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX)),
+                            })
                         })
-                    })
-                    .collect();
+                        .collect(),
+                };
                 self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
                     .await?;
                 // The batch is released and durable: commit all that was read, except
@@ -239,9 +244,37 @@ impl CoordinatedTask {
             }
             let mut tally = Tally::default();
             self.counters.read(batch.len() as u64);
+            let before_all = emits.len();
+            let mut causes = Vec::new();
+            let all = self
+                .op
+                .absorb_all(&batch, progress, &mut emits, &mut dead, &mut causes);
+            if let Some(t) = all {
+                tally.add(t);
+                // Each output is named after the record that released it, numbered
+                // among that record's outputs (which come together).
+                tags.resize(before_all, None);
+                let mut index = 0u32;
+                for (i, &c) in causes.iter().enumerate() {
+                    index = if i > 0 && causes[i - 1] == c {
+                        index + 1
+                    } else {
+                        0
+                    };
+                    let rec = &batch[c];
+                    tags.push(Some((
+                        lineage::origin_of(&rec.topic, rec.partition),
+                        rec.offset,
+                        index,
+                    )));
+                }
+                tags.resize(before_all + causes.len(), None);
+            }
             for (k, rec) in batch.iter().enumerate() {
                 let before = emits.len();
-                tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
+                if all.is_none() {
+                    tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
+                }
                 if emits.len() > before {
                     let origin = lineage::origin_of(&rec.topic, rec.partition);
                     for i in 0..emits.len() - before {

@@ -1,0 +1,535 @@
+//! A map that combines for a reduce downstream (`combine: true` on the reduce): the
+//! map's outputs are aggregated per group, as the reduce would aggregate them, and one
+//! record per group goes out for each range of input records instead of one per
+//! output. The record is the group's first output, with the group's accumulator in
+//! the `millrace.combined` header; the reduce merges it.
+//!
+//! It is a coordinated pattern because it holds its inputs: a range's records are
+//! committed only once the range's combined records are durable. Ranges are cut
+//! where a replay cuts them too, so a replay writes the very records the lineage
+//! finds written: each input partition's range starts at its committed offset and
+//! ends after the record that brings it to [`MAX_GROUPS`] groups, or at the batch's
+//! end. (Continuous runs without batches have no batch end to wait for: each record
+//! is its own range.)
+//!
+//! Outputs combine when the record key, the group key and the shard keys of the
+//! sharders on the way are all equal, so a combined record lands where each of its
+//! parts would have. When the group key, the item and the shard keys are plain paths
+//! (read from the value alone), equal outputs (same key, same bytes) are in the same
+//! group: nothing is picked from an output already seen.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use millrace_broker::{ConsumedRecord, Header, ProduceRecord, TopicPartition};
+use millrace_pipeline::Val;
+use millrace_pipeline::expr::{PlainPath, key_bytes, pick};
+use millrace_pipeline::{Combine, Emit as EmitPolicy, Selector};
+
+use super::reduce::{COMBINED_HEADER, Partial, Reduce};
+use super::{Coordinated, FinishContext, Progress, Tally};
+use crate::error::RuntimeError;
+use crate::lineage;
+use crate::operator::{Emit, RecordError, derived};
+use crate::patterns::map::Map;
+use crate::patterns::{value_of, with_vars};
+
+/// Groups a range may hold before it is written out (bounds memory: one record and
+/// one accumulator per group).
+pub const MAX_GROUPS: usize = 65_536;
+
+/// Input records a range may hold before it is written out: the stages downstream
+/// work on one range while the next is combined.
+pub const MAX_INPUTS: u64 = 131_072;
+
+/// A poll with at least this many records, from several partitions, is combined on
+/// two threads (partitions' ranges are independent).
+const PARALLEL_FROM: usize = 256;
+
+pub struct Combiner {
+    how: How,
+    ranges: Vec<Range>,
+    /// One per thread.
+    scratch: [Scratch; 2],
+    /// The lineage of the last `finish`'s emits.
+    finished: Vec<(String, i64, u32)>,
+}
+
+/// What combining does, shared by the threads.
+struct How {
+    map: Map,
+    /// The reduce's way of taking records: group key, item, accumulators.
+    reduce: Reduce,
+    /// The sharders' keys, and their plain paths where they are.
+    route_by: Vec<Selector>,
+    route_paths: Vec<Option<PlainPath>>,
+    /// Every key is a plain path, so equal outputs (bytes) are in the same group.
+    by_value: bool,
+    /// Whether the reducer reads the item (count does not).
+    needs_item: bool,
+    format: millrace_pipeline::Format,
+    /// Output partitions of the map's topic.
+    out_partitions: i32,
+    batched: bool,
+    max_groups: usize,
+}
+
+/// Buffers reused from record to record.
+#[derive(Default)]
+struct Scratch {
+    outputs: Vec<Emit>,
+    /// The native path's outputs of one record, and where each ends.
+    native: Vec<u8>,
+    ends: Vec<usize>,
+    /// The combining key being built.
+    key: Vec<u8>,
+}
+
+/// One input partition's open range.
+struct Range {
+    tp: TopicPartition,
+    first: Option<i64>,
+    last: i64,
+    /// Input records in the range, and those of them that had outputs.
+    inputs: u64,
+    emitted: u64,
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// Outputs seen (record key and bytes) → their group, when `by_value`.
+    by_bytes: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    groups: Vec<(ProduceRecord, Partial)>,
+}
+
+/// What absorbing some records gave: outputs with the index of the record that
+/// caused each, dead letters, and the tally.
+#[derive(Default)]
+struct Absorbed {
+    emits: Vec<Emit>,
+    causes: Vec<usize>,
+    dead: Vec<(ConsumedRecord, RecordError)>,
+    tally: Tally,
+}
+
+impl Combiner {
+    pub fn new(map: Map, c: &Combine) -> Combiner {
+        let plain = |s: &Selector| {
+            matches!(c.format, millrace_pipeline::Format::Json) && s.as_plain_path().is_some()
+        };
+        let reduce = Reduce::new(
+            c.group_by.clone(),
+            c.reducer.clone(),
+            c.of.clone(),
+            EmitPolicy::default(),
+            c.format,
+        );
+        Combiner {
+            how: How {
+                map,
+                by_value: reduce.is_fast() && c.route_by.iter().all(plain),
+                reduce,
+                route_by: c.route_by.clone(),
+                route_paths: c
+                    .route_by
+                    .iter()
+                    .map(|s| plain(s).then(|| s.as_plain_path()).flatten())
+                    .collect(),
+                needs_item: !matches!(c.reducer, millrace_pipeline::Reducer::Count),
+                format: c.format,
+                out_partitions: 1,
+                batched: true,
+                max_groups: MAX_GROUPS,
+            },
+            ranges: Vec::new(),
+            scratch: Default::default(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Sets the group limit of a range (tests use small ones).
+    pub fn with_max_groups(mut self, n: usize) -> Self {
+        self.how.max_groups = n.max(1);
+        self
+    }
+
+    fn range(&mut self, tp: (&std::sync::Arc<str>, i32)) -> usize {
+        let is = |r: &Range| r.tp.partition == tp.1 && r.tp.topic == *tp.0;
+        match self.ranges.iter().position(is) {
+            Some(i) => i,
+            None => {
+                self.ranges.push(Range {
+                    tp: TopicPartition::new(tp.0.clone(), tp.1),
+                    first: None,
+                    last: -1,
+                    inputs: 0,
+                    emitted: 0,
+                    index: HashMap::default(),
+                    by_bytes: HashMap::default(),
+                    groups: Vec::new(),
+                });
+                self.ranges.sort_by(|a, b| a.tp.cmp(&b.tp));
+                self.ranges.iter().position(is).unwrap_or(0)
+            }
+        }
+    }
+}
+
+impl How {
+    /// Takes in one record of `range`'s partition.
+    fn absorb(
+        &self,
+        range: &mut Range,
+        s: &mut Scratch,
+        rec: &ConsumedRecord,
+        cause: usize,
+        out: &mut Absorbed,
+    ) {
+        s.native.clear();
+        s.ends.clear();
+        s.outputs.clear();
+        // Outputs are collected first: a record the native path gives up on midway
+        // must not have added anything.
+        let (native, ends) = (&mut s.native, &mut s.ends);
+        let answered = self.map.run_native(rec, &mut |o| {
+            native.extend_from_slice(o);
+            ends.push(native.len());
+        });
+        if !answered {
+            s.ends.clear();
+            if let Err(e) = self.map.run_jaq(rec, &mut s.outputs) {
+                out.dead.push((rec.clone(), e));
+                out.tally.dead_lettered += 1;
+                return;
+            }
+        }
+        let had_outputs = !s.ends.is_empty() || !s.outputs.is_empty();
+        let mut start = 0;
+        let natives = s.ends.iter().map(|&end| {
+            let v = &s.native[start..end];
+            start = end;
+            v
+        });
+        let values = natives.chain(s.outputs.iter().map(|o| &o.record.value[..]));
+        for value in values {
+            if let Err(e) = self.fold(range, &mut s.key, rec, value) {
+                // What the reduce would have dead-lettered: this output.
+                let mut bad = rec.clone();
+                bad.value = Bytes::copy_from_slice(value);
+                out.dead.push((bad, e));
+            }
+        }
+        range.first.get_or_insert(rec.offset);
+        range.last = rec.offset;
+        range.inputs += 1;
+        range.emitted += u64::from(had_outputs);
+        if !self.batched || range.groups.len() >= self.max_groups || range.inputs >= MAX_INPUTS {
+            let before = out.emits.len();
+            out.tally.add(self.flush(range, &mut out.emits));
+            out.causes
+                .resize(out.causes.len() + out.emits.len() - before, cause);
+        }
+    }
+
+    /// Adds one output of `rec` (its JSON) to `range`.
+    fn fold(
+        &self,
+        range: &mut Range,
+        key: &mut Vec<u8>,
+        rec: &ConsumedRecord,
+        value: &[u8],
+    ) -> Result<(), RecordError> {
+        key.clear();
+        let part = |key: &mut Vec<u8>, b: &[u8]| {
+            key.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
+            key.extend_from_slice(b);
+        };
+        match rec.key.as_deref() {
+            None => key.push(0),
+            Some(k) => {
+                key.push(1);
+                part(key, k);
+            }
+        }
+        let prefix = key.len();
+        if self.by_value {
+            // Equal outputs have equal group keys, items and shard keys: an output
+            // seen before goes to its group without picking anything from it again.
+            key.extend_from_slice(value);
+            if let Some(&g) = range.by_bytes.get(key.as_slice()) {
+                let item = match self.needs_item {
+                    true => self.item(rec, value)?,
+                    false => Val::Null,
+                };
+                return self.reduce.fold(&mut range.groups[g].1, &item);
+            }
+        }
+        let seen_as = (self.by_value && range.by_bytes.len() < self.max_groups)
+            .then(|| Box::<[u8]>::from(key.as_slice()));
+        key.truncate(prefix);
+        let (group, item) = self.key_and_item(rec, value)?;
+        part(key, &group);
+        let mut parsed = None;
+        for (by, path) in self.route_by.iter().zip(&self.route_paths) {
+            // A plain path is picked from the bytes, as the sharder picks it.
+            if let Some(k) = path
+                .as_ref()
+                .and_then(|p| pick(value, [p]))
+                .and_then(|[k]| k.key().ok())
+            {
+                part(key, &k);
+                continue;
+            }
+            if parsed.is_none() {
+                let read = as_read(rec, value);
+                parsed = Some((value_of(&read, self.format)?, read));
+            }
+            let Some((v, read)) = parsed.as_ref() else {
+                continue;
+            };
+            let k = with_vars(read, |vars| by.select(v, vars)).map_err(RecordError::new)?;
+            part(key, &key_bytes(&k));
+        }
+        let g = match range.index.get(key.as_slice()) {
+            Some(&g) => {
+                self.reduce.fold(&mut range.groups[g].1, &item)?;
+                g
+            }
+            None => {
+                self.start_group(range, rec, value, key, &item)?;
+                range.groups.len() - 1
+            }
+        };
+        if let Some(seen_as) = seen_as {
+            range.by_bytes.insert(seen_as, g);
+        }
+        Ok(())
+    }
+
+    /// Group key and item of an output, as the reduce takes them.
+    fn key_and_item(
+        &self,
+        rec: &ConsumedRecord,
+        value: &[u8],
+    ) -> Result<(Vec<u8>, Val), RecordError> {
+        match self.reduce.key_and_item_fast(value) {
+            Some((group, item)) => Ok((group.into_owned(), item)),
+            None => self.reduce.key_and_item(&as_read(rec, value)),
+        }
+    }
+
+    /// The item of an output (checking, as the reduce would, that its group key can
+    /// be taken).
+    fn item(&self, rec: &ConsumedRecord, value: &[u8]) -> Result<Val, RecordError> {
+        self.key_and_item(rec, value).map(|(_, item)| item)
+    }
+
+    fn start_group(
+        &self,
+        range: &mut Range,
+        rec: &ConsumedRecord,
+        value: &[u8],
+        key: &[u8],
+        item: &Val,
+    ) -> Result<(), RecordError> {
+        let partial = self.reduce.start(item)?;
+        // Its own bytes: a slice would keep a whole buffer alive.
+        let record = derived(rec, Bytes::copy_from_slice(value));
+        range.index.insert(key.into(), range.groups.len());
+        range.groups.push((record, partial));
+        Ok(())
+    }
+
+    /// Writes out `range`: its combined records go to `emits`.
+    fn flush(&self, range: &mut Range, emits: &mut Vec<Emit>) -> Tally {
+        let tally = Tally {
+            out: range.emitted,
+            filtered: range.inputs - range.emitted,
+            dead_lettered: 0,
+        };
+        let parts = self.out_partitions.max(1);
+        for (mut record, partial) in range.groups.drain(..) {
+            let acc = Reduce::encode(&partial).unwrap_or_default();
+            record
+                .headers
+                .push(Header::new(COMBINED_HEADER, Bytes::from(acc)));
+            if record.key.is_none() {
+                // As the map would: unkeyed outputs stay with their input partition.
+                record.partition = Some(range.tp.partition % parts);
+            }
+            emits.push(Emit { output: 0, record });
+        }
+        range.index.clear();
+        range.by_bytes.clear();
+        range.first = None;
+        range.inputs = 0;
+        range.emitted = 0;
+        tally
+    }
+}
+
+/// An output as the reduce would read it, for the slow paths.
+fn as_read(rec: &ConsumedRecord, value: &[u8]) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: rec.topic.clone(),
+        partition: rec.partition,
+        offset: rec.offset,
+        key: rec.key.clone(),
+        value: Bytes::copy_from_slice(value),
+        headers: rec.headers.clone(),
+        timestamp: rec.timestamp,
+    }
+}
+
+/// Absorbs `runs` (record index ranges of `batch`, each in one range) into `out`.
+fn absorb_runs(
+    how: &How,
+    batch: &[ConsumedRecord],
+    runs: Vec<(&mut Range, std::ops::Range<usize>)>,
+    s: &mut Scratch,
+    out: &mut Absorbed,
+) {
+    for (range, at) in runs {
+        for i in at {
+            how.absorb(range, s, &batch[i], i, out);
+        }
+    }
+}
+
+#[async_trait]
+impl Coordinated for Combiner {
+    fn prepare(&mut self, outputs: &[(String, i32)]) {
+        self.how.out_partitions = outputs.first().map_or(1, |o| o.1);
+    }
+
+    fn batched(&mut self, batched: bool) {
+        self.how.batched = batched;
+    }
+
+    fn absorb(
+        &mut self,
+        rec: &ConsumedRecord,
+        _progress: Progress,
+        emits: &mut Vec<Emit>,
+        dead: &mut Vec<(ConsumedRecord, RecordError)>,
+    ) -> Tally {
+        let r = self.range((&rec.topic, rec.partition));
+        let mut out = Absorbed::default();
+        self.how
+            .absorb(&mut self.ranges[r], &mut self.scratch[0], rec, 0, &mut out);
+        emits.append(&mut out.emits);
+        dead.append(&mut out.dead);
+        out.tally
+    }
+
+    fn absorb_all(
+        &mut self,
+        batch: &[ConsumedRecord],
+        _progress: Progress,
+        emits: &mut Vec<Emit>,
+        dead: &mut Vec<(ConsumedRecord, RecordError)>,
+        causes: &mut Vec<usize>,
+    ) -> Option<Tally> {
+        // Runs of one partition (a poll returns each partition's records together).
+        let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        let mut start = 0;
+        for k in 0..batch.len() {
+            let ends = batch
+                .get(k + 1)
+                .is_none_or(|n| n.partition != batch[k].partition || n.topic != batch[k].topic);
+            if ends {
+                let r = self.range((&batch[k].topic, batch[k].partition));
+                runs.push((r, start..k + 1));
+                start = k + 1;
+            }
+        }
+        // Each range to one of two threads, alternately.
+        let mut lanes: [Vec<(&mut Range, std::ops::Range<usize>)>; 2] = Default::default();
+        let mut ranges: Vec<Option<&mut Range>> = self.ranges.iter_mut().map(Some).collect();
+        let mut lane_of: HashMap<usize, usize> = HashMap::new();
+        for (r, at) in runs {
+            let lanes_used = lane_of.len();
+            let lane = *lane_of.entry(r).or_insert(lanes_used % 2);
+            // A partition met twice in one poll (not how polls come): one at a time.
+            let range = ranges[r].take()?;
+            lanes[lane].push((range, at));
+        }
+        let [first, second] = lanes;
+        let how = &self.how;
+        let [s0, s1] = &mut self.scratch;
+        let mut a = Absorbed::default();
+        let mut b = Absorbed::default();
+        if second.is_empty() || batch.len() < PARALLEL_FROM {
+            absorb_runs(how, batch, first, s0, &mut a);
+            absorb_runs(how, batch, second, s1, &mut b);
+        } else {
+            std::thread::scope(|scope| {
+                scope.spawn(|| absorb_runs(how, batch, second, s1, &mut b));
+                absorb_runs(how, batch, first, s0, &mut a);
+            });
+        }
+        let mut tally = Tally::default();
+        for mut x in [a, b] {
+            emits.append(&mut x.emits);
+            causes.append(&mut x.causes);
+            dead.append(&mut x.dead);
+            tally.add(x.tally);
+        }
+        Some(tally)
+    }
+
+    async fn finish(
+        &mut self,
+        _progress: Progress,
+        _ctx: &FinishContext<'_>,
+        emits: &mut Vec<Emit>,
+        _dead: &mut Vec<(ConsumedRecord, RecordError)>,
+    ) -> Result<Tally, RuntimeError> {
+        let mut t = Tally::default();
+        self.finished.clear();
+        for range in &mut self.ranges {
+            if range.first.is_none() {
+                continue;
+            }
+            let before = emits.len();
+            t.add(self.how.flush(range, emits));
+            // Named as a flush at the range's last record would name them: a replay
+            // of the range writes the same records under the same names.
+            let origin = lineage::origin_of(&range.tp.topic, range.tp.partition);
+            for i in 0..emits.len() - before {
+                self.finished.push((
+                    origin.clone(),
+                    range.last,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+        Some(std::mem::take(&mut self.finished))
+    }
+
+    fn held_from(&self, tp: &TopicPartition) -> Option<i64> {
+        self.ranges
+            .iter()
+            .find(|r| r.tp == *tp)
+            .and_then(|r| r.first)
+    }
+
+    fn revoke(&mut self, tps: &[TopicPartition]) -> u64 {
+        let mut forgotten = 0;
+        for r in self.ranges.iter_mut().filter(|r| tps.contains(&r.tp)) {
+            forgotten += r.inputs;
+            r.index.clear();
+            r.by_bytes.clear();
+            r.groups.clear();
+            r.first = None;
+            r.inputs = 0;
+            r.emitted = 0;
+        }
+        forgotten
+    }
+}
+
+#[cfg(test)]
+mod tests;

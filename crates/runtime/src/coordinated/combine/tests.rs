@@ -1,0 +1,128 @@
+use std::sync::Arc;
+
+use millrace_pipeline::{Expr, Format, Mapper, Reducer, Selector};
+
+use super::*;
+
+fn combiner(max_groups: usize) -> Combiner {
+    let expr = r#"ascii_downcase | scan("[a-z]+") | {word: .}"#;
+    let map = Map::new(Mapper::Jq(Expr::compile(expr).expect("map")), Format::Text);
+    let c = Combine {
+        reduce: "count".into(),
+        group_by: Some(Selector::Jq(Expr::compile(".word").expect("group_by"))),
+        reducer: Reducer::Count,
+        of: None,
+        format: Format::Json,
+        route_by: Vec::new(),
+    };
+    Combiner::new(map, &c).with_max_groups(max_groups)
+}
+
+fn line(partition: i32, offset: i64, text: &str) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: Arc::from("lines"),
+        partition,
+        offset,
+        key: None,
+        value: Bytes::from(text.to_string()),
+        headers: Vec::new(),
+        timestamp: 0,
+    }
+}
+
+/// word → count, from combined records.
+fn counts(emits: &[Emit]) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in emits {
+        let v: serde_json::Value = serde_json::from_slice(&e.record.value).expect("json");
+        let n: u64 = e
+            .record
+            .headers
+            .iter()
+            .find(|h| &*h.key == COMBINED_HEADER)
+            .map(|h| {
+                std::str::from_utf8(&h.value)
+                    .expect("utf8")
+                    .parse()
+                    .expect("n")
+            })
+            .expect("combined header");
+        *m.entry(v["word"].as_str().expect("word").to_string())
+            .or_default() += n;
+    }
+    m
+}
+
+#[tokio::test]
+async fn ranges_close_at_the_group_limit_on_the_record_that_reaches_it() {
+    let mut c = combiner(3);
+    // Partition 0 reaches 3 groups at its second record; partition 1 never does.
+    let batch = vec![
+        line(0, 10, "a b a"),
+        line(0, 11, "c a"),
+        line(0, 12, "a"),
+        line(1, 5, "x x"),
+        line(1, 6, "X"),
+    ];
+    let (mut emits, mut dead, mut causes) = (Vec::new(), Vec::new(), Vec::new());
+    let progress = Progress::default();
+    let t = c
+        .absorb_all(&batch, progress, &mut emits, &mut dead, &mut causes)
+        .expect("absorbs whole polls");
+    assert!(dead.is_empty());
+    // The first range (offsets 10..=11) went out, caused by offset 11's record.
+    assert_eq!(causes, vec![1, 1, 1]);
+    assert_eq!(
+        counts(&emits),
+        [("a".to_string(), 3), ("b".into(), 1), ("c".into(), 1)].into()
+    );
+    assert_eq!(t.out, 2, "two input records written out");
+    // What is still held: partition 0 from 12, partition 1 from 5.
+    assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(12));
+    assert_eq!(c.held_from(&TopicPartition::new("lines", 1)), Some(5));
+
+    // The batch's end writes the rest, named after each range's last record.
+    emits.clear();
+    let lineage = std::sync::Mutex::new(crate::lineage::Lineage::new("s"));
+    let read_upto = Default::default();
+    let broker =
+        millrace_broker::embedded::EmbeddedBroker::open(tempfile::tempdir().expect("tmp").path())
+            .expect("broker");
+    let ctx = FinishContext {
+        broker: &broker,
+        stage: "s",
+        read_upto: &read_upto,
+        lineage: &lineage,
+    };
+    let t = c
+        .finish(progress, &ctx, &mut emits, &mut dead)
+        .await
+        .expect("finish");
+    assert_eq!(t.out, 3);
+    assert_eq!(
+        counts(&emits),
+        [("a".to_string(), 1), ("x".into(), 3)].into()
+    );
+    let tags = c.finish_tags().expect("names its results");
+    assert_eq!(
+        tags,
+        vec![
+            ("lines/0".to_string(), 12, 0),
+            ("lines/1".to_string(), 6, 0)
+        ]
+    );
+    assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), None);
+}
+
+#[test]
+fn text_the_native_map_cannot_read_goes_through_jaq_and_is_held() {
+    let mut c = combiner(100);
+    let mut bad = line(0, 3, "ok");
+    bad.value = Bytes::from_static(b"\xff\xfe");
+    let (mut emits, mut dead) = (Vec::new(), Vec::new());
+    // Not UTF-8 text is jaq's to read (lossily): it gives a word, no error.
+    let t = c.absorb(&bad, Progress::default(), &mut emits, &mut dead);
+    assert_eq!(t.dead_lettered, 0);
+    assert!(emits.is_empty());
+    assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(3));
+}
