@@ -115,6 +115,10 @@ fn kill_loop(
     // comes; that is counted, not a kill). One run in four gets a longer life, so some
     // batches complete between crashes.
     let mut i = 0usize;
+    // `--batch` runs are killed within this many ms, adapted to how long they take
+    // (a debug build of a slow stage takes seconds, a fast one a tenth): halved when
+    // a run finished before its moment, grown when one was killed.
+    let mut ceiling = max_delay_ms / 2;
     while k.kills < kills && i < 3 * kills as usize {
         i += 1;
         if let Some(c) = chunks.get(i - 1) {
@@ -136,10 +140,11 @@ fn kill_loop(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let delay = if rng.next().is_multiple_of(4) {
+        let long_life = rng.next().is_multiple_of(4);
+        let delay = if long_life {
             rng.millis(max_delay_ms, 4 * max_delay_ms)
         } else if batch_runs {
-            rng.millis(150, max_delay_ms / 2)
+            rng.millis(ceiling / 8, ceiling)
         } else {
             rng.millis(150, max_delay_ms)
         };
@@ -161,6 +166,9 @@ fn kill_loop(
                     tail(&e, 30)
                 );
                 k.finished_on_their_own += 1;
+                if batch_runs && !long_life {
+                    ceiling = (ceiling / 2).max(40);
+                }
                 k.truncations += only_tail_truncations(&format!("run {i}"), &e);
             }
             None => {
@@ -168,6 +176,9 @@ fn kill_loop(
                 let e = err.join().unwrap_or_default();
                 k.truncations += only_tail_truncations(&format!("run {i} (killed)"), &e);
                 k.kills += 1;
+                if batch_runs && !long_life {
+                    ceiling = (ceiling + ceiling / 4).min(max_delay_ms);
+                }
             }
         }
     }
