@@ -231,6 +231,22 @@ impl Lineage {
     /// it was found in the tail, or it is older than everything found there. Replays
     /// come in ascending order, so what they pass is dropped; once past the newest
     /// found, the origin's entry goes.
+    /// Every offset found written, per origin (ascending, across output partitions):
+    /// where a stage that writes at the end of input ranges cut them before.
+    pub fn found_offsets(&self) -> HashMap<String, Vec<i64>> {
+        let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+        for ((_, _, origin), f) in &self.written {
+            let offsets = out.entry(origin.clone()).or_default();
+            offsets.push(f.oldest.0);
+            offsets.extend(f.ahead.iter().map(|(o, _)| *o));
+        }
+        for offsets in out.values_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+        }
+        out
+    }
+
     pub fn already_written(
         &mut self,
         topic: &str,

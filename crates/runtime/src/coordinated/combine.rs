@@ -49,6 +49,8 @@ const PARALLEL_FROM: usize = 256;
 
 pub struct Combiner {
     how: How,
+    /// Offsets found written per origin when partitions were (re)gained.
+    cuts: HashMap<String, Vec<i64>>,
     ranges: Vec<Range>,
     /// One per thread.
     scratch: [Scratch; 2],
@@ -89,6 +91,12 @@ struct Scratch {
 /// One input partition's open range.
 struct Range {
     tp: TopicPartition,
+    /// Its lineage origin (`topic/partition`).
+    origin: String,
+    /// Where a run before this one ended the range (see `How::absorb`).
+    cut: Option<i64>,
+    /// Groups in the last flush.
+    groups_written: u32,
     first: Option<i64>,
     last: i64,
     /// Input records in the range, and those of them that had outputs.
@@ -105,7 +113,8 @@ struct Range {
 #[derive(Default)]
 struct Absorbed {
     emits: Vec<Emit>,
-    causes: Vec<usize>,
+    /// The lineage of each of `emits`.
+    tags: Vec<(String, i64, u32)>,
     dead: Vec<(ConsumedRecord, RecordError)>,
     tally: Tally,
 }
@@ -139,6 +148,7 @@ impl Combiner {
                 batched: true,
                 max_groups: MAX_GROUPS,
             },
+            cuts: HashMap::new(),
             ranges: Vec::new(),
             scratch: Default::default(),
             finished: Vec::new(),
@@ -158,6 +168,9 @@ impl Combiner {
             None => {
                 self.ranges.push(Range {
                     tp: TopicPartition::new(tp.0.clone(), tp.1),
+                    origin: lineage::origin_of(tp.0, tp.1),
+                    cut: None,
+                    groups_written: 0,
                     first: None,
                     last: -1,
                     inputs: 0,
@@ -180,9 +193,16 @@ impl How {
         range: &mut Range,
         s: &mut Scratch,
         rec: &ConsumedRecord,
-        cause: usize,
+        cuts: &HashMap<String, Vec<i64>>,
         out: &mut Absorbed,
     ) {
+        if range.first.is_none() {
+            // A range that a run before this one wrote out (its outputs are in the
+            // lineage) ends where it ended then: the replay writes the same records.
+            range.cut = cuts
+                .get(&range.origin)
+                .and_then(|found| found.iter().find(|&&o| o >= rec.offset).copied());
+        }
         s.native.clear();
         s.ends.clear();
         s.outputs.clear();
@@ -221,11 +241,13 @@ impl How {
         range.last = rec.offset;
         range.inputs += 1;
         range.emitted += u64::from(had_outputs);
-        if !self.batched || range.groups.len() >= self.max_groups || range.inputs >= MAX_INPUTS {
-            let before = out.emits.len();
-            out.tally.add(self.flush(range, &mut out.emits));
-            out.causes
-                .resize(out.causes.len() + out.emits.len() - before, cause);
+        if !self.batched
+            || range.groups.len() >= self.max_groups
+            || range.inputs >= MAX_INPUTS
+            || range.cut.is_some_and(|c| rec.offset >= c)
+        {
+            out.tally
+                .add(self.flush(range, &mut out.emits, &mut out.tags));
         }
     }
 
@@ -338,14 +360,21 @@ impl How {
         Ok(())
     }
 
-    /// Writes out `range`: its combined records go to `emits`.
-    fn flush(&self, range: &mut Range, emits: &mut Vec<Emit>) -> Tally {
+    /// Writes out `range`: its combined records go to `emits`, their lineage to `tags`
+    /// (named after the range's last record, as a replay of the range names them).
+    fn flush(
+        &self,
+        range: &mut Range,
+        emits: &mut Vec<Emit>,
+        tags: &mut Vec<(String, i64, u32)>,
+    ) -> Tally {
         let tally = Tally {
             out: range.emitted,
             filtered: range.inputs - range.emitted,
             dead_lettered: 0,
         };
         let parts = self.out_partitions.max(1);
+        range.groups_written = u32::try_from(range.groups.len()).unwrap_or(u32::MAX);
         for (mut record, partial) in range.groups.drain(..) {
             let acc = Reduce::encode(&partial).unwrap_or_default();
             record
@@ -357,9 +386,13 @@ impl How {
             }
             emits.push(Emit { output: 0, record });
         }
+        for i in 0..range.groups_written {
+            tags.push((range.origin.clone(), range.last, i));
+        }
         range.index.clear();
         range.by_bytes.clear();
         range.first = None;
+        range.cut = None;
         range.inputs = 0;
         range.emitted = 0;
         tally
@@ -382,14 +415,15 @@ fn as_read(rec: &ConsumedRecord, value: &[u8]) -> ConsumedRecord {
 /// Absorbs `runs` (record index ranges of `batch`, each in one range) into `out`.
 fn absorb_runs(
     how: &How,
+    cuts: &HashMap<String, Vec<i64>>,
     batch: &[ConsumedRecord],
     runs: Vec<(&mut Range, std::ops::Range<usize>)>,
     s: &mut Scratch,
     out: &mut Absorbed,
 ) {
     for (range, at) in runs {
-        for i in at {
-            how.absorb(range, s, &batch[i], i, out);
+        for rec in &batch[at] {
+            how.absorb(range, s, rec, cuts, out);
         }
     }
 }
@@ -413,8 +447,13 @@ impl Coordinated for Combiner {
     ) -> Tally {
         let r = self.range((&rec.topic, rec.partition));
         let mut out = Absorbed::default();
-        self.how
-            .absorb(&mut self.ranges[r], &mut self.scratch[0], rec, 0, &mut out);
+        self.how.absorb(
+            &mut self.ranges[r],
+            &mut self.scratch[0],
+            rec,
+            &self.cuts,
+            &mut out,
+        );
         emits.append(&mut out.emits);
         dead.append(&mut out.dead);
         out.tally
@@ -426,7 +465,7 @@ impl Coordinated for Combiner {
         _progress: Progress,
         emits: &mut Vec<Emit>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        causes: &mut Vec<usize>,
+        tags: &mut Vec<(String, i64, u32)>,
     ) -> Option<Tally> {
         // Runs of one partition (a poll returns each partition's records together).
         let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
@@ -453,23 +492,23 @@ impl Coordinated for Combiner {
             lanes[lane].push((range, at));
         }
         let [first, second] = lanes;
-        let how = &self.how;
+        let (how, cuts) = (&self.how, &self.cuts);
         let [s0, s1] = &mut self.scratch;
         let mut a = Absorbed::default();
         let mut b = Absorbed::default();
         if second.is_empty() || batch.len() < PARALLEL_FROM {
-            absorb_runs(how, batch, first, s0, &mut a);
-            absorb_runs(how, batch, second, s1, &mut b);
+            absorb_runs(how, cuts, batch, first, s0, &mut a);
+            absorb_runs(how, cuts, batch, second, s1, &mut b);
         } else {
             std::thread::scope(|scope| {
-                scope.spawn(|| absorb_runs(how, batch, second, s1, &mut b));
-                absorb_runs(how, batch, first, s0, &mut a);
+                scope.spawn(|| absorb_runs(how, cuts, batch, second, s1, &mut b));
+                absorb_runs(how, cuts, batch, first, s0, &mut a);
             });
         }
         let mut tally = Tally::default();
         for mut x in [a, b] {
             emits.append(&mut x.emits);
-            causes.append(&mut x.causes);
+            tags.append(&mut x.tags);
             dead.append(&mut x.dead);
             tally.add(x.tally);
         }
@@ -489,24 +528,17 @@ impl Coordinated for Combiner {
             if range.first.is_none() {
                 continue;
             }
-            let before = emits.len();
-            t.add(self.how.flush(range, emits));
-            // Named as a flush at the range's last record would name them: a replay
-            // of the range writes the same records under the same names.
-            let origin = lineage::origin_of(&range.tp.topic, range.tp.partition);
-            for i in 0..emits.len() - before {
-                self.finished.push((
-                    origin.clone(),
-                    range.last,
-                    u32::try_from(i).unwrap_or(u32::MAX),
-                ));
-            }
+            t.add(self.how.flush(range, emits, &mut self.finished));
         }
         Ok(t)
     }
 
     fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
         Some(std::mem::take(&mut self.finished))
+    }
+
+    fn recovered(&mut self, lineage: &crate::lineage::Lineage) {
+        self.cuts = lineage.found_offsets();
     }
 
     fn held_from(&self, tp: &TopicPartition) -> Option<i64> {
@@ -524,6 +556,7 @@ impl Coordinated for Combiner {
             r.by_bytes.clear();
             r.groups.clear();
             r.first = None;
+            r.cut = None;
             r.inputs = 0;
             r.emitted = 0;
         }

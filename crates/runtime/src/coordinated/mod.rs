@@ -85,19 +85,22 @@ pub trait Coordinated: Send + Sync {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Tally;
 
-    /// Takes in a whole poll at once, for a pattern that spreads it over threads;
-    /// `causes` gets, for each output pushed onto `emits`, the index in `batch` of the
-    /// record whose absorbing released it. `None`: the task calls `absorb` per record.
+    /// Takes in a whole poll at once, for a pattern that spreads it over threads and
+    /// names its outputs itself: `tags` gets the lineage (origin, offset, index) of
+    /// each output pushed onto `emits`. `None`: the task calls `absorb` per record.
     fn absorb_all(
         &mut self,
         _batch: &[ConsumedRecord],
         _progress: Progress,
         _emits: &mut Vec<Emit>,
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        _causes: &mut Vec<usize>,
+        _tags: &mut Vec<(String, i64, u32)>,
     ) -> Option<Tally> {
         None
     }
+
+    /// What the stage found already written when it (re)gained partitions.
+    fn recovered(&mut self, _lineage: &crate::lineage::Lineage) {}
 
     /// Called between polls: time-based partial results and timeouts.
     fn tick(

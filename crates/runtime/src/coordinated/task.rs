@@ -214,6 +214,7 @@ impl CoordinatedTask {
                         // The lock is not held across the read.
                         let mut fresh = Lineage::new(&self.stage);
                         fresh.recover(self.broker.as_ref(), &self.outputs).await?;
+                        self.op.recovered(&fresh);
                         if let Ok(mut l) = lineage.lock() {
                             *l = fresh;
                         }
@@ -245,30 +246,15 @@ impl CoordinatedTask {
             let mut tally = Tally::default();
             self.counters.read(batch.len() as u64);
             let before_all = emits.len();
-            let mut causes = Vec::new();
+            let mut named = Vec::new();
             let all = self
                 .op
-                .absorb_all(&batch, progress, &mut emits, &mut dead, &mut causes);
+                .absorb_all(&batch, progress, &mut emits, &mut dead, &mut named);
             if let Some(t) = all {
                 tally.add(t);
-                // Each output is named after the record that released it, numbered
-                // among that record's outputs (which come together).
                 tags.resize(before_all, None);
-                let mut index = 0u32;
-                for (i, &c) in causes.iter().enumerate() {
-                    index = if i > 0 && causes[i - 1] == c {
-                        index + 1
-                    } else {
-                        0
-                    };
-                    let rec = &batch[c];
-                    tags.push(Some((
-                        lineage::origin_of(&rec.topic, rec.partition),
-                        rec.offset,
-                        index,
-                    )));
-                }
-                tags.resize(before_all + causes.len(), None);
+                tags.extend(named.into_iter().map(Some));
+                tags.resize(emits.len(), None);
             }
             for (k, rec) in batch.iter().enumerate() {
                 let before = emits.len();

@@ -64,14 +64,18 @@ async fn ranges_close_at_the_group_limit_on_the_record_that_reaches_it() {
         line(1, 5, "x x"),
         line(1, 6, "X"),
     ];
-    let (mut emits, mut dead, mut causes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut emits, mut dead, mut tags) = (Vec::new(), Vec::new(), Vec::new());
     let progress = Progress::default();
     let t = c
-        .absorb_all(&batch, progress, &mut emits, &mut dead, &mut causes)
+        .absorb_all(&batch, progress, &mut emits, &mut dead, &mut tags)
         .expect("absorbs whole polls");
     assert!(dead.is_empty());
-    // The first range (offsets 10..=11) went out, caused by offset 11's record.
-    assert_eq!(causes, vec![1, 1, 1]);
+    // The first range (offsets 10..=11) went out, named after its last record.
+    let origin = |p: i32| format!("lines/{p}");
+    assert_eq!(
+        tags,
+        vec![(origin(0), 11, 0), (origin(0), 11, 1), (origin(0), 11, 2)]
+    );
     assert_eq!(
         counts(&emits),
         [("a".to_string(), 3), ("b".into(), 1), ("c".into(), 1)].into()
@@ -125,4 +129,33 @@ fn text_the_native_map_cannot_read_goes_through_jaq_and_is_held() {
     assert_eq!(t.dead_lettered, 0);
     assert!(emits.is_empty());
     assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(3));
+}
+
+#[test]
+fn a_replay_ends_its_ranges_where_the_lineage_found_them_ended() {
+    // A run before this one wrote a range ending at offset 11 (then stopped before
+    // committing): the replay from 10 must end its range there too, even though the
+    // group limit is far, so it writes the very same records.
+    let mut c = combiner(1000);
+    let mut cuts = HashMap::new();
+    cuts.insert("lines/0".to_string(), vec![7, 11, 30]);
+    c.cuts = cuts;
+    let batch = vec![line(0, 10, "a b"), line(0, 11, "a"), line(0, 12, "c")];
+    let (mut emits, mut dead, mut tags) = (Vec::new(), Vec::new(), Vec::new());
+    c.absorb_all(
+        &batch,
+        Progress::default(),
+        &mut emits,
+        &mut dead,
+        &mut tags,
+    )
+    .expect("absorbs");
+    assert_eq!(
+        counts(&emits),
+        [("a".to_string(), 2), ("b".into(), 1)].into()
+    );
+    assert_eq!(tags.iter().map(|t| t.1).collect::<Vec<_>>(), vec![11, 11]);
+    // The next range (from 12) runs to the next cut, 30.
+    assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(12));
+    assert_eq!(c.ranges[0].cut, Some(30));
 }
