@@ -21,10 +21,13 @@ use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_js
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
+use super::join::BATCH_HEADER;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
 use crate::patterns::{value_of, with_vars};
+use bytes::Bytes;
+use millrace_broker::Header;
 
 /// One accumulator.
 #[derive(Clone, Debug)]
@@ -89,6 +92,9 @@ struct Part {
 struct Group {
     key: Box<[u8]>,
     value: Value,
+    /// The batch its records came in, when an earlier one than the batch in hand
+    /// (see `Absorbed::batch`).
+    batch: Option<u64>,
     /// Listed in `Reduce::dirty` (changed since the last partial result).
     dirty: bool,
 }
@@ -162,6 +168,13 @@ struct Absorbed<'a> {
     item: Val,
     /// A combined record's accumulator (see `partial`): merged instead of the item.
     partial: Option<Acc>,
+    /// The batch the record came in (its `millrace.batch` header), when it is an
+    /// earlier one than the batch in hand: records an upstream stage released in a
+    /// batch whose results this reduce wrote, then died before committing. They are
+    /// counted under that batch again, so the replayed results are the ones written
+    /// (same batch, same group) instead of a second count in a new batch. `key` is
+    /// then prefixed with the batch.
+    batch: Option<u64>,
 }
 
 /// A group's JSON, or where to build it from when the group is new.
@@ -338,6 +351,7 @@ impl Reduce {
             group,
             item,
             partial: None,
+            batch: None,
         })
     }
 
@@ -361,6 +375,7 @@ impl Reduce {
                 group: GroupValue::Json(group),
                 item,
                 partial: None,
+                batch: None,
             })
         })
     }
@@ -403,9 +418,14 @@ impl Reduce {
                 let mut acc = Self::init(reducer).map_err(RecordError::new)?;
                 fold(&mut acc).map_err(RecordError::new)?;
                 let g = self.groups.len();
+                let plain_key = match a.batch {
+                    Some(_) => a.key.get(BATCH_PREFIX..).unwrap_or_default(),
+                    None => a.key.as_ref(),
+                };
                 self.groups.push(Group {
-                    key: a.key.as_ref().into(),
+                    key: plain_key.into(),
                     value,
+                    batch: a.batch,
                     dirty: self.track_dirty,
                 });
                 self.accs
@@ -669,15 +689,20 @@ impl Reduce {
                 Err(e) => json!({ "error": e }),
             };
             let group = &self.groups[g];
+            let batch = group.batch.unwrap_or(progress.batch);
             let record = json!({
-                "batch": progress.batch,
+                "batch": batch,
                 "group": group.value,
                 "value": value,
                 "final": is_final,
                 "done": progress.done,
                 "of": progress.of,
             });
-            emits.push(emit_json(0, Some(group.key.to_vec()), &record));
+            let mut e = emit_json(0, Some(group.key.to_vec()), &record);
+            e.record
+                .headers
+                .push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+            emits.push(e);
         }
     }
 
@@ -718,6 +743,15 @@ impl Reduce {
         self.since_emit = 0;
         self.last_emit = Instant::now();
     }
+}
+
+/// Bytes before a group key of an earlier batch: a marker and the batch number.
+const BATCH_PREFIX: usize = 9;
+
+/// The batch a record came in, from its `millrace.batch` header.
+fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
+    let h = rec.headers.iter().rev().find(|h| &*h.key == BATCH_HEADER)?;
+    std::str::from_utf8(&h.value).ok()?.parse().ok()
 }
 
 fn as_histogram(v: &Value) -> Option<(u64, Vec<(String, u64)>)> {
@@ -762,8 +796,17 @@ impl Coordinated for Reduce {
             Some(a) => Ok(a),
             None => self.absorb_general(rec),
         };
+        let batch = batch_of(rec).filter(|b| *b != progress.batch);
         let added = absorbed.and_then(|mut a| {
             a.partial = partial;
+            if let Some(b) = batch {
+                let mut key = Vec::with_capacity(BATCH_PREFIX + a.key.len());
+                key.push(0xfe);
+                key.extend_from_slice(&b.to_le_bytes());
+                key.extend_from_slice(&a.key);
+                a.key = Cow::Owned(key);
+                a.batch = Some(b);
+            }
             self.add(slot, a, rec.offset)
         });
         if let Err(e) = added {

@@ -148,6 +148,13 @@ impl CoordinatedTask {
                         .iter()
                         .enumerate()
                         .map(|(i, e)| {
+                            // A result of an earlier batch (a reduce's replay) is named
+                            // after that batch, as when it was first written.
+                            let own = e.record.headers.iter().find(|h| &*h.key == BATCH_HEADER);
+                            let origin = match own {
+                                Some(h) => format!("batch:{}", String::from_utf8_lossy(&h.value)),
+                                None => origin.clone(),
+                            };
                             Some(match &e.record.key {
                                 Some(k) => {
                                     (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0)
@@ -341,7 +348,9 @@ impl CoordinatedTask {
                 r.headers
                     .push(lineage::header(&self.stage, origin, *offset, *index));
             }
-            if self.completion.is_some() {
+            // An output that names its batch (a reduce result of an earlier batch)
+            // keeps it.
+            if self.completion.is_some() && !r.headers.iter().any(|h| &*h.key == BATCH_HEADER) {
                 r.headers.push(Header::new(BATCH_HEADER, batch.clone()));
             }
             per_topic[e.output].push(r);

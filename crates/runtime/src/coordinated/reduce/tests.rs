@@ -381,3 +381,58 @@ fn partials_name_each_changed_group_once_and_survive_a_revoke() {
     named.sort();
     assert_eq!(named, ["a", "c"]);
 }
+
+#[test]
+fn records_of_an_earlier_batch_are_counted_under_that_batch() {
+    // Records an upstream stage released in batch 5 (then this reduce died before
+    // committing them) come back while batch 9 is in hand: their counts must come out
+    // as batch 5's again, not be added to batch 9's.
+    let mut r = reduce(Some(".g"), Reducer::Count, None, EmitPolicy::default());
+    let rec = |offset: i64, batch: Option<&str>| ConsumedRecord {
+        topic: Arc::from("in"),
+        partition: 0,
+        offset,
+        key: None,
+        value: Bytes::from_static(br#"{"g":"w"}"#),
+        headers: batch
+            .map(|b| vec![Header::new(BATCH_HEADER, Bytes::from(b.to_string()))])
+            .unwrap_or_default(),
+        timestamp: 0,
+    };
+    let progress = Progress {
+        batch: 9,
+        done: 1,
+        of: 1,
+    };
+    let (mut emits, mut dead) = (Vec::new(), Vec::new());
+    for (o, b) in [(0, Some("5")), (1, Some("5")), (2, None), (3, Some("9"))] {
+        r.absorb(&rec(o, b), progress, &mut emits, &mut dead);
+    }
+    assert!(emits.is_empty() && dead.is_empty());
+    r.finish_batch(progress, &mut emits);
+    let mut got: Vec<(u64, u64, String)> = emits
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.record.value).expect("json");
+            let header = e
+                .record
+                .headers
+                .iter()
+                .find(|h| &*h.key == BATCH_HEADER)
+                .map(|h| String::from_utf8_lossy(&h.value).to_string())
+                .expect("results name their batch");
+            assert_eq!(
+                e.record.key.as_deref(),
+                Some(&b"w"[..]),
+                "keyed by the group alone"
+            );
+            (
+                v["batch"].as_u64().expect("batch"),
+                v["value"].as_u64().expect("n"),
+                header,
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(5, 2, "5".into()), (9, 2, "9".into())]);
+}
