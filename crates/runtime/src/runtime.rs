@@ -232,6 +232,10 @@ impl Runtime {
             }
         });
 
+        let coordinated = spec
+            .stages
+            .iter()
+            .any(|s| matches!(s.logic, StageLogic::Coordinated(_)));
         let mut handles = Vec::new();
         for (stage, counters) in spec.stages.into_iter().zip(counters) {
             let group = format!("{}.{}", spec.pipeline, stage.name);
@@ -264,6 +268,7 @@ impl Runtime {
                         broker: broker.clone(),
                         max_batch: opts.max_batch,
                         stop: inner_stop.clone(),
+                        stamp_batch: coordinated,
                     }
                     .run(),
                 ),

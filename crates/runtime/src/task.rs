@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_broker::{
-    Acks, Broker, ConsumerConfig, InFlight, OffsetReset, ProduceRecord, TopicPartition,
+    Acks, Broker, ConsumerConfig, Header, InFlight, OffsetReset, ProduceRecord, TopicPartition,
     committed_offset,
 };
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::Completion;
+use crate::coordinated::join::BATCH_HEADER;
 use crate::counters::StageCounters;
 use crate::dead_letter;
 use crate::error::RuntimeError;
@@ -45,6 +46,10 @@ pub struct StageTask {
     /// Continuous runs with a batch policy: the batches to come, one after another.
     pub batches: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
     pub stop: watch::Receiver<bool>,
+    /// Whether outputs are stamped with their batch (`millrace.batch`) when they do not
+    /// carry one yet: in batched runs of pipelines with a join or reduce, which count a
+    /// record of an earlier batch under that batch (see `coordinated::reduce`).
+    pub stamp_batch: bool,
 }
 
 impl StageTask {
@@ -207,6 +212,11 @@ impl StageTask {
             // next batch meanwhile (on two cores, the two halves are about even).
             let runtime = tokio::runtime::Handle::current();
             let read = batch.len() as u64;
+            let stamp = self
+                .completion
+                .as_ref()
+                .filter(|_| self.stamp_batch)
+                .map(|c| Header::new(BATCH_HEADER, bytes::Bytes::from(c.batch_id().to_string())));
             // Counted until the produce is over, whatever its outcome.
             let in_flight = in_flight.begin();
             out.inflight.push_back(Producing {
@@ -223,7 +233,7 @@ impl StageTask {
                         });
                     };
                     let (out_batch, dead, counts) =
-                        assembly.assemble(&batch, &outcomes, emits, &mut lineage);
+                        assembly.assemble(&batch, &outcomes, emits, &mut lineage, stamp);
                     drop(batch);
                     let mut sends = out_batch.stamped(&assembly.outputs);
                     if !dead.is_empty() {
@@ -263,6 +273,7 @@ impl Assembly {
         outcomes: &[Outcome],
         mut emits: Vec<Emit>,
         lineage: &mut Lineage,
+        stamp: Option<Header>,
     ) -> (OutputBatch, Vec<ProduceRecord>, [u64; 4]) {
         let out_parts = &self.out_parts;
         let mut out_batch = OutputBatch::new(self.outputs.len());
@@ -326,6 +337,11 @@ impl Assembly {
                         let index = u32::try_from(index).unwrap_or(u32::MAX);
                         if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
                             continue;
+                        }
+                        if let Some(h) = &stamp
+                            && !r.headers.iter().any(|x| x.key == h.key)
+                        {
+                            r.headers.push(h.clone());
                         }
                         out_batch.push(e.output, r, (origin.2, rec.offset, index));
                     }
