@@ -898,7 +898,13 @@ impl Reduce {
     }
 
     /// Adds `item` to the accumulator.
+    #[inline]
     pub fn fold(&self, p: &mut Partial, item: &Val) -> Result<(), RecordError> {
+        // Counting, the combiner's commonest fold, without a call.
+        if let Acc::Count(n) = &mut p.0 {
+            *n += 1;
+            return Ok(());
+        }
         Self::update(&self.reducer, &mut p.0, item).map_err(RecordError::new)
     }
 
