@@ -203,9 +203,12 @@ impl How {
         if range.first.is_none() {
             // A range that a run before this one wrote out (its outputs are in the
             // lineage) ends where it ended then: the replay writes the same records.
-            range.cut = cuts
-                .get(&range.origin)
-                .and_then(|found| found.iter().find(|&&o| o >= rec.offset).copied());
+            // (Found offsets are sorted; a tail holds up to 65 536 of them.)
+            range.cut = cuts.get(&range.origin).and_then(|found| {
+                found
+                    .get(found.partition_point(|&o| o < rec.offset))
+                    .copied()
+            });
         }
         s.native.clear();
         s.ends.clear();
