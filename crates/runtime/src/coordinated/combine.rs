@@ -29,6 +29,7 @@ use millrace_pipeline::Val;
 use millrace_pipeline::expr::{PlainPath, key_bytes, pick};
 use millrace_pipeline::{Combine, Emit as EmitPolicy, Selector};
 
+use super::key::InlineKey;
 use super::reduce::{COMBINED_HEADER, Partial, Reduce};
 use super::{Coordinated, FinishContext, Progress, Tally};
 use crate::error::RuntimeError;
@@ -190,6 +191,19 @@ impl Combiner {
     }
 }
 
+impl Range {
+    /// Empty, with no record held: after it is written out, or forgotten.
+    fn reset(&mut self) {
+        self.index.clear();
+        self.by_bytes.clear();
+        self.groups.clear();
+        self.first = None;
+        self.cut = None;
+        self.inputs = 0;
+        self.emitted = 0;
+    }
+}
+
 impl How {
     /// Takes in one record of `range`'s partition.
     fn absorb(
@@ -341,7 +355,7 @@ impl How {
     ) -> Result<(Vec<u8>, Val), RecordError> {
         match self.reduce.key_and_item_fast(value) {
             Some((group, item)) => Ok((group.into_owned(), item)),
-            None => self.reduce.key_and_item(&as_read(rec, value)),
+            None => self.reduce.key_and_item_general(&as_read(rec, value)),
         }
     }
 
@@ -396,64 +410,13 @@ impl How {
         for i in 0..range.groups_written {
             tags.push((range.origin.clone(), range.last, i));
         }
-        range.index.clear();
-        range.by_bytes.clear();
-        range.first = None;
-        range.cut = None;
-        range.inputs = 0;
-        range.emitted = 0;
+        range.reset();
         tally
     }
 }
 
 /// Bytes of a combining key kept inline (most keys: the word count's are ~20).
-const INLINE_KEY: usize = 39;
-
-/// A combining key. Short ones are kept inline, zero-padded, and compare as fixed-size
-/// arrays: one lookup per output, and a call to `memcmp` for each was a sixth of the
-/// word count's time.
-#[derive(Clone, Debug)]
-enum ComboKey {
-    Inline(u8, [u8; INLINE_KEY]),
-    Heap(Box<[u8]>),
-}
-
-impl ComboKey {
-    fn new(key: &[u8]) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(n) if key.len() <= INLINE_KEY => {
-                let mut inline = [0; INLINE_KEY];
-                inline[..key.len()].copy_from_slice(key);
-                ComboKey::Inline(n, inline)
-            }
-            _ => ComboKey::Heap(key.into()),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            ComboKey::Inline(n, b) => &b[..usize::from(*n)],
-            ComboKey::Heap(b) => b,
-        }
-    }
-}
-
-impl PartialEq for ComboKey {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (ComboKey::Inline(n, a), ComboKey::Inline(m, b)) => n == m && a == b,
-            _ => self.as_slice() == other.as_slice(),
-        }
-    }
-}
-
-impl Eq for ComboKey {}
-
-impl std::hash::Hash for ComboKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write(self.as_slice());
-    }
-}
+type ComboKey = InlineKey<39>;
 
 /// An output as the reduce would read it, for the slow paths.
 fn as_read(rec: &ConsumedRecord, value: &[u8]) -> ConsumedRecord {
@@ -608,13 +571,7 @@ impl Coordinated for Combiner {
         let mut forgotten = 0;
         for r in self.ranges.iter_mut().filter(|r| tps.contains(&r.tp)) {
             forgotten += r.inputs;
-            r.index.clear();
-            r.by_bytes.clear();
-            r.groups.clear();
-            r.first = None;
-            r.cut = None;
-            r.inputs = 0;
-            r.emitted = 0;
+            r.reset();
         }
         forgotten
     }

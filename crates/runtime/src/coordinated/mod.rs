@@ -12,6 +12,7 @@
 
 pub mod combine;
 pub mod join;
+pub mod key;
 pub mod reduce;
 pub mod task;
 

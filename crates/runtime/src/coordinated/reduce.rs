@@ -9,10 +9,8 @@
 //! (`final: false`) go out every N items or T when asked; `done`/`of` say how many input
 //! partitions have completed the batch.
 
-use std::borrow::Borrow;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,6 +20,7 @@ use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
 use super::join::BATCH_HEADER;
+use super::key::InlineKey;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
@@ -102,54 +101,7 @@ struct Group {
 /// Group keys this long or shorter are kept inside the group index.
 const INLINE_KEY: usize = 22;
 
-/// A group key in the index, inline when short (most are): finding a record's group
-/// compares keys without a pointer to follow, and a lookup touches one line.
-#[derive(Clone, Debug)]
-enum GroupKey {
-    Inline(u8, [u8; INLINE_KEY]),
-    Heap(Box<[u8]>),
-}
-
-impl GroupKey {
-    fn new(key: &[u8]) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(n) if key.len() <= INLINE_KEY => {
-                let mut inline = [0; INLINE_KEY];
-                inline[..key.len()].copy_from_slice(key);
-                GroupKey::Inline(n, inline)
-            }
-            _ => GroupKey::Heap(key.into()),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            GroupKey::Inline(n, inline) => &inline[..usize::from(*n)],
-            GroupKey::Heap(key) => key,
-        }
-    }
-}
-
-impl PartialEq for GroupKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for GroupKey {}
-
-/// Hashes as the bytes do, so the index can be searched with a `&[u8]`.
-impl Hash for GroupKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_slice().hash(state)
-    }
-}
-
-impl Borrow<[u8]> for GroupKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
+type GroupKey = InlineKey<INLINE_KEY>;
 
 /// `group_by` and `of` as plain paths, picked from the record bytes without jq.
 struct FastPaths {
@@ -870,21 +822,18 @@ pub struct Partial(Acc);
 /// records, so the combined records merge into exactly what the records would have
 /// added up to.
 impl Reduce {
-    /// Group key and item of a record, as `absorb` takes them.
-    pub fn key_and_item(&self, rec: &ConsumedRecord) -> Result<(Vec<u8>, Val), RecordError> {
-        let fast = self
-            .fast
-            .as_ref()
-            .and_then(|f| Self::absorb_fast(f, &rec.value));
-        let a = match fast {
-            Some(a) => a,
-            None => self.absorb_general(rec)?,
-        };
+    /// Group key and item of a record by the general path (parsed, jq), as `absorb`
+    /// takes them when the fast path gives up.
+    pub fn key_and_item_general(
+        &self,
+        rec: &ConsumedRecord,
+    ) -> Result<(Vec<u8>, Val), RecordError> {
+        let a = self.absorb_general(rec)?;
         Ok((a.key.into_owned(), a.item))
     }
 
     /// Group key and item of a JSON value by the fast path (plain paths picked from
-    /// the bytes), or `None` when `key_and_item` must decide.
+    /// the bytes), or `None` when `key_and_item_general` must decide.
     pub fn key_and_item_fast<'v>(&self, value: &'v [u8]) -> Option<(Cow<'v, [u8]>, Val)> {
         let a = Self::absorb_fast(self.fast.as_ref()?, value)?;
         Some((a.key, a.item))
