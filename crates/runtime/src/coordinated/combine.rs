@@ -29,6 +29,7 @@ use millrace_pipeline::Val;
 use millrace_pipeline::expr::{PlainPath, key_bytes, pick};
 use millrace_pipeline::{Combine, Emit as EmitPolicy, Selector};
 
+use self::seen::{Seen, SeenTable};
 use super::key::InlineKey;
 use super::reduce::{COMBINED_HEADER, Partial, Reduce};
 use super::{Coordinated, FinishContext, Progress, Tally};
@@ -73,7 +74,8 @@ struct How {
     route_paths: Vec<Option<PlainPath>>,
     /// Every key is a plain path, so equal outputs (bytes) are in the same group.
     by_value: bool,
-    /// Whether the reducer reads the item (count does not).
+    /// Whether the reducer reads the item (count does not: its repeats are counted in
+    /// the index, see [`Seen`]).
     needs_item: bool,
     format: millrace_pipeline::Format,
     /// Output partitions of the map's topic.
@@ -91,6 +93,8 @@ struct Scratch {
     ends: Vec<usize>,
     /// The combining key being built.
     key: Vec<u8>,
+    /// The `by_bytes` hash of each output of a record.
+    hashes: Vec<u64>,
 }
 
 /// One input partition's open range.
@@ -109,7 +113,7 @@ struct Range {
     emitted: u64,
     index: HashMap<ComboKey, usize, foldhash::fast::RandomState>,
     /// Outputs seen (record key and bytes) → their group, when `by_value`.
-    by_bytes: HashMap<ComboKey, usize, foldhash::fast::RandomState>,
+    by_bytes: SeenTable,
     groups: Vec<(ProduceRecord, Partial)>,
 }
 
@@ -181,7 +185,7 @@ impl Combiner {
                     inputs: 0,
                     emitted: 0,
                     index: HashMap::default(),
-                    by_bytes: HashMap::default(),
+                    by_bytes: SeenTable::default(),
                     groups: Vec::new(),
                 });
                 self.ranges.sort_by(|a, b| a.tp.cmp(&b.tp));
@@ -243,15 +247,33 @@ impl How {
             }
         }
         let had_outputs = !s.ends.is_empty() || !s.outputs.is_empty();
-        let mut start = 0;
-        let natives = s.ends.iter().map(|&end| {
-            let v = &s.native[start..end];
-            start = end;
-            v
-        });
-        let values = natives.chain(s.outputs.iter().map(|o| &o.record.value[..]));
-        for value in values {
-            if let Err(e) = self.fold(range, &mut s.key, rec, value) {
+        let Scratch {
+            outputs,
+            native,
+            ends,
+            key,
+            hashes,
+        } = s;
+        let values = || {
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let natives = starts
+                .zip(ends.iter())
+                .map(|(start, &end)| &native[start..end]);
+            natives.chain(outputs.iter().map(|o| &o.record.value[..]))
+        };
+        key_prefix(key, rec);
+        hashes.clear();
+        if self.by_value {
+            // All of the record's slots first, so their cache misses overlap.
+            for value in values() {
+                let h = range.by_bytes.hash(key, value);
+                range.by_bytes.prefetch(h);
+                hashes.push(h);
+            }
+        }
+        for (i, value) in values().enumerate() {
+            let hash = hashes.get(i).copied();
+            if let Err(e) = self.fold(range, key, rec, value, hash) {
                 // What the reduce would have dead-lettered: this output.
                 let mut bad = rec.clone();
                 bad.value = Bytes::copy_from_slice(value);
@@ -272,44 +294,61 @@ impl How {
         }
     }
 
-    /// Adds one output of `rec` (its JSON) to `range`.
+    /// Adds one output of `rec` (its JSON) to `range`. `key` holds the record key's
+    /// part of the combining key ([`key_prefix`]); `hash` is the output's `by_bytes`
+    /// hash when `by_value`.
     fn fold(
         &self,
         range: &mut Range,
         key: &mut Vec<u8>,
         rec: &ConsumedRecord,
         value: &[u8],
+        hash: Option<u64>,
     ) -> Result<(), RecordError> {
-        key.clear();
-        let part = |key: &mut Vec<u8>, b: &[u8]| {
-            key.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
-            key.extend_from_slice(b);
-        };
-        match rec.key.as_deref() {
-            None => key.push(0),
-            Some(k) => {
-                key.push(1);
-                part(key, k);
-            }
-        }
         let prefix = key.len();
-        if self.by_value {
+        if let Some(hash) = hash {
             // Equal outputs have equal group keys, items and shard keys: an output
             // seen before goes to its group without picking anything from it again.
-            key.extend_from_slice(value);
-            if let Some(&g) = range.by_bytes.get(&ComboKey::new(key)) {
-                let item = match self.needs_item {
-                    true => self.item(rec, value)?,
-                    false => Val::Null,
-                };
+            if let Some(seen) = range.by_bytes.get_mut(hash, key, value) {
+                let g = seen.group as usize;
+                if !self.needs_item {
+                    seen.uncounted += 1;
+                    if seen.uncounted == u32::MAX {
+                        Reduce::add_to_count(&mut range.groups[g].1, u64::from(seen.uncounted));
+                        seen.uncounted = 0;
+                    }
+                    return Ok(());
+                }
+                let item = self.item(rec, value)?;
                 return self.reduce.fold(&mut range.groups[g].1, &item);
             }
         }
-        let seen_as =
-            (self.by_value && range.by_bytes.len() < self.max_groups).then(|| ComboKey::new(key));
+        let seen_as = hash.filter(|_| range.by_bytes.len() < self.max_groups);
+        let group = self.group_of(range, key, rec, value);
+        // The prefix again, for the next output.
         key.truncate(prefix);
+        let g = group?;
+        if let Some(hash) = seen_as {
+            let seen = Seen {
+                group: u32::try_from(g).unwrap_or(u32::MAX),
+                uncounted: 0,
+            };
+            range.by_bytes.insert(hash, key, value, seen);
+        }
+        Ok(())
+    }
+
+    /// Adds an output to its group, started if new, and returns the group's index.
+    /// Appends the group key and the shard keys to `key`.
+    fn group_of(
+        &self,
+        range: &mut Range,
+        key: &mut Vec<u8>,
+        rec: &ConsumedRecord,
+        value: &[u8],
+    ) -> Result<usize, RecordError> {
         let (group, item) = self.key_and_item(rec, value)?;
-        part(key, &group);
+        key_part(key, &group);
         let mut parsed = None;
         for (by, path) in self.route_by.iter().zip(&self.route_paths) {
             // A plain path is picked from the bytes, as the sharder picks it.
@@ -318,7 +357,7 @@ impl How {
                 .and_then(|p| pick(value, [p]))
                 .and_then(|[k]| k.key().ok())
             {
-                part(key, &k);
+                key_part(key, &k);
                 continue;
             }
             if parsed.is_none() {
@@ -329,22 +368,18 @@ impl How {
                 continue;
             };
             let k = with_vars(read, |vars| by.select(v, vars)).map_err(RecordError::new)?;
-            part(key, &key_bytes(&k));
+            key_part(key, &key_bytes(&k));
         }
-        let g = match range.index.get(&ComboKey::new(key)) {
+        match range.index.get(&ComboKey::new(key)) {
             Some(&g) => {
                 self.reduce.fold(&mut range.groups[g].1, &item)?;
-                g
+                Ok(g)
             }
             None => {
                 self.start_group(range, rec, value, key, &item)?;
-                range.groups.len() - 1
+                Ok(range.groups.len() - 1)
             }
-        };
-        if let Some(seen_as) = seen_as {
-            range.by_bytes.insert(seen_as, g);
         }
-        Ok(())
     }
 
     /// Group key and item of an output, as the reduce takes them.
@@ -394,6 +429,10 @@ impl How {
             filtered: range.inputs - range.emitted,
             dead_lettered: 0,
         };
+        for seen in range.by_bytes.values().filter(|s| s.uncounted > 0) {
+            let partial = &mut range.groups[seen.group as usize].1;
+            Reduce::add_to_count(partial, u64::from(seen.uncounted));
+        }
         let parts = self.out_partitions.max(1);
         range.groups_written = u32::try_from(range.groups.len()).unwrap_or(u32::MAX);
         for (mut record, partial) in range.groups.drain(..) {
@@ -417,6 +456,24 @@ impl How {
 
 /// Bytes of a combining key kept inline (most keys: the word count's are ~20).
 type ComboKey = InlineKey<39>;
+
+/// The record key's part of a combining key, the same for all outputs of a record.
+fn key_prefix(key: &mut Vec<u8>, rec: &ConsumedRecord) {
+    key.clear();
+    match rec.key.as_deref() {
+        None => key.push(0),
+        Some(k) => {
+            key.push(1);
+            key_part(key, k);
+        }
+    }
+}
+
+/// Appends one length-prefixed part to a combining key.
+fn key_part(key: &mut Vec<u8>, b: &[u8]) {
+    key.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
+    key.extend_from_slice(b);
+}
 
 /// An output as the reduce would read it, for the slow paths.
 fn as_read(rec: &ConsumedRecord, value: &[u8]) -> ConsumedRecord {
@@ -577,5 +634,6 @@ impl Coordinated for Combiner {
     }
 }
 
+mod seen;
 #[cfg(test)]
 mod tests;

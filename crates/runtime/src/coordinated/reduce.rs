@@ -857,6 +857,18 @@ impl Reduce {
         Self::update(&self.reducer, &mut p.0, item).map_err(RecordError::new)
     }
 
+    /// Adds `n` to a count's accumulator; `false` (nothing added) for other reducers,
+    /// whose items must be folded one by one.
+    pub fn add_to_count(p: &mut Partial, n: u64) -> bool {
+        match &mut p.0 {
+            Acc::Count(c) => {
+                *c += n;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The accumulator as the combined record's header value.
     pub fn encode(p: &Partial) -> Result<Vec<u8>, String> {
         partial::encode(&p.0)

@@ -30,25 +30,42 @@ fn line(partition: i32, offset: i64, text: &str) -> ConsumedRecord {
     }
 }
 
+/// Emits, dead letters and lineage tags of absorbing one poll.
+type Absorbed = (
+    Vec<Emit>,
+    Vec<(ConsumedRecord, RecordError)>,
+    Vec<(String, i64, u32)>,
+);
+
+fn absorb_poll(c: &mut Combiner, batch: &[ConsumedRecord]) -> Absorbed {
+    let (mut emits, mut dead, mut tags) = (Vec::new(), Vec::new(), Vec::new());
+    c.absorb_all(batch, Progress::default(), &mut emits, &mut dead, &mut tags)
+        .expect("absorbs whole polls");
+    (emits, dead, tags)
+}
+
+/// A combined record's count (its `millrace.combined` header).
+fn combined_count(e: &Emit) -> u64 {
+    e.record
+        .headers
+        .iter()
+        .find(|h| &*h.key == COMBINED_HEADER)
+        .map(|h| {
+            std::str::from_utf8(&h.value)
+                .expect("utf8")
+                .parse()
+                .expect("n")
+        })
+        .expect("combined header")
+}
+
 /// word → count, from combined records.
 fn counts(emits: &[Emit]) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
     for e in emits {
         let v: serde_json::Value = serde_json::from_slice(&e.record.value).expect("json");
-        let n: u64 = e
-            .record
-            .headers
-            .iter()
-            .find(|h| &*h.key == COMBINED_HEADER)
-            .map(|h| {
-                std::str::from_utf8(&h.value)
-                    .expect("utf8")
-                    .parse()
-                    .expect("n")
-            })
-            .expect("combined header");
         *m.entry(v["word"].as_str().expect("word").to_string())
-            .or_default() += n;
+            .or_default() += combined_count(e);
     }
     m
 }
@@ -141,15 +158,7 @@ fn a_replay_ends_its_ranges_where_the_lineage_found_them_ended() {
     cuts.insert("lines/0".to_string(), vec![7, 11, 30]);
     c.cuts = cuts;
     let batch = vec![line(0, 10, "a b"), line(0, 11, "a"), line(0, 12, "c")];
-    let (mut emits, mut dead, mut tags) = (Vec::new(), Vec::new(), Vec::new());
-    c.absorb_all(
-        &batch,
-        Progress::default(),
-        &mut emits,
-        &mut dead,
-        &mut tags,
-    )
-    .expect("absorbs");
+    let (emits, _, tags) = absorb_poll(&mut c, &batch);
     assert_eq!(
         counts(&emits),
         [("a".to_string(), 2), ("b".into(), 1)].into()
@@ -158,4 +167,64 @@ fn a_replay_ends_its_ranges_where_the_lineage_found_them_ended() {
     // The next range (from 12) runs to the next cut, 30.
     assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(12));
     assert_eq!(c.ranges[0].cut, Some(30));
+}
+
+#[test]
+fn outputs_combine_per_record_key_and_a_bad_output_is_dead_lettered_alone() {
+    // Outputs `{"w": {"x": …}}` grouped by `.w.x`; `{"w": "oops"}` has no group key
+    // (jq cannot index a string), which the reduce would dead-letter.
+    let map = Map::new(Mapper::Jq(Expr::compile(".[]").expect("map")), Format::Json);
+    let c = Combine {
+        reduce: "count".into(),
+        group_by: Some(Selector::Jq(Expr::compile(".w.x").expect("group_by"))),
+        reducer: Reducer::Count,
+        of: None,
+        format: Format::Json,
+        route_by: Vec::new(),
+    };
+    let mut c = Combiner::new(map, &c);
+    assert!(
+        c.how.by_value,
+        "plain paths: equal outputs are found by their bytes"
+    );
+    let keyed = |offset: i64, key: &'static str, value: &'static str| {
+        let mut r = line(0, offset, value);
+        r.key = Some(Bytes::from_static(key.as_bytes()));
+        r
+    };
+    let batch = vec![
+        keyed(
+            0,
+            "k1",
+            r#"[{"w":{"x":"a"}},{"w":"oops"},{"w":{"x":"a"}},{"w":{"x":"b"}},{"w":{"x":"a"}}]"#,
+        ),
+        keyed(1, "k2", r#"[{"w":{"x":"a"}}]"#),
+        keyed(2, "k1", r#"[{"w":{"x":"a"}}]"#),
+    ];
+    let (_, dead, mut tags) = absorb_poll(&mut c, &batch);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].0.value[..], br#"{"w":"oops"}"#);
+    assert_eq!(dead[0].0.offset, 0);
+    // Flush what is held.
+    let mut emits = Vec::new();
+    for range in &mut c.ranges {
+        c.how.flush(range, &mut emits, &mut tags);
+    }
+    let mut got: Vec<(String, String, u64)> = emits
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(&e.record.value).expect("json");
+            let n = combined_count(e);
+            let key = e.record.key.as_deref().expect("keyed");
+            let key = String::from_utf8(key.to_vec()).expect("utf8");
+            (key, v["w"]["x"].as_str().expect("x").to_string(), n)
+        })
+        .collect();
+    got.sort();
+    let want = [("k1", "a", 4), ("k1", "b", 1), ("k2", "a", 1)];
+    let want: Vec<(String, String, u64)> = want
+        .iter()
+        .map(|(k, x, n)| (k.to_string(), x.to_string(), *n))
+        .collect();
+    assert_eq!(got, want);
 }
