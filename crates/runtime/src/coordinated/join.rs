@@ -30,6 +30,12 @@ use crate::patterns::{value_of, with_vars};
 /// Header that names the batch of a released item.
 pub const BATCH_HEADER: &str = "millrace.batch";
 
+/// The batch a record came in, from its `millrace.batch` header.
+pub fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
+    let h = rec.headers.iter().rev().find(|h| &*h.key == BATCH_HEADER)?;
+    std::str::from_utf8(&h.value).ok()?.parse().ok()
+}
+
 fn tp_of(rec: &ConsumedRecord) -> TopicPartition {
     TopicPartition::new(rec.topic.clone(), rec.partition)
 }
@@ -44,7 +50,9 @@ pub struct Barrier {
     pub output_partitions: i32,
     first_held: BTreeMap<TopicPartition, i64>,
     held: u64,
-    held_per_topic: BTreeMap<String, u64>,
+    /// With `combine`: items held per batch they came in (the batch in hand, or an
+    /// earlier one whose release a run died in), and per input topic.
+    held_per_batch: BTreeMap<u64, BTreeMap<String, u64>>,
 }
 
 impl Barrier {
@@ -55,7 +63,7 @@ impl Barrier {
             output_partitions: output_partitions.max(1),
             first_held: BTreeMap::new(),
             held: 0,
-            held_per_topic: BTreeMap::new(),
+            held_per_batch: BTreeMap::new(),
         }
     }
 
@@ -119,9 +127,14 @@ impl Barrier {
                 if written {
                     continue;
                 }
+                // An item of an earlier batch (held when a run released part of that
+                // batch and died before committing) is released under its own batch,
+                // as that run would have released it: a sink upserting by batch sees
+                // the batch whole, once. (As the reduce counts such records.)
+                let own = batch_of(&r).filter(|b| *b < batch).unwrap_or(batch);
                 let mut headers = r.headers.clone();
                 headers.retain(|h| &*h.key != BATCH_HEADER && &*h.key != crate::lineage::HEADER);
-                headers.push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+                headers.push(Header::new(BATCH_HEADER, Bytes::from(own.to_string())));
                 headers.push(crate::lineage::header(ctx.stage, &origin, r.offset, 0));
                 chunk.push(ProduceRecord {
                     partition: Some(q),
@@ -153,16 +166,23 @@ impl Coordinated for Barrier {
     fn absorb(
         &mut self,
         rec: &ConsumedRecord,
-        _progress: Progress,
+        progress: Progress,
         _emits: &mut Vec<Emit>,
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Tally {
         self.first_held.entry(tp_of(rec)).or_insert(rec.offset);
         self.held += 1;
-        *self
-            .held_per_topic
-            .entry(rec.topic.to_string())
-            .or_default() += 1;
+        if self.combine {
+            let batch = batch_of(rec)
+                .filter(|b| *b < progress.batch)
+                .unwrap_or(progress.batch);
+            *self
+                .held_per_batch
+                .entry(batch)
+                .or_default()
+                .entry(rec.topic.to_string())
+                .or_default() += 1;
+        }
         Tally::default()
     }
 
@@ -175,12 +195,24 @@ impl Coordinated for Barrier {
     ) -> Result<Tally, RuntimeError> {
         let held = self.held;
         if self.combine {
-            let value = serde_json::json!({
-                "batch": progress.batch,
-                "count": held,
-                "inputs": self.held_per_topic,
-            });
-            emits.push(emit_json(0, None, &value));
+            // One summary per batch: items of an earlier batch (see `release`) are
+            // that batch's, and its summary is named after it, as when first written.
+            let mut batches = std::mem::take(&mut self.held_per_batch);
+            batches.entry(progress.batch).or_default();
+            for (batch, inputs) in batches {
+                let value = serde_json::json!({
+                    "batch": batch,
+                    "count": inputs.values().sum::<u64>(),
+                    "inputs": inputs,
+                });
+                let mut e = emit_json(0, None, &value);
+                if batch != progress.batch {
+                    e.record
+                        .headers
+                        .push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+                }
+                emits.push(e);
+            }
         } else {
             for (tp, from) in &self.first_held {
                 let upto = ctx.read_upto.get(tp).copied().unwrap_or(*from);
@@ -189,7 +221,6 @@ impl Coordinated for Barrier {
         }
         self.first_held.clear();
         self.held = 0;
-        self.held_per_topic.clear();
         Ok(Tally {
             out: held,
             ..Tally::default()
@@ -506,5 +537,139 @@ impl Coordinated for Zip {
             forgotten += (before - q.len()) as u64;
         }
         forgotten
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use millrace_broker::embedded::EmbeddedBroker;
+    use millrace_broker::{Broker, NewTopic};
+
+    use super::*;
+
+    const BATCH_9: Progress = Progress {
+        batch: 9,
+        done: 1,
+        of: 1,
+    };
+
+    /// Finishes batch 9 with what `barrier` holds (read up to `read_upto`).
+    async fn finish_batch_9(
+        barrier: &mut Barrier,
+        broker: &EmbeddedBroker,
+        read_upto: BTreeMap<TopicPartition, i64>,
+    ) -> (Tally, Vec<Emit>) {
+        let lineage = std::sync::Mutex::new(crate::lineage::Lineage::new("j"));
+        let ctx = FinishContext {
+            broker,
+            stage: "j",
+            read_upto: &read_upto,
+            lineage: &lineage,
+        };
+        let mut emits = Vec::new();
+        let t = barrier
+            .finish(BATCH_9, &ctx, &mut emits, &mut Vec::new())
+            .await
+            .expect("finished");
+        (t, emits)
+    }
+
+    #[tokio::test]
+    async fn a_barrier_releases_an_earlier_batchs_items_under_their_own_batch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let broker = EmbeddedBroker::open(dir.path()).expect("broker");
+        for t in ["in", "out"] {
+            broker
+                .create_topic(&NewTopic::new(t, 1))
+                .await
+                .expect("topic");
+        }
+        // Items of batch 5 held over from a run that died mid-release, an item with no
+        // batch, and one that names a later batch than the one released.
+        let item = |v: &'static str, batch: Option<&'static str>| {
+            let mut r = ProduceRecord::value(v);
+            r.headers = batch
+                .map(|b| vec![Header::new(BATCH_HEADER, Bytes::from_static(b.as_bytes()))])
+                .unwrap_or_default();
+            r
+        };
+        let records = [
+            item("a", Some("5")),
+            item("b", None),
+            item("c", Some("5")),
+            item("d", Some("12")),
+        ];
+        broker.produce("in", &records).await.expect("produce");
+
+        let mut barrier = Barrier::new(false, "out".into(), 1);
+        let tp = TopicPartition::new("in", 0);
+        for offset in 0..4 {
+            let rec = ConsumedRecord {
+                topic: tp.topic.clone(),
+                partition: 0,
+                offset,
+                key: None,
+                value: Bytes::new(),
+                headers: Vec::new(),
+                timestamp: 0,
+            };
+            barrier.absorb(&rec, Progress::default(), &mut Vec::new(), &mut Vec::new());
+        }
+        let (t, _) = finish_batch_9(&mut barrier, &broker, BTreeMap::from([(tp, 4)])).await;
+        assert_eq!(t.out, 4);
+
+        let mut cfg = ConsumerConfig::new(vec!["out".into()]);
+        cfg.offset_reset = OffsetReset::Earliest;
+        let mut reader = broker.consumer(cfg).await.expect("consumer");
+        let out = reader.poll(10, Duration::from_secs(5)).await.expect("poll");
+        let got: Vec<(String, Option<u64>)> = out
+            .iter()
+            .map(|r| (String::from_utf8_lossy(&r.value).into_owned(), batch_of(r)))
+            .collect();
+        let want = [("a", 5), ("b", 9), ("c", 5), ("d", 9)];
+        let want: Vec<(String, Option<u64>)> = want
+            .iter()
+            .map(|(v, b)| (v.to_string(), Some(*b)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_combined_barrier_summarises_an_earlier_batchs_items_apart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let broker = EmbeddedBroker::open(dir.path()).expect("broker");
+        let mut barrier = Barrier::new(true, "out".into(), 1);
+        for (offset, batch) in [(0, Some("5")), (1, None), (2, Some("5")), (3, Some("9"))] {
+            let rec = ConsumedRecord {
+                topic: "in".into(),
+                partition: 0,
+                offset,
+                key: None,
+                value: Bytes::new(),
+                headers: batch
+                    .map(|b| vec![Header::new(BATCH_HEADER, Bytes::from_static(b.as_bytes()))])
+                    .unwrap_or_default(),
+                timestamp: 0,
+            };
+            barrier.absorb(&rec, BATCH_9, &mut Vec::new(), &mut Vec::new());
+        }
+        let (t, emits) = finish_batch_9(&mut barrier, &broker, BTreeMap::new()).await;
+        assert_eq!(t.out, 4);
+        let got: Vec<(serde_json::Value, Option<String>)> = emits
+            .iter()
+            .map(|e| {
+                let v = serde_json::from_slice(&e.record.value).expect("json");
+                let h = e.record.headers.iter().find(|h| &*h.key == BATCH_HEADER);
+                (v, h.map(|h| String::from_utf8_lossy(&h.value).into_owned()))
+            })
+            .collect();
+        let summary = |batch: u64, count: u64| serde_json::json!({"batch": batch, "count": count, "inputs": {"in": count}});
+        assert_eq!(
+            got,
+            vec![
+                (summary(5, 2), Some("5".to_string())),
+                (summary(9, 2), None)
+            ]
+        );
     }
 }

@@ -19,7 +19,7 @@ use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_js
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
-use super::join::BATCH_HEADER;
+use super::join::{BATCH_HEADER, batch_of};
 use super::key::InlineKey;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
 use crate::error::RuntimeError;
@@ -699,12 +699,6 @@ impl Reduce {
 
 /// Bytes before a group key of an earlier batch: a marker and the batch number.
 const BATCH_PREFIX: usize = 9;
-
-/// The batch a record came in, from its `millrace.batch` header.
-fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
-    let h = rec.headers.iter().rev().find(|h| &*h.key == BATCH_HEADER)?;
-    std::str::from_utf8(&h.value).ok()?.parse().ok()
-}
 
 fn as_histogram(v: &Value) -> Option<(u64, Vec<(String, u64)>)> {
     let o = v.as_object()?;

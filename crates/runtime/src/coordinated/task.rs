@@ -137,32 +137,10 @@ impl CoordinatedTask {
                     .finish(progress, &ctx, &mut emits, &mut dead)
                     .await?;
                 let emitted = emits.len() as u64;
-                // Results of the batch's end. A keyed result (a reduce's group) is named by
-                // its batch and key, so whichever instance writes it — the one that
-                // finished the batch, or the one a rebalance handed the partition to —
-                // finds it written. Unkeyed results are numbered within the batch.
-                let origin = format!("batch:{}", progress.batch);
+                // Results of the batch's end, named so that a replay finds them.
                 tags = match self.op.finish_tags() {
                     Some(named) => named.into_iter().map(Some).collect(),
-                    None => emits
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| {
-                            // A result of an earlier batch (a reduce's replay) is named
-                            // after that batch, as when it was first written.
-                            let own = e.record.headers.iter().find(|h| &*h.key == BATCH_HEADER);
-                            let origin = match own {
-                                Some(h) => format!("batch:{}", String::from_utf8_lossy(&h.value)),
-                                None => origin.clone(),
-                            };
-                            Some(match &e.record.key {
-                                Some(k) => {
-                                    (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0)
-                                }
-                                None => (origin.clone(), 0, u32::try_from(i).unwrap_or(u32::MAX)),
-                            })
-                        })
-                        .collect(),
+                    None => names_of_results(&emits, progress.batch),
                 };
                 self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
                     .await?;
@@ -369,5 +347,69 @@ impl CoordinatedTask {
             sends.push((self.dead_letter.clone(), recs));
         }
         produce_all(self.broker.as_ref(), sends).await
+    }
+}
+
+/// The lineage names of a batch's results. A keyed result (a reduce's group) is named
+/// by its batch and key, so whichever instance writes it — the one that finished the
+/// batch, or the one a rebalance handed the partition to — finds it written. Unkeyed
+/// results are numbered within their batch. A result of an earlier batch (a reduce's
+/// or a barrier's replay) is named after that batch, as when it was first written.
+fn names_of_results(emits: &[Emit], batch: u64) -> Vec<Option<(String, i64, u32)>> {
+    let mut numbered: HashMap<String, u32> = HashMap::new();
+    emits
+        .iter()
+        .map(|e| {
+            let own = e.record.headers.iter().find(|h| &*h.key == BATCH_HEADER);
+            let origin = match own {
+                Some(h) => format!("batch:{}", String::from_utf8_lossy(&h.value)),
+                None => format!("batch:{batch}"),
+            };
+            Some(match &e.record.key {
+                Some(k) => (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0),
+                None => {
+                    let n = numbered.entry(origin.clone()).or_default();
+                    *n += 1;
+                    (origin, 0, *n - 1)
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_named_by_their_own_batch_and_numbered_within_it() {
+        let result = |key: Option<&'static str>, batch: Option<&'static str>| {
+            let mut e = super::super::emit_json(0, key.map(|k| k.as_bytes().to_vec()), &1.into());
+            if let Some(b) = batch {
+                e.record
+                    .headers
+                    .push(Header::new(BATCH_HEADER, Bytes::from_static(b.as_bytes())));
+            }
+            e
+        };
+        let emits = [
+            result(None, Some("5")),
+            result(None, None),
+            result(Some("w"), None),
+            result(Some("w"), Some("5")),
+            result(None, None),
+        ];
+        let names: Vec<(String, i64, u32)> =
+            names_of_results(&emits, 9).into_iter().flatten().collect();
+        let want = [
+            ("batch:5", 0),
+            ("batch:9", 0),
+            ("batch:9/w", 0),
+            ("batch:5/w", 0),
+            ("batch:9", 1),
+        ];
+        let want: Vec<(String, i64, u32)> =
+            want.iter().map(|(o, i)| (o.to_string(), 0, *i)).collect();
+        assert_eq!(names, want);
     }
 }
