@@ -19,8 +19,16 @@ fn topic_id(plan: &Plan, name: &str) -> String {
 
 /// The label detail beyond the pattern name: the expression or settings that matter.
 fn detail(stage: &Stage) -> Option<String> {
+    if let Some(c) = &stage.combine {
+        // The map runs as the reduce's combiner (`combine: true` on the reduce).
+        return Some(format!("combines for {}", c.reduce));
+    }
     match &stage.kind {
+        StageKind::Join(j) if j.combine => Some(format!("{:?}, combined", j.mode).to_lowercase()),
         StageKind::Join(j) => Some(format!("{:?}", j.mode).to_lowercase()),
+        StageKind::Reduce(r) if r.combine => {
+            Some(format!("{} of combined records", r.reducer.name()))
+        }
         StageKind::Reduce(r) => Some(r.reducer.name().to_owned()),
         StageKind::Splitter { mode, .. } => Some(format!("{mode:?}").to_lowercase()),
         StageKind::Exec(e) => Some(format!(
@@ -228,6 +236,22 @@ mod tests {
         );
         assert!(d.contains("s_0 -> t_2 [label=\"default\"];"), "{d}");
         assert!(d.ends_with("}\n"));
+    }
+
+    #[test]
+    fn the_combining_map_and_its_reduce_say_so() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/wordcount.yaml");
+        let src = std::fs::read_to_string(path).expect("example");
+        let m = to_mermaid(&parse_str(&src, "wordcount.yaml").expect("valid"));
+        assert!(
+            m.contains("split-words<br/>(map: combines for count-words)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("count-words<br/>(reduce: count of combined records)"),
+            "{m}"
+        );
+        assert!(m.contains("all-counted<br/>(join: barrier)"), "{m}");
     }
 
     #[test]
