@@ -7,7 +7,7 @@
 //! call. Tailing consumers sleep on a per-topic `Notify` that every append through this
 //! broker wakes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -310,6 +310,7 @@ impl Broker for EmbeddedBroker {
             rebalances: Vec::new(),
             next: 0,
             ahead: None,
+            rest: Rest::new(),
         };
         c.refresh_assignment()?;
         Ok(Box::new(c))
@@ -343,19 +344,29 @@ pub struct EmbeddedConsumer {
     next: usize,
     /// The next poll's records, read while the caller works on this poll's.
     ahead: Option<ReadAhead>,
+    /// Records decoded past a poll's end, per partition (see [`Rest`]).
+    rest: Rest,
 }
+
+/// The rest of the batch each partition's last read stopped in: records from the
+/// partition's position on, in order. The next read of the partition takes them first
+/// (if they still start at its position) instead of reading that batch again.
+type Rest = BTreeMap<TopicPartition, VecDeque<ConsumedRecord>>;
 
 /// A read of the next records on a blocking thread, started when a poll returns
 /// records: a busy reader's read and decode then overlap its processing (a stage's loop
 /// would otherwise do both on one core). Its records are used only if nothing moved the
 /// positions it started from (a seek, a rebalance) and the next poll asks for as many.
 struct ReadAhead {
-    read: tokio::task::JoinHandle<Result<(Vec<ConsumedRecord>, Positions), BrokerError>>,
+    read: tokio::task::JoinHandle<Result<Read, BrokerError>>,
     from: Positions,
     max_records: usize,
 }
 
 type Positions = BTreeMap<TopicPartition, u64>;
+
+/// What a read ahead gives: its records, and the positions and rest after them.
+type Read = (Vec<ConsumedRecord>, Positions, Rest);
 
 impl EmbeddedConsumer {
     fn start_position(&self, tp: &TopicPartition) -> Result<u64, BrokerError> {
@@ -426,6 +437,7 @@ impl EmbeddedConsumer {
         }
         for tp in &revoked {
             self.positions.remove(tp);
+            self.rest.remove(tp);
         }
         if !revoked.is_empty() {
             self.rebalances.push(Rebalance::Revoked(revoked));
@@ -439,18 +451,27 @@ impl EmbeddedConsumer {
     fn read_available(&mut self, max_records: usize) -> Result<Vec<ConsumedRecord>, BrokerError> {
         let start = self.next;
         self.next = self.next.wrapping_add(1);
-        read_from(&self.broker, &mut self.positions, start, max_records)
+        read_from(
+            &self.broker,
+            &mut self.positions,
+            &mut self.rest,
+            start,
+            max_records,
+        )
     }
 
     /// Starts reading the records after the ones just returned.
     fn read_ahead(&mut self, max_records: usize) {
         let (broker, from) = (self.broker.clone(), self.positions.clone());
         let mut positions = from.clone();
+        // The rest goes with the read; a read ahead that is not used loses it (it is
+        // only a cache of what the store holds).
+        let mut rest = std::mem::take(&mut self.rest);
         let start = self.next;
         self.ahead = Some(ReadAhead {
             read: tokio::task::spawn_blocking(move || {
-                let out = read_from(&broker, &mut positions, start, max_records)?;
-                Ok((out, positions))
+                let out = read_from(&broker, &mut positions, &mut rest, start, max_records)?;
+                Ok((out, positions, rest))
             }),
             from,
             max_records,
@@ -465,7 +486,7 @@ impl EmbeddedConsumer {
         if a.from != self.positions || a.max_records != max_records {
             return Ok(Vec::new());
         }
-        let (out, positions) = a
+        let (out, positions, rest) = a
             .read
             .await
             .map_err(|e| BrokerError::Other(format!("store read failed: {e}")))??;
@@ -473,6 +494,9 @@ impl EmbeddedConsumer {
             self.positions = positions;
             self.next = self.next.wrapping_add(1);
         }
+        // Its rest starts at the positions it read up to; an empty read left them as
+        // they were, and the rest with them.
+        self.rest = rest;
         Ok(out)
     }
 }
@@ -482,6 +506,7 @@ impl EmbeddedConsumer {
 fn read_from(
     broker: &EmbeddedBroker,
     positions: &mut Positions,
+    rest: &mut Rest,
     start: usize,
     max_records: usize,
 ) -> Result<Vec<ConsumedRecord>, BrokerError> {
@@ -511,6 +536,22 @@ fn read_from(
     let total: u64 = quotas.iter().sum();
     out.reserve_exact(usize::try_from(total).unwrap_or(0));
     for ((tp, pos, t, _), quota) in parts.into_iter().zip(quotas) {
+        let mut quota = usize::try_from(quota).unwrap_or(0);
+        if quota == 0 {
+            continue;
+        }
+        let kept = rest.entry(tp.clone()).or_default();
+        if kept.front().is_some_and(|r| r.offset != to_i64(*pos)) {
+            // A seek moved the position: what was kept is not next.
+            kept.clear();
+        }
+        while quota > 0
+            && let Some(r) = kept.pop_front()
+        {
+            *pos = to_u64(r.offset) + 1;
+            out.push(r);
+            quota -= 1;
+        }
         if quota == 0 {
             continue;
         }
@@ -519,18 +560,14 @@ fn read_from(
             .map_err(map_store)?;
         let mut sink = Consumed {
             out: &mut out,
+            rest: kept,
             topic: &tp.topic,
             partition: tp.partition,
             taken: 0,
             next: *pos,
         };
-        part.read_into(
-            *pos,
-            usize::try_from(quota).unwrap_or(0),
-            16 << 20,
-            &mut sink,
-        )
-        .map_err(map_store)?;
+        part.read_into(*pos, quota, 16 << 20, &mut sink)
+            .map_err(map_store)?;
         *pos = sink.next;
     }
     Ok(out)
@@ -555,6 +592,8 @@ fn fair_shares(avail: &[u64], max: u64) -> Vec<u64> {
 /// Decoded records go straight into the poll's result.
 struct Consumed<'a> {
     out: &'a mut Vec<ConsumedRecord>,
+    /// Where the rest of the batch the read stops in goes.
+    rest: &'a mut VecDeque<ConsumedRecord>,
     topic: &'a Arc<str>,
     partition: i32,
     taken: usize,
@@ -570,7 +609,23 @@ impl RecordSink for Consumed<'_> {
     fn take(&mut self, offset: u64, record: millrace_store::Record) {
         self.taken += 1;
         self.next = offset + 1;
-        self.out.push(ConsumedRecord {
+        let r = self.consumed(offset, record);
+        self.out.push(r);
+    }
+
+    fn keeps_rest(&self) -> bool {
+        true
+    }
+
+    fn rest(&mut self, offset: u64, record: millrace_store::Record) {
+        let r = self.consumed(offset, record);
+        self.rest.push_back(r);
+    }
+}
+
+impl Consumed<'_> {
+    fn consumed(&self, offset: u64, record: millrace_store::Record) -> ConsumedRecord {
+        ConsumedRecord {
             topic: Arc::clone(self.topic),
             partition: self.partition,
             offset: to_i64(offset),
@@ -578,7 +633,7 @@ impl RecordSink for Consumed<'_> {
             value: record.value,
             headers: record.headers,
             timestamp: record.timestamp,
-        });
+        }
     }
 }
 

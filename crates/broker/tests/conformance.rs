@@ -562,6 +562,62 @@ async fn from_beginning_and_latest(b: &Backend) {
     b.broker.delete_topic(&t).await.expect("delete");
 }
 
+conformance!(
+    small_polls_over_one_batch_return_each_record_once,
+    small_polls_over_one_batch
+);
+async fn small_polls_over_one_batch(b: &Backend) {
+    // One produce call: one batch on the embedded store, which polls of 7 records end
+    // in the middle of (the rest of it is kept for the next poll).
+    let t = topic(b, "small-polls", 1).await;
+    let records: Vec<ProduceRecord> = (0..100)
+        .map(|i| ProduceRecord::value(format!("v{i}")))
+        .collect();
+    b.broker.produce(&t, &records).await.expect("produce");
+    let tp = TopicPartition::new(t.as_str(), 0);
+    let mut c = b
+        .broker
+        .consumer(all_config(&t, OffsetReset::Earliest))
+        .await
+        .expect("consumer");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        if got.len() >= 100 {
+            break;
+        }
+        let polled = poll_n(c.as_mut(), 7.min(100 - got.len())).await;
+        assert!(
+            polled.len() <= 7,
+            "{}: a poll of 7 gave {}",
+            b.name,
+            polled.len()
+        );
+        got.extend(polled);
+    }
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "{}", b.name);
+    for (r, i) in got.iter().zip(0..) {
+        assert_eq!(r.value, Bytes::from(format!("v{i}")), "{}", b.name);
+    }
+    // Seeks into, behind and past what a poll left over.
+    for (to, want) in [(50, 50..57), (53, 53..60), (3, 3..10), (96, 96..100)] {
+        c.seek(&tp, Seek::Offset(to)).await.expect("seek");
+        let polled = poll_n(c.as_mut(), want.clone().count()).await;
+        let offsets: Vec<i64> = polled.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            want.collect::<Vec<i64>>(),
+            "{}: after seek to {to}",
+            b.name
+        );
+        for r in &polled {
+            assert_eq!(r.value, Bytes::from(format!("v{}", r.offset)), "{}", b.name);
+        }
+    }
+    c.close().await.expect("close");
+    b.broker.delete_topic(&t).await.expect("delete");
+}
+
 conformance!(seek_by_offset_and_timestamp, seek_offset_and_timestamp);
 async fn seek_offset_and_timestamp(b: &Backend) {
     let t = topic(b, "seek", 1).await;

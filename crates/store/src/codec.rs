@@ -355,6 +355,17 @@ pub trait RecordSink {
     /// Records taken so far by this read.
     fn taken(&self) -> usize;
     fn take(&mut self, offset: u64, record: Record);
+
+    /// Whether the sink keeps the rest of the batch a read stopped in (see `rest`).
+    fn keeps_rest(&self) -> bool {
+        false
+    }
+
+    /// A record of the batch the read stopped in, past the limits, in offset order. A
+    /// reader that keeps them serves its next read from them instead of reading,
+    /// checking and skipping into that batch again (a poll that ends mid-batch did
+    /// that for every poll, about doubling a copier's reads).
+    fn rest(&mut self, _offset: u64, _record: Record) {}
 }
 
 impl RecordSink for Vec<StoredRecord> {
@@ -407,15 +418,42 @@ pub(crate) fn decode_batch_into(
         let record = c.record()?;
         let size = c.pos - before;
         if out.taken() > 0 && limits.bytes_used + size > limits.max_bytes {
+            if out.keeps_rest() {
+                out.rest(offset, record);
+                rest_of_batch(&mut c, header, i + 1, limits.until, out)?;
+            }
             return Ok(true);
         }
         limits.bytes_used += size;
         out.take(offset, record);
         if out.taken() >= limits.max_records {
+            if out.keeps_rest() {
+                rest_of_batch(&mut c, header, i + 1, limits.until, out)?;
+            }
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Hands the records of a batch from number `first` on (below `until`) to the sink's
+/// `rest`.
+fn rest_of_batch(
+    c: &mut Cursor<'_>,
+    header: &BatchHeader,
+    first: u32,
+    until: u64,
+    out: &mut (impl RecordSink + ?Sized),
+) -> Result<(), String> {
+    for i in first..header.record_count {
+        let offset = header.base_offset + u64::from(i);
+        if offset >= until {
+            break;
+        }
+        let record = c.record()?;
+        out.rest(offset, record);
+    }
+    Ok(())
 }
 
 /// Fully validates the body of a batch: every record parses and they exactly fill it.
