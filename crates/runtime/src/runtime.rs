@@ -65,7 +65,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             batch: false,
-            max_batch: 2048,
+            max_batch: 4096,
         }
     }
 }
