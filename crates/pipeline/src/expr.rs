@@ -29,10 +29,12 @@ use crate::regex_cache;
 pub use jaq_json::Val;
 pub use native::NativeMap;
 pub use path::{Picked, PlainPath, pick};
+pub use predicate::NativePredicates;
 pub use projection::Projection;
 
 mod native;
 mod path;
+mod predicate;
 mod projection;
 
 /// The filter type jaq compiles to when values are [`Val`] and the only global data

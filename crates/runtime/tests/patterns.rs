@@ -308,6 +308,7 @@ topics:
 stages:
   f: { kind: filter, from: in{s}, to: out{s}, where: '.n > 1' }
   m: { kind: map, from: in{s}, to: mapped{s}, expr: '{n: (.n + 1)}' }
+  even: { kind: filter, from: in{s}, to: even{s}, where: '.n % 2 == 1' }
 "#;
         b.create_topics(src).await;
         b.produce_values(
@@ -337,8 +338,28 @@ stages:
             "[{}] {m:?}",
             b.name
         );
+        // `.n % 2` on "five" is jq's error, which the native evaluation leaves to jaq.
+        let even = stage(&summary, "even").counters;
+        assert_eq!(
+            (even.records_in, even.out, even.filtered, even.dead_lettered),
+            (5, 2, 0, 3),
+            "[{}] {even:?}",
+            b.name
+        );
         let dead = b.read_all(&format!("{}.dlq", b.t("dlq"))).await;
-        assert_eq!(dead.len(), 5);
+        assert_eq!(dead.len(), 8);
+        let five = dead
+            .iter()
+            .find(|r| {
+                header(r, "millrace.stage").as_deref() == Some("even")
+                    && header(r, "millrace.source.offset").as_deref() == Some("3")
+            })
+            .expect("{\"n\":\"five\"}, dead-lettered by even");
+        let error = header(five, "millrace.error").expect("error");
+        assert!(
+            error.contains("remainder") || error.contains('%'),
+            "{error}"
+        );
         let bad = dead
             .iter()
             .find(|r| {

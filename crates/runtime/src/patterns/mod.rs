@@ -13,7 +13,7 @@ pub mod splitter;
 
 use millrace_broker::ConsumedRecord;
 use millrace_pipeline::Predicate;
-use millrace_pipeline::expr::{Format, Projection, RecordVars, Val, parse_value};
+use millrace_pipeline::expr::{Format, NativePredicates, Projection, RecordVars, Val, parse_value};
 
 use crate::operator::RecordError;
 
@@ -22,17 +22,34 @@ pub fn value_of(rec: &ConsumedRecord, format: Format) -> Result<Val, RecordError
     parse_value(&rec.value, format).map_err(RecordError::new)
 }
 
+/// The jq sources of predicates on JSON records: `None` for text records, or when a
+/// predicate is a closure.
+fn jq_sources<'a>(
+    predicates: impl IntoIterator<Item = &'a Predicate>,
+    format: Format,
+) -> Option<Vec<&'a str>> {
+    if !matches!(format, Format::Json) {
+        return None;
+    }
+    predicates.into_iter().map(Predicate::source).collect()
+}
+
 /// The projection jq predicates are evaluated on, when they all read JSON values only
 /// through a few plain paths (see `expr::Projection`).
 pub fn projection_of<'a>(
     predicates: impl IntoIterator<Item = &'a Predicate>,
     format: Format,
 ) -> Option<Projection> {
-    if !matches!(format, Format::Json) {
-        return None;
-    }
-    let sources: Option<Vec<&str>> = predicates.into_iter().map(Predicate::source).collect();
-    Projection::of_all(sources?)
+    Projection::of_all(jq_sources(predicates, format)?)
+}
+
+/// Native forms of the predicates (see `NativePredicates`), when every one is a jq
+/// condition within their grammar.
+pub fn native_of<'a>(
+    predicates: impl IntoIterator<Item = &'a Predicate>,
+    format: Format,
+) -> Option<NativePredicates> {
+    NativePredicates::compile(jq_sources(predicates, format)?)
 }
 
 /// The value predicates see: the record's projection when it can be picked, else the

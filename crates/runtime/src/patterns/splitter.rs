@@ -3,10 +3,12 @@
 //! nothing is dropped.
 
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{ExprError, Projection, RecordVars, Val, val_to_json};
+use millrace_pipeline::expr::{
+    ExprError, NativePredicates, Projection, RecordVars, Val, val_to_json,
+};
 use millrace_pipeline::{Format, Predicate, SplitMode};
 
-use super::{projection_of, value_for, with_vars};
+use super::{native_of, projection_of, value_for, with_vars};
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Route {
@@ -21,7 +23,8 @@ pub struct Splitter {
     mode: SplitMode,
     format: Format,
     /// Every route's `when` over a few plain paths: evaluated on them, picked from the
-    /// bytes.
+    /// bytes, by native steps when all are within their grammar, else by jaq.
+    native: Option<NativePredicates>,
     projection: Option<Projection>,
 }
 
@@ -29,6 +32,7 @@ impl Splitter {
     pub fn new(routes: Vec<Route>, default: usize, mode: SplitMode, format: Format) -> Self {
         let projection = projection_of(routes.iter().map(|r| &r.when), format);
         Splitter {
+            native: native_of(routes.iter().map(|r| &r.when), format),
             routes,
             default,
             mode,
@@ -44,6 +48,9 @@ impl RecordOperator for Splitter {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
+        if self.route_natively(rec, emits) {
+            return Ok(());
+        }
         // The value is parsed, and the record's variables built, once for all routes.
         let v = value_for(rec, self.format, self.projection.as_ref())?;
         let mut matched = false;
@@ -71,6 +78,45 @@ impl RecordOperator for Splitter {
             });
         }
         Ok(())
+    }
+}
+
+impl Splitter {
+    /// Routes a record by the native conditions; `false` (nothing emitted) when jaq
+    /// must decide it.
+    fn route_natively(&self, rec: &ConsumedRecord, emits: &mut Vec<Emit>) -> bool {
+        let Some(n) = &self.native else {
+            return false;
+        };
+        let Some(values) = n.pick(&rec.value) else {
+            return false;
+        };
+        let before = emits.len();
+        for (i, route) in self.routes.iter().enumerate() {
+            match n.test(i, &values) {
+                Some(true) => {
+                    emits.push(Emit {
+                        output: route.output,
+                        record: derived(rec, rec.value.clone()),
+                    });
+                    if self.mode == SplitMode::First {
+                        break;
+                    }
+                }
+                Some(false) => {}
+                None => {
+                    emits.truncate(before);
+                    return false;
+                }
+            }
+        }
+        if emits.len() == before {
+            emits.push(Emit {
+                output: self.default,
+                record: derived(rec, rec.value.clone()),
+            });
+        }
+        true
     }
 }
 

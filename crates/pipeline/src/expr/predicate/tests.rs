@@ -1,0 +1,135 @@
+use super::*;
+use crate::expr::{Format, parse_value};
+
+/// Conditions within the grammar, with inputs that take them through every kind of
+/// value jq compares and computes with.
+const CONDITIONS: &[&str] = &[
+    ".n % 2 == 0",
+    ".region == \"eu\"",
+    ".region != \"eu\"",
+    ".total >= 100 and .paid",
+    ".total < 100 or .paid",
+    ".a.b > 3 and .c != null",
+    ".x + .y * 2 >= 10 or .flag",
+    "(.x - 1) / 2 < .y",
+    ".s < \"m\"",
+    ".n % 0 == 1",
+    ".n / 0 > 1",
+    ".x - .y == 0",
+    ".a.b",
+    ".paid and (.total > 1 or .n == 1.0)",
+    ".n + 2 * 3 == 10",
+    ".n == 1e3",
+    ".n >= 1.5e-1",
+    ".missing == null",
+    ".a == .a",
+    ".s + \"x\" == \"abx\"",
+    ".arr == .arr and .obj != null",
+    "false or .paid or null",
+    ".n*2==8",
+];
+
+const INPUTS: &[&str] = &[
+    r#"{"n": 4, "region": "eu", "total": 150, "paid": true, "x": 5, "y": 3, "s": "ab"}"#,
+    r#"{"n": 3, "region": "us", "total": 99.5, "paid": false, "x": 1.5, "y": -2}"#,
+    r#"{"n": 1000, "region": "ap", "total": "100", "paid": null, "a": {"b": 7}, "c": 0}"#,
+    r#"{"n": 1, "a": {"b": "zz"}, "c": null, "flag": "yes", "s": "zz"}"#,
+    r#"{"n": 4.0, "x": "5", "y": 3, "arr": [1, 2], "obj": {"k": 1}}"#,
+    r#"{"n": -7, "x": null, "y": null, "a": null, "total": 1e2}"#,
+    r#"{"n": 12345678901234567890, "s": "m", "region": "EU"}"#,
+    r#"{"n": 0.15, "s": "é", "x": 10, "y": 0, "a": {"b": 3.0001}, "c": false}"#,
+    r#"{"n": true, "region": ["eu"], "a": 5}"#,
+    r#"{}"#,
+    r#"[]"#,
+    r#""just a string""#,
+    r#"{"n": 2} trailing"#,
+    r#"{"n": 2, "n": 3}"#,
+];
+
+fn jaq(cond: &str, input: &str) -> Result<bool, String> {
+    let expr = Expr::compile(cond).map_err(|e| format!("{e:?}"))?;
+    let v = parse_value(input.as_bytes(), Format::Json).map_err(|e| e.to_string())?;
+    expr.eval_bool(&v, &RecordVars::new("t", 0))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn native_conditions_agree_with_jaq_wherever_they_answer() {
+    let mut answered = 0;
+    for cond in CONDITIONS {
+        let native = NativePredicates::compile([*cond])
+            .unwrap_or_else(|| panic!("{cond} is within the grammar"));
+        for input in INPUTS {
+            let Some(values) = native.pick(input.as_bytes()) else {
+                continue;
+            };
+            let Some(got) = native.test(0, &values) else {
+                continue;
+            };
+            answered += 1;
+            assert_eq!(Ok(got), jaq(cond, input), "{cond} on {input}: native {got}");
+        }
+    }
+    // Most pairs are answered natively (the rest are jq errors, paths into arrays and
+    // strings, and records that are not strict JSON, which jaq decides).
+    assert!(answered > CONDITIONS.len() * INPUTS.len() / 2, "{answered}");
+}
+
+#[test]
+fn what_jaq_would_fail_on_is_left_to_jaq() {
+    let native = NativePredicates::compile([".x - .y == 0", ".n % 0 == 1"]).expect("compiles");
+    let values = native
+        .pick(br#"{"x": "5", "y": 3, "n": 4}"#)
+        .expect("strict JSON");
+    assert_eq!(native.test(0, &values), None, "a string minus a number");
+    assert_eq!(native.test(1, &values), None, "a remainder by zero");
+    assert!(native.pick(b"{\"x\": NaN}").is_none(), "not strict JSON");
+}
+
+#[test]
+fn a_splitters_routes_share_one_pick() {
+    let routes = [
+        ".region == \"eu\"",
+        ".region == \"us\" and .n > 1",
+        ".n > 10",
+    ];
+    let native = NativePredicates::compile(routes).expect("compiles");
+    assert_eq!(native.paths.len(), 2, "each path picked once");
+    let values = native.pick(br#"{"region": "us", "n": 2}"#).expect("picked");
+    let got: Vec<Option<bool>> = (0..3).map(|i| native.test(i, &values)).collect();
+    assert_eq!(got, vec![Some(false), Some(true), Some(false)]);
+}
+
+#[test]
+fn conditions_outside_the_grammar_are_not_compiled() {
+    for cond in [
+        ".",
+        ". == 1",
+        "-.n > 1",
+        ".n > -1",
+        ".a | . > 1",
+        "$key == \"k\"",
+        ".a // 1",
+        ".a += 1",
+        ".n < 2 < 3",
+        ".s == \"a\\\"b\"",
+        ".a[0] == 1",
+        ".a? == 1",
+        "length > 1",
+        "1 == 1",
+        ".n == 1.",
+        ".x = 1",
+        ".a and",
+        "(.a == 1",
+        ".n == .1",
+        "not",
+        ".a == 1 | not",
+    ] {
+        assert!(
+            NativePredicates::compile([cond]).is_none(),
+            "{cond} should be left to jaq"
+        );
+    }
+    // One route outside the grammar: the routes are all jaq's.
+    assert!(NativePredicates::compile([".a == 1", "length > 1"]).is_none());
+}
