@@ -353,6 +353,11 @@ pub struct EmbeddedConsumer {
 /// (if they still start at its position) instead of reading that batch again.
 type Rest = BTreeMap<TopicPartition, VecDeque<ConsumedRecord>>;
 
+/// Records kept per partition at most: a batch of up to 64 MiB may hold millions of
+/// small ones, of which the next poll wants a few thousand (the rest of a bigger batch
+/// is read again once these are used).
+const REST_MAX: usize = 16_384;
+
 /// A read of the next records on a blocking thread, started when a poll returns
 /// records: a busy reader's read and decode then overlap its processing (a stage's loop
 /// would otherwise do both on one core). Its records are used only if nothing moved the
@@ -617,9 +622,10 @@ impl RecordSink for Consumed<'_> {
         true
     }
 
-    fn rest(&mut self, offset: u64, record: millrace_store::Record) {
+    fn rest(&mut self, offset: u64, record: millrace_store::Record) -> bool {
         let r = self.consumed(offset, record);
         self.rest.push_back(r);
+        self.rest.len() < REST_MAX
     }
 }
 
@@ -766,7 +772,47 @@ impl Drop for EmbeddedConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::fair_shares;
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rest_of_a_big_batch_is_kept_up_to_a_bound_and_read_on_from_there() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let broker = EmbeddedBroker::open(dir.path()).expect("broker");
+        broker
+            .create_topic(&NewTopic::new("t", 1))
+            .await
+            .expect("topic");
+        // One produce call: one stored batch of more records than a rest keeps.
+        let n = REST_MAX + 5000;
+        let records: Vec<ProduceRecord> = (0..n)
+            .map(|i| ProduceRecord::value(format!("v{i}")))
+            .collect();
+        broker.produce("t", &records).await.expect("produce");
+        let tp = TopicPartition::new("t", 0);
+        let mut positions = Positions::from([(tp.clone(), 0)]);
+        let mut rest = Rest::new();
+        let first = read_from(&broker, &mut positions, &mut rest, 0, 7).expect("read");
+        assert_eq!(first.len(), 7);
+        assert_eq!(
+            rest[&tp].len(),
+            REST_MAX,
+            "the rest is kept up to the bound"
+        );
+        assert_eq!(rest[&tp].front().map(|r| r.offset), Some(7));
+        // Polls of 1000 go through the kept rest, then read the batch again.
+        let mut offsets: Vec<i64> = first.iter().map(|r| r.offset).collect();
+        while offsets.len() < n {
+            let got = read_from(&broker, &mut positions, &mut rest, 0, 1000).expect("read");
+            assert!(!got.is_empty() && got.len() <= 1000);
+            offsets.extend(got.iter().map(|r| r.offset));
+            for r in &got {
+                assert_eq!(r.value, bytes::Bytes::from(format!("v{}", r.offset)));
+            }
+        }
+        let want: Vec<i64> = (0..i64::try_from(n).expect("n")).collect();
+        assert_eq!(offsets, want);
+        assert_eq!(positions[&tp], u64::try_from(n).expect("n"));
+    }
 
     #[test]
     fn a_poll_is_shared_fairly_among_partitions_with_records() {

@@ -364,8 +364,11 @@ pub trait RecordSink {
     /// A record of the batch the read stopped in, past the limits, in offset order. A
     /// reader that keeps them serves its next read from them instead of reading,
     /// checking and skipping into that batch again (a poll that ends mid-batch did
-    /// that for every poll, about doubling a copier's reads).
-    fn rest(&mut self, _offset: u64, _record: Record) {}
+    /// that for every poll, about doubling a copier's reads). Returns whether it takes
+    /// more (a batch may hold millions of small records).
+    fn rest(&mut self, _offset: u64, _record: Record) -> bool {
+        false
+    }
 }
 
 impl RecordSink for Vec<StoredRecord> {
@@ -418,8 +421,7 @@ pub(crate) fn decode_batch_into(
         let record = c.record()?;
         let size = c.pos - before;
         if out.taken() > 0 && limits.bytes_used + size > limits.max_bytes {
-            if out.keeps_rest() {
-                out.rest(offset, record);
+            if out.keeps_rest() && out.rest(offset, record) {
                 rest_of_batch(&mut c, header, i + 1, limits.until, out)?;
             }
             return Ok(true);
@@ -437,7 +439,7 @@ pub(crate) fn decode_batch_into(
 }
 
 /// Hands the records of a batch from number `first` on (below `until`) to the sink's
-/// `rest`.
+/// `rest`, while it takes them.
 fn rest_of_batch(
     c: &mut Cursor<'_>,
     header: &BatchHeader,
@@ -451,7 +453,9 @@ fn rest_of_batch(
             break;
         }
         let record = c.record()?;
-        out.rest(offset, record);
+        if !out.rest(offset, record) {
+            break;
+        }
     }
     Ok(())
 }
