@@ -133,3 +133,104 @@ fn conditions_outside_the_grammar_are_not_compiled() {
     // One route outside the grammar: the routes are all jaq's.
     assert!(NativePredicates::compile([".a == 1", "length > 1"]).is_none());
 }
+
+mod random {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A random condition in the grammar's text, over paths `.a`, `.b`, `.c.d`.
+    fn condition() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            3 => Just(".a".to_string()),
+            3 => Just(".b".to_string()),
+            2 => Just(".c.d".to_string()),
+            3 => (0u32..20).prop_map(|n| n.to_string()),
+            1 => Just("2.5".to_string()),
+            1 => Just("1e1".to_string()),
+            1 => Just("\"x\"".to_string()),
+            1 => Just("\"\"".to_string()),
+            1 => Just("true".to_string()),
+            1 => Just("false".to_string()),
+            1 => Just("null".to_string()),
+        ];
+        leaf.prop_recursive(3, 12, 2, |inner| {
+            let op = prop_oneof![
+                Just("+"),
+                Just("-"),
+                Just("*"),
+                Just("/"),
+                Just("%"),
+                Just("=="),
+                Just("!="),
+                Just("<"),
+                Just("<="),
+                Just(">"),
+                Just(">="),
+                Just("and"),
+                Just("or"),
+            ];
+            (inner.clone(), op, inner, 0..4).prop_map(|(l, op, r, paren)| {
+                if paren > 0 {
+                    format!("({l} {op} {r})")
+                } else {
+                    format!("{l} {op} {r}")
+                }
+            })
+        })
+    }
+
+    /// A random record: the three paths' values of every kind, sometimes missing.
+    fn record() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            6 => (-5i64..30).prop_map(|n| n.to_string()),
+            1 => Just("0".to_string()),
+            2 => Just("2.5".to_string()),
+            1 => Just("-0.5".to_string()),
+            1 => Just("1e1".to_string()),
+            1 => Just("\"x\"".to_string()),
+            1 => Just("\"y\"".to_string()),
+            1 => Just("true".to_string()),
+            1 => Just("false".to_string()),
+            1 => Just("null".to_string()),
+            1 => Just("[1,2]".to_string()),
+            1 => Just("{\"k\":1}".to_string()),
+        ];
+        (
+            proptest::option::of(value.clone()),
+            proptest::option::of(value.clone()),
+            proptest::option::of(value),
+        )
+            .prop_map(|(a, b, d)| {
+                let mut fields = Vec::new();
+                if let Some(a) = a {
+                    fields.push(format!("\"a\":{a}"));
+                }
+                if let Some(b) = b {
+                    fields.push(format!("\"b\":{b}"));
+                }
+                if let Some(d) = d {
+                    fields.push(format!("\"c\":{{\"d\":{d}}}"));
+                }
+                format!("{{{}}}", fields.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Wherever the native side answers, jaq gives the same answer without an
+        /// error; jq's parse of the condition is the grammar's (else jaq disagrees).
+        #[test]
+        fn random_conditions_agree_with_jaq(cond in condition(), rec in record()) {
+            // Chained comparisons are not jq; the grammar leaves them out too.
+            let Some(native) = NativePredicates::compile([cond.as_str()]) else {
+                return Ok(());
+            };
+            let values = native.pick(rec.as_bytes()).expect("strict JSON with plain paths");
+            if let Some(got) = native.test(0, &values) {
+                prop_assert_eq!(Ok(got), jaq(&cond, &rec), "{} on {}", cond, rec);
+            }
+        }
+    }
+}
