@@ -38,6 +38,10 @@ fn main() {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // jq evaluation recurses along an expression's chains of operators (up to
+        // `expr::MAX_OPERATORS`); tokio's 2 MiB would not hold the longest. Reserved,
+        // not used, unless an expression goes that deep.
+        .thread_stack_size(16 << 20)
         .build()
     {
         Ok(r) => r,

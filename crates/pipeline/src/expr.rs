@@ -228,6 +228,25 @@ impl Expr {
     /// Compile `source` with the record variables and `extra` ones (names without `$`),
     /// which [`Expr::run_with`] binds in the same order.
     pub fn compile_with(source: &str, extra: &[&str]) -> Result<Expr, Vec<CompileError>> {
+        check_size(source)?;
+        // jaq's loader and compiler recurse along the expression: on a thread of their
+        // own with a large stack, whichever thread asks (a test's has 2 MiB).
+        std::thread::scope(|scope| {
+            let compiling = std::thread::Builder::new()
+                .name("jq-compile".into())
+                .stack_size(COMPILE_STACK)
+                .spawn_scoped(scope, || Self::compile_here(source, extra));
+            match compiling {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: compile here.
+                Err(_) => Self::compile_here(source, extra),
+            }
+        })
+    }
+
+    fn compile_here(source: &str, extra: &[&str]) -> Result<Expr, Vec<CompileError>> {
         let extra_names: Vec<String> = extra.iter().map(|x| format!("${x}")).collect();
         let globals: Vec<&str> = RECORD_VARS
             .iter()
@@ -346,6 +365,103 @@ impl Expr {
     ) -> Result<bool, ExprError> {
         self.eval_bool(&json_to_val(input), vars)
     }
+}
+
+/// Operators, brackets and keywords an expression may hold. jaq's parser, compiler
+/// and interpreter recurse along chains of them (`a | a | …`, `1 + 1 + …`, `((…))`):
+/// about 4000 overflowed the main thread's stack when compiled, which aborts the
+/// process, so a pipeline file with such an expression is refused with an error
+/// instead. Compiling runs on a thread with a large stack, and evaluating on the
+/// runtime's threads (16 MiB stacks) handles chains of this length. Expressions in
+/// pipeline files hold tens of them.
+pub const MAX_OPERATORS: usize = 1000;
+
+/// Stack of the thread that compiles an expression (reserved, touched only as deep as
+/// the compiler goes).
+const COMPILE_STACK: usize = 64 << 20;
+
+/// Counts what [`MAX_OPERATORS`] bounds, outside string literals and comments.
+fn check_size(source: &str) -> Result<(), Vec<CompileError>> {
+    let b = source.as_bytes();
+    // Open strings (`"`) and parentheses (`(`, also a string's `\(` interpolation, which
+    // returns to the string at its `)`).
+    let mut open: Vec<u8> = Vec::new();
+    let mut n = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let mut step = 1;
+        if open.last() == Some(&b'"') {
+            match (c, b.get(i + 1)) {
+                (b'\\', Some(b'(')) => {
+                    open.push(b'(');
+                    n += 1;
+                    step = 2;
+                }
+                (b'\\', _) => step = 2,
+                (b'"', _) => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => open.push(b'"'),
+                b'#' => {
+                    while i + step < b.len() && b[i + step] != b'\n' {
+                        step += 1;
+                    }
+                }
+                b'(' => {
+                    open.push(b'(');
+                    n += 1;
+                }
+                b')' => {
+                    open.pop();
+                }
+                // (`:` and `;` separate, they do not chain.)
+                b'[' | b'{' | b'|' | b',' | b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'<'
+                | b'>' | b'?' => n += 1,
+                c if c.is_ascii_alphabetic() => {
+                    while b
+                        .get(i + step)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    {
+                        step += 1;
+                    }
+                    let word = &source[i..i + step];
+                    let keyword = matches!(
+                        word,
+                        "and"
+                            | "or"
+                            | "if"
+                            | "elif"
+                            | "reduce"
+                            | "foreach"
+                            | "def"
+                            | "try"
+                            | "label"
+                            | "as"
+                    );
+                    // A path's field (`.and`) or a variable (`$or`) is not a keyword.
+                    let named = i > 0 && matches!(b[i - 1], b'.' | b'$');
+                    n += usize::from(keyword && !named);
+                }
+                _ => {}
+            }
+        }
+        if n > MAX_OPERATORS {
+            return Err(vec![CompileError {
+                offset: i,
+                message: format!(
+                    "expression too large: more than {MAX_OPERATORS} operators, brackets and \
+                     keywords (jq would recurse too deep); split the work across stages"
+                ),
+            }]);
+        }
+        i += step;
+    }
+    Ok(())
 }
 
 /// Does `source` name `$var` as a whole identifier (`$key` but not `$keys`)?

@@ -313,3 +313,22 @@ fn illegal_names() {
     assert_eq!(e.len(), 2, "{e:#?}");
     assert!(e[0].contains("pipeline name `my pipe` is not a legal name"));
 }
+
+#[test]
+fn an_expression_too_large_to_run_safely_is_an_error_where_it_grows_too_large() {
+    // 5000 nested parentheses overflowed the stack of `millrace validate` (an abort).
+    let deep = format!("{}.a{}", "(".repeat(5000), ")".repeat(5000));
+    let src = with_stages(&format!(
+        "  s: {{kind: filter, from: a, to: c, where: '{deep}'}}\n"
+    ));
+    let e = one_error(&src);
+    // The 1001st parenthesis: the expression starts at column 45.
+    assert!(
+        e.starts_with("6:1045: `where` of stage `s` does not compile: expression too large"),
+        "{e}"
+    );
+    assert_eq!(
+        hints(&src),
+        ["a map, filter or reduce per step keeps each expression small"]
+    );
+}

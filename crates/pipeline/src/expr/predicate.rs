@@ -56,6 +56,7 @@ impl NativePredicates {
                 s: src.as_bytes(),
                 i: 0,
                 paths: &mut paths,
+                depth: 0,
             };
             let node = p.or()?;
             p.ws();
@@ -112,7 +113,12 @@ struct Parser<'a> {
     s: &'a [u8],
     i: usize,
     paths: &'a mut Vec<PlainPath>,
+    /// Parentheses open around the operand being read.
+    depth: usize,
 }
+
+/// Parentheses nested deeper than this are jaq's to read (the parser recurses).
+const MAX_DEPTH: usize = 32;
 
 impl Parser<'_> {
     fn ws(&mut self) {
@@ -218,7 +224,12 @@ impl Parser<'_> {
         match *self.s.get(self.i)? {
             b'(' => {
                 self.i += 1;
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return None;
+                }
                 let inner = self.or()?;
+                self.depth -= 1;
                 self.ws();
                 (self.s.get(self.i) == Some(&b')')).then_some(())?;
                 self.i += 1;

@@ -213,3 +213,37 @@ fn nesting_is_limited_whatever_the_document_length() {
     assert!(parse_value(br#"{"a":[1,{"b":"[[["}]}"#, Format::Json).is_ok());
     assert!(parse_value(b"[[[", Format::Json).is_err());
 }
+
+#[test]
+fn expressions_too_large_to_compile_safely_are_refused_with_their_position() {
+    // Chains like these overflowed the stack (an abort, not an error) at ~4000.
+    for (what, src) in [
+        ("a + chain", vec!["1"; 6000].join(" + ")),
+        ("a pipe", vec!["."; 6000].join(" | ")),
+        (
+            "nested parentheses",
+            format!("{}.a{}", "(".repeat(5000), ")".repeat(5000)),
+        ),
+        ("an and chain", vec!["true"; 2000].join(" and ")),
+        (
+            "an interpolation",
+            format!("\"x\\({})\"", vec!["1"; 2000].join("+")),
+        ),
+    ] {
+        let errs = Expr::compile(&src).expect_err(what);
+        assert!(errs[0].message.contains("too large"), "{what}: {errs:?}");
+        assert!(errs[0].offset > 0 && errs[0].offset < src.len(), "{what}");
+    }
+    // What is only text is not counted: strings, comments, field names.
+    let plus = "+".repeat(5000);
+    assert!(Expr::compile(&format!("\"{plus}\" | length")).is_ok());
+    assert!(Expr::compile(&format!(". # {plus}\n")).is_ok());
+    let fields = vec![".and"; 1500].join("");
+    assert!(
+        Expr::compile(&fields).is_ok(),
+        "field names are not keywords"
+    );
+    // Long expressions of ordinary size compile, on this test's 2 MiB thread too.
+    assert!(Expr::compile(&vec!["1"; 990].join(" + ")).is_ok());
+    assert!(Expr::compile(&format!("{}1{}", "[".repeat(990), "]".repeat(990))).is_ok());
+}

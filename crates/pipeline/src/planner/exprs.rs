@@ -43,6 +43,8 @@ fn hint_for(message: &str, extra_vars: &[&str]) -> String {
         format!("variables available here: {}", vars.join(", "))
     } else if message.contains("undefined filter") {
         "check the name and number of arguments against the jq manual".to_owned()
+    } else if message.contains("too large") {
+        "a map, filter or reduce per step keeps each expression small".to_owned()
     } else {
         "jq syntax; quote the whole expression in YAML with '…' so YAML leaves it alone".to_owned()
     }

@@ -130,6 +130,13 @@ fn conditions_outside_the_grammar_are_not_compiled() {
             "{cond} should be left to jaq"
         );
     }
+    let deep = format!("{}.a == 1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(
+        NativePredicates::compile([deep.as_str()]).is_none(),
+        "too deep"
+    );
+    let nested = format!("{}.a == 1{}", "(".repeat(8), ")".repeat(8));
+    assert!(NativePredicates::compile([nested.as_str()]).is_some());
     // One route outside the grammar: the routes are all jaq's.
     assert!(NativePredicates::compile([".a == 1", "length > 1"]).is_none());
 }
