@@ -8,8 +8,9 @@
 //! ([`jaq_core::ops::Math`], [`jaq_core::ops::Cmp`] on [`Val`]), evaluated on the
 //! paths' values picked from the record's bytes ([`pick`]):
 //!
-//! - `or`, then `and` (left-associative), then one comparison (`==`, `!=`, `<`, `<=`,
-//!   `>`, `>=`), then `+`, `-`, then `*`, `/`, `%` (left-associative), as jq binds them;
+//! - `or`, then `and`, then one comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`; a chain
+//!   of them is left to jaq), then `+`, `-`, then `*`, `/`, then `%`, each
+//!   left-associative, as jaq binds them (jaq's `%` binds tighter than `*` and `/`);
 //! - operands: plain paths (`.a`, `.a.b`), numbers, strings without escapes, `true`,
 //!   `false`, `null`, and parenthesised expressions.
 //!
@@ -200,21 +201,36 @@ impl Parser<'_> {
     }
 
     fn product(&mut self) -> Option<Node> {
-        let mut l = self.operand()?;
+        let mut l = self.remainder()?;
         loop {
             self.ws();
             let op = match self.s.get(self.i) {
                 Some(b'*') => Math::Mul,
                 // `//` is the alternative operator.
                 Some(b'/') if self.s.get(self.i + 1) != Some(&b'/') => Math::Div,
-                Some(b'%') => Math::Rem,
                 _ => return Some(l),
             };
             self.i += 1;
             if self.s.get(self.i) == Some(&b'=') {
                 return None;
             }
-            l = Node::Math(Box::new(l), op, Box::new(self.operand()?));
+            l = Node::Math(Box::new(l), op, Box::new(self.remainder()?));
+        }
+    }
+
+    /// `%` binds tighter than `*` and `/` in jaq (`a / b % c` is `a / (b % c)`).
+    fn remainder(&mut self) -> Option<Node> {
+        let mut l = self.operand()?;
+        loop {
+            self.ws();
+            if self.s.get(self.i) != Some(&b'%') {
+                return Some(l);
+            }
+            self.i += 1;
+            if self.s.get(self.i) == Some(&b'=') {
+                return None;
+            }
+            l = Node::Math(Box::new(l), Math::Rem, Box::new(self.operand()?));
         }
     }
 
