@@ -23,7 +23,7 @@ use millrace_broker::{
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::Completion;
-use crate::coordinated::join::BATCH_HEADER;
+use crate::coordinated::join::{batch_header, stamp_batch};
 use crate::counters::StageCounters;
 use crate::dead_letter;
 use crate::error::RuntimeError;
@@ -216,7 +216,7 @@ impl StageTask {
                 .completion
                 .as_ref()
                 .filter(|_| self.stamp_batch)
-                .map(|c| Header::new(BATCH_HEADER, bytes::Bytes::from(c.batch_id().to_string())));
+                .map(|c| batch_header(c.batch_id()));
             // Counted until the produce is over, whatever its outcome.
             let in_flight = in_flight.begin();
             out.inflight.push_back(Producing {
@@ -338,10 +338,8 @@ impl Assembly {
                         if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
                             continue;
                         }
-                        if let Some(h) = &stamp
-                            && !r.headers.iter().any(|x| x.key == h.key)
-                        {
-                            r.headers.push(h.clone());
+                        if let Some(h) = &stamp {
+                            stamp_batch(&mut r.headers, h);
                         }
                         out_batch.push(e.output, r, (origin.2, rec.offset, index));
                     }

@@ -36,6 +36,25 @@ pub fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
     std::str::from_utf8(&h.value).ok()?.parse().ok()
 }
 
+/// The batch an item belongs to while `batch` is in hand: the one it came in when that
+/// is an earlier one (held over from a run that died mid-release), else `batch`.
+fn own_batch(rec: &ConsumedRecord, batch: u64) -> u64 {
+    batch_of(rec).filter(|b| *b < batch).unwrap_or(batch)
+}
+
+/// The `millrace.batch` header naming `batch`.
+pub fn batch_header(batch: u64) -> Header {
+    Header::new(BATCH_HEADER, Bytes::from(batch.to_string()))
+}
+
+/// Adds `stamp` (a `millrace.batch` header) unless the headers already name a batch:
+/// a record keeps the batch it came in.
+pub fn stamp_batch(headers: &mut Vec<Header>, stamp: &Header) {
+    if !headers.iter().any(|h| &*h.key == BATCH_HEADER) {
+        headers.push(stamp.clone());
+    }
+}
+
 fn tp_of(rec: &ConsumedRecord) -> TopicPartition {
     TopicPartition::new(rec.topic.clone(), rec.partition)
 }
@@ -131,10 +150,10 @@ impl Barrier {
                 // batch and died before committing) is released under its own batch,
                 // as that run would have released it: a sink upserting by batch sees
                 // the batch whole, once. (As the reduce counts such records.)
-                let own = batch_of(&r).filter(|b| *b < batch).unwrap_or(batch);
+                let own = own_batch(&r, batch);
                 let mut headers = r.headers.clone();
                 headers.retain(|h| &*h.key != BATCH_HEADER && &*h.key != crate::lineage::HEADER);
-                headers.push(Header::new(BATCH_HEADER, Bytes::from(own.to_string())));
+                headers.push(batch_header(own));
                 headers.push(crate::lineage::header(ctx.stage, &origin, r.offset, 0));
                 chunk.push(ProduceRecord {
                     partition: Some(q),
@@ -173,9 +192,7 @@ impl Coordinated for Barrier {
         self.first_held.entry(tp_of(rec)).or_insert(rec.offset);
         self.held += 1;
         if self.combine {
-            let batch = batch_of(rec)
-                .filter(|b| *b < progress.batch)
-                .unwrap_or(progress.batch);
+            let batch = own_batch(rec, progress.batch);
             *self
                 .held_per_batch
                 .entry(batch)
@@ -207,9 +224,7 @@ impl Coordinated for Barrier {
                 });
                 let mut e = emit_json(0, None, &value);
                 if batch != progress.batch {
-                    e.record
-                        .headers
-                        .push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+                    e.record.headers.push(batch_header(batch));
                 }
                 emits.push(e);
             }

@@ -19,14 +19,12 @@ use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_js
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
-use super::join::{BATCH_HEADER, batch_of};
+use super::join::{batch_header, batch_of};
 use super::key::InlineKey;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
 use crate::patterns::{value_of, with_vars};
-use bytes::Bytes;
-use millrace_broker::Header;
 
 /// One accumulator.
 #[derive(Clone, Debug)]
@@ -651,9 +649,7 @@ impl Reduce {
                 "of": progress.of,
             });
             let mut e = emit_json(0, Some(group.key.to_vec()), &record);
-            e.record
-                .headers
-                .push(Header::new(BATCH_HEADER, Bytes::from(batch.to_string())));
+            e.record.headers.push(batch_header(batch));
             emits.push(e);
         }
     }

@@ -10,14 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use millrace_broker::{
-    Broker, ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Rebalance,
-    TopicPartition,
+    Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, Rebalance, TopicPartition,
 };
 use tokio::sync::watch;
 
-use super::join::BATCH_HEADER;
+use super::join::{BATCH_HEADER, batch_header, stamp_batch};
 use super::{Coordinated, FinishContext, Progress, Tally};
 use crate::batch::Completion;
 use crate::counters::StageCounters;
@@ -304,7 +302,7 @@ impl CoordinatedTask {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
         lineage: &std::sync::Mutex<Lineage>,
     ) -> Result<(), RuntimeError> {
-        let batch = Bytes::from(self.batch_id().to_string());
+        let stamp = batch_header(self.batch_id());
         let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
         tags.resize(emits.len(), None);
         for (e, tag) in emits.drain(..).zip(tags.drain(..)) {
@@ -328,8 +326,8 @@ impl CoordinatedTask {
             }
             // An output that names its batch (a reduce result of an earlier batch)
             // keeps it.
-            if self.completion.is_some() && !r.headers.iter().any(|h| &*h.key == BATCH_HEADER) {
-                r.headers.push(Header::new(BATCH_HEADER, batch.clone()));
+            if self.completion.is_some() {
+                stamp_batch(&mut r.headers, &stamp);
             }
             per_topic[e.output].push(r);
         }
@@ -379,6 +377,9 @@ fn names_of_results(emits: &[Emit], batch: u64) -> Vec<Option<(String, i64, u32)
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use millrace_broker::Header;
+
     use super::*;
 
     #[test]

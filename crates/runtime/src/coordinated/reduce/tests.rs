@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use millrace_pipeline::Expr;
 
+use super::super::join::BATCH_HEADER;
 use super::*;
 
 fn sel(src: &str) -> Selector {
@@ -395,7 +396,7 @@ fn records_of_an_earlier_batch_are_counted_under_that_batch() {
         key: None,
         value: Bytes::from_static(br#"{"g":"w"}"#),
         headers: batch
-            .map(|b| vec![Header::new(BATCH_HEADER, Bytes::from(b.to_string()))])
+            .map(|b: &str| vec![batch_header(b.parse().expect("batch"))])
             .unwrap_or_default(),
         timestamp: 0,
     };
