@@ -118,6 +118,14 @@ struct Parser<'a> {
     depth: usize,
 }
 
+/// jaq's arithmetic operators by precedence, loosest first. `%` binds tighter than `*`
+/// and `/` in jaq: `a / b % c` is `a / (b % c)`.
+const MATH_LEVELS: [&[(u8, Math)]; 3] = [
+    &[(b'+', Math::Add), (b'-', Math::Sub)],
+    &[(b'*', Math::Mul), (b'/', Math::Div)],
+    &[(b'%', Math::Rem)],
+];
+
 /// Parentheses nested deeper than this are jaq's to read (the parser recurses).
 const MAX_DEPTH: usize = 32;
 
@@ -160,7 +168,7 @@ impl Parser<'_> {
     }
 
     fn cmp(&mut self) -> Option<Node> {
-        let l = self.sum()?;
+        let l = self.math(0)?;
         self.ws();
         let rest = &self.s[self.i..];
         let (op, len) = match rest {
@@ -173,7 +181,7 @@ impl Parser<'_> {
             _ => return Some(l),
         };
         self.i += len;
-        let r = self.sum()?;
+        let r = self.math(0)?;
         // Comparisons do not chain in jq: leave `a < b < c` to jaq (a compile error).
         self.ws();
         if matches!(self.s.get(self.i), Some(b'=' | b'!' | b'<' | b'>')) {
@@ -182,55 +190,28 @@ impl Parser<'_> {
         Some(Node::Cmp(Box::new(l), op, Box::new(r)))
     }
 
-    fn sum(&mut self) -> Option<Node> {
-        let mut l = self.product()?;
+    /// Arithmetic at `level` of [`MATH_LEVELS`] and tighter, left-associative.
+    fn math(&mut self, level: usize) -> Option<Node> {
+        let Some(ops) = MATH_LEVELS.get(level) else {
+            return self.operand();
+        };
+        let mut l = self.math(level + 1)?;
         loop {
             self.ws();
-            let op = match self.s.get(self.i) {
-                Some(b'+') => Math::Add,
-                Some(b'-') => Math::Sub,
-                _ => return Some(l),
+            let at = self.s.get(self.i);
+            let Some(&(_, op)) = ops.iter().find(|(c, _)| Some(c) == at) else {
+                return Some(l);
             };
-            self.i += 1;
-            // `+=`, `-=` are updates.
-            if self.s.get(self.i) == Some(&b'=') {
-                return None;
-            }
-            l = Node::Math(Box::new(l), op, Box::new(self.product()?));
-        }
-    }
-
-    fn product(&mut self) -> Option<Node> {
-        let mut l = self.remainder()?;
-        loop {
-            self.ws();
-            let op = match self.s.get(self.i) {
-                Some(b'*') => Math::Mul,
-                // `//` is the alternative operator.
-                Some(b'/') if self.s.get(self.i + 1) != Some(&b'/') => Math::Div,
-                _ => return Some(l),
-            };
-            self.i += 1;
-            if self.s.get(self.i) == Some(&b'=') {
-                return None;
-            }
-            l = Node::Math(Box::new(l), op, Box::new(self.remainder()?));
-        }
-    }
-
-    /// `%` binds tighter than `*` and `/` in jaq (`a / b % c` is `a / (b % c)`).
-    fn remainder(&mut self) -> Option<Node> {
-        let mut l = self.operand()?;
-        loop {
-            self.ws();
-            if self.s.get(self.i) != Some(&b'%') {
+            // `//` is the alternative operator.
+            if op == Math::Div && self.s.get(self.i + 1) == Some(&b'/') {
                 return Some(l);
             }
             self.i += 1;
+            // `+=`, `-=`, … are updates.
             if self.s.get(self.i) == Some(&b'=') {
                 return None;
             }
-            l = Node::Math(Box::new(l), Math::Rem, Box::new(self.operand()?));
+            l = Node::Math(Box::new(l), op, Box::new(self.math(level + 1)?));
         }
     }
 
