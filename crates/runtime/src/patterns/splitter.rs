@@ -48,75 +48,58 @@ impl RecordOperator for Splitter {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
-        if self.route_natively(rec, emits) {
-            return Ok(());
+        if let Some(n) = &self.native
+            && let Some(values) = n.pick(&rec.value)
+        {
+            let before = emits.len();
+            // `None`: jaq must decide this record (see `NativePredicates::test`).
+            if self
+                .route(rec, emits, |i, _| n.test(i, &values).ok_or(()))
+                .is_ok()
+            {
+                return Ok(());
+            }
+            emits.truncate(before);
         }
         // The value is parsed, and the record's variables built, once for all routes.
         let v = value_for(rec, self.format, self.projection.as_ref())?;
-        let mut matched = false;
         with_vars(rec, |vars| {
             let mut json = None;
-            for route in &self.routes {
-                if test_parsed(&route.when, &v, vars, &mut json)? {
-                    matched = true;
-                    emits.push(Emit {
-                        output: route.output,
-                        record: derived(rec, rec.value.clone()),
-                    });
-                    if self.mode == SplitMode::First {
-                        break;
-                    }
-                }
-            }
-            Ok::<(), ExprError>(())
+            self.route(rec, emits, |_, route| {
+                test_parsed(&route.when, &v, vars, &mut json)
+            })
         })
-        .map_err(RecordError::new)?;
-        if !matched {
-            emits.push(Emit {
-                output: self.default,
-                record: derived(rec, rec.value.clone()),
-            });
-        }
-        Ok(())
+        .map_err(RecordError::new)
     }
 }
 
 impl Splitter {
-    /// Routes a record by the native conditions; `false` (nothing emitted) when jaq
-    /// must decide it.
-    fn route_natively(&self, rec: &ConsumedRecord, emits: &mut Vec<Emit>) -> bool {
-        let Some(n) = &self.native else {
-            return false;
-        };
-        let Some(values) = n.pick(&rec.value) else {
-            return false;
+    /// Emits a copy of `rec` to the routes whose condition (`test`, by route number)
+    /// holds, to the first of them only in `first` mode, or to the default route when
+    /// none does. Stops at the first error.
+    fn route<E>(
+        &self,
+        rec: &ConsumedRecord,
+        emits: &mut Vec<Emit>,
+        mut test: impl FnMut(usize, &Route) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let copy = |output| Emit {
+            output,
+            record: derived(rec, rec.value.clone()),
         };
         let before = emits.len();
         for (i, route) in self.routes.iter().enumerate() {
-            match n.test(i, &values) {
-                Some(true) => {
-                    emits.push(Emit {
-                        output: route.output,
-                        record: derived(rec, rec.value.clone()),
-                    });
-                    if self.mode == SplitMode::First {
-                        break;
-                    }
-                }
-                Some(false) => {}
-                None => {
-                    emits.truncate(before);
-                    return false;
+            if test(i, route)? {
+                emits.push(copy(route.output));
+                if self.mode == SplitMode::First {
+                    break;
                 }
             }
         }
         if emits.len() == before {
-            emits.push(Emit {
-                output: self.default,
-                record: derived(rec, rec.value.clone()),
-            });
+            emits.push(copy(self.default));
         }
-        true
+        Ok(())
     }
 }
 
