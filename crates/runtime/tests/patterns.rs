@@ -109,15 +109,31 @@ stages:
       - { when: '.notify | index("email") != null', to: first-email{s} }
       - { when: '.notify | index("sms") != null', to: first-sms{s} }
     default: first-none{s}
+  # The same choices as conditions the splitter evaluates natively.
+  native-all:
+    kind: splitter
+    from: users{s}
+    mode: all
+    routes:
+      - { when: '.e == true', to: n-email{s} }
+      - { when: '.s == true', to: n-sms{s} }
+    default: n-none{s}
+  native-first:
+    kind: splitter
+    from: users{s}
+    routes:
+      - { when: '.e == true', to: nf-email{s} }
+      - { when: '.s == true', to: nf-sms{s} }
+    default: nf-none{s}
 "#;
         b.create_topics(src).await;
         b.produce_values(
             &b.t("users"),
             &[
-                r#"{"id":1,"notify":["email"]}"#,
-                r#"{"id":2,"notify":["sms"]}"#,
-                r#"{"id":3,"notify":["email","sms"]}"#,
-                r#"{"id":4,"notify":[]}"#,
+                r#"{"id":1,"notify":["email"],"e":true,"s":false}"#,
+                r#"{"id":2,"notify":["sms"],"e":false,"s":true}"#,
+                r#"{"id":3,"notify":["email","sms"],"e":true,"s":true}"#,
+                r#"{"id":4,"notify":[],"e":false,"s":false}"#,
             ],
         )
         .await;
@@ -142,6 +158,14 @@ stages:
         assert_eq!(ids(b.values(&b.t("first-sms")).await), [2]);
         assert_eq!(ids(b.values(&b.t("first-none")).await), [4]);
         let c = stage(&summary, "notify").counters;
+        assert_eq!((c.records_in, c.out, c.emitted), (4, 4, 5));
+        assert_eq!(ids(b.values(&b.t("n-email")).await), [1, 3]);
+        assert_eq!(ids(b.values(&b.t("n-sms")).await), [2, 3]);
+        assert_eq!(ids(b.values(&b.t("n-none")).await), [4]);
+        assert_eq!(ids(b.values(&b.t("nf-email")).await), [1, 3]);
+        assert_eq!(ids(b.values(&b.t("nf-sms")).await), [2]);
+        assert_eq!(ids(b.values(&b.t("nf-none")).await), [4]);
+        let c = stage(&summary, "native-all").counters;
         assert_eq!((c.records_in, c.out, c.emitted), (4, 4, 5));
     }
 }
