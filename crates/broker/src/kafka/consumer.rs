@@ -242,9 +242,9 @@ impl KafkaConsumer {
     }
 
     /// Turns a message into a record, or an error into `Ok(None)` (transient, retried by
-    /// librdkafka) or `Err` (the user must act).
-    /// The record of a message, its bytes copied into `arena` (a poll's records share
-    /// its chunks: one allocation for hundreds of small records, not two each).
+    /// librdkafka) or `Err` (the user must act). The record's bytes are copied into
+    /// `arena`: a poll's records share its chunks, one allocation for hundreds of small
+    /// records instead of two each.
     fn record(
         m: std::result::Result<BorrowedMessage<'_>, KafkaError>,
         names: &mut Names,
