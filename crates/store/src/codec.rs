@@ -34,6 +34,7 @@ use bytes::Bytes;
 use crate::error::StoreError;
 use std::sync::Arc;
 
+use crate::encoded::EncodedRecords;
 use crate::record::{Header, Names, Record, RecordRef, StoredRecord};
 
 pub(crate) const BATCH_HEADER_LEN: usize = 32;
@@ -56,7 +57,7 @@ pub(crate) const MIN_RECORD_LEN: usize = 20;
 /// A batch larger than this is refused on append and treated as corrupt on read, so a
 /// flipped length can never make a reader allocate gigabytes.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
-const NO_KEY: u32 = u32::MAX;
+pub(crate) const NO_KEY: u32 = u32::MAX;
 
 /// The fixed-size front of a batch, parsed and checked for internal consistency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,7 +218,17 @@ pub(crate) fn encode_unsealed<'a>(
             buf.extend_from_slice(&h.value);
         }
     }
-    let length = len_u32(total - 4)?;
+    finish_header(buf, record_count, max_timestamp)
+}
+
+/// Fills in the header fields of a batch whose records follow its (blank) header in
+/// `buf`, all but the base offset and the CRC, and checksums the records.
+pub(crate) fn finish_header(
+    buf: &mut [u8],
+    record_count: u32,
+    max_timestamp: i64,
+) -> Result<Unsealed, StoreError> {
+    let length = len_u32(buf.len() - 4)?;
     buf[0..4].copy_from_slice(&length.to_le_bytes());
     buf[8] = MAGIC;
     buf[20..24].copy_from_slice(&record_count.to_le_bytes());
@@ -369,6 +380,17 @@ pub trait RecordSink {
     fn rest(&mut self, _offset: u64, _record: Record) -> bool {
         false
     }
+
+    /// Whether the sink takes records as stored (`take_encoded`) rather than decoded.
+    /// Such a read hands out whole stored batches from the read position on: it may
+    /// pass `max_records` and `max_bytes` by the rest of the batch it stops in.
+    fn takes_encoded(&self) -> bool {
+        false
+    }
+
+    /// `records`, the records of one stored batch from the read position on. Their
+    /// count is in `taken` afterwards.
+    fn take_encoded(&mut self, _records: EncodedRecords) {}
 }
 
 impl RecordSink for Vec<StoredRecord> {
@@ -408,6 +430,9 @@ pub(crate) fn decode_batch_into(
         end: start + header.total_len,
         names: Names::default(),
     };
+    if out.takes_encoded() {
+        return take_encoded(&mut c, header, limits, out);
+    }
     for i in 0..header.record_count {
         let offset = header.base_offset + u64::from(i);
         if offset >= limits.until {
@@ -436,6 +461,45 @@ pub(crate) fn decode_batch_into(
         }
     }
     Ok(false)
+}
+
+/// [`decode_batch_into`] for a sink that takes records as stored: the batch's records
+/// from `limits.from` on (below `limits.until`) as one run, walked (which checks their
+/// layout) but not decoded. A batch is taken whole or not at all, and at least one is.
+fn take_encoded(
+    c: &mut Cursor<'_>,
+    header: &BatchHeader,
+    limits: &mut ReadLimits,
+    out: &mut (impl RecordSink + ?Sized),
+) -> Result<bool, String> {
+    let mut first = None;
+    let mut begin = c.pos;
+    let mut count = 0u32;
+    let mut reached_until = false;
+    for i in 0..header.record_count {
+        let offset = header.base_offset + u64::from(i);
+        if offset >= limits.until {
+            reached_until = true;
+            break;
+        }
+        if offset < limits.from {
+            c.skip_record()?;
+            begin = c.pos;
+            continue;
+        }
+        first.get_or_insert(offset);
+        c.skip_record()?;
+        count += 1;
+    }
+    if let Some(first) = first {
+        let size = c.pos - begin;
+        if out.taken() > 0 && limits.bytes_used + size > limits.max_bytes {
+            return Ok(true);
+        }
+        limits.bytes_used += size;
+        out.take_encoded(EncodedRecords::new(first, count, c.buf.slice(begin..c.pos)));
+    }
+    Ok(reached_until || out.taken() >= limits.max_records || limits.bytes_used >= limits.max_bytes)
 }
 
 /// Hands the records of a batch from number `first` on (below `until`) to the sink's

@@ -9,6 +9,7 @@
 //! - `segment`: one segment file: batched reads, and the validating scan.
 //! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
 //! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
+//! - `encoded`: records moved as stored (a copier's reads and appends).
 //! - `durability`: group commit (leader/follower fdatasync), the poison flag.
 //! - `recovery`: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
 //! - `offsets`: the committed-offsets journal. `groups`: in-process consumer groups.
@@ -20,6 +21,7 @@
 pub mod codec;
 pub mod config;
 mod durability;
+pub mod encoded;
 pub mod error;
 pub mod groups;
 mod index;
@@ -36,6 +38,7 @@ pub mod topic;
 
 pub use codec::RecordSink;
 pub use config::{Durability, StoreOptions, TopicConfig};
+pub use encoded::{EncodedBatch, EncodedRecord, EncodedRecords};
 pub use error::StoreError;
 pub use groups::GroupMember;
 pub use io::{OsStorage, Storage, StorageFile};

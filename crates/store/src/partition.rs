@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::codec::{self, BatchHeader, ReadLimits, RecordSink};
 use crate::config::{Durability, TopicConfig};
 use crate::durability::Committer;
+use crate::encoded::EncodedBatch;
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
 use crate::record::{Record, RecordRef, StoredRecord};
@@ -91,6 +92,19 @@ impl Partition {
         Ok(base)
     }
 
+    /// [`append`](Self::append) for a batch built from stored records
+    /// ([`EncodedBatch`]): stamped with its offset and checksum and written as it is.
+    /// Returns the offset of its first record.
+    pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<u64, StoreError> {
+        self.check_writable()?;
+        let (buf, info) = batch.finish()?;
+        let (base, end) = self.write_encoded(buf, &info)?;
+        if self.config.durability == Durability::Batch {
+            self.committer.wait_durable(end, &self.ctx.poison)?;
+        }
+        Ok(base)
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         self.ctx.poison.check()?;
         if self.deleted.load(Ordering::Acquire) {
@@ -111,11 +125,21 @@ impl Partition {
         records: impl Iterator<Item = RecordRef<'a>> + Clone,
     ) -> Result<(u64, u64), StoreError> {
         let info = codec::encode_unsealed(buf, records)?;
+        self.write_encoded(buf, &info)
+    }
+
+    /// The part of an append under the writer lock, for a batch encoded but for its
+    /// base offset and CRC.
+    fn write_encoded(
+        &self,
+        buf: &mut [u8],
+        info: &codec::Unsealed,
+    ) -> Result<(u64, u64), StoreError> {
         let mut w = self.lock_writer();
         // Checked again under the lock: a poisoned store must not write another byte.
         self.check_writable()?;
         let base = w.next_offset;
-        codec::seal(buf, base, &info);
+        codec::seal(buf, base, info);
         let header = BatchHeader {
             total_len: buf.len(),
             crc: 0,
