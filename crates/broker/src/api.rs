@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use millrace_store::Header;
+pub use millrace_store::{EncodedBatch, EncodedRecords, Header};
 
 use crate::error::BrokerError;
 use crate::hand_over::InFlight;
@@ -181,6 +181,13 @@ pub struct ConsumedRecord {
     pub timestamp: i64,
 }
 
+/// Records of one partition as stored, from [`Consumer::poll_encoded`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPoll {
+    pub tp: TopicPartition,
+    pub records: EncodedRecords,
+}
+
 /// Names shared by the records a consumer hands out (topics, header keys); the store
 /// decodes header names with the same table.
 pub use millrace_store::Names;
@@ -269,6 +276,28 @@ pub trait Broker: Send + Sync + 'static {
         1
     }
 
+    /// Whether [`produce_encoded`](Self::produce_encoded) is offered: the embedded
+    /// store, where a forwarding stage appends records as stored.
+    fn writes_encoded(&self) -> bool {
+        false
+    }
+
+    /// Appends a batch built from stored records ([`Consumer::poll_encoded`]) to one
+    /// partition; returns the offset of its first record once the batch is durable.
+    /// The batch is left as it was: the caller clears it to reuse its buffer.
+    async fn produce_encoded(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut EncodedBatch,
+    ) -> Result<i64> {
+        let _ = (topic, partition, batch);
+        Err(BrokerError::Invalid(format!(
+            "the {} backend does not take encoded batches",
+            self.backend()
+        )))
+    }
+
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
 
     /// Committed offsets of a group for a topic, one entry per partition
@@ -281,6 +310,26 @@ pub trait Consumer: Send {
     /// Waits up to `timeout` for records; returns early as soon as some arrive. An empty
     /// result is a timeout, not the end.
     async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>>;
+
+    /// Whether [`poll_encoded`](Self::poll_encoded) is offered (the embedded store).
+    fn reads_encoded(&self) -> bool {
+        false
+    }
+
+    /// [`poll`](Self::poll) for a stage that forwards records without looking at them:
+    /// each partition's records as the store holds them, in runs of whole stored
+    /// batches from the position on (so a poll may pass `max_records` by the rest of
+    /// the batch it stops in, one per partition at most).
+    async fn poll_encoded(
+        &mut self,
+        max_records: usize,
+        timeout: Duration,
+    ) -> Result<Vec<EncodedPoll>> {
+        let _ = (max_records, timeout);
+        Err(BrokerError::Invalid(
+            "this consumer does not read encoded records".into(),
+        ))
+    }
 
     /// Partitions this consumer owns now.
     fn assignment(&self) -> Vec<TopicPartition>;

@@ -23,6 +23,8 @@ use tokio::sync::Notify;
 use crate::api::*;
 use crate::error::BrokerError;
 
+mod encoded;
+
 /// The embedded store, opened by this process (which then holds its lock).
 #[derive(Clone)]
 pub struct EmbeddedBroker {
@@ -287,6 +289,19 @@ impl Broker for EmbeddedBroker {
         Ok(delivered)
     }
 
+    fn writes_encoded(&self) -> bool {
+        true
+    }
+
+    async fn produce_encoded(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut EncodedBatch,
+    ) -> Result<i64> {
+        encoded::produce(self, topic, partition, batch).await
+    }
+
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
         for t in &config.topics {
             self.topic(t)?;
@@ -506,6 +521,92 @@ impl EmbeddedConsumer {
     }
 }
 
+impl EmbeddedConsumer {
+    /// Reads up to `max` records (decoded, or as stored when `encoded`) once some are
+    /// there or `timeout` passes, sleeping until an append, a group change or the
+    /// timeout.
+    async fn wait_for(&mut self, timeout: Duration, max: usize, encoded: bool) -> Result<Reading> {
+        let deadline = Instant::now() + timeout;
+        let notifiers: Vec<Arc<Notify>> = self
+            .config
+            .topics
+            .iter()
+            .map(|t| self.broker.notifier(t))
+            .collect();
+        let inner = self.broker.inner.clone();
+        loop {
+            // Register for wake-ups before looking, so an append between the look and
+            // the wait is not missed.
+            let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            let group_wait = inner.group_change.notified();
+            tokio::pin!(group_wait);
+            group_wait.as_mut().enable();
+
+            self.refresh_assignment()?;
+            let out = if encoded {
+                let start = self.next;
+                self.next = self.next.wrapping_add(1);
+                Reading::Encoded(encoded::read_from(
+                    &self.broker,
+                    &mut self.positions,
+                    start,
+                    max,
+                )?)
+            } else {
+                let mut out = self.take_ahead(max).await?;
+                if out.is_empty() {
+                    out = self.read_available(max)?;
+                }
+                if !out.is_empty() {
+                    self.read_ahead(max);
+                }
+                Reading::Records(out)
+            };
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(out);
+            }
+            // Appends from other processes reach this store only through this process,
+            // but a short cap on the sleep keeps rebalances and retention moves timely.
+            let nap = (deadline - now).min(Duration::from_millis(500));
+            // `select_all` wants at least one future; a consumer always names a topic.
+            let any = async move {
+                if waits.is_empty() {
+                    std::future::pending::<()>().await;
+                } else {
+                    futures::future::select_all(waits).await;
+                }
+            };
+            tokio::select! {
+                _ = any => {}
+                _ = &mut group_wait => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+}
+
+/// What a poll read.
+enum Reading {
+    Records(Vec<ConsumedRecord>),
+    Encoded(Vec<EncodedPoll>),
+}
+
+impl Reading {
+    fn is_empty(&self) -> bool {
+        match self {
+            Reading::Records(r) => r.is_empty(),
+            Reading::Encoded(r) => r.is_empty(),
+        }
+    }
+}
+
 /// Reads up to `max_records` from `positions` (advancing them), starting the
 /// round-robin at partition `start`.
 fn read_from(
@@ -516,35 +617,15 @@ fn read_from(
     max_records: usize,
 ) -> Result<Vec<ConsumedRecord>, BrokerError> {
     let mut out = Vec::new();
-    let n = positions.len();
-    if n == 0 {
-        return Ok(out);
-    }
-    let mut order: Vec<(&TopicPartition, &mut u64)> = positions.iter_mut().collect();
-    order.rotate_left(start % n);
-    // What each partition has, then a fair share of the poll for each: a backlog in
-    // one partition does not fill whole polls while the others wait, and a stage can
-    // work on several partitions of one poll side by side.
-    let mut parts = Vec::with_capacity(n);
-    for (tp, pos) in order {
-        let t = broker.topic(&tp.topic)?;
-        let part = t
-            .partition(partition_index(tp.partition)?)
-            .map_err(map_store)?;
-        let avail = part.end_offset().saturating_sub(*pos);
-        parts.push((tp, pos, t, avail));
-    }
-    let quotas = fair_shares(
-        &parts.iter().map(|p| p.3).collect::<Vec<_>>(),
-        max_records as u64,
-    );
-    let total: u64 = quotas.iter().sum();
-    out.reserve_exact(usize::try_from(total).unwrap_or(0));
-    for ((tp, pos, t, _), quota) in parts.into_iter().zip(quotas) {
-        let mut quota = usize::try_from(quota).unwrap_or(0);
-        if quota == 0 {
-            continue;
-        }
+    let shares = shares(broker, positions, start, max_records)?;
+    out.reserve_exact(shares.iter().map(|s| s.quota).sum());
+    for Share {
+        tp,
+        pos,
+        topic: t,
+        mut quota,
+    } in shares
+    {
         let kept = rest.entry(tp.clone()).or_default();
         if kept.front().is_some_and(|r| r.offset != to_i64(*pos)) {
             // A seek moved the position: what was kept is not next.
@@ -576,6 +657,58 @@ fn read_from(
         *pos = sink.next;
     }
     Ok(out)
+}
+
+/// A partition's share of a poll.
+struct Share<'a> {
+    tp: &'a TopicPartition,
+    /// Its position, which the read advances.
+    pos: &'a mut u64,
+    topic: Arc<Topic>,
+    /// Records it may give to this poll (at least one).
+    quota: usize,
+}
+
+/// What each partition has, then a fair share of a poll of `max_records` for each,
+/// starting the round robin at partition `start`: a backlog in one partition does not
+/// fill whole polls while the others wait, and a stage can work on several partitions
+/// of one poll side by side. Partitions with nothing to read are left out.
+fn shares<'a>(
+    broker: &EmbeddedBroker,
+    positions: &'a mut Positions,
+    start: usize,
+    max_records: usize,
+) -> Result<Vec<Share<'a>>, BrokerError> {
+    let n = positions.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut order: Vec<(&TopicPartition, &mut u64)> = positions.iter_mut().collect();
+    order.rotate_left(start % n);
+    let mut parts = Vec::with_capacity(n);
+    for (tp, pos) in order {
+        let t = broker.topic(&tp.topic)?;
+        let part = t
+            .partition(partition_index(tp.partition)?)
+            .map_err(map_store)?;
+        let avail = part.end_offset().saturating_sub(*pos);
+        parts.push((tp, pos, t, avail));
+    }
+    let quotas = fair_shares(
+        &parts.iter().map(|p| p.3).collect::<Vec<_>>(),
+        max_records as u64,
+    );
+    Ok(parts
+        .into_iter()
+        .zip(quotas)
+        .filter(|(_, q)| *q > 0)
+        .map(|((tp, pos, topic, _), quota)| Share {
+            tp,
+            pos,
+            topic,
+            quota: usize::try_from(quota).unwrap_or(usize::MAX),
+        })
+        .collect())
 }
 
 /// Splits `max` among partitions that have `avail` records each: equal shares, and
@@ -646,55 +779,27 @@ impl Consumed<'_> {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
-        let deadline = Instant::now() + timeout;
-        let notifiers: Vec<Arc<Notify>> = self
-            .config
-            .topics
-            .iter()
-            .map(|t| self.broker.notifier(t))
-            .collect();
-        let inner = self.broker.inner.clone();
-        loop {
-            // Register for wake-ups before looking, so an append between the look and
-            // the wait is not missed.
-            let mut waits: Vec<_> = notifiers.iter().map(|n| Box::pin(n.notified())).collect();
-            for w in &mut waits {
-                w.as_mut().enable();
-            }
-            let group_wait = inner.group_change.notified();
-            tokio::pin!(group_wait);
-            group_wait.as_mut().enable();
+        match self.wait_for(timeout, max_records.max(1), false).await? {
+            Reading::Records(r) => Ok(r),
+            Reading::Encoded(_) => Ok(Vec::new()),
+        }
+    }
 
-            self.refresh_assignment()?;
-            let max = max_records.max(1);
-            let mut out = self.take_ahead(max).await?;
-            if out.is_empty() {
-                out = self.read_available(max)?;
-            }
-            if !out.is_empty() {
-                self.read_ahead(max);
-                return Ok(out);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(out);
-            }
-            // Appends from other processes reach this store only through this process,
-            // but a short cap on the sleep keeps rebalances and retention moves timely.
-            let nap = (deadline - now).min(Duration::from_millis(500));
-            // `select_all` wants at least one future; a consumer always names a topic.
-            let any = async move {
-                if waits.is_empty() {
-                    std::future::pending::<()>().await;
-                } else {
-                    futures::future::select_all(waits).await;
-                }
-            };
-            tokio::select! {
-                _ = any => {}
-                _ = &mut group_wait => {}
-                _ = tokio::time::sleep(nap) => {}
-            }
+    fn reads_encoded(&self) -> bool {
+        true
+    }
+
+    async fn poll_encoded(
+        &mut self,
+        max_records: usize,
+        timeout: Duration,
+    ) -> Result<Vec<EncodedPoll>> {
+        // What decoded polls read ahead or kept is only a cache of the store.
+        self.ahead = None;
+        self.rest.clear();
+        match self.wait_for(timeout, max_records.max(1), true).await? {
+            Reading::Encoded(r) => Ok(r),
+            Reading::Records(_) => Ok(Vec::new()),
         }
     }
 
@@ -812,6 +917,74 @@ mod tests {
         let want: Vec<i64> = (0..i64::try_from(n).expect("n")).collect();
         assert_eq!(offsets, want);
         assert_eq!(positions[&tp], u64::try_from(n).expect("n"));
+    }
+
+    /// An encoded poll moves a group member's positions exactly as a decoded one: it
+    /// starts at the committed offset, takes whole stored batches from a position
+    /// inside one, follows seeks, and after a decoded poll goes on where it stopped.
+    #[tokio::test]
+    async fn encoded_polls_read_what_decoded_polls_read_from_the_same_positions() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let broker = EmbeddedBroker::open(dir.path()).expect("broker");
+        broker
+            .create_topic(&NewTopic::new("t", 2))
+            .await
+            .expect("topic");
+        for (p, n) in [(0, 10), (1, 4), (0, 6), (1, 9)] {
+            let records: Vec<ProduceRecord> = (0..n)
+                .map(|i| ProduceRecord {
+                    partition: Some(p),
+                    ..ProduceRecord::value(format!("{p}:{i}"))
+                })
+                .collect();
+            broker.produce("t", &records).await.expect("produce");
+        }
+        let (tp0, tp1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        let mut cfg = ConsumerConfig::new(vec!["t".into()]);
+        cfg.group = Some("g".into());
+        cfg.offset_reset = OffsetReset::Earliest;
+        let mut c = broker.consumer(cfg.clone()).await.expect("consumer");
+        c.commit(&[(tp0.clone(), 3), (tp1.clone(), 2)])
+            .await
+            .expect("commit");
+        c.close().await.expect("close");
+        let wait = Duration::from_millis(50);
+        let mut c = broker.consumer(cfg).await.expect("consumer");
+        assert!(c.reads_encoded());
+        let runs = |polls: &[EncodedPoll]| -> Vec<(i32, u64, usize)> {
+            polls
+                .iter()
+                .map(|p| (p.tp.partition, p.records.first_offset(), p.records.len()))
+                .collect()
+        };
+        // From the committed offsets, whole batches: 3..10 and 2..4, past the poll's 2.
+        let polls = c.poll_encoded(2, wait).await.expect("poll");
+        let mut got = runs(&polls);
+        got.sort_unstable();
+        assert_eq!(got, vec![(0, 3, 7), (1, 2, 2)]);
+        // The values are the stored records, read by a decoded poll from the same spot.
+        let values: Vec<String> = polls
+            .iter()
+            .filter(|p| p.tp == tp0)
+            .flat_map(|p| p.records.iter())
+            .map(|r| String::from_utf8_lossy(r.value).into_owned())
+            .collect();
+        assert_eq!(
+            values,
+            (3..10).map(|i| format!("0:{i}")).collect::<Vec<_>>()
+        );
+        // A decoded poll goes on where the encoded one stopped, and the other way round.
+        let decoded = c.poll(3, wait).await.expect("poll");
+        let firsts: Vec<(i32, i64)> = decoded.iter().map(|r| (r.partition, r.offset)).collect();
+        assert!(
+            firsts.contains(&(0, 10)) || firsts.contains(&(1, 4)),
+            "{firsts:?}"
+        );
+        c.seek(&tp0, Seek::Offset(12)).await.expect("seek");
+        c.seek(&tp1, Seek::End).await.expect("seek");
+        let polls = c.poll_encoded(100, wait).await.expect("poll");
+        assert_eq!(runs(&polls), vec![(0, 12, 4)]);
+        assert!(c.poll_encoded(100, wait).await.expect("poll").is_empty());
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! Records moved as stored, for forwarding stages (copier, merger): reads hand out runs
+//! of stored records per partition, appends take batches built from them. No record is
+//! decoded on the way (see `millrace_store::encoded`).
+
+use std::sync::Arc;
+
+use millrace_store::{Durability, EncodedBatch, EncodedRecords, Record, RecordSink};
+
+use super::{EmbeddedBroker, Positions, blocking, map_store, partition_index, shares, to_i64};
+use crate::api::{EncodedPoll, Result, TopicPartition};
+use crate::error::BrokerError;
+
+/// Reads up to about `max_records` from `positions` (advancing them) in runs of whole
+/// stored batches, starting the round robin at partition `start`.
+pub(super) fn read_from(
+    broker: &EmbeddedBroker,
+    positions: &mut Positions,
+    start: usize,
+    max_records: usize,
+) -> Result<Vec<EncodedPoll>> {
+    let mut out = Vec::new();
+    for share in shares(broker, positions, start, max_records)? {
+        let part = share
+            .topic
+            .partition(partition_index(share.tp.partition)?)
+            .map_err(map_store)?;
+        let mut sink = Runs {
+            out: &mut out,
+            tp: share.tp,
+            taken: 0,
+            next: *share.pos,
+        };
+        part.read_into(*share.pos, share.quota, 16 << 20, &mut sink)
+            .map_err(map_store)?;
+        *share.pos = sink.next;
+    }
+    Ok(out)
+}
+
+/// Appends `batch` to `partition` of `topic`; the offset of its first record.
+pub(super) async fn produce(
+    broker: &EmbeddedBroker,
+    topic: &str,
+    partition: i32,
+    batch: &mut EncodedBatch,
+) -> Result<i64> {
+    let t = broker.topic(topic)?;
+    let p = partition_index(partition)?;
+    if p >= t.partition_count() {
+        return Err(BrokerError::Invalid(format!(
+            "topic '{topic}' has {} partitions; partition {p} does not exist",
+            t.partition_count()
+        )));
+    }
+    let base = if t.config().durability == Durability::None {
+        // As `produce`: a write into the page cache, cheaper inline than handed off.
+        t.partition(p)
+            .map_err(map_store)?
+            .append_encoded(batch)
+            .map_err(map_store)?
+    } else {
+        // The blocking pool needs the batch; it comes back for the caller to reuse.
+        let t = Arc::clone(&t);
+        let mut owned = std::mem::take(batch);
+        let (base, owned) = blocking(move || {
+            let base = t
+                .partition(p)
+                .map_err(map_store)
+                .and_then(|part| part.append_encoded(&mut owned).map_err(map_store));
+            Ok((base, owned))
+        })
+        .await?;
+        *batch = owned;
+        base?
+    };
+    broker.notifier(topic).notify_waiters();
+    Ok(to_i64(base))
+}
+
+/// A read's runs go straight into the poll's result.
+struct Runs<'a> {
+    out: &'a mut Vec<EncodedPoll>,
+    tp: &'a TopicPartition,
+    taken: usize,
+    /// The offset after the last record taken.
+    next: u64,
+}
+
+impl RecordSink for Runs<'_> {
+    fn taken(&self) -> usize {
+        self.taken
+    }
+
+    fn take(&mut self, _offset: u64, _record: Record) {
+        // Not called: the store hands a sink that takes encoded records only those.
+    }
+
+    fn takes_encoded(&self) -> bool {
+        true
+    }
+
+    fn take_encoded(&mut self, records: EncodedRecords) {
+        self.taken += records.len();
+        self.next = records.next_offset();
+        self.out.push(EncodedPoll {
+            tp: self.tp.clone(),
+            records,
+        });
+    }
+}
