@@ -198,34 +198,42 @@ impl Completion {
         Ok(true)
     }
 
-    /// Whether a record belongs to this run's batch. Called per record: once a topic's
-    /// target is known it is read from a per-stage cache, with no lock and no hashing;
-    /// until then the shared map is consulted only when a target was added since.
+    /// Whether a record belongs to this run's batch.
     pub fn within(&self, rec: &ConsumedRecord) -> bool {
-        let below = |t: &[i64]| {
-            usize::try_from(rec.partition)
+        rec.offset < self.limit(&rec.topic, rec.partition)
+    }
+
+    /// The offset where this run's batch ends in a partition: the snapshot's end
+    /// offset, `i64::MAX` where the topic has no target (yet), 0 for a partition the
+    /// snapshot did not have. Called per record: once a topic's target is known it is
+    /// read from a per-stage cache, with no lock and no hashing; until then the shared
+    /// map is consulted only when a target was added since.
+    pub fn limit(&self, topic: &str, partition: i32) -> i64 {
+        let end = |t: &[i64]| {
+            usize::try_from(partition)
                 .ok()
                 .and_then(|p| t.get(p))
-                .is_some_and(|end| rec.offset < *end)
+                .copied()
+                .unwrap_or(0)
         };
-        let Some(i) = self.inputs.iter().position(|t| **t == *rec.topic) else {
+        let Some(i) = self.inputs.iter().position(|t| **t == *topic) else {
             return lock(&self.shared.targets)
-                .get(&*rec.topic)
-                .is_none_or(|t| below(t));
+                .get(topic)
+                .map_or(i64::MAX, |t| end(t));
         };
         if let Some(t) = self.known[i].get() {
-            return below(t);
+            return end(t);
         }
         let version = self.shared.targets_version.load(Ordering::Acquire);
         if self.missed_at.load(Ordering::Acquire) == version {
-            return true;
+            return i64::MAX;
         }
-        let found = lock(&self.shared.targets).get(&*rec.topic).cloned();
+        let found = lock(&self.shared.targets).get(topic).cloned();
         match found {
-            Some(t) => below(self.known[i].get_or_init(|| t)),
+            Some(t) => end(self.known[i].get_or_init(|| t)),
             None => {
                 self.missed_at.store(version, Ordering::Release);
-                true
+                i64::MAX
             }
         }
     }

@@ -50,6 +50,12 @@ pub trait Operator: Send {
 
     /// Called once when the stage stops (exec uses it to stop its workers).
     async fn shutdown(&mut self) {}
+
+    /// Whether every record goes unchanged to every output (copier, merger): the task
+    /// may then move records as the backend stores them, without this operator.
+    fn forwards(&self) -> bool {
+        false
+    }
 }
 
 /// Most patterns look at one record at a time and never wait.
@@ -59,6 +65,11 @@ pub trait RecordOperator: Send {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError>;
+
+    /// See [`Operator::forwards`].
+    fn forwards(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a `RecordOperator` over a batch.
@@ -80,6 +91,10 @@ impl<T: RecordOperator> Operator for PerRecord<T> {
             }
         }
         outcomes
+    }
+
+    fn forwards(&self) -> bool {
+        self.0.forwards()
     }
 }
 

@@ -59,6 +59,10 @@ pub struct RunOptions {
     pub batch: bool,
     /// Records per stage batch: the bound on in-flight work.
     pub max_batch: usize,
+    /// Copiers and mergers move records as stored where the backend offers it (the
+    /// embedded store). Off: they decode and re-encode each record like every other
+    /// pattern — for comparing the two paths in tests and benchmarks.
+    pub forward_encoded: bool,
 }
 
 impl Default for RunOptions {
@@ -66,6 +70,7 @@ impl Default for RunOptions {
         RunOptions {
             batch: false,
             max_batch: 4096,
+            forward_encoded: true,
         }
     }
 }
@@ -269,6 +274,7 @@ impl Runtime {
                         max_batch: opts.max_batch,
                         stop: inner_stop.clone(),
                         stamp_batch: coordinated,
+                        forward_encoded: opts.forward_encoded,
                     }
                     .run(),
                 ),

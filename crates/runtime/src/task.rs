@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_broker::{
-    Acks, Broker, ConsumerConfig, Header, InFlight, OffsetReset, ProduceRecord, TopicPartition,
-    committed_offset,
+    Acks, Broker, ConsumerConfig, EncodedPoll, Header, InFlight, OffsetReset, ProduceRecord,
+    TopicPartition, committed_offset,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -29,6 +29,8 @@ use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, Operator, Outcome};
+
+mod forward;
 
 /// Everything a stage task needs.
 pub struct StageTask {
@@ -50,6 +52,9 @@ pub struct StageTask {
     /// carry one yet: in batched runs of pipelines with a join or reduce, which count a
     /// record of an earlier batch under that batch (see `coordinated::reduce`).
     pub stamp_batch: bool,
+    /// Whether a forwarding stage (copier, merger) may move records as stored where the
+    /// backend offers it (`RunOptions::forward_encoded`).
+    pub forward_encoded: bool,
 }
 
 impl StageTask {
@@ -105,6 +110,7 @@ impl StageTask {
                 .map(|t| partitions_of.get(t).copied().unwrap_or(1).max(1))
                 .collect(),
             dead_letter: self.dead_letter.clone(),
+            buffers: forward::Buffers::default(),
         });
         // Earlier batches' produces run while the next batch is read and processed; each
         // is committed once it is durable. How many may be in flight is the backend's
@@ -112,6 +118,13 @@ impl StageTask {
         // acknowledgements take a round trip (Kafka).
         let depth = self.broker.sends_in_flight().max(1);
         let mut out = Outgoing::new(Lineage::new(&self.stage));
+        // A copier or merger moves records as stored where the backend offers it, and
+        // where nothing is added to them but the lineage (no batch stamp).
+        let forwarding = self.operator.forwards()
+            && !self.stamp_batch
+            && consumer.reads_encoded()
+            && self.broker.writes_encoded()
+            && self.forward_encoded;
         loop {
             if *self.stop.borrow() {
                 return out
@@ -134,15 +147,17 @@ impl StageTask {
                 Between::Over => return Ok(()),
             }
             let mut stop = self.stop.clone();
-            let polled = match poll_or_stop(
-                consumer,
-                self.max_batch,
-                self.idle_wait(),
-                &self.stage,
-                &mut stop,
-            )
-            .await?
-            {
+            let (max, wait) = (self.max_batch, self.idle_wait());
+            let polled = if forwarding {
+                poll_or_stop(consumer.poll_encoded(max, wait), &self.stage, &mut stop)
+                    .await?
+                    .map(Input::Encoded)
+            } else {
+                poll_or_stop(consumer.poll(max, wait), &self.stage, &mut stop)
+                    .await?
+                    .map(Input::Records)
+            };
+            let mut batch = match polled {
                 Polled::Records(p) => p,
                 Polled::Retry => continue,
                 Polled::Stopped => {
@@ -174,9 +189,8 @@ impl StageTask {
                 out.put_lineage(lineage);
             }
             // In a --batch run, records past the snapshot belong to the next run.
-            let mut batch = polled;
             if let Some(c) = &self.completion {
-                batch.retain(|r| c.within(r));
+                batch.retain_within(c);
             }
             if batch.is_empty() {
                 // Idle: whatever is durable gets committed.
@@ -185,15 +199,19 @@ impl StageTask {
                 continue;
             }
             self.counters.read(batch.len() as u64);
-            let mut emits: Vec<Emit> = Vec::with_capacity(batch.len());
-            let outcomes = self.operator.process(&batch, &mut emits).await;
-            if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
-                // Stopping mid-batch: nothing of it is produced or committed.
-                return out
-                    .settle(&self.stage, &self.counters, consumer, next, true)
-                    .await;
+            let mut emits: Vec<Emit> = Vec::new();
+            let mut outcomes = Vec::new();
+            if let Input::Records(records) = &batch {
+                emits.reserve(records.len());
+                outcomes = self.operator.process(records, &mut emits).await;
+                if outcomes.iter().any(|o| matches!(o, Outcome::Abandoned)) {
+                    // Stopping mid-batch: nothing of it is produced or committed.
+                    return out
+                        .settle(&self.stage, &self.counters, consumer, next, true)
+                        .await;
+                }
             }
-            let offsets = next_offsets(&batch);
+            let offsets = batch.next_offsets();
             // At most `depth` batches in flight: the oldest is waited for first (its
             // commit follows the new produce's start).
             while out.inflight.len() >= depth {
@@ -232,12 +250,33 @@ impl StageTask {
                             message: "not produced: an earlier batch's produce failed".into(),
                         });
                     };
-                    let (out_batch, dead, counts) =
-                        assembly.assemble(&batch, &outcomes, emits, &mut lineage, stamp);
-                    drop(batch);
-                    let mut sends = out_batch.stamped(&assembly.outputs);
+                    let (mut sends, forwarded, dead, counts) = match batch {
+                        Input::Records(records) => {
+                            let (out_batch, dead, counts) =
+                                assembly.assemble(&records, &outcomes, emits, &mut lineage, stamp);
+                            drop(records);
+                            (
+                                out_batch.stamped(&assembly.outputs),
+                                Vec::new(),
+                                dead,
+                                counts,
+                            )
+                        }
+                        Input::Encoded(polls) => {
+                            let f = forward::assemble(&assembly, &polls, &mut lineage)?;
+                            drop(polls);
+                            (Vec::new(), f.batches, f.dead, f.counts)
+                        }
+                    };
                     if !dead.is_empty() {
                         sends.push((assembly.dead_letter.clone(), dead));
+                    }
+                    // In order per output partition; the backend that takes these
+                    // writes them as they come (the embedded store).
+                    for (output, q, mut b) in forwarded {
+                        let topic = &assembly.outputs[output];
+                        runtime.block_on(broker.produce_encoded(topic, q, &mut b))?;
+                        assembly.buffers.give_back(b);
                     }
                     let acks = runtime.block_on(send_all(broker.as_ref(), &sends))?;
                     let _ = lineage_next.send(lineage);
@@ -261,6 +300,8 @@ struct Assembly {
     /// Partition counts of `outputs`.
     out_parts: Vec<i32>,
     dead_letter: String,
+    /// A forwarding stage's output buffers, reused.
+    buffers: forward::Buffers,
 }
 
 impl Assembly {
@@ -505,6 +546,58 @@ impl OutputBatch {
             sends.push((topic.clone(), recs));
         }
         sends
+    }
+}
+
+/// A poll's records: decoded for the patterns that look at them, as stored for a
+/// forwarding stage (see `forward`).
+enum Input {
+    Records(Vec<millrace_broker::ConsumedRecord>),
+    Encoded(Vec<EncodedPoll>),
+}
+
+impl Input {
+    fn len(&self) -> usize {
+        match self {
+            Input::Records(r) => r.len(),
+            Input::Encoded(polls) => polls.iter().map(|p| p.records.len()).sum(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the records within a `--batch` run's snapshot.
+    fn retain_within(&mut self, c: &Completion) {
+        match self {
+            Input::Records(r) => r.retain(|r| c.within(r)),
+            Input::Encoded(polls) => {
+                for p in polls.iter_mut() {
+                    let end = c.limit(&p.tp.topic, p.tp.partition);
+                    p.records.truncate(u64::try_from(end).unwrap_or(0));
+                }
+                polls.retain(|p| !p.records.is_empty());
+            }
+        }
+    }
+
+    /// The offset after the last record of each partition.
+    fn next_offsets(&self) -> Vec<(TopicPartition, i64)> {
+        match self {
+            Input::Records(r) => next_offsets(r),
+            Input::Encoded(polls) => {
+                let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
+                for p in polls {
+                    let end = i64::try_from(p.records.next_offset()).unwrap_or(i64::MAX);
+                    match offsets.iter_mut().find(|(tp, _)| *tp == p.tp) {
+                        Some(slot) => slot.1 = slot.1.max(end),
+                        None => offsets.push((p.tp.clone(), end)),
+                    }
+                }
+                offsets
+            }
+        }
     }
 }
 
@@ -770,24 +863,33 @@ pub(crate) fn idle_wait(in_batch: bool) -> Duration {
 }
 
 /// What a stage task's poll came back with.
-pub(crate) enum Polled {
-    Records(Vec<millrace_broker::ConsumedRecord>),
+pub(crate) enum Polled<T> {
+    Records(T),
     /// The broker is unavailable for now; the loop goes round again after a pause.
     Retry,
     Stopped,
 }
 
-/// Polls for the next records, or learns that the stage is stopping. Transient broker
-/// errors pause and ask for another round instead of failing the stage.
-pub(crate) async fn poll_or_stop(
-    consumer: &mut dyn millrace_broker::Consumer,
-    max: usize,
-    wait: Duration,
+impl<T> Polled<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Polled<U> {
+        match self {
+            Polled::Records(r) => Polled::Records(f(r)),
+            Polled::Retry => Polled::Retry,
+            Polled::Stopped => Polled::Stopped,
+        }
+    }
+}
+
+/// Waits for a poll (`consumer.poll(…)` or `poll_encoded(…)`), or learns that the stage
+/// is stopping. Transient broker errors pause and ask for another round instead of
+/// failing the stage.
+pub(crate) async fn poll_or_stop<T>(
+    poll: impl std::future::Future<Output = Result<T, millrace_broker::BrokerError>>,
     stage: &str,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Polled, RuntimeError> {
+) -> Result<Polled<T>, RuntimeError> {
     tokio::select! {
-        r = consumer.poll(max, wait) => match r {
+        r = poll => match r {
             Ok(p) => Ok(Polled::Records(p)),
             Err(e) if e.is_transient() => {
                 tracing::warn!(stage = %stage, "poll: {e}; retrying");
@@ -835,11 +937,80 @@ pub(crate) async fn between_batches(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Arc;
+    use std::time::Duration;
 
-    use millrace_broker::{ConsumedRecord, TopicPartition};
+    use millrace_broker::embedded::EmbeddedBroker;
+    use millrace_broker::{
+        Broker, ConsumedRecord, ConsumerConfig, NewTopic, OffsetReset, ProduceRecord,
+        TopicPartition,
+    };
 
-    use super::next_offsets;
+    use super::{Input, next_offsets};
+
+    /// Records appended after a `--batch` run's snapshot are not the run's, also where
+    /// a forwarding stage's poll reads them along with earlier ones (it reads whole
+    /// stored batches).
+    #[tokio::test]
+    async fn a_poll_keeps_only_what_the_snapshot_holds_on_both_paths() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::open(dir.path()).expect("open"));
+        broker
+            .create_topic(&NewTopic::new("in", 2))
+            .await
+            .expect("create");
+        let batch = |p: i32, n: usize| -> Vec<ProduceRecord> {
+            (0..n)
+                .map(|i| {
+                    let mut r = ProduceRecord::value(format!("{p}-{i}").into_bytes());
+                    r.partition = Some(p);
+                    r
+                })
+                .collect()
+        };
+        broker.produce("in", &batch(0, 5)).await.expect("produce");
+        broker.produce("in", &batch(1, 2)).await.expect("produce");
+        let root = crate::batch::start(
+            broker.clone(),
+            HashMap::new(),
+            &["in".into()],
+            HashMap::new(),
+        )
+        .await
+        .expect("snapshot");
+        let completion = root.for_stage("g".into(), vec!["in".into()]);
+        // After the snapshot: a batch in each partition.
+        broker.produce("in", &batch(0, 4)).await.expect("produce");
+        broker.produce("in", &batch(1, 3)).await.expect("produce");
+        let mut cfg = ConsumerConfig::new(vec!["in".into()]);
+        cfg.offset_reset = OffsetReset::Earliest;
+        for encoded in [true, false] {
+            let mut c = broker.consumer(cfg.clone()).await.expect("consumer");
+            let mut input = if encoded {
+                Input::Encoded(
+                    c.poll_encoded(100, Duration::from_secs(1))
+                        .await
+                        .expect("poll"),
+                )
+            } else {
+                Input::Records(c.poll(100, Duration::from_secs(1)).await.expect("poll"))
+            };
+            assert_eq!(input.len(), 14, "encoded: {encoded}");
+            input.retain_within(&completion);
+            assert_eq!(input.len(), 7, "encoded: {encoded}");
+            let mut offsets = input.next_offsets();
+            offsets.sort();
+            assert_eq!(
+                offsets,
+                vec![
+                    (TopicPartition::new("in", 0), 5),
+                    (TopicPartition::new("in", 1), 2)
+                ],
+                "encoded: {encoded}"
+            );
+        }
+    }
 
     fn rec(topic: &Arc<str>, partition: i32, offset: i64) -> ConsumedRecord {
         ConsumedRecord {

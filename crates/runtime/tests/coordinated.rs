@@ -571,6 +571,7 @@ stages:
         let opts = RunOptions {
             batch: true,
             max_batch: 100,
+            ..RunOptions::default()
         };
         let run = tokio::spawn(rt.run(b.broker.clone(), opts, rx));
         for _ in 0..500 {

@@ -171,19 +171,15 @@ impl CoordinatedTask {
                 Between::Over => return Ok(()),
             }
             let mut stop = self.stop.clone();
-            let polled = match poll_or_stop(
-                consumer,
-                self.max_batch,
-                crate::task::idle_wait(self.completion.is_some()),
-                &self.stage,
-                &mut stop,
-            )
-            .await?
-            {
-                Polled::Records(p) => p,
-                Polled::Retry => continue,
-                Polled::Stopped => return Ok(()),
-            };
+            let wait = crate::task::idle_wait(self.completion.is_some());
+            let polled =
+                match poll_or_stop(consumer.poll(self.max_batch, wait), &self.stage, &mut stop)
+                    .await?
+                {
+                    Polled::Records(p) => p,
+                    Polled::Retry => continue,
+                    Polled::Stopped => return Ok(()),
+                };
             for r in consumer.take_rebalances() {
                 match r {
                     Rebalance::Revoked(tps) => {

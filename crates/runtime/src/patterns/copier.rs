@@ -22,4 +22,8 @@ impl RecordOperator for Copier {
         }
         Ok(())
     }
+
+    fn forwards(&self) -> bool {
+        true
+    }
 }

@@ -20,4 +20,8 @@ impl RecordOperator for Merger {
         });
         Ok(())
     }
+
+    fn forwards(&self) -> bool {
+        true
+    }
 }

@@ -94,6 +94,17 @@ impl TestBackend {
         src.replace("{s}", &self.suffix)
     }
 
+    /// The same backend under another suffix: two pipelines of one file then share no
+    /// output topics or consumer groups. `self` keeps the store's directory.
+    pub fn with_suffix(&self, suffix: &str) -> TestBackend {
+        TestBackend {
+            name: self.name,
+            broker: self.broker.clone(),
+            suffix: suffix.to_string(),
+            _dir: None,
+        }
+    }
+
     pub fn t(&self, name: &str) -> String {
         format!("{name}{}", self.suffix)
     }
