@@ -19,7 +19,10 @@
 //! The whole run takes about a minute; its files are removed at the end.
 //! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list) runs only
 //! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound, and
-//! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record.
+//! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record, and
+//! `MILLRACE_BENCH_RECORD_PATH=1` makes copiers decode and re-encode each record (the
+//! record path every other pattern, and Kafka, take) instead of moving them as stored.
+//! Before each record size's baseline, the page cache is warmed (`warm_page_cache`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +117,8 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
     for (size, n) in SIZES {
         let label = size_label(size);
         let input = format!("in-{label}");
+        // About what the input and one run's outputs take in the page cache, twice.
+        super::warm_page_cache(work, 4 * (n * (size + 64)) as u64)?;
         let append_rate = load_input(&embedded, &input, size, n)?;
         rows.push(BenchRow {
             name: format!("baseline: store append {label} durability=none"),
@@ -298,6 +303,10 @@ pub(super) async fn run_batch(broker: &Arc<dyn Broker>, yaml: &str) -> anyhow::R
         .and_then(|v| v.parse().ok())
     {
         opts.max_batch = m;
+    }
+    // For comparing the copier's two paths: the record path, as on Kafka.
+    if std::env::var_os("MILLRACE_BENCH_RECORD_PATH").is_some() {
+        opts.forward_encoded = false;
     }
     // The pipeline's topics exist before the clock starts, as its input does: the rate
     // is the stage's, not the backend's topic creation (on Kafka 0.1–0.3 s a topic,
