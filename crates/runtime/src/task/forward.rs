@@ -13,9 +13,10 @@ use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 
-/// A batch is sent once it holds this much, so an output batch stays well under the
-/// store's batch limit whatever the input's batches were.
-const BATCH_BYTES: usize = 16 << 20;
+/// A batch is sent once it holds this much: a write of a size the store handles well
+/// (its own appends are batches of about this size), well under its batch limit, and a
+/// bound on the buffers a stage keeps.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Output batches' buffers, kept from one poll to the next. A copier's batches run to
 /// megabytes; a fresh buffer each time is page faults and zeroing as it grows, which
@@ -24,8 +25,9 @@ const BATCH_BYTES: usize = 16 << 20;
 pub(super) struct Buffers(Mutex<Vec<EncodedBatch>>);
 
 /// Buffers kept at most, and the largest kept.
-const KEEP: usize = 8;
-const KEEP_BYTES: usize = BATCH_BYTES + (1 << 20);
+/// (A buffer grown past that by a big record is dropped.)
+const KEEP: usize = 4;
+const KEEP_BYTES: usize = 4 * BATCH_BYTES;
 
 impl Buffers {
     fn take(&self) -> EncodedBatch {
@@ -72,14 +74,16 @@ pub(super) fn assemble(
     let mut dead = Vec::new();
     let (mut outs, mut failed, mut emitted) = (0u64, 0u64, 0u64);
     let mut names = Names::default();
-    let mut offset_text = itoa::Buffer::new();
-    let mut index_text = itoa::Buffer::new();
+    // The lineage's output index is the output's number.
+    let index_texts: Vec<String> = (0..filling.len()).map(|i| i.to_string()).collect();
     for poll in polls {
         let origin = lineage::origin_of(&poll.tp.topic, poll.tp.partition);
         let prefix = lineage::prefix(&assembly.stage, &origin);
+        let mut offset_text = Decimal::new(poll.records.first_offset());
         for rec in poll.records.iter() {
+            offset_text.move_to(rec.offset);
             let at = i64::try_from(rec.offset).unwrap_or(i64::MAX);
-            let at_text = offset_text.format(at).as_bytes();
+            let at_text = offset_text.as_bytes();
             // As on the record path, the limit counts the output before its lineage
             // header (key, value, the input's headers).
             let size = rec.content_size();
@@ -130,7 +134,7 @@ pub(super) fn assemble(
                     let full = std::mem::replace(batch, assembly.buffers.take());
                     batches.push((output, q, full));
                 }
-                let index = index_text.format(index).as_bytes();
+                let index = index_texts[output].as_bytes();
                 batch
                     .push_with_header(&rec, lineage::HEADER, &[&prefix, at_text, b".", index])
                     .map_err(|e| RuntimeError::Stage {
@@ -156,4 +160,91 @@ pub(super) fn assemble(
         dead,
         counts: [outs, 0, failed, emitted],
     })
+}
+
+/// An offset in decimal, counted up in place: the records of a run have consecutive
+/// offsets, so a record's lineage header costs an increment instead of a formatting.
+struct Decimal {
+    value: u64,
+    digits: [u8; 20],
+    /// Where the digits start in `digits`.
+    start: usize,
+}
+
+impl Decimal {
+    fn new(value: u64) -> Self {
+        let mut d = Decimal {
+            value,
+            digits: [b'0'; 20],
+            start: 20,
+        };
+        d.set(value);
+        d
+    }
+
+    fn set(&mut self, value: u64) {
+        let mut text = itoa::Buffer::new();
+        let text = text.format(value).as_bytes();
+        self.start = self.digits.len() - text.len();
+        self.digits[self.start..].copy_from_slice(text);
+        self.value = value;
+    }
+
+    /// Moves to `value`: an increment when it is the next one.
+    fn move_to(&mut self, value: u64) {
+        if value == self.value {
+            return;
+        }
+        if Some(value) != self.value.checked_add(1) {
+            return self.set(value);
+        }
+        self.value = value;
+        for i in (self.start..self.digits.len()).rev() {
+            if self.digits[i] == b'9' {
+                self.digits[i] = b'0';
+            } else {
+                self.digits[i] += 1;
+                return;
+            }
+        }
+        // All nines: one digit more.
+        match self.start.checked_sub(1) {
+            Some(s) => {
+                self.start = s;
+                self.digits[s] = b'1';
+            }
+            None => self.set(value),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    #[test]
+    fn a_counted_offset_reads_as_the_formatted_one() {
+        let mut d = Decimal::new(0);
+        for v in (0..120_000u64).chain(999_990..1_000_010) {
+            d.move_to(v);
+            assert_eq!(d.as_bytes(), v.to_string().as_bytes());
+        }
+        for v in [
+            7,
+            99,
+            100,
+            5,
+            i64::MAX as u64 - 1,
+            i64::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            d.move_to(v);
+            assert_eq!(d.as_bytes(), v.to_string().as_bytes());
+        }
+    }
 }
