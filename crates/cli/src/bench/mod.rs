@@ -97,28 +97,6 @@ impl Drop for WorkDir {
     }
 }
 
-/// Writes `bytes` to a scratch file in `dir` and removes it. On a virtual machine,
-/// memory the guest has not touched yet (or has handed back to the host) costs a host
-/// page fault per page on first use: the first gigabyte written into the page cache
-/// went at ~0.6 GB/s here, the next at ~5 GB/s. Runs that write into such memory
-/// measured the host, not the store: the 1 KiB append baseline moved between 0.8 and
-/// 3.3 M records/s from run to run. Warming first puts the baseline and the runs
-/// measured against it on the same footing.
-pub fn warm_page_cache(dir: &std::path::Path, bytes: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = dir.join("warm-up");
-    let chunk = vec![0u8; 1 << 20];
-    let mut f = std::fs::File::create(&path)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
-        f.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    drop(f);
-    std::fs::remove_file(&path)
-}
-
 /// Peak resident set size of this process so far, from /proc (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

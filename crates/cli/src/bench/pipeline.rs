@@ -2,27 +2,29 @@
 //! embedded store (every topic durability=none), against the store's own append rate
 //! measured in the same run.
 //!
-//! For each record size (100 B and 1 KiB JSON objects) the input is appended once
-//! straight into the store — that append, timed, is the baseline — and then copier,
-//! filter, splitter and sharder pipelines each read all of it in a `--batch` run built
-//! exactly as `millrace run` builds one (`parse_str` → `build::from_plan` →
-//! `Runtime::run`). Rows (records/s = input records processed per second):
+//! For each record size (100 B and 1 KiB JSON objects) the input is appended straight
+//! into the store — that append, timed, is the baseline — and then copier, filter,
+//! splitter and sharder pipelines each read all of it in a `--batch` run built exactly
+//! as `millrace run` builds one (`parse_str` → `build::from_plan` → `Runtime::run`).
+//! The baseline and each pipeline's rate are medians of three runs, each pipeline's
+//! after one warm-up run (`REPEATS`).
+//! Rows (records/s = input records processed per second):
 //! - `pipeline <pattern> <size>`: ratio against the append rate; the copier's target
 //!   is 0.4;
 //! - `pipeline copier 100B (absolute)`: target 3 M records/s;
 //! - p50/p99 end-to-end latency on each row comes from a separate continuous-mode run
 //!   of the same pipeline: records stamped with the time they are produced, at a steady
 //!   rate, and read from the outputs by a consumer; latency = read time − stamp;
-//! - peak RSS (`VmHWM`, reset before each batch run) of the process during that run, on
-//!   every row, and a last row with the highest against the 256 MiB target.
+//! - peak RSS (`VmHWM`, reset before each batch run) of the process during the runs
+//!   (the highest of its runs), on every row, and a last row with the highest against
+//!   the 256 MiB target.
 //!
-//! The whole run takes about a minute; its files are removed at the end.
+//! The whole run takes about two minutes; its files are removed at the end.
 //! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list) runs only
-//! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound, and
+//! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound,
 //! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record, and
 //! `MILLRACE_BENCH_RECORD_PATH=1` makes copiers decode and re-encode each record (the
 //! record path every other pattern, and Kafka, take) instead of moving them as stored.
-//! Before each record size's baseline, the page cache is warmed (`warm_page_cache`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -117,9 +119,13 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
     for (size, n) in SIZES {
         let label = size_label(size);
         let input = format!("in-{label}");
-        // About what the input and one run's outputs take in the page cache, twice.
-        super::warm_page_cache(work, 4 * (n * (size + 64)) as u64)?;
-        let append_rate = load_input(&embedded, &input, size, n)?;
+        let mut append_rates = vec![load_input(&embedded, &input, size, n)?];
+        for r in 1..REPEATS {
+            let again = format!("{input}-again-{r}");
+            append_rates.push(load_input(&embedded, &again, size, n)?);
+            broker.delete_topic(&again).await?;
+        }
+        let append_rate = median(&mut append_rates);
         rows.push(BenchRow {
             name: format!("baseline: store append {label} durability=none"),
             records: n as u64,
@@ -128,26 +134,38 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
             ..BenchRow::default()
         });
         for shape in SHAPES.iter().filter(|s| selected(s.name)) {
-            let pipeline = format!("{}-{label}", shape.name);
-            let out = format!("{pipeline}-out");
-            let yaml = shape.yaml(&pipeline, &input, &out);
-            reset_peak_rss();
-            let cpu = process_cpu_secs();
-            let secs = run_batch(&broker, &yaml).await?;
-            if std::env::var_os("MILLRACE_BENCH_CPU").is_some() {
-                // For profiling on a shared machine: CPU time is steadier than wall time.
-                let used = process_cpu_secs() - cpu;
-                eprintln!(
-                    "{pipeline}: {secs:.3} s wall, {used:.3} s CPU, {:.0} ns CPU per record",
-                    used * 1e9 / n as f64
-                );
+            let mut runs = Vec::with_capacity(REPEATS);
+            let mut peak_rss_mib: Option<f64> = None;
+            // Run 0 warms up and is not counted (see `REPEATS`).
+            for r in 0..=REPEATS {
+                // A pipeline (so a consumer group) and outputs of its own per run: each
+                // reads the whole input.
+                let pipeline = format!("{}-{label}-{r}", shape.name);
+                let out = format!("{pipeline}-out");
+                let yaml = shape.yaml(&pipeline, &input, &out);
+                reset_peak_rss();
+                let cpu = process_cpu_secs();
+                let secs = run_batch(&broker, &yaml).await?;
+                if std::env::var_os("MILLRACE_BENCH_CPU").is_some() {
+                    // For profiling on a shared machine: CPU time is steadier than wall.
+                    let used = process_cpu_secs() - cpu;
+                    eprintln!(
+                        "{pipeline}: {secs:.3} s wall, {used:.3} s CPU, {:.0} ns CPU per record",
+                        used * 1e9 / n as f64
+                    );
+                }
+                if let Some(p) = super::peak_rss_mib() {
+                    peak_rss_mib = Some(peak_rss_mib.map_or(p, |q| q.max(p)));
+                }
+                for t in shape.outputs(&out) {
+                    broker.delete_topic(&t).await?;
+                }
+                if r > 0 {
+                    runs.push(n as f64 / secs);
+                }
             }
-            let peak_rss_mib = super::peak_rss_mib();
-            for t in shape.outputs(&out) {
-                broker.delete_topic(&t).await?;
-            }
+            let per_s = median(&mut runs);
             let (p50, p99) = latency(&broker, shape, size).await?;
-            let per_s = n as f64 / secs;
             let mut row = BenchRow {
                 name: format!("pipeline {} {label}", shape.name),
                 records: n as u64,
@@ -191,6 +209,20 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
         ..BenchRow::default()
     });
     Ok(rows)
+}
+
+/// Each rate — the append baseline and every pipeline's batch run — is the median of
+/// this many runs: on this virtual machine single runs moved by ±30 % (the baseline
+/// between 13 and 20 M records/s within minutes). Each pipeline also runs once before
+/// those, not counted: the first run writing into memory the guest had not touched
+/// lately took about twice the CPU time of the next ones (host page faults), whatever
+/// the pattern.
+const REPEATS: usize = 3;
+
+/// The median (the upper one of an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `MILLRACE_BENCH_PATTERNS=copier,filter` runs only those patterns (for profiling).
@@ -305,7 +337,7 @@ pub(super) async fn run_batch(broker: &Arc<dyn Broker>, yaml: &str) -> anyhow::R
         opts.max_batch = m;
     }
     // For comparing the copier's two paths: the record path, as on Kafka.
-    if std::env::var_os("MILLRACE_BENCH_RECORD_PATH").is_some() {
+    if std::env::var_os("MILLRACE_BENCH_RECORD_PATH").is_some_and(|v| !v.is_empty()) {
         opts.forward_encoded = false;
     }
     // The pipeline's topics exist before the clock starts, as its input does: the rate
