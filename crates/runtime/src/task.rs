@@ -149,6 +149,9 @@ impl StageTask {
             let mut stop = self.stop.clone();
             let (max, wait) = (self.max_batch, self.idle_wait());
             let polled = if forwarding {
+                // Bounded by bytes more than records (see the embedded store's
+                // `POLL_BYTES`): small records come in polls of more of them.
+                let max = max.saturating_mul(FORWARD_POLL_FACTOR);
                 poll_or_stop(consumer.poll_encoded(max, wait), &self.stage, &mut stop)
                     .await?
                     .map(Input::Encoded)
@@ -629,6 +632,11 @@ fn next_offsets(batch: &[millrace_broker::ConsumedRecord]) -> Vec<(TopicPartitio
     }
     offsets
 }
+
+/// A forwarding stage's polls take up to this many times `max_batch` records: they
+/// are moved as stored, with no object per record, and the store bounds such polls by
+/// bytes.
+const FORWARD_POLL_FACTOR: usize = 4;
 
 /// How often a busy stage commits.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
