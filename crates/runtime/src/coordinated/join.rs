@@ -37,8 +37,11 @@ pub fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
 }
 
 /// The batch an item belongs to while `batch` is in hand: the one it came in when that
-/// is an earlier one (held over from a run that died mid-release), else `batch`.
-fn own_batch(rec: &ConsumedRecord, batch: u64) -> u64 {
+/// is an earlier one (held over from a run that died mid-release), else `batch`. A
+/// record naming a later batch (which only topics deleted and made again could bring
+/// back) counts in the batch in hand: a result is never named after a batch that has
+/// not ended. The barrier and the reduce both go by this.
+pub(crate) fn own_batch(rec: &ConsumedRecord, batch: u64) -> u64 {
     batch_of(rec).filter(|b| *b < batch).unwrap_or(batch)
 }
 

@@ -19,7 +19,7 @@ use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_js
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
-use super::join::{batch_header, batch_of};
+use super::join::{batch_header, own_batch};
 use super::key::InlineKey;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
 use crate::error::RuntimeError;
@@ -738,7 +738,7 @@ impl Coordinated for Reduce {
             Some(a) => Ok(a),
             None => self.absorb_general(rec),
         };
-        let batch = batch_of(rec).filter(|b| *b != progress.batch);
+        let batch = Some(own_batch(rec, progress.batch)).filter(|b| *b != progress.batch);
         let added = absorbed.and_then(|mut a| {
             a.partial = partial;
             if let Some(b) = batch {
