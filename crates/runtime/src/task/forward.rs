@@ -80,7 +80,9 @@ pub(super) fn assemble(
         let origin = lineage::origin_of(&poll.tp.topic, poll.tp.partition);
         let prefix = lineage::prefix(&assembly.stage, &origin);
         let mut offset_text = Decimal::new(poll.records.first_offset());
+        let mut walked = 0usize;
         for rec in poll.records.iter() {
+            walked += 1;
             offset_text.move_to(rec.offset);
             let at = i64::try_from(rec.offset).unwrap_or(i64::MAX);
             let at_text = offset_text.as_bytes();
@@ -142,6 +144,21 @@ pub(super) fn assemble(
                         message: format!("forwarding a record: {e}"),
                     })?;
             }
+        }
+        // The read checked the run's layout, so the walk takes every record; should it
+        // ever stop short, the offsets committed for this poll would pass records never
+        // written. The stage stops instead.
+        if walked != poll.records.len() {
+            return Err(RuntimeError::Stage {
+                stage: assembly.stage.clone(),
+                message: format!(
+                    "{} of {} stored records of {} from offset {} did not parse",
+                    poll.records.len() - walked,
+                    poll.records.len(),
+                    poll.tp,
+                    poll.records.first_offset()
+                ),
+            });
         }
     }
     for (output, parts) in filling.into_iter().enumerate() {
