@@ -24,8 +24,8 @@ const BATCH_BYTES: usize = 1 << 20;
 #[derive(Default)]
 pub(super) struct Buffers(Mutex<Vec<EncodedBatch>>);
 
-/// Buffers kept at most, and the largest kept.
-/// (A buffer grown past that by a big record is dropped.)
+/// Buffers kept at most, and the largest kept (a buffer a big record grew past that is
+/// dropped).
 const KEEP: usize = 4;
 const KEEP_BYTES: usize = 4 * BATCH_BYTES;
 
@@ -59,6 +59,9 @@ pub(super) struct Forwarded {
     pub counts: [u64; 4],
 }
 
+/// Copies a poll's runs into output batches, each record with its lineage header,
+/// skipping what a replay finds already written; runs on the produce thread, where the
+/// record path assembles too.
 pub(super) fn assemble(
     assembly: &Assembly,
     polls: &[EncodedPoll],
