@@ -579,11 +579,12 @@ pub fn decode_batches(buf: &Bytes) -> Result<Vec<StoredRecord>, String> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_record() -> impl Strategy<Value = Record> {
+    /// Any record: for the codec's and `encoded`'s properties.
+    pub(crate) fn arb_record() -> impl Strategy<Value = Record> {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             proptest::collection::vec(any::<u8>(), 0..200),

@@ -429,6 +429,71 @@ mod tests {
         assert!(b.finish().is_err(), "a cleared batch is empty");
     }
 
+    proptest::proptest! {
+        /// Any records, read as stored from any offset on and built into a batch with a
+        /// header each, read back as those records with the header last.
+        #[test]
+        fn any_run_is_forwarded_whole_with_its_header(
+            records in proptest::collection::vec(crate::codec::tests::arb_record(), 1..20),
+            from in 0usize..20,
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30),
+        ) {
+            let from = from % records.len();
+            let mut buf = Vec::new();
+            encode_batch(&mut buf, 100, &records).unwrap();
+            let bytes = Bytes::from(buf);
+            let mut limits = codec::ReadLimits {
+                from: 100 + from as u64,
+                until: u64::MAX,
+                max_records: usize::MAX,
+                max_bytes: usize::MAX,
+                bytes_used: 0,
+            };
+            let head: &[u8; BATCH_HEADER_LEN] = bytes[..BATCH_HEADER_LEN].try_into().unwrap();
+            let header = codec::parse_header(head).unwrap();
+            let mut runs = Runs::default();
+            codec::decode_batch_into(&bytes, 0, &header, &mut limits, &mut runs).unwrap();
+            proptest::prop_assert_eq!(runs.0.len(), 1);
+            let run = &runs.0[0];
+            proptest::prop_assert_eq!(run.len(), records.len() - from);
+            let mut b = EncodedBatch::default();
+            for r in run.iter() {
+                b.push_with_header(&r, "h", &[&value[..value.len() / 2], &value[value.len() / 2..]])
+                    .unwrap();
+            }
+            let (out, info) = b.finish().unwrap();
+            codec::seal(out, 7, &info);
+            let back = decode_batches(&Bytes::from(out.clone())).unwrap();
+            let want: Vec<Record> = records[from..]
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    r.headers.push(Header::new("h", Bytes::from(value.clone())));
+                    r
+                })
+                .collect();
+            proptest::prop_assert_eq!(back.into_iter().map(|s| s.record).collect::<Vec<_>>(), want);
+        }
+    }
+
+    /// A sink that takes runs, as a forwarding stage's poll does.
+    #[derive(Default)]
+    struct Runs(Vec<EncodedRecords>, usize);
+
+    impl codec::RecordSink for Runs {
+        fn taken(&self) -> usize {
+            self.1
+        }
+        fn take(&mut self, _offset: u64, _record: Record) {}
+        fn takes_encoded(&self) -> bool {
+            true
+        }
+        fn take_encoded(&mut self, records: EncodedRecords) {
+            self.1 += records.len();
+            self.0.push(records);
+        }
+    }
+
     #[test]
     fn bytes_that_do_not_parse_end_the_walk_without_a_panic() {
         let run = encoded(0, &records());
