@@ -260,9 +260,9 @@ pub fn encode_batch(
 
 /// A cursor over the records of one batch held in a shared buffer: keys and values come
 /// out as `Bytes::slice`s of that buffer, so decoding copies nothing but header names.
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     buf: &'a Bytes,
-    pos: usize,
+    pub(crate) pos: usize,
     end: usize,
     /// Header names met so far in this batch: a name repeated on every record is
     /// decoded and allocated once.
@@ -339,16 +339,21 @@ impl Cursor<'_> {
         })
     }
 
-    /// Advances past one record without building it.
-    fn skip_record(&mut self) -> Result<(), String> {
-        self.take(8)?;
+    /// Advances past one record without building it; where its fields lie.
+    pub(crate) fn skip_record(&mut self) -> Result<Layout, String> {
+        let start = self.take(8)?;
         let key_len = self.u32()?;
-        if key_len != NO_KEY {
+        let key = if key_len == NO_KEY {
+            None
+        } else {
             let n = usize::try_from(key_len).map_err(|_| "key length does not fit".to_string())?;
-            self.take(n)?;
-        }
+            let at = self.take(n)?;
+            Some(at..at + n)
+        };
         let v = self.len()?;
-        self.take(v)?;
+        let at = self.take(v)?;
+        let value = at..at + v;
+        let headers_at = self.pos;
         let header_count = self.u32()?;
         for _ in 0..header_count {
             let n = self.len()?;
@@ -356,7 +361,53 @@ impl Cursor<'_> {
             let v = self.len()?;
             self.take(v)?;
         }
-        Ok(())
+        Ok(Layout {
+            start,
+            timestamp: i64_at(self.buf, start),
+            key,
+            value,
+            headers_at,
+            header_count,
+        })
+    }
+}
+
+/// Where a record's fields lie in the buffer a [`Cursor`] walked; it ends at the
+/// cursor's position after the walk.
+pub(crate) struct Layout {
+    pub start: usize,
+    pub timestamp: i64,
+    pub key: Option<std::ops::Range<usize>>,
+    pub value: std::ops::Range<usize>,
+    /// Where its header count lies.
+    pub headers_at: usize,
+    pub header_count: u32,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over all of `buf`.
+    pub(crate) fn over(buf: &'a Bytes) -> Cursor<'a> {
+        Cursor {
+            buf,
+            pos: 0,
+            end: buf.len(),
+            names: Names::default(),
+        }
+    }
+
+    /// The buffer walked.
+    pub(crate) fn buffer(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Decodes the one record `raw` holds, with `names` shared by its caller's records.
+    pub(crate) fn decode_one(raw: &[u8], names: &mut Names) -> Result<Record, String> {
+        let buf = Bytes::copy_from_slice(raw);
+        let mut c = Cursor::over(&buf);
+        c.names = std::mem::take(names);
+        let record = c.record();
+        *names = c.names;
+        record
     }
 }
 

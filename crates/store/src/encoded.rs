@@ -10,9 +10,9 @@
 
 use bytes::Bytes;
 
-use crate::codec::{self, BATCH_HEADER_LEN, MAX_BATCH_BYTES, MIN_RECORD_LEN, NO_KEY};
+use crate::codec::{self, BATCH_HEADER_LEN, Cursor, MAX_BATCH_BYTES, MIN_RECORD_LEN};
 use crate::error::StoreError;
-use crate::record::{Header, Names, Record};
+use crate::record::{Names, Record};
 
 /// `count` records from `first_offset` on, back to back in the store's record layout
 /// (see `codec`).
@@ -56,8 +56,7 @@ impl EncodedRecords {
 
     pub fn iter(&self) -> EncodedIter<'_> {
         EncodedIter {
-            bytes: &self.bytes,
-            pos: 0,
+            cursor: Cursor::over(&self.bytes),
             offset: self.first_offset,
             left: self.count,
         }
@@ -83,11 +82,10 @@ impl EncodedRecords {
     }
 }
 
-/// Walks an [`EncodedRecords`]. Ends early (short of its count) on bytes that do not
-/// parse, which a checked read never hands out.
+/// Walks an [`EncodedRecords`] with the codec's own cursor. Ends early (short of its
+/// count) on bytes that do not parse, which a checked read never hands out.
 pub struct EncodedIter<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+    cursor: Cursor<'a>,
     offset: u64,
     left: u32,
 }
@@ -99,9 +97,17 @@ impl<'a> Iterator for EncodedIter<'a> {
         if self.left == 0 {
             return None;
         }
-        let rest = self.bytes.get(self.pos..)?;
-        let r = EncodedRecord::parse(rest, self.offset)?;
-        self.pos += r.raw.len();
+        let at = self.cursor.skip_record().ok()?;
+        let b = self.cursor.buffer();
+        let r = EncodedRecord {
+            offset: self.offset,
+            timestamp: at.timestamp,
+            key: at.key.map(|k| &b[k]),
+            value: &b[at.value],
+            raw: &b[at.start..self.cursor.pos],
+            headers_at: at.headers_at - at.start,
+            header_count: at.header_count,
+        };
         self.offset += 1;
         self.left -= 1;
         Some(r)
@@ -122,48 +128,7 @@ pub struct EncodedRecord<'a> {
     header_count: u32,
 }
 
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-impl<'a> EncodedRecord<'a> {
-    /// Parses the record at the start of `b`.
-    fn parse(b: &'a [u8], offset: u64) -> Option<Self> {
-        let timestamp = i64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
-        let key_len = le_u32(b, 8)?;
-        let mut at: usize = 12;
-        let key = if key_len == NO_KEY {
-            None
-        } else {
-            let n = usize::try_from(key_len).ok()?;
-            let k = b.get(at..at.checked_add(n)?)?;
-            at += n;
-            Some(k)
-        };
-        let n = usize::try_from(le_u32(b, at)?).ok()?;
-        at += 4;
-        let value = b.get(at..at.checked_add(n)?)?;
-        at += n;
-        let headers_at = at;
-        let header_count = le_u32(b, at)?;
-        at += 4;
-        for _ in 0..header_count {
-            for _ in 0..2 {
-                let n = usize::try_from(le_u32(b, at)?).ok()?;
-                at = at.checked_add(4 + n)?;
-            }
-        }
-        Some(EncodedRecord {
-            offset,
-            timestamp,
-            key,
-            value,
-            raw: b.get(..at)?,
-            headers_at,
-            header_count,
-        })
-    }
-
+impl EncodedRecord<'_> {
     /// Bytes of the encoded record.
     pub fn size(&self) -> usize {
         self.raw.len()
@@ -180,32 +145,7 @@ impl<'a> EncodedRecord<'a> {
     /// The record decoded, for the rare record a forwarding stage cannot forward as it
     /// is (one it dead-letters).
     pub fn to_record(&self, names: &mut Names) -> Result<Record, String> {
-        let mut headers = Vec::with_capacity(self.header_count.min(1024) as usize);
-        let mut at = self.headers_at + 4;
-        let field = |at: &mut usize| -> Result<&'a [u8], String> {
-            let n = le_u32(self.raw, *at)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or("short header")?;
-            let v = self
-                .raw
-                .get(*at + 4..*at + 4 + n)
-                .ok_or("header runs past the record")?;
-            *at += 4 + n;
-            Ok(v)
-        };
-        for _ in 0..self.header_count {
-            let name = names
-                .get_utf8(field(&mut at)?)
-                .map_err(|_| "header name is not UTF-8".to_string())?;
-            let value = Bytes::copy_from_slice(field(&mut at)?);
-            headers.push(Header { key: name, value });
-        }
-        Ok(Record {
-            key: self.key.map(Bytes::copy_from_slice),
-            value: Bytes::copy_from_slice(self.value),
-            headers,
-            timestamp: self.timestamp,
-        })
+        Cursor::decode_one(self.raw, names)
     }
 }
 
@@ -320,6 +260,7 @@ impl EncodedBatch {
 mod tests {
     use super::*;
     use crate::codec::{decode_batches, encode_batch};
+    use crate::record::Header;
 
     fn records() -> Vec<Record> {
         let mut with_headers = Record::new(Some(Bytes::from_static(b"k1")), "v1", 5);
