@@ -86,10 +86,7 @@ impl Partition {
             }
             result
         })?;
-        if self.config.durability == Durability::Batch {
-            self.committer.wait_durable(end, &self.ctx.poison)?;
-        }
-        Ok(base)
+        self.durable(base, end)
     }
 
     /// [`append`](Self::append) for a batch built from stored records
@@ -99,6 +96,12 @@ impl Partition {
         self.check_writable()?;
         let (buf, info) = batch.finish()?;
         let (base, end) = self.write_encoded(buf, &info)?;
+        self.durable(base, end)
+    }
+
+    /// The end of an append: `base` once the batch up to `end` is as durable as the
+    /// topic's durability asks (`batch` waits for its fdatasync).
+    fn durable(&self, base: u64, end: u64) -> Result<u64, StoreError> {
         if self.config.durability == Durability::Batch {
             self.committer.wait_durable(end, &self.ctx.poison)?;
         }
