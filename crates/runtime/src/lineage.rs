@@ -57,13 +57,31 @@ static HEADER_NAME: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(HEADER));
 pub fn header(stage: &str, origin: &str, offset: i64, index: u32) -> Header {
     Header {
         key: Arc::clone(&HEADER_NAME),
-        value: Bytes::from(format!("{stage}@{origin}#{offset}.{index}")),
+        value: Bytes::from(value(&prefix(stage, origin), offset, index)),
     }
 }
 
 /// `<stage>@<origin>#`: the part of a lineage header shared by one origin's outputs.
 pub fn prefix(stage: &str, origin: &str) -> Vec<u8> {
     format!("{stage}@{origin}#").into_bytes()
+}
+
+/// A lineage value in pieces, `<prefix><offset>.<index>`, the offset and index in
+/// decimal: for writers that copy the pieces where the value goes (the forwarding
+/// path writes them straight into its output batch).
+pub fn value_parts<'a>(prefix: &'a [u8], offset: &'a [u8], index: &'a [u8]) -> [&'a [u8]; 4] {
+    [prefix, offset, b".", index]
+}
+
+/// A lineage value from [`prefix`]'s prefix.
+fn value(prefix: &[u8], offset: i64, index: u32) -> Vec<u8> {
+    let (mut o, mut i) = (itoa::Buffer::new(), itoa::Buffer::new());
+    value_parts(
+        prefix,
+        o.format(offset).as_bytes(),
+        i.format(index).as_bytes(),
+    )
+    .concat()
 }
 
 /// Makes the lineage headers of a stage's outputs. Every value is written into one
@@ -84,12 +102,14 @@ impl Headers {
         if self.buf.capacity() < need {
             self.buf.reserve(need.max(HEADERS_CHUNK));
         }
-        self.buf.put_slice(prefix);
-        self.buf
-            .put_slice(itoa::Buffer::new().format(offset).as_bytes());
-        self.buf.put_u8(b'.');
-        self.buf
-            .put_slice(itoa::Buffer::new().format(index).as_bytes());
+        let (mut o, mut i) = (itoa::Buffer::new(), itoa::Buffer::new());
+        for part in value_parts(
+            prefix,
+            o.format(offset).as_bytes(),
+            i.format(index).as_bytes(),
+        ) {
+            self.buf.put_slice(part);
+        }
         Header {
             key: Arc::clone(&HEADER_NAME),
             value: self.buf.split().freeze(),

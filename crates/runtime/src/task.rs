@@ -345,12 +345,7 @@ impl Assembly {
                     {
                         // An oversize output is this record's error, not the stage's.
                         failed += 1;
-                        dead.push(dead_letter::record(
-                            &self.stage,
-                            rec,
-                            &format!("an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit"),
-                            1,
-                        ));
+                        dead.push(dead_letter::record(&self.stage, rec, &oversize(size), 1));
                         continue;
                     }
                     outs += 1;
@@ -613,6 +608,12 @@ impl PendingCommit {
 /// dead-letter their input. Kafka's brokers refuse ~1 MiB by default
 /// (`message.max.bytes`), so on Kafka the topic's own limit applies first.
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
+
+/// The error an input is dead-lettered with when an output of `size` bytes is over
+/// [`MAX_RECORD_BYTES`] (on the record path and the forwarding path alike).
+fn oversize(size: usize) -> String {
+    format!("an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit")
+}
 
 fn record_bytes(r: &ProduceRecord) -> usize {
     r.value.len()

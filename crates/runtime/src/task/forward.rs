@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use millrace_broker::{EncodedBatch, EncodedPoll, Names, ProduceRecord};
 
-use super::{Assembly, MAX_RECORD_BYTES};
+use super::{Assembly, MAX_RECORD_BYTES, oversize};
 use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
@@ -107,10 +107,12 @@ pub(super) fn assemble(
                     headers: decoded.headers,
                     timestamp: decoded.timestamp,
                 };
-                let error = format!(
-                    "an output of {size} bytes is over the {MAX_RECORD_BYTES}-byte record limit"
-                );
-                dead.push(dead_letter::record(&assembly.stage, &source, &error, 1));
+                dead.push(dead_letter::record(
+                    &assembly.stage,
+                    &source,
+                    &oversize(size),
+                    1,
+                ));
                 continue;
             }
             outs += 1;
@@ -141,7 +143,11 @@ pub(super) fn assemble(
                 }
                 let index = index_texts[output].as_bytes();
                 batch
-                    .push_with_header(&rec, lineage::HEADER, &[&prefix, at_text, b".", index])
+                    .push_with_header(
+                        &rec,
+                        lineage::HEADER,
+                        &lineage::value_parts(&prefix, at_text, index),
+                    )
                     .map_err(|e| RuntimeError::Stage {
                         stage: assembly.stage.clone(),
                         message: format!("forwarding a record: {e}"),
