@@ -571,10 +571,7 @@ struct PendingCommit {
 impl PendingCommit {
     fn add(&mut self, offsets: Vec<(TopicPartition, i64)>, records: u64) {
         for (tp, o) in offsets {
-            match self.offsets.iter_mut().find(|(t, _)| *t == tp) {
-                Some(slot) => slot.1 = slot.1.max(o),
-                None => self.offsets.push((tp, o)),
-            }
+            input::raise(&mut self.offsets, &tp, o);
         }
         self.records += records;
     }

@@ -47,14 +47,19 @@ impl Input {
                 let mut offsets: Vec<(TopicPartition, i64)> = Vec::new();
                 for p in polls {
                     let end = i64::try_from(p.records.next_offset()).unwrap_or(i64::MAX);
-                    match offsets.iter_mut().find(|(tp, _)| *tp == p.tp) {
-                        Some(slot) => slot.1 = slot.1.max(end),
-                        None => offsets.push((p.tp.clone(), end)),
-                    }
+                    raise(&mut offsets, &p.tp, end);
                 }
                 offsets
             }
         }
+    }
+}
+
+/// Raises `tp`'s offset in `offsets` to `offset` (adding it if it is not there).
+pub(super) fn raise(offsets: &mut Vec<(TopicPartition, i64)>, tp: &TopicPartition, offset: i64) {
+    match offsets.iter_mut().find(|(t, _)| t == tp) {
+        Some(slot) => slot.1 = slot.1.max(offset),
+        None => offsets.push((tp.clone(), offset)),
     }
 }
 
