@@ -116,9 +116,10 @@ pub(super) fn assemble(
                 continue;
             }
             outs += 1;
-            // What the record takes in a batch, with its lineage header (prefix, offset,
-            // '.', index) and the encoding's length fields: for cutting batches.
-            let stored = rec.size() + 8 + lineage::HEADER.len() + prefix.len() + at_text.len() + 11;
+            // What the record takes in a batch with its lineage header (prefix, offset,
+            // '.' and an index of up to 10 digits): for cutting batches.
+            let value_len = prefix.len() + at_text.len() + 11;
+            let stored = EncodedBatch::size_with_header(&rec, lineage::HEADER, value_len);
             for (output, partitions) in filling.iter_mut().enumerate() {
                 emitted += 1;
                 let parts = assembly.out_parts[output];
