@@ -262,7 +262,7 @@ pub fn encode_batch(
 /// out as `Bytes::slice`s of that buffer, so decoding copies nothing but header names.
 pub(crate) struct Cursor<'a> {
     buf: &'a Bytes,
-    pub(crate) pos: usize,
+    pos: usize,
     end: usize,
     /// Header names met so far in this batch: a name repeated on every record is
     /// decoded and allocated once.
@@ -339,21 +339,16 @@ impl Cursor<'_> {
         })
     }
 
-    /// Advances past one record without building it; where its fields lie.
-    pub(crate) fn skip_record(&mut self) -> Result<Layout, String> {
-        let start = self.take(8)?;
+    /// Advances past one record without building it.
+    pub(crate) fn skip_record(&mut self) -> Result<(), String> {
+        self.take(8)?;
         let key_len = self.u32()?;
-        let key = if key_len == NO_KEY {
-            None
-        } else {
+        if key_len != NO_KEY {
             let n = usize::try_from(key_len).map_err(|_| "key length does not fit".to_string())?;
-            let at = self.take(n)?;
-            Some(at..at + n)
-        };
+            self.take(n)?;
+        }
         let v = self.len()?;
-        let at = self.take(v)?;
-        let value = at..at + v;
-        let headers_at = self.pos;
+        self.take(v)?;
         let header_count = self.u32()?;
         for _ in 0..header_count {
             let n = self.len()?;
@@ -361,27 +356,8 @@ impl Cursor<'_> {
             let v = self.len()?;
             self.take(v)?;
         }
-        Ok(Layout {
-            start,
-            timestamp: i64_at(self.buf, start),
-            key,
-            value,
-            headers_at,
-            header_count,
-        })
+        Ok(())
     }
-}
-
-/// Where a record's fields lie in the buffer a [`Cursor`] walked; it ends at the
-/// cursor's position after the walk.
-pub(crate) struct Layout {
-    pub start: usize,
-    pub timestamp: i64,
-    pub key: Option<std::ops::Range<usize>>,
-    pub value: std::ops::Range<usize>,
-    /// Where its header count lies.
-    pub headers_at: usize,
-    pub header_count: u32,
 }
 
 impl<'a> Cursor<'a> {
@@ -393,11 +369,6 @@ impl<'a> Cursor<'a> {
             end: buf.len(),
             names: Names::default(),
         }
-    }
-
-    /// The buffer walked.
-    pub(crate) fn buffer(&self) -> &'a [u8] {
-        self.buf
     }
 
     /// Decodes the one record `raw` holds, with `names` shared by its caller's records.

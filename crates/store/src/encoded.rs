@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{self, BATCH_HEADER_LEN, Cursor, MAX_BATCH_BYTES, MIN_RECORD_LEN};
+use crate::codec::{self, BATCH_HEADER_LEN, Cursor, MAX_BATCH_BYTES, MIN_RECORD_LEN, NO_KEY};
 use crate::error::StoreError;
 use crate::record::{Names, Record};
 
@@ -56,7 +56,8 @@ impl EncodedRecords {
 
     pub fn iter(&self) -> EncodedIter<'_> {
         EncodedIter {
-            cursor: Cursor::over(&self.bytes),
+            bytes: &self.bytes,
+            pos: 0,
             offset: self.first_offset,
             left: self.count,
         }
@@ -82,10 +83,14 @@ impl EncodedRecords {
     }
 }
 
-/// Walks an [`EncodedRecords`] with the codec's own cursor. Ends early (short of its
-/// count) on bytes that do not parse, which a checked read never hands out.
+/// Walks an [`EncodedRecords`]. Ends early (short of its count) on bytes that do not
+/// parse, which a checked read never hands out. It does not walk with the codec's
+/// `Cursor` (as the read's check does): walking with it here as well, a 2 M-record
+/// 100 B copier ran 22 % more instructions (cachegrind: 3.96 G against 3.24 G), the
+/// cursor's `Result<_, String>` steps costing more than these `Option` ones.
 pub struct EncodedIter<'a> {
-    cursor: Cursor<'a>,
+    bytes: &'a [u8],
+    pos: usize,
     offset: u64,
     left: u32,
 }
@@ -97,17 +102,9 @@ impl<'a> Iterator for EncodedIter<'a> {
         if self.left == 0 {
             return None;
         }
-        let at = self.cursor.skip_record().ok()?;
-        let b = self.cursor.buffer();
-        let r = EncodedRecord {
-            offset: self.offset,
-            timestamp: at.timestamp,
-            key: at.key.map(|k| &b[k]),
-            value: &b[at.value],
-            raw: &b[at.start..self.cursor.pos],
-            headers_at: at.headers_at - at.start,
-            header_count: at.header_count,
-        };
+        let rest = self.bytes.get(self.pos..)?;
+        let r = EncodedRecord::parse(rest, self.offset)?;
+        self.pos += r.raw.len();
         self.offset += 1;
         self.left -= 1;
         Some(r)
@@ -128,7 +125,49 @@ pub struct EncodedRecord<'a> {
     header_count: u32,
 }
 
-impl EncodedRecord<'_> {
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl<'a> EncodedRecord<'a> {
+    /// Where the fields of the record at the start of `b` lie (the layout `codec`
+    /// documents).
+    fn parse(b: &'a [u8], offset: u64) -> Option<Self> {
+        let timestamp = i64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
+        let key_len = le_u32(b, 8)?;
+        let mut at: usize = 12;
+        let key = if key_len == NO_KEY {
+            None
+        } else {
+            let n = usize::try_from(key_len).ok()?;
+            let k = b.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(k)
+        };
+        let n = usize::try_from(le_u32(b, at)?).ok()?;
+        at += 4;
+        let value = b.get(at..at.checked_add(n)?)?;
+        at += n;
+        let headers_at = at;
+        let header_count = le_u32(b, at)?;
+        at += 4;
+        for _ in 0..header_count {
+            for _ in 0..2 {
+                let n = usize::try_from(le_u32(b, at)?).ok()?;
+                at = at.checked_add(4 + n)?;
+            }
+        }
+        Some(EncodedRecord {
+            offset,
+            timestamp,
+            key,
+            value,
+            raw: b.get(..at)?,
+            headers_at,
+            header_count,
+        })
+    }
+
     /// Bytes of the encoded record.
     pub fn size(&self) -> usize {
         self.raw.len()
