@@ -226,6 +226,16 @@ async fn replicated_topics_on_a_three_broker_cluster() {
     k.delete_topic(&nt.name).await.expect("delete");
 }
 
+/// A consumer of `topic` in `group`, from the earliest offset.
+fn member_of(group: &str, topic: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        group: Some(group.to_string()),
+        topics: vec![topic.to_string()],
+        offset_reset: OffsetReset::Earliest,
+        properties: BTreeMap::new(),
+    }
+}
+
 /// A member that loses partitions in a rebalance first waits for the work its owner
 /// has in flight (`hand_over_after`): the partitions' next owner gets them only once
 /// that work is done, so it finds every output the old owner wrote.
@@ -235,12 +245,7 @@ async fn revoked_partitions_go_to_the_next_owner_only_after_the_work_in_flight()
     let t = unique("handover");
     k.create_topic(&NewTopic::new(&t, 2)).await.expect("create");
     let group = unique("g");
-    let config = || ConsumerConfig {
-        group: Some(group.clone()),
-        topics: vec![t.clone()],
-        offset_reset: OffsetReset::Earliest,
-        properties: BTreeMap::new(),
-    };
+    let config = || member_of(&group, &t);
     let mut a = k.consumer(config()).await.expect("consumer a");
     let work = InFlight::default();
     a.hand_over_after(work.clone());
@@ -299,5 +304,83 @@ async fn revoked_partitions_go_to_the_next_owner_only_after_the_work_in_flight()
     );
     a.close().await.expect("close a");
     b.close().await.expect("close b");
+    k.delete_topic(&t).await.expect("delete");
+}
+
+/// Records reach a consumer through a queue its assigned partitions forward to
+/// (`kafka/fetched.rs`); librdkafka drops that forward when a partition is revoked and
+/// keeps its own away while an application's was set, so a partition given back must
+/// forward again, or its records would wait in librdkafka unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_given_back_after_a_rebalance_delivers_again() {
+    let Some(k) = kafka().await else { return };
+    let t = unique("giveback");
+    k.create_topic(&NewTopic::new(&t, 2)).await.expect("create");
+    let group = unique("g");
+    let config = || member_of(&group, &t);
+    let produce = |tag: &'static str| {
+        let k = k.clone();
+        let t = t.clone();
+        async move {
+            for p in 0..2 {
+                let records: Vec<ProduceRecord> = (0..50)
+                    .map(|i| ProduceRecord {
+                        partition: Some(p),
+                        ..ProduceRecord::value(format!("{tag}-{p}-{i}"))
+                    })
+                    .collect();
+                k.produce(&t, &records).await.expect("produce");
+            }
+        }
+    };
+    // Polls `c` until it has seen every `tag` record of both partitions.
+    async fn read_all(c: &mut Box<dyn millrace_broker::Consumer>, tag: &str) {
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < 100 {
+            assert!(
+                Instant::now() < deadline,
+                "saw {} of the 100 '{tag}' records: {seen:?}",
+                seen.len()
+            );
+            for r in c.poll(100, Duration::from_millis(100)).await.expect("poll") {
+                let v = String::from_utf8_lossy(&r.value).to_string();
+                if v.starts_with(tag) {
+                    assert!(v.starts_with(&format!("{tag}-{}-", r.partition)), "{v}");
+                    seen.insert(v);
+                }
+            }
+        }
+    }
+
+    let mut a = k.consumer(config()).await.expect("consumer a");
+    produce("before").await;
+    read_all(&mut a, "before").await;
+    assert_eq!(a.assignment().len(), 2);
+
+    // b takes one partition away from a, then leaves: a gets it back.
+    let mut b = k.consumer(config()).await.expect("consumer b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.assignment().is_empty() || a.assignment().len() != 1 {
+        assert!(Instant::now() < deadline, "b never got a partition");
+        a.poll(100, Duration::from_millis(50))
+            .await
+            .expect("poll a");
+        b.poll(100, Duration::from_millis(50))
+            .await
+            .expect("poll b");
+    }
+    b.close().await.expect("close b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.assignment().len() != 2 {
+        assert!(Instant::now() < deadline, "a never got its partition back");
+        a.poll(100, Duration::from_millis(50))
+            .await
+            .expect("poll a");
+    }
+
+    produce("after").await;
+    read_all(&mut a, "after").await;
+    a.close().await.expect("close a");
     k.delete_topic(&t).await.expect("delete");
 }

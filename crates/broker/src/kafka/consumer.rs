@@ -9,26 +9,31 @@
 //! A member losing partitions first waits for the work its owner has in flight (see
 //! `hand_over`), so the partitions' next owner finds all of it written.
 //!
+//! Records come from a queue of the consumer's own, which its partitions forward to
+//! from their assignment on and which a poll drains many at a time (`fetched`); the
+//! consumer queue keeps the rebalances, commits and errors, served first in each poll.
+//!
 //! The default assignment strategy is `cooperative-sticky`: a rebalance moves only the
 //! partitions that change owner, and the `Assigned`/`Revoked` lists are exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future as _;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance,
-    StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::Notify;
 
 use super::errors::{self, Subject};
+use super::fetched::{Fetched, FetchedRecord, Taken};
 use super::{KafkaBroker, blocking, config, log_librdkafka};
 use crate::api::{
     ConsumedRecord, Consumer, ConsumerConfig, Header, Names, OffsetReset, Rebalance, Result, Seek,
@@ -68,6 +73,14 @@ pub(crate) struct GroupContext {
     /// Partitions revoked since `poll` last looked: the records it collected from them
     /// before the revocation are not returned.
     revoked_in_poll: Mutex<Vec<TopicPartition>>,
+    /// The queue assigned partitions deliver their records to (set once the client
+    /// exists, before anything is assigned).
+    fetched: OnceLock<Fetched>,
+    /// Told when records or events arrive, by either queue's callback.
+    wake: Arc<Notify>,
+    /// Events served from the consumer queue (rebalances, commits): a poll that
+    /// served one looks again, as the queue may hold more.
+    events: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,8 +110,19 @@ impl ConsumerContext for GroupContext {
     /// this member rejoins the group: no other member can be handed them until this
     /// returns (with the eager protocol as with the cooperative one).
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
-        let KRebalance::Revoke(tpl) = rebalance else {
-            return;
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let tpl = match rebalance {
+            KRebalance::Assign(tpl) => {
+                // Before librdkafka starts fetching them (it assigns after this).
+                if let Some(f) = self.fetched.get() {
+                    for e in tpl.elements() {
+                        f.forward(e.topic(), e.partition());
+                    }
+                }
+                return;
+            }
+            KRebalance::Revoke(tpl) => tpl,
+            KRebalance::Error(_) => return,
         };
         if tpl.count() == 0 {
             return;
@@ -141,9 +165,14 @@ impl ConsumerContext for GroupContext {
             KRebalance::Error(e) => tracing::warn!("consumer group rebalance failed: {e}"),
         }
     }
+
+    fn commit_callback(&self, _result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        // `commit` reports its own result; this only counts the event.
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-type Inner = StreamConsumer<GroupContext>;
+type Inner = BaseConsumer<GroupContext>;
 
 /// A consumer of Kafka topics.
 pub struct KafkaConsumer {
@@ -154,6 +183,8 @@ pub struct KafkaConsumer {
     /// Partition counts of the subscribed topics, for checks and group-less assignment.
     partitions: BTreeMap<String, i32>,
     names: Names,
+    /// Topic names by librdkafka's topic handle, for records taken in batches.
+    topic_names: Vec<(usize, Arc<str>)>,
 }
 
 impl KafkaConsumer {
@@ -190,16 +221,32 @@ impl KafkaConsumer {
                 );
             }
         }
-        let consumer: Inner = cfg
-            .create_with_context(GroupContext::default())
-            .map_err(|e| {
-                BrokerError::Invalid(format!(
-                    "client settings: {}",
-                    config::redact(&e.to_string(), &props)
-                ))
-            })?;
-
-        if config.group.is_some() {
+        let mut consumer: Inner =
+            cfg.create_with_context(GroupContext::default())
+                .map_err(|e| {
+                    BrokerError::Invalid(format!(
+                        "client settings: {}",
+                        config::redact(&e.to_string(), &props)
+                    ))
+                })?;
+        let wake = consumer.context().wake.clone();
+        consumer.set_nonempty_callback(move || wake.notify_one());
+        let ctx = consumer.context();
+        let fetched = Fetched::new(consumer.client().native_ptr(), ctx.wake.clone());
+        let _ = ctx.fetched.set(fetched);
+        // From here on, dropping `this` (also on an error below) gives the queue back
+        // before the client goes.
+        let this = KafkaConsumer {
+            consumer: Some(Arc::new(consumer)),
+            group: config.group,
+            timeout: inner.timeout,
+            partitions,
+            names: Names::default(),
+            topic_names: Vec::new(),
+        };
+        let consumer = this.handle()?;
+        let ctx = consumer.context();
+        if this.group.is_some() {
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
             consumer
                 .subscribe(&topics)
@@ -212,27 +259,23 @@ impl KafkaConsumer {
             };
             let mut tpl = TopicPartitionList::new();
             let mut all = Vec::new();
-            for (t, n) in &partitions {
+            for (t, n) in &this.partitions {
                 for p in 0..*n {
                     tpl.add_partition_offset(t, p, start)
                         .map_err(|e| errors::from_kafka(&e, Subject::Topic(t)))?;
+                    if let Some(f) = ctx.fetched.get() {
+                        f.forward(t, p);
+                    }
                     all.push(TopicPartition::new(t.clone(), p));
                 }
             }
             consumer
                 .assign(&tpl)
                 .map_err(|e| errors::from_kafka(&e, Subject::None))?;
-            let ctx = consumer.context();
             lock(&ctx.owned).extend(all.iter().cloned());
             lock(&ctx.rebalances).push(Rebalance::Assigned(all));
         }
-        Ok(KafkaConsumer {
-            consumer: Some(Arc::new(consumer)),
-            group: config.group,
-            timeout: inner.timeout,
-            partitions,
-            names: Names::default(),
-        })
+        Ok(this)
     }
 
     fn handle(&self) -> Result<&Arc<Inner>> {
@@ -241,55 +284,127 @@ impl KafkaConsumer {
             .ok_or_else(|| BrokerError::Invalid("the consumer is closed".into()))
     }
 
-    /// Turns a message into a record, or an error into `Ok(None)` (transient, retried by
-    /// librdkafka) or `Err` (the user must act). The record's bytes are copied into
-    /// `arena`: a poll's records share its chunks, one allocation for hundreds of small
-    /// records instead of two each.
+    /// Turns a message from the consumer queue into a record, or an error into
+    /// `Ok(None)` (transient, retried by librdkafka) or `Err` (the user must act).
     fn record(
         m: std::result::Result<BorrowedMessage<'_>, KafkaError>,
         names: &mut Names,
         arena: &mut BytesMut,
     ) -> Result<Option<ConsumedRecord>> {
-        let mut copy = |b: &[u8]| {
-            if arena.capacity() - arena.len() < b.len() {
-                arena.reserve(b.len().max(ARENA_CHUNK));
-            }
-            arena.extend_from_slice(b);
-            arena.split().freeze()
-        };
         match m {
             Ok(m) => Ok(Some(ConsumedRecord {
                 topic: names.get(m.topic()),
                 partition: m.partition(),
                 offset: m.offset(),
-                key: m.key().map(&mut copy),
-                value: m.payload().map(&mut copy).unwrap_or_default(),
+                key: m.key().map(|b| copy(arena, b)),
+                value: m.payload().map(|b| copy(arena, b)).unwrap_or_default(),
                 headers: m
                     .headers()
                     .map(|hs| {
                         hs.iter()
                             .map(|h| Header {
                                 key: names.get(h.key),
-                                value: h.value.map(&mut copy).unwrap_or_default(),
+                                value: h.value.map(|b| copy(arena, b)).unwrap_or_default(),
                             })
                             .collect()
                     })
                     .unwrap_or_default(),
                 timestamp: m.timestamp().to_millis().unwrap_or(-1),
             })),
-            Err(e) => match e.rdkafka_error_code() {
-                Some(
-                    c @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::GroupAuthorizationFailed
-                    | RDKafkaErrorCode::SaslAuthenticationFailed
-                    | RDKafkaErrorCode::Authentication
-                    | RDKafkaErrorCode::Fatal),
-                ) => Err(errors::from_code(c, Subject::None)),
-                _ => {
-                    tracing::warn!("kafka consumer: {e} (librdkafka retries)");
-                    Ok(None)
+            Err(e) => {
+                consumer_error(e.rdkafka_error_code(), &e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The same for a record taken from the fetched queue.
+    fn fetched_record(&mut self, m: &FetchedRecord<'_>, arena: &mut BytesMut) -> ConsumedRecord {
+        let handle = m.topic_handle();
+        let topic = match self.topic_names.iter().find(|(h, _)| *h == handle) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name = self.names.get(&m.topic());
+                self.topic_names.push((handle, name.clone()));
+                name
+            }
+        };
+        let mut headers = Vec::new();
+        m.headers(|key, value| {
+            headers.push(Header {
+                key: self.names.get(key),
+                value: value.map(|b| copy(arena, b)).unwrap_or_default(),
+            });
+        });
+        ConsumedRecord {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|b| copy(arena, b)),
+            value: m.value().map(|b| copy(arena, b)).unwrap_or_default(),
+            headers,
+            timestamp: m.timestamp(),
+        }
+    }
+
+    /// Serves the consumer queue without waiting: rebalance callbacks, commit events,
+    /// errors, and the records of any partition that does not forward to the fetched
+    /// queue.
+    fn serve_events(
+        &mut self,
+        c: &Inner,
+        out: &mut Vec<ConsumedRecord>,
+        max: usize,
+        arena: &mut BytesMut,
+    ) -> Result<()> {
+        let ctx = c.context();
+        while out.len() < max {
+            let served = ctx.events.load(Ordering::Relaxed);
+            let polled = c.poll(Duration::ZERO);
+            // A rebalance callback may have run inside that poll: what was collected
+            // before it from partitions it revoked is their next owner's (who starts
+            // at the committed offset), as Java's consumer never returns such records
+            // after `onPartitionsRevoked`. The record the poll returned comes after it.
+            drop_revoked(out, &mut lock(&ctx.revoked_in_poll));
+            match polled {
+                Some(m) => {
+                    if let Some(r) = Self::record(m, &mut self.names, arena)? {
+                        out.push(r);
+                    }
                 }
-            },
+                // Empty, unless that poll served an event (it then returns nothing).
+                None if ctx.events.load(Ordering::Relaxed) == served => return Ok(()),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies `b` into `arena`: a poll's records share its chunks, one allocation for
+/// hundreds of small records instead of two each.
+fn copy(arena: &mut BytesMut, b: &[u8]) -> Bytes {
+    if arena.capacity() - arena.len() < b.len() {
+        arena.reserve(b.len().max(ARENA_CHUNK));
+    }
+    arena.extend_from_slice(b);
+    arena.split().freeze()
+}
+
+/// A consumer error from librdkafka: `Err` for those the user must act on, else
+/// logged (librdkafka retries).
+fn consumer_error(code: Option<RDKafkaErrorCode>, what: &dyn std::fmt::Display) -> Result<()> {
+    match code {
+        Some(
+            c @ (RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::Fatal),
+        ) => Err(errors::from_code(c, Subject::None)),
+        _ => {
+            tracing::warn!("kafka consumer: {what} (librdkafka retries)");
+            Ok(())
         }
     }
 }
@@ -322,47 +437,47 @@ impl Consumer for KafkaConsumer {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut arena = BytesMut::new();
+        let ctx = c.context();
         // Revocations before this poll concern no record of it.
-        lock(&c.context().revoked_in_poll).clear();
-        // Wait for the first record, then take whatever else is already fetched.
-        while out.is_empty() {
+        lock(&ctx.revoked_in_poll).clear();
+        loop {
+            // Events first: a revocation served here drops what librdkafka fetched
+            // for those partitions before the fetched records are taken.
+            self.serve_events(&c, &mut out, max, &mut arena)?;
+            if out.len() < max
+                && let Some(fetched) = ctx.fetched.get()
+            {
+                let mut failed = Ok(());
+                fetched.take(max - out.len(), |taken| match taken {
+                    Taken::Record(m) => {
+                        if out.capacity() == 0 {
+                            // Room for what is probably fetched already, once a record
+                            // has come: growing by doubling from one would copy a
+                            // large poll's records over and over.
+                            out.reserve(max.min(PREFETCHED));
+                        }
+                        let r = self.fetched_record(&m, &mut arena);
+                        out.push(r);
+                    }
+                    Taken::Error(code, text) => {
+                        if failed.is_ok() {
+                            failed = consumer_error(Some(code), &text);
+                        }
+                    }
+                });
+                failed?;
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, c.recv()).await {
-                Ok(m) => {
-                    // No record is in hand yet: nothing collected can be stale.
-                    lock(&c.context().revoked_in_poll).clear();
-                    if let Some(r) = Self::record(m, &mut self.names, &mut arena)? {
-                        out.push(r);
-                    }
-                }
-                Err(_) => return Ok(out),
+            if left.is_zero() {
+                return Ok(out);
             }
+            // Either queue's callback wakes this; a wake-up that came since the
+            // queues were looked at is kept by `Notify` and ends this wait at once.
+            let _ = tokio::time::timeout(left, ctx.wake.notified()).await;
         }
-        // Room for what is probably fetched already, once a record has come: growing
-        // by doubling from one would copy a large poll's records over and over.
-        out.reserve(max.min(PREFETCHED) - out.len());
-        // Polled once with a no-op waker, not with a zero `tokio::time::timeout`: that
-        // one waits for the timer's next millisecond tick whenever the queue is empty.
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        while out.len() < max {
-            let next = std::pin::pin!(c.recv());
-            let polled = next.poll(&mut cx);
-            // A rebalance callback may have run inside that `recv`: what was collected
-            // before it from partitions it revoked is their next owner's (who starts at
-            // the committed offset), as Java's consumer never returns such records
-            // after `onPartitionsRevoked`. The record `recv` returned comes after it.
-            drop_revoked(&mut out, &mut lock(&c.context().revoked_in_poll));
-            match polled {
-                std::task::Poll::Ready(m) => {
-                    if let Some(r) = Self::record(m, &mut self.names, &mut arena)? {
-                        out.push(r);
-                    }
-                }
-                std::task::Poll::Pending => break,
-            }
-        }
-        Ok(out)
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
@@ -437,15 +552,8 @@ impl Consumer for KafkaConsumer {
         let Some(c) = self.consumer.take() else {
             return Ok(());
         };
-        // Dropping the last handle leaves the group (librdkafka's consumer close), which
-        // blocks until the group coordinator has been told.
         let timeout = self.timeout;
-        let done = blocking(move || {
-            if c.subscription().map(|s| s.count() > 0).unwrap_or(false) {
-                c.unsubscribe();
-            }
-            drop(c);
-        });
+        let done = blocking(move || close_blocking(c, timeout));
         match tokio::time::timeout(timeout * 3, done).await {
             Ok(r) => r,
             Err(_) => Err(BrokerError::Timeout(super::millis(timeout * 3))),
@@ -457,14 +565,47 @@ impl Drop for KafkaConsumer {
     fn drop(&mut self) {
         // Closing blocks; keep it off the async workers when there are some.
         if let Some(c) = self.consumer.take() {
+            let timeout = self.timeout;
             match tokio::runtime::Handle::try_current() {
                 Ok(h) => {
-                    h.spawn_blocking(move || drop(c));
+                    h.spawn_blocking(move || close_blocking(c, timeout));
                 }
-                Err(_) => drop(c),
+                Err(_) => close_blocking(c, timeout),
             }
         }
     }
+}
+
+/// How long each poll of a closing consumer waits for the close to finish.
+const CLOSE_POLL: Duration = Duration::from_millis(5);
+
+/// Gives the fetched queue back, leaves the group (librdkafka's consumer close, which
+/// waits for the group coordinator) and drops the client.
+///
+/// rdkafka's own close, in its `Drop`, polls in 100 ms steps and so takes a tenth of a
+/// second after the group is left: at the end of every stage and of every tail read.
+/// This polls in `CLOSE_POLL` steps instead; rdkafka's `Drop` then finds the consumer
+/// closed, and says so at error level under `rdkafka::consumer::base_consumer` (the
+/// CLI's log filter drops that one line).
+fn close_blocking(c: Arc<Inner>, timeout: Duration) {
+    if let Some(f) = c.context().fetched.get() {
+        f.release();
+    }
+    if c.subscription().map(|s| s.count() > 0).unwrap_or(false) {
+        c.unsubscribe();
+    }
+    match c.close_queue() {
+        Ok(()) => {
+            let deadline = Instant::now() + timeout;
+            while !c.closed() && Instant::now() < deadline {
+                // Serves the revocation and the close's own ops; a record it returns
+                // is not committed, so its partition's next owner reads it again.
+                let _ = c.poll(CLOSE_POLL);
+            }
+        }
+        Err(e) => tracing::debug!("closing the Kafka consumer: {e}"),
+    }
+    drop(c);
 }
 
 /// Moves the position of `tp`. Offsets are clamped to what the partition holds (as on

@@ -4,6 +4,7 @@
 //! - `mod.rs` (here): `KafkaBroker`: connecting, producing, and the shared client state.
 //! - `admin`: topics create / list / describe / delete, committed offsets.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
+//! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `config`: client settings, the `.properties` reader, secret redaction.
 //! - `errors`: Kafka's error codes in plain words.
 //!
@@ -17,6 +18,7 @@ mod admin;
 mod config;
 mod consumer;
 mod errors;
+mod fetched;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
