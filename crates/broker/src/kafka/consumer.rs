@@ -17,7 +17,7 @@
 //! partitions that change owner, and the `Assigned`/`Revoked` lists are exactly those.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance,
 };
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -52,6 +52,13 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Notices joins and leaves of other members within about a second.
     ("heartbeat.interval.ms", "1000"),
+    // Heartbeats come from librdkafka's own thread, so only a dead process (or a lost
+    // network) misses them. A group's rebalance waits for every member it knows,
+    // including one that died without leaving (or a joining member left half-joined
+    // when its process ended, which the broker keeps as "pending"): the other
+    // members sat idle for librdkafka's 45 s until the broker gave up on it. 10 s
+    // bounds that wait, and a crashed process's partitions move on as soon.
+    ("session.timeout.ms", "10000"),
     // librdkafka pauses fetching a partition for this long once its local queue is
     // full (default 1 s); a stage that drains quickly would then sit idle.
     ("fetch.queue.backoff.ms", "20"),
@@ -78,9 +85,9 @@ pub(crate) struct GroupContext {
     fetched: OnceLock<Fetched>,
     /// Told when records or events arrive, by either queue's callback.
     wake: Arc<Notify>,
-    /// Events served from the consumer queue (rebalances, commits): a poll that
-    /// served one looks again, as the queue may hold more.
-    events: AtomicU64,
+    /// Whether this consumer has been given an assignment (an empty one counts): its
+    /// first join into the group is complete (set at once without a group).
+    joined: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,9 +117,9 @@ impl ConsumerContext for GroupContext {
     /// this member rejoins the group: no other member can be handed them until this
     /// returns (with the eager protocol as with the cooperative one).
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
-        self.events.fetch_add(1, Ordering::Relaxed);
         let tpl = match rebalance {
             KRebalance::Assign(tpl) => {
+                self.joined.store(true, Ordering::Release);
                 // Before librdkafka starts fetching them (it assigns after this).
                 if let Some(f) = self.fetched.get() {
                     for e in tpl.elements() {
@@ -164,11 +171,6 @@ impl ConsumerContext for GroupContext {
             }
             KRebalance::Error(e) => tracing::warn!("consumer group rebalance failed: {e}"),
         }
-    }
-
-    fn commit_callback(&self, _result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        // `commit` reports its own result; this only counts the event.
-        self.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -274,6 +276,7 @@ impl KafkaConsumer {
                 .map_err(|e| errors::from_kafka(&e, Subject::None))?;
             lock(&ctx.owned).extend(all.iter().cloned());
             lock(&ctx.rebalances).push(Rebalance::Assigned(all));
+            ctx.joined.store(true, Ordering::Release);
         }
         Ok(this)
     }
@@ -358,8 +361,7 @@ impl KafkaConsumer {
         arena: &mut BytesMut,
     ) -> Result<()> {
         let ctx = c.context();
-        while out.len() < max {
-            let served = ctx.events.load(Ordering::Relaxed);
+        for _ in 0..EVENTS_PER_POLL {
             let polled = c.poll(Duration::ZERO);
             // A rebalance callback may have run inside that poll: what was collected
             // before it from partitions it revoked is their next owner's (who starts
@@ -370,16 +372,26 @@ impl KafkaConsumer {
                 Some(m) => {
                     if let Some(r) = Self::record(m, &mut self.names, arena)? {
                         out.push(r);
+                        if out.len() >= max {
+                            return Ok(());
+                        }
                     }
                 }
-                // Empty, unless that poll served an event (it then returns nothing).
-                None if ctx.events.load(Ordering::Relaxed) == served => return Ok(()),
-                None => {}
+                // Nothing returned: the queue was empty, or the poll served an event.
+                None => {
+                    if !ctx.fetched.get().is_some_and(Fetched::events_waiting) {
+                        return Ok(());
+                    }
+                }
             }
         }
         Ok(())
     }
 }
+
+/// Events (and records of partitions not forwarded) a poll serves at most before it
+/// takes fetched records: a bound, should librdkafka keep adding log lines.
+const EVENTS_PER_POLL: usize = 1024;
 
 /// Copies `b` into `arena`: a poll's records share its chunks, one allocation for
 /// hundreds of small records instead of two each.
@@ -576,6 +588,9 @@ impl Drop for KafkaConsumer {
     }
 }
 
+/// How long a closing consumer waits at most for its first join to complete.
+const JOIN_BEFORE_CLOSE: Duration = Duration::from_secs(5);
+
 /// How long each poll of a closing consumer waits for the close to finish.
 const CLOSE_POLL: Duration = Duration::from_millis(5);
 
@@ -588,6 +603,19 @@ const CLOSE_POLL: Duration = Duration::from_millis(5);
 /// closed, and says so at error level under `rdkafka::consumer::base_consumer` (the
 /// CLI's log filter drops that one line).
 fn close_blocking(c: Arc<Inner>, timeout: Duration) {
+    // A member that closes while its first join is under way does not leave the group:
+    // librdkafka sends no LeaveGroup yet, the broker adds the member when the join
+    // completes, and every later rebalance of the group waits for it until its session
+    // times out (a second run of a pipeline started then sat idle that long). So such a
+    // member first finishes joining (the records it is then given are not committed:
+    // their next owner reads them).
+    let deadline = Instant::now() + timeout.min(JOIN_BEFORE_CLOSE);
+    while c.subscription().map(|s| s.count() > 0).unwrap_or(false)
+        && !c.context().joined.load(Ordering::Acquire)
+        && Instant::now() < deadline
+    {
+        let _ = c.poll(CLOSE_POLL);
+    }
     if let Some(f) = c.context().fetched.get() {
         f.release();
     }

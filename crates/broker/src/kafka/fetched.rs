@@ -45,6 +45,9 @@ pub(crate) struct Fetched {
 struct Handles {
     client: NativeClient,
     queue: *mut rd::rd_kafka_queue_t,
+    /// The consumer queue (rebalances, commits, librdkafka's log lines), only to ask
+    /// whether it holds anything.
+    events: *mut rd::rd_kafka_queue_t,
 }
 
 // SAFETY: librdkafka's client and queue handles may be used from any thread
@@ -92,8 +95,27 @@ impl Fetched {
                 );
             }
         }
+        // SAFETY: as above; a new reference to the consumer queue, released with ours.
+        let events = unsafe { rd::rd_kafka_queue_get_consumer(client) };
+        let handles = (!queue.is_null() && !events.is_null()).then_some(Handles {
+            client,
+            queue,
+            events,
+        });
+        if handles.is_none() {
+            // SAFETY: each handle is live if not null, and not used again.
+            unsafe {
+                if !queue.is_null() {
+                    rd::rd_kafka_queue_cb_event_enable(queue, None, ptr::null_mut());
+                    rd::rd_kafka_queue_destroy(queue);
+                }
+                if !events.is_null() {
+                    rd::rd_kafka_queue_destroy(events);
+                }
+            }
+        }
         Fetched {
-            handles: Mutex::new((!queue.is_null()).then_some(Handles { client, queue })),
+            handles: Mutex::new(handles),
             _wake: wake,
         }
     }
@@ -170,6 +192,20 @@ impl Fetched {
         taken
     }
 
+    /// Whether the consumer queue holds anything to serve. One `poll` of rdkafka
+    /// serves one event and says nothing when it was a log line or a commit, so its
+    /// answer alone cannot tell an empty queue; and an event left there would hold
+    /// back the wake-up of the next (its callback fires when the queue stops being
+    /// empty).
+    pub(crate) fn events_waiting(&self) -> bool {
+        let handles = self.handles();
+        let Some(h) = handles.as_ref() else {
+            return false;
+        };
+        // SAFETY: the handle is live (checked under the lock).
+        unsafe { rd::rd_kafka_queue_length(h.events) > 0 }
+    }
+
     /// Switches off the wake-ups and gives the queue back to librdkafka. Must run
     /// before the consumer is closed or dropped (there is no `Drop` doing it: this
     /// value lives in the client's context, which outlives the client); later
@@ -181,6 +217,8 @@ impl Fetched {
             unsafe {
                 rd::rd_kafka_queue_cb_event_enable(h.queue, None, ptr::null_mut());
                 rd::rd_kafka_queue_destroy(h.queue);
+                // librdkafka: released before the consumer is closed.
+                rd::rd_kafka_queue_destroy(h.events);
             }
         }
     }
