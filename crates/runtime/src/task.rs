@@ -121,6 +121,9 @@ impl StageTask {
         // acknowledgements take a round trip (Kafka).
         let depth = self.broker.sends_in_flight().max(1);
         let mut out = Outgoing::new(Lineage::new(&self.stage));
+        // Each input partition's offset after the last record read (polled, not yet
+        // committed).
+        let mut read_to: Vec<(TopicPartition, i64)> = Vec::new();
         // A copier or merger moves records as stored where the backend offers it, and
         // where nothing is added to them but the lineage (no batch stamp).
         let forwarding = self.operator.forwards()
@@ -148,6 +151,16 @@ impl StageTask {
                 Between::Work => {}
                 Between::Again => continue,
                 Between::Over => return Ok(()),
+            }
+            // A --batch run that has read its batch of every partition it owns waits for
+            // what is in flight, not for records (a poll would wait `idle_wait` first).
+            if !out.inflight.is_empty()
+                && let Some(c) = &self.completion
+                && read_all(c, &consumer.assignment(), next, &read_to)
+            {
+                out.settle(&self.stage, &self.counters, consumer, next, true)
+                    .await?;
+                continue;
             }
             let mut stop = self.stop.clone();
             let (max, wait) = (self.max_batch, self.idle_wait());
@@ -179,6 +192,8 @@ impl StageTask {
             for r in &rebalances {
                 if let millrace_broker::Rebalance::Revoked(lost) = r {
                     out.forget(lost);
+                    // Should they come back, they are read again from their commit.
+                    read_to.retain(|(tp, _)| !lost.contains(tp));
                 }
             }
             // Partitions gained may replay records whose outputs were written (by this
@@ -218,6 +233,9 @@ impl StageTask {
                 }
             }
             let offsets = batch.next_offsets();
+            for (tp, o) in &offsets {
+                input::raise(&mut read_to, tp, *o);
+            }
             // At most `depth` batches in flight: the oldest is waited for first (its
             // commit follows the new produce's start).
             while out.inflight.len() >= depth {
@@ -663,6 +681,28 @@ pub(crate) async fn start_positions(
         }
     }
     Ok(next)
+}
+
+/// Whether every partition in `assignment` has been read up to where this --batch run
+/// ends (`next`: committed; `read_to`: read since). With no partition, nothing is known
+/// to be read.
+fn read_all(
+    completion: &Completion,
+    assignment: &[TopicPartition],
+    next: &BTreeMap<TopicPartition, i64>,
+    read_to: &[(TopicPartition, i64)],
+) -> bool {
+    !assignment.is_empty()
+        && assignment.iter().all(|tp| {
+            let read = read_to
+                .iter()
+                .find(|(t, _)| t == tp)
+                .map(|(_, o)| *o)
+                .into_iter()
+                .chain(next.get(tp).copied())
+                .max();
+            read.is_some_and(|o| o >= completion.limit(&tp.topic, tp.partition))
+        })
 }
 
 /// How long a stage keeps retrying a broker that is unavailable before it stops.
