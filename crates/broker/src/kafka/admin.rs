@@ -356,7 +356,10 @@ impl Admin {
 }
 
 /// A partition's low and high watermarks. Right after a create the leader may not serve
-/// offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`): retried until `timeout`.
+/// offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`); right after a broker is
+/// lost, a query sent to it fails once librdkafka learns it is gone (`DestroyBroker`,
+/// `BrokerTransportFailure`) and the next goes to the new leader: retried until
+/// `timeout`.
 fn watermarks(
     client: &AdminClient<LogContext>,
     topic: &str,
@@ -373,6 +376,8 @@ fn watermarks(
                         RDKafkaErrorCode::NotLeaderForPartition
                             | RDKafkaErrorCode::LeaderNotAvailable
                             | RDKafkaErrorCode::NotCoordinator
+                            | RDKafkaErrorCode::DestroyBroker
+                            | RDKafkaErrorCode::BrokerTransportFailure
                     )
                 ) && Instant::now() < deadline =>
             {
