@@ -694,14 +694,10 @@ fn read_all(
 ) -> bool {
     !assignment.is_empty()
         && assignment.iter().all(|tp| {
-            let read = read_to
-                .iter()
-                .find(|(t, _)| t == tp)
-                .map(|(_, o)| *o)
-                .into_iter()
-                .chain(next.get(tp).copied())
-                .max();
-            read.is_some_and(|o| o >= completion.limit(&tp.topic, tp.partition))
+            let read = read_to.iter().find(|(t, _)| t == tp).map(|(_, o)| *o);
+            // `None` (nothing known) is below any offset.
+            read.max(next.get(tp).copied())
+                .is_some_and(|o| o >= completion.limit(&tp.topic, tp.partition))
         })
 }
 

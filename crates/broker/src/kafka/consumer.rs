@@ -86,7 +86,7 @@ pub(crate) struct GroupContext {
     /// Told when records or events arrive, by either queue's callback.
     wake: Arc<Notify>,
     /// Whether this consumer has been given an assignment (an empty one counts): its
-    /// first join into the group is complete (set at once without a group).
+    /// first join into the group is complete.
     joined: AtomicBool,
 }
 
@@ -276,7 +276,6 @@ impl KafkaConsumer {
                 .map_err(|e| errors::from_kafka(&e, Subject::None))?;
             lock(&ctx.owned).extend(all.iter().cloned());
             lock(&ctx.rebalances).push(Rebalance::Assigned(all));
-            ctx.joined.store(true, Ordering::Release);
         }
         Ok(this)
     }
@@ -609,17 +608,15 @@ fn close_blocking(c: Arc<Inner>, timeout: Duration) {
     // times out (a second run of a pipeline started then sat idle that long). So such a
     // member first finishes joining (the records it is then given are not committed:
     // their next owner reads them).
+    let subscribed = c.subscription().map(|s| s.count() > 0).unwrap_or(false);
     let deadline = Instant::now() + timeout.min(JOIN_BEFORE_CLOSE);
-    while c.subscription().map(|s| s.count() > 0).unwrap_or(false)
-        && !c.context().joined.load(Ordering::Acquire)
-        && Instant::now() < deadline
-    {
+    while subscribed && !c.context().joined.load(Ordering::Acquire) && Instant::now() < deadline {
         let _ = c.poll(CLOSE_POLL);
     }
     if let Some(f) = c.context().fetched.get() {
         f.release();
     }
-    if c.subscription().map(|s| s.count() > 0).unwrap_or(false) {
+    if subscribed {
         c.unsubscribe();
     }
     match c.close_queue() {

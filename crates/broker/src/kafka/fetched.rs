@@ -82,11 +82,29 @@ impl Fetched {
     /// `client` must be a live consumer handle that outlives this queue until
     /// `release` (the owner calls it before the client is dropped).
     pub(crate) fn new(client: NativeClient, wake: Arc<Notify>) -> Fetched {
-        // SAFETY: `client` is a live consumer; the queue is released in `release`.
-        let queue = unsafe { rd::rd_kafka_queue_new(client) };
-        if !queue.is_null() {
-            // SAFETY: the queue was just created; `wake` lives as long as `self`
-            // and the callback is switched off before the queue is destroyed.
+        // SAFETY: `client` is a live consumer; the queue is new, the consumer queue a
+        // new reference to it: both are given back in `release` (or here, if the
+        // other one could not be had).
+        let (queue, events) = unsafe {
+            (
+                rd::rd_kafka_queue_new(client),
+                rd::rd_kafka_queue_get_consumer(client),
+            )
+        };
+        let handles = if queue.is_null() || events.is_null() {
+            // SAFETY: each handle is live if not null, and not used again.
+            unsafe {
+                if !queue.is_null() {
+                    rd::rd_kafka_queue_destroy(queue);
+                }
+                if !events.is_null() {
+                    rd::rd_kafka_queue_destroy(events);
+                }
+            }
+            None
+        } else {
+            // SAFETY: the queue is live; `wake` lives as long as `self` and the callback
+            // is switched off in `release`, before the queue is destroyed.
             unsafe {
                 rd::rd_kafka_queue_cb_event_enable(
                     queue,
@@ -94,26 +112,12 @@ impl Fetched {
                     Arc::as_ptr(&wake) as *mut c_void,
                 );
             }
-        }
-        // SAFETY: as above; a new reference to the consumer queue, released with ours.
-        let events = unsafe { rd::rd_kafka_queue_get_consumer(client) };
-        let handles = (!queue.is_null() && !events.is_null()).then_some(Handles {
-            client,
-            queue,
-            events,
-        });
-        if handles.is_none() {
-            // SAFETY: each handle is live if not null, and not used again.
-            unsafe {
-                if !queue.is_null() {
-                    rd::rd_kafka_queue_cb_event_enable(queue, None, ptr::null_mut());
-                    rd::rd_kafka_queue_destroy(queue);
-                }
-                if !events.is_null() {
-                    rd::rd_kafka_queue_destroy(events);
-                }
-            }
-        }
+            Some(Handles {
+                client,
+                queue,
+                events,
+            })
+        };
         Fetched {
             handles: Mutex::new(handles),
             _wake: wake,
@@ -126,15 +130,15 @@ impl Fetched {
     }
 
     /// Makes `topic`/`partition` deliver its fetched records here. Call it before the
-    /// partition is assigned; returns whether it took (when it did not, the records
-    /// come through the consumer queue).
-    pub(crate) fn forward(&self, topic: &str, partition: i32) -> bool {
+    /// partition is assigned. Where it does not take (a released queue, a name librdkafka
+    /// cannot have), the records come through the consumer queue.
+    pub(crate) fn forward(&self, topic: &str, partition: i32) {
         let handles = self.handles();
         let Some(h) = handles.as_ref() else {
-            return false;
+            return;
         };
         let Ok(name) = CString::new(topic) else {
-            return false;
+            return;
         };
         // SAFETY: the handles are live (checked under the lock); the partition's
         // queue handle is a new reference, given back right after forwarding it.
@@ -142,23 +146,21 @@ impl Fetched {
             let partition_queue =
                 rd::rd_kafka_queue_get_partition(h.client, name.as_ptr(), partition);
             if partition_queue.is_null() {
-                return false;
+                return;
             }
             rd::rd_kafka_queue_forward(partition_queue, h.queue);
             rd::rd_kafka_queue_destroy(partition_queue);
         }
-        true
     }
 
     /// Hands up to `max` fetched records (or partition errors) to `each`, in the order
-    /// librdkafka fetched them, without waiting. Returns how many it handed over.
-    pub(crate) fn take(&self, max: usize, mut each: impl FnMut(Taken<'_>)) -> usize {
+    /// librdkafka fetched them, without waiting.
+    pub(crate) fn take(&self, max: usize, mut each: impl FnMut(Taken<'_>)) {
         let handles = self.handles();
         let Some(h) = handles.as_ref() else {
-            return 0;
+            return;
         };
-        let mut batch: Vec<*mut rd::rd_kafka_message_t> =
-            vec![ptr::null_mut(); max.min(TAKE_AT_ONCE)];
+        let mut batch = [ptr::null_mut::<rd::rd_kafka_message_t>(); TAKE_AT_ONCE];
         let mut taken = 0;
         while taken < max {
             let want = (max - taken).min(batch.len());
@@ -189,7 +191,6 @@ impl Fetched {
                 break;
             }
         }
-        taken
     }
 
     /// Whether the consumer queue holds anything to serve. One `poll` of rdkafka
