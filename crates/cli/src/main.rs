@@ -22,7 +22,11 @@ use args::{Cli, Command};
 /// different threads at millions per second, where glibc's malloc spends a fifth of
 /// the time (arena locks, consolidation, returning and re-faulting pages). Built
 /// without transparent huge pages (`no_thp`): zeroing a fresh 2 MiB page for each
-/// batch-sized allocation cost a copier a tenth of its time.
+/// batch-sized allocation cost a copier a tenth of its time. It also replaces C's
+/// `malloc` in the whole binary (`override`): librdkafka allocates several blocks per
+/// message (the message, its header list and each header, fetch ops) on one thread
+/// and frees them on another: glibc's malloc and free were a sixth of a Kafka copier's
+/// client CPU, mimalloc's take about half that.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
