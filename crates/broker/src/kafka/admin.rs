@@ -278,7 +278,7 @@ impl Admin {
     /// The handle that asks for `group`'s committed offsets. Fetching them needs a
     /// consumer with the group's id; it never subscribes, so it does not join the group
     /// or disturb its members.
-    fn committed_handle(
+    pub(crate) fn committed_handle(
         &self,
         props: &BTreeMap<String, String>,
         group: &str,

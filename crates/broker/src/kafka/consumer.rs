@@ -26,15 +26,17 @@ use bytes::{Bytes, BytesMut};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance,
+    RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use super::errors::{self, Subject};
 use super::fetched::{Fetched, FetchedRecord, Taken};
-use super::{KafkaBroker, blocking, config, log_librdkafka};
+use super::{KafkaBroker, LogContext, blocking, config, log_librdkafka};
 use crate::api::{
     ConsumedRecord, Consumer, ConsumerConfig, Header, Names, OffsetReset, Rebalance, Result, Seek,
     TopicPartition,
@@ -88,6 +90,57 @@ pub(crate) struct GroupContext {
     /// Whether this consumer has been given an assignment (an empty one counts): its
     /// first join into the group is complete.
     joined: AtomicBool,
+    /// Where assigned partitions without a committed offset start (set once, before
+    /// the consumer subscribes).
+    start: OnceLock<StartLookup>,
+}
+
+/// Names the start of assigned partitions the group has committed nothing for.
+///
+/// librdkafka looks a new partition's committed offset up itself, and when there is
+/// none it waits 100 ms before asking where the partition begins (it treats "no
+/// committed offset" as an error to back off from). For a stage's first run that wait
+/// is most of a small batch's time. So the assignment is looked up first, through a
+/// client of the group's that is not a member (looking up through the member itself,
+/// inside its own rebalance, stalled now and then), and partitions with no commit are
+/// assigned at `reset` (beginning or end), which librdkafka starts at without a wait.
+/// Partitions with a commit are left for librdkafka to look up as before (it also
+/// learns the commit's leader epoch there), as is everything when the look-up fails.
+struct StartLookup {
+    committed: Arc<BaseConsumer<LogContext>>,
+    reset: Offset,
+}
+
+impl StartLookup {
+    /// Bound on the look-up: the rebalance callback waits for it.
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    fn name_starts(&self, tpl: &mut TopicPartitionList) {
+        let mut ask = TopicPartitionList::new();
+        for e in tpl.elements() {
+            if e.offset() == Offset::Invalid {
+                ask.add_partition(e.topic(), e.partition());
+            }
+        }
+        if ask.count() == 0 {
+            return;
+        }
+        let got = match self.committed.committed_offsets(ask, Self::TIMEOUT) {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!("committed offsets not known before the assignment: {e}");
+                return;
+            }
+        };
+        for e in got.elements() {
+            if e.offset() == Offset::Invalid
+                && e.error().is_ok()
+                && let Err(err) = tpl.set_partition_offset(e.topic(), e.partition(), self.reset)
+            {
+                tracing::debug!("start offset not named: {err}");
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,6 +166,35 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// rdkafka's own `rebalance` (the callbacks around the (incremental) assign or
+    /// unassign), with the start of partitions nothing is committed for named first.
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let assign = matches!(err, RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS);
+        if assign && let Some(start) = self.start.get() {
+            start.name_starts(tpl);
+        }
+        let tpl = &*tpl;
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => KRebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => KRebalance::Revoke(tpl),
+            other => KRebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(c, &rebalance);
+        // Anything but an assignment gives the partitions up: a revocation, and (as
+        // librdkafka asks of the application) a failed rebalance.
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let done = match (assign, cooperative) {
+            (true, true) => c.incremental_assign(tpl),
+            (true, false) => c.assign(tpl),
+            (false, true) => c.incremental_unassign(tpl),
+            (false, false) => c.unassign(),
+        };
+        self.post_rebalance(c, &rebalance);
+        if let Err(e) = done {
+            tracing::warn!("consumer group rebalance: {e}");
+        }
+    }
+
     /// Runs inside `poll`, before librdkafka unassigns the revoked partitions and before
     /// this member rejoins the group: no other member can be handed them until this
     /// returns (with the eager protocol as with the cooperative one).
@@ -248,17 +330,17 @@ impl KafkaConsumer {
         };
         let consumer = this.handle()?;
         let ctx = consumer.context();
-        if this.group.is_some() {
+        if let Some(group) = &this.group {
+            let committed = inner.admin.committed_handle(&inner.properties, group)?;
+            let reset = reset_offset(config.offset_reset);
+            let _ = ctx.start.set(StartLookup { committed, reset });
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
             consumer
                 .subscribe(&topics)
                 .map_err(|e| errors::from_kafka(&e, Subject::None))?;
         } else {
             // No group: every partition, starting where `offset_reset` says.
-            let start = match config.offset_reset {
-                OffsetReset::Earliest => Offset::Beginning,
-                OffsetReset::Latest => Offset::End,
-            };
+            let start = reset_offset(config.offset_reset);
             let mut tpl = TopicPartitionList::new();
             let mut all = Vec::new();
             for (t, n) in &this.partitions {
@@ -394,6 +476,14 @@ const EVENTS_PER_POLL: usize = 1024;
 
 /// Copies `b` into `arena`: a poll's records share its chunks, one allocation for
 /// hundreds of small records instead of two each.
+/// Where a partition with nothing committed starts.
+fn reset_offset(reset: OffsetReset) -> Offset {
+    match reset {
+        OffsetReset::Earliest => Offset::Beginning,
+        OffsetReset::Latest => Offset::End,
+    }
+}
+
 fn copy(arena: &mut BytesMut, b: &[u8]) -> Bytes {
     if arena.capacity() - arena.len() < b.len() {
         arena.reserve(b.len().max(ARENA_CHUNK));
@@ -693,6 +783,102 @@ mod tests {
             headers: Vec::new(),
             timestamp: 0,
         }
+    }
+
+    /// The broker for the tests that need one: `MILLRACE_TEST_BOOTSTRAP`; in CI its
+    /// absence fails the test instead of skipping it.
+    fn test_bootstrap() -> Option<String> {
+        let b = std::env::var("MILLRACE_TEST_BOOTSTRAP")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            b.is_some() || !in_ci,
+            "CI=true but MILLRACE_TEST_BOOTSTRAP is not set (start `scripts/kafka.sh start`)"
+        );
+        b
+    }
+
+    /// A new member's assignment names the start of the partitions its group committed
+    /// nothing for (`StartLookup`), and leaves those with a commit to librdkafka; the
+    /// member then reads each partition from the right place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_without_a_commit_start_at_the_reset_position() {
+        use crate::{Broker as _, NewTopic, ProduceRecord};
+        let Some(bootstrap) = test_bootstrap() else {
+            return;
+        };
+        let k = KafkaBroker::connect(&bootstrap, BTreeMap::new(), Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let (t, group) = (format!("start-lookup-{stamp}"), format!("g-{stamp}"));
+        k.create_topic(&NewTopic::new(&t, 2)).await.expect("create");
+        let records: Vec<ProduceRecord> = (0..6)
+            .map(|i| {
+                let mut r = ProduceRecord::value(format!("v{i}"));
+                r.partition = Some(i % 2);
+                r
+            })
+            .collect();
+        k.produce(&t, &records).await.expect("produce");
+
+        // The group committed partition 0 up to offset 1, nothing on partition 1.
+        let handle = k
+            .inner
+            .admin
+            .committed_handle(&k.inner.properties, &group)
+            .expect("handle");
+        let mut commit = TopicPartitionList::new();
+        commit
+            .add_partition_offset(&t, 0, Offset::Offset(1))
+            .expect("offset");
+        let h = Arc::clone(&handle);
+        blocking(move || h.commit(&commit, CommitMode::Sync))
+            .await
+            .expect("blocking")
+            .expect("commit");
+
+        for (reset, named) in [
+            (Offset::Beginning, Offset::Beginning),
+            (Offset::End, Offset::End),
+        ] {
+            let lookup = StartLookup {
+                committed: Arc::clone(&handle),
+                reset,
+            };
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&t, 0);
+            tpl.add_partition(&t, 1);
+            let tpl = blocking(move || {
+                lookup.name_starts(&mut tpl);
+                tpl
+            })
+            .await
+            .expect("blocking");
+            let offsets: Vec<Offset> = tpl.elements().iter().map(|e| e.offset()).collect();
+            assert_eq!(offsets, vec![Offset::Invalid, named], "reset {reset:?}");
+        }
+
+        // A member of the group reads partition 0 from its commit, partition 1 from
+        // its start.
+        let mut config = ConsumerConfig::new(vec![t.clone()]);
+        config.group = Some(group.clone());
+        config.offset_reset = OffsetReset::Earliest;
+        let mut c = k.consumer(config).await.expect("consumer");
+        let mut got: Vec<(i32, i64)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < 5 && Instant::now() < deadline {
+            let polled = c.poll(100, Duration::from_millis(100)).await.expect("poll");
+            got.extend(polled.iter().map(|r| (r.partition, r.offset)));
+        }
+        got.sort_unstable();
+        assert_eq!(got, vec![(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+        c.close().await.expect("close");
+        let _ = k.delete_topic(&t).await;
     }
 
     #[test]
