@@ -66,9 +66,10 @@ const READ_BUFFER_BYTES: usize = 4 << 20;
 
 static READ_POOL: std::sync::Mutex<Vec<BytesMut>> = std::sync::Mutex::new(Vec::new());
 
-/// A zeroed buffer of `len` bytes to read into, from the pool when one of its buffers
-/// has room (or is free again).
-fn read_buffer(len: usize) -> BytesMut {
+/// An empty buffer with room for `len` bytes to read into: one of the pool's when one
+/// has the room (or is free again), taken out of the pool for the read (so no lock is
+/// held during it) with its slot, where [`give_back`] returns what room is left.
+fn read_buffer(len: usize) -> (BytesMut, Option<usize>) {
     let mut pool = READ_POOL.lock().unwrap_or_else(|e| e.into_inner());
     let free = pool
         .iter_mut()
@@ -79,14 +80,20 @@ fn read_buffer(len: usize) -> BytesMut {
             pool.push(BytesMut::with_capacity(READ_BUFFER_BYTES));
             pool.len() - 1
         }
-        None => {
-            drop(pool);
-            return BytesMut::zeroed(len);
-        }
+        None => return (BytesMut::with_capacity(len), None),
     };
-    let b = &mut pool[at];
-    b.resize(len, 0);
-    b.split()
+    // Meanwhile the slot holds an empty buffer, which no reader picks.
+    (std::mem::take(&mut pool[at]), Some(at))
+}
+
+/// Puts a buffer taken by [`read_buffer`] back in its slot, with what was read split off.
+fn give_back(slot: Option<usize>, rest: BytesMut) {
+    if let Some(at) = slot {
+        let mut pool = READ_POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = pool.get_mut(at) {
+            *b = rest;
+        }
+    }
 }
 
 impl Segment {
@@ -177,13 +184,15 @@ impl Segment {
     }
 
     fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
-        let mut buf = read_buffer(len);
-        let n = io::read_full_at(&*self.file, &mut buf, pos)
-            .map_err(|e| StoreError::io_at(&self.path, e))?;
+        let (mut buf, slot) = read_buffer(len);
+        let read = self.file.read_full_into(&mut buf, len, pos);
+        let chunk = buf.split().freeze();
+        give_back(slot, buf);
+        let n = read.map_err(|e| StoreError::io_at(&self.path, e))?;
         if n < len {
             return Err(self.corrupt(pos + n as u64, "segment is shorter than its index says"));
         }
-        Ok(buf.freeze())
+        Ok(chunk)
     }
 
     pub fn corrupt(&self, pos: u64, reason: impl Into<String>) -> StoreError {
