@@ -13,6 +13,14 @@
 //! `acks=all` with idempotence (an acknowledged record is durable and not duplicated by
 //! retries), no auto-commit (the runtime commits only what is durable downstream), and
 //! no topic auto-creation (an unknown topic is an error, as on the embedded store).
+//!
+//! Logging: librdkafka's log lines come through `tracing` under the target
+//! `librdkafka`. A closed consumer also makes rdkafka log, once, at error level under
+//! `rdkafka::consumer::base_consumer`: "Failed to close consumer queue on drop". It is
+//! harmless: millrace closes consumers itself (in 5 ms steps instead of rdkafka's
+//! 100 ms ones), and rdkafka's `Drop` then finds the consumer closed already. The
+//! `millrace` command filters that line out; a program using this crate with a `log`
+//! or `tracing` subscriber may do the same (it is the only error that target logs).
 
 mod admin;
 mod config;
