@@ -163,6 +163,42 @@ async fn a_bad_topic_config_is_refused() {
     k.delete_topic(&nt.name).await.expect("delete");
 }
 
+/// A record the broker refuses fails its send's acknowledgement in plain words, after
+/// the records that were written are acknowledged; the producer goes on producing.
+#[tokio::test]
+async fn a_refused_record_fails_its_send_in_plain_words() {
+    let Some(k) = kafka().await else { return };
+    let t = unique("refused");
+    let mut nt = NewTopic::new(&t, 1);
+    nt.config.insert("max.message.bytes".into(), "2000".into());
+    k.create_topic(&nt).await.expect("create");
+    let small = ProduceRecord::value("small");
+    let big = ProduceRecord::value(vec![b'x'; 20_000]);
+
+    // Acknowledged on its own first, so it is not in the refused record's request.
+    let first = k
+        .produce(&t, std::slice::from_ref(&small))
+        .await
+        .expect("small");
+    assert_eq!(first[0].offset, 0);
+    let err = k
+        .produce(&t, &[big])
+        .await
+        .expect_err("the topic accepts 2000 bytes at most");
+    assert!(
+        matches!(err, BrokerError::Invalid(_)) && err.to_string().contains(&t),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max.message.bytes"), "{err}");
+    let after = k
+        .produce(&t, &[small.clone(), small])
+        .await
+        .expect("the producer goes on");
+    let offsets: Vec<i64> = after.iter().map(|d| d.offset).collect();
+    assert_eq!(offsets, vec![1, 2]);
+    k.delete_topic(&t).await.expect("delete");
+}
+
 #[tokio::test]
 async fn a_closed_consumer_leaves_at_once_and_an_idle_poll_is_bounded() {
     let Some(k) = kafka().await else { return };

@@ -3,6 +3,7 @@
 //! Layout:
 //! - `mod.rs` (here): `KafkaBroker`: connecting, producing, and the shared client state.
 //! - `admin`: topics create / list / describe / delete, committed offsets.
+//! - `producer`: the producer, acknowledging each send as a whole.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `config`: client settings, the `.properties` reader, secret redaction.
@@ -27,8 +28,9 @@ mod config;
 mod consumer;
 mod errors;
 mod fetched;
+mod producer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +39,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::api::{
     Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
@@ -83,7 +85,7 @@ pub(crate) struct Inner {
     /// The user's client properties after translation. May hold secrets: never log it.
     pub(crate) properties: BTreeMap<String, String>,
     pub(crate) timeout: Duration,
-    pub(crate) producer: FutureProducer<LogContext>,
+    pub(crate) producer: Arc<producer::Producer>,
     pub(crate) admin: admin::Admin,
     /// Partition counts of topics known to exist, so `produce` checks a topic once.
     pub(crate) known_topics: Mutex<HashMap<String, i32>>,
@@ -115,14 +117,15 @@ impl KafkaBroker {
         let mut defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
         defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
         let cfg = config::client_config(bootstrap, &defaults, &props);
-        let producer: FutureProducer<LogContext> = cfg
-            .create_with_context(LogContext)
-            .map_err(|e| invalid_config(&e, &props))?;
+        let producer: Arc<producer::Producer> = Arc::new(
+            cfg.create_with_context(LogContext)
+                .map_err(|e| invalid_config(&e, &props))?,
+        );
         let admin = admin::Admin::new(bootstrap, &props, &setup_ms)?;
 
         // Ask for the cluster's metadata once, so a wrong address fails here, in
         // bounded time, rather than at the first produce.
-        let probe = producer.clone();
+        let probe = Arc::clone(&producer);
         let answered = blocking(move || {
             probe
                 .client()
@@ -242,34 +245,41 @@ impl Broker for KafkaBroker {
                 )));
             }
         }
-        let mut delivered: Vec<Option<Delivered>> = vec![None; records.len()];
-        // Deliveries in flight, oldest first; waiting on the oldest frees queue space.
-        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+        let batch = producer::Batch::new(records.len());
         for (i, r) in records.iter().enumerate() {
+            let mut record = base_record(topic, r, batch.slot(i));
             loop {
-                match self.inner.producer.send_result(future_record(topic, r)) {
-                    Ok(f) => {
-                        pending.push_back((i, f));
-                        break;
+                match self.inner.producer.send(record) {
+                    Ok(()) => break,
+                    // librdkafka's queue is full: it empties as acknowledgements come.
+                    Err((e, back)) if is_queue_full(&e) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    Err((e, _)) if is_queue_full(&e) => match pending.pop_front() {
-                        Some((j, f)) => delivered[j] = Some(settle(topic, f).await?),
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
-                    },
-                    Err((e, _)) => return Err(errors::from_kafka(&e, Subject::Topic(topic))),
+                    Err((e, back)) => {
+                        // The record's slot answers for itself as it is dropped; the
+                        // records after it were never handed over.
+                        drop(back);
+                        batch.handed_over(records.len() - i - 1);
+                        return Err(errors::from_kafka(&e, Subject::Topic(topic)));
+                    }
                 }
             }
         }
+        batch.handed_over(0);
         // Every record is in librdkafka's queue, in order: the rest is waiting.
         let topic = topic.to_string();
         Ok(Acks::new(async move {
-            for (j, f) in pending {
-                delivered[j] = Some(settle(&topic, f).await?);
-            }
-            delivered
+            batch
+                .answers()
+                .await
                 .into_iter()
-                .map(|d| {
-                    d.ok_or_else(|| BrokerError::Kafka("a record was not acknowledged".to_string()))
+                .map(|answer| match answer {
+                    Some(Ok(d)) => Ok(d),
+                    Some(Err(KafkaError::Canceled)) | None => Err(BrokerError::Kafka(
+                        "the producer shut down before the record was acknowledged".to_string(),
+                    )),
+                    Some(Err(e)) => Err(errors::from_kafka(&e, Subject::Topic(&topic))),
                 })
                 .collect()
         }))
@@ -301,11 +311,24 @@ impl Broker for KafkaBroker {
     }
 }
 
-/// One record for rdkafka; borrows the record's bytes.
-fn future_record<'a>(topic: &'a str, r: &'a ProduceRecord) -> FutureRecord<'a, [u8], [u8]> {
-    let headers = if r.headers.is_empty() {
-        None
-    } else {
+/// One record for rdkafka, with its place in its batch; borrows the record's bytes.
+fn base_record<'a>(
+    topic: &'a str,
+    r: &'a ProduceRecord,
+    slot: Box<producer::Slot>,
+) -> BaseRecord<'a, [u8], [u8], Box<producer::Slot>> {
+    // An empty value is sent as empty, not null: the payload is always set.
+    let mut record = BaseRecord::with_opaque_to(topic, slot).payload(&r.value[..]);
+    if let Some(k) = r.key.as_deref() {
+        record = record.key(k);
+    }
+    if let Some(p) = r.partition {
+        record = record.partition(p);
+    }
+    if let Some(t) = r.timestamp {
+        record = record.timestamp(t);
+    }
+    if !r.headers.is_empty() {
         let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
         for x in &r.headers {
             h = h.insert(KHeader {
@@ -313,30 +336,9 @@ fn future_record<'a>(topic: &'a str, r: &'a ProduceRecord) -> FutureRecord<'a, [
                 value: Some(&x.value[..]),
             });
         }
-        Some(h)
-    };
-    FutureRecord {
-        topic,
-        partition: r.partition,
-        // An empty value is sent as empty, not null: the pointer is never null.
-        payload: Some(&r.value[..]),
-        key: r.key.as_deref(),
-        timestamp: r.timestamp,
-        headers,
+        record = record.headers(h);
     }
-}
-
-async fn settle(topic: &str, f: DeliveryFuture) -> Result<Delivered> {
-    match f.await {
-        Ok(Ok(d)) => Ok(Delivered {
-            partition: d.partition,
-            offset: d.offset,
-        }),
-        Ok(Err((e, _))) => Err(errors::from_kafka(&e, Subject::Topic(topic))),
-        Err(_) => Err(BrokerError::Kafka(
-            "the producer shut down before the record was acknowledged".to_string(),
-        )),
-    }
+    record
 }
 
 fn is_queue_full(e: &KafkaError) -> bool {
@@ -364,7 +366,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Sends librdkafka's own log lines to `tracing`, one level quieter than librdkafka
-/// rates them: millrace reports the errors that matter itself, in plain words.
+/// rates them: millrace reports the errors that matter itself, in plain words. As the
+/// producer's context it also hands delivery reports to their batches (`producer`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LogContext;
 
