@@ -52,7 +52,7 @@ impl Batch {
     }
 
     /// Every record was handed to librdkafka, or the send gave up: records that were
-    /// not are never answered (`answer` then finds them `None`).
+    /// not are never answered (`answers` gives `None` for them).
     pub(crate) fn handed_over(&self, not_queued: usize) {
         self.count_down(1 + not_queued);
     }
