@@ -474,8 +474,6 @@ impl KafkaConsumer {
 /// takes fetched records: a bound, should librdkafka keep adding log lines.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// Copies `b` into `arena`: a poll's records share its chunks, one allocation for
-/// hundreds of small records instead of two each.
 /// Where a partition with nothing committed starts.
 fn reset_offset(reset: OffsetReset) -> Offset {
     match reset {
@@ -484,6 +482,8 @@ fn reset_offset(reset: OffsetReset) -> Offset {
     }
 }
 
+/// Copies `b` into `arena`: a poll's records share its chunks, one allocation for
+/// hundreds of small records instead of two each.
 fn copy(arena: &mut BytesMut, b: &[u8]) -> Bytes {
     if arena.capacity() - arena.len() < b.len() {
         arena.reserve(b.len().max(ARENA_CHUNK));
@@ -842,10 +842,7 @@ mod tests {
             .expect("blocking")
             .expect("commit");
 
-        for (reset, named) in [
-            (Offset::Beginning, Offset::Beginning),
-            (Offset::End, Offset::End),
-        ] {
+        for reset in [Offset::Beginning, Offset::End] {
             let lookup = StartLookup {
                 committed: Arc::clone(&handle),
                 reset,
@@ -860,7 +857,7 @@ mod tests {
             .await
             .expect("blocking");
             let offsets: Vec<Offset> = tpl.elements().iter().map(|e| e.offset()).collect();
-            assert_eq!(offsets, vec![Offset::Invalid, named], "reset {reset:?}");
+            assert_eq!(offsets, vec![Offset::Invalid, reset], "reset {reset:?}");
         }
 
         // A member of the group reads partition 0 from its commit, partition 1 from
