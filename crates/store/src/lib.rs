@@ -12,7 +12,8 @@
 //! - `encoded`: records moved as stored (a copier's reads and appends).
 //! - `durability`: group commit (leader/follower fdatasync), the poison flag.
 //! - `recovery`: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
-//! - `offsets`: the committed-offsets journal. `groups`: in-process consumer groups.
+//! - `offsets`: the committed-offsets journal (commits with their metadata, deleted
+//!   offsets and groups; `offsets/entry` holds its bytes). `groups`: in-process consumer groups.
 //! - `config`: `TopicConfig`, `Durability`, `StoreOptions`.
 //! - `io`: the file I/O seam (`Storage`/`StorageFile`) that tests use to inject faults.
 //! - `lock`: one process per data directory. `murmur2`: Kafka's key partitioner.
@@ -43,7 +44,7 @@ pub use error::StoreError;
 pub use groups::GroupMember;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use murmur2::{murmur2, partition_for_key};
-pub use offsets::OffsetCommit;
+pub use offsets::{CommittedOffset, OffsetCommit, OffsetCommitWithMetadata};
 pub use partition::Partition;
 pub use record::{Header, Names, Record, RecordRef, StoredRecord};
 pub use recovery::{RecoveryReport, Truncation};

@@ -13,7 +13,10 @@ use crate::error::StoreError;
 use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
 use crate::lock::{self, DirLock};
-use crate::offsets::{OffsetCommit, OffsetsJournal, SharedOffsets};
+use crate::offsets::{
+    CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
+    SharedOffsets,
+};
 use crate::recovery::RecoveryReport;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
 
@@ -238,6 +241,32 @@ impl Store {
         group: &str,
         commits: &[OffsetCommit<'_>],
     ) -> Result<(), StoreError> {
+        let sync = self.check_commit(group, commits.iter().map(|&(t, p, _)| (t, p)))?;
+        self.offsets()
+            .commit(group, commits.iter().map(|&(t, p, n)| (t, p, n, "")), sync)
+    }
+
+    /// [`Store::commit_offsets`] with the string a Kafka client attaches to each
+    /// commit, kept beside the offset and given back by [`Store::committed`].
+    pub fn commit_offsets_with_metadata(
+        &self,
+        group: &str,
+        commits: &[OffsetCommitWithMetadata<'_>],
+    ) -> Result<(), StoreError> {
+        let sync = self.check_commit(group, commits.iter().map(|c| (c.topic, c.partition)))?;
+        let entries = commits
+            .iter()
+            .map(|c| (c.topic, c.partition, c.next, c.metadata));
+        self.offsets().commit(group, entries, sync)
+    }
+
+    /// Checks that the group is named and every partition exists; whether the commit
+    /// needs an `fdatasync`.
+    fn check_commit<'a>(
+        &self,
+        group: &str,
+        partitions: impl Iterator<Item = (&'a str, u32)>,
+    ) -> Result<bool, StoreError> {
         if group.is_empty() {
             return Err(StoreError::InvalidArgument("group name is empty".into()));
         }
@@ -247,7 +276,7 @@ impl Store {
         // those records do) but not fdatasynced — the sync would cost more than the
         // records it guards are worth after a power loss.
         let mut sync = false;
-        for &(topic, partition, _) in commits {
+        for (topic, partition) in partitions {
             let t = match &last {
                 Some((name, t)) if *name == topic => Arc::clone(t),
                 _ => self.topic(topic)?,
@@ -256,17 +285,57 @@ impl Store {
             sync |= t.config().durability != Durability::None;
             last = Some((topic, t));
         }
-        self.offsets().commit(group, commits, sync)
+        Ok(sync)
+    }
+
+    fn committed_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
+        self.shared
+            .committed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next offset `group` will consume of `topic`/`partition`, as last committed
     /// (durably). Never waits for a commit in progress.
     pub fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.shared
-            .committed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.committed_map()
             .get(group, topic, partition)
+            .map(|c| c.next)
+    }
+
+    /// [`Store::committed_offset`] with the metadata the committing client attached.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<CommittedOffset> {
+        self.committed_map().get(group, topic, partition).cloned()
+    }
+
+    /// Every offset `group` has committed, as `(topic, partition, offset)` sorted by
+    /// topic and partition.
+    pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
+        self.committed_map()
+            .group(group)
+            .map(|(t, p, c)| (t.to_string(), p, c.clone()))
+            .collect()
+    }
+
+    /// The groups that have committed offsets, sorted.
+    pub fn offset_groups(&self) -> Vec<String> {
+        self.committed_map().groups().map(str::to_string).collect()
+    }
+
+    /// Deletes the offsets `group` committed for `partitions` (topic, partition) — Kafka's
+    /// OffsetDelete. Durable when it returns; how many offsets there were.
+    pub fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<usize, StoreError> {
+        self.offsets().delete_offsets(group, partitions)
+    }
+
+    /// Deletes every offset `group` committed — Kafka's DeleteGroups. Durable when it
+    /// returns; whether it had any.
+    pub fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
+        self.offsets().delete_group(group)
     }
 
     /// Joins `group` as a new member subscribed to `topics`; members of one group in this
