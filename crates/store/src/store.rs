@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Durability, StoreOptions, TopicConfig};
-use crate::durability::Poison;
+use crate::durability::{AppendListener, ListenerSlot, Poison};
 use crate::error::StoreError;
 use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
@@ -25,6 +25,7 @@ pub(crate) struct Ctx {
     pub storage: Arc<dyn Storage>,
     pub poison: Poison,
     pub index_interval: u64,
+    pub listener: ListenerSlot,
 }
 
 struct Shared {
@@ -68,6 +69,7 @@ impl Store {
             storage: opts.storage,
             poison: Poison::default(),
             index_interval: opts.index_interval_bytes.max(1),
+            listener: ListenerSlot::default(),
         });
         let topics_dir = dir.join("topics");
         if !topics_dir.exists() {
@@ -127,12 +129,42 @@ impl Store {
         self.shared.topics.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The topics, for a change to the set or to one topic's files; held, it keeps
+    /// any other such change from interleaving.
+    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.shared
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the one listener told whenever records become readable in any partition
+    /// (see [`AppendListener`]): how a server wakes its waiting readers whoever appends.
+    /// Fails if one is set already.
+    pub fn set_append_listener(&self, listener: Arc<dyn AppendListener>) -> Result<(), StoreError> {
+        self.shared.ctx.listener.set(listener).map_err(|_| {
+            StoreError::InvalidArgument("the store has an append listener already".into())
+        })
+    }
+
     /// Creates a topic with `partitions` partitions (1..=10000).
     pub fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         config: TopicConfig,
+    ) -> Result<(), StoreError> {
+        self.create_topic_with(name, partitions, config, BTreeMap::new())
+    }
+
+    /// [`create_topic`](Self::create_topic) with settings the topic keeps but does not
+    /// act on ([`Topic::extra_config`]).
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        extra: BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         self.shared.ctx.poison.check()?;
         topic::validate_name(name)?;
@@ -141,18 +173,8 @@ impl Store {
                 "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
             )));
         }
-        if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
-            return Err(StoreError::InvalidConfig(format!(
-                "segment.bytes={}: must be at least {}",
-                config.segment_bytes,
-                crate::config::MIN_SEGMENT_BYTES
-            )));
-        }
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        check_segment_bytes(&config)?;
+        let mut topics = self.topics_mut();
         if topics.contains_key(name) {
             return Err(StoreError::TopicExists(name.to_string()));
         }
@@ -162,8 +184,62 @@ impl Store {
             name,
             partitions,
             config,
+            extra,
         )?;
         topics.insert(name.to_string(), Arc::new(t));
+        Ok(())
+    }
+
+    /// Replaces a topic's config and extra settings: `topic.json` is rewritten durably,
+    /// then every partition applies the config (a new `segment.bytes` at the next roll,
+    /// retention at its next pass, durability from the next append).
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        extra: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        check_segment_bytes(&config)?;
+        let topics = self.topics_mut();
+        let t = topics
+            .get(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        let dir = topic::topic_dir(&self.shared.topics_dir, name);
+        topic::write_meta(&self.shared.ctx, &dir, t.partition_count(), &config, &extra)?;
+        t.set_config(config, extra);
+        Ok(())
+    }
+
+    /// Grows a topic to `partitions` partitions (more than it has, at most 10000). The
+    /// new partitions' directories are made durably before `topic.json` counts them.
+    /// Holders of the topic's old `Arc<Topic>` keep seeing the old partitions, which
+    /// the new one shares.
+    pub fn create_partitions(&self, name: &str, partitions: u32) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        let mut topics = self.topics_mut();
+        let t = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        let now = t.partition_count();
+        if partitions <= now || partitions > MAX_PARTITIONS {
+            return Err(StoreError::InvalidArgument(format!(
+                "topic '{name}' has {now} partitions: it can grow to {} to {MAX_PARTITIONS}, not {partitions}",
+                now + 1
+            )));
+        }
+        let dir = topic::topic_dir(&self.shared.topics_dir, name);
+        topic::add_partition_dirs(&self.shared.ctx, &dir, now, partitions)?;
+        topic::write_meta(
+            &self.shared.ctx,
+            &dir,
+            partitions,
+            &t.config(),
+            &t.extra_config(),
+        )?;
+        let grown = t.grown(&self.shared.ctx, &dir, partitions)?;
+        topics.insert(name.to_string(), Arc::new(grown));
         Ok(())
     }
 
@@ -183,11 +259,7 @@ impl Store {
     /// can still read what they have; appends fail with `UnknownTopic`.
     pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
         self.shared.ctx.poison.check()?;
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut topics = self.topics_mut();
         let t = topics
             .remove(name)
             .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
@@ -363,6 +435,17 @@ impl Store {
     }
 }
 
+fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
+    if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
+        return Err(StoreError::InvalidConfig(format!(
+            "segment.bytes={}: must be at least {}",
+            config.segment_bytes,
+            crate::config::MIN_SEGMENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
 fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
     let topics: Vec<Arc<Topic>> = shared
         .topics
@@ -371,11 +454,11 @@ fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
         .values()
         .cloned()
         .collect();
+    // Every partition: besides retention, a pass removes segments wholly before a log
+    // start moved by DeleteRecords (a crash may have kept them).
     for t in topics {
-        if t.config().retention_bytes.is_some() || t.config().retention_ms.is_some() {
-            for p in t.partitions() {
-                p.apply_retention()?;
-            }
+        for p in t.partitions() {
+            p.apply_retention()?;
         }
     }
     Ok(())
