@@ -68,6 +68,8 @@ pub enum Command {
     },
     /// Measure throughput against a baseline measured in the same run.
     Bench(BenchArgs),
+    /// Serve the embedded store as a single-node Kafka broker.
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +158,23 @@ pub struct RunArgs {
     /// Do not serve HTTP.
     #[arg(long = "no-http")]
     pub no_http: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address Kafka clients connect to.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: String,
+    /// Users for SASL/SCRAM-SHA-256, one `name:password` per line (mode 600).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Serve on an address other than loopback without authentication.
+    #[arg(long)]
+    pub insecure: bool,
+    /// On loopback, accept clients of any local user, not only the data directory's
+    /// owner.
+    #[arg(long = "allow-any-user")]
+    pub allow_any_user: bool,
 }
 
 #[derive(Args, Debug)]

@@ -117,6 +117,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Run(args) => return cmd::run::run(&g, args).await,
         Command::Bench(args) => cmd::bench::run(&g, args).await?,
+        Command::Serve(args) => return cmd::serve::run(&g, args).await,
     }
     Ok(0)
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Ctx, blocking, store_error};
+use super::{Ctx, Failure, blocking, fail, store_error};
 use crate::topic_configs::{self, Source};
 
 /// Kafka's `ConfigResource.Type`.
@@ -27,12 +27,6 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
-
-type Failure = (i16, Option<StrBytes>);
-
-fn fail(code: ResponseError, message: impl Into<String>) -> Failure {
-    (code.code(), Some(StrBytes::from_string(message.into())))
-}
 
 /// The broker's configs, as `kafka-configs --describe --entity-type brokers` shows them.
 fn broker_configs(ctx: &Ctx) -> Vec<(String, String)> {
@@ -156,36 +150,54 @@ fn current(ctx: &Ctx, topic: &str) -> Result<BTreeMap<String, String>, Failure> 
     Ok(topic_configs::pairs(&t.config(), &t.extra_config()))
 }
 
+/// A resource's type and name, and its new configs (or why there are none).
+type Altered = (i8, StrBytes, Result<BTreeMap<String, String>, Failure>);
+
+/// Applies each resource's new pairs; (type, name, outcome) per resource, in order.
+async fn apply_all(
+    ctx: &Ctx,
+    validate_only: bool,
+    resources: Vec<Altered>,
+) -> Vec<(i8, StrBytes, Result<(), Failure>)> {
+    let mut out = Vec::with_capacity(resources.len());
+    for (resource_type, name, pairs) in resources {
+        let outcome = apply(ctx, resource_type, &name, pairs, validate_only).await;
+        out.push((resource_type, name, outcome));
+    }
+    out
+}
+
 pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-    let mut responses = Vec::with_capacity(req.resources.len());
-    for r in req.resources {
-        // AlterConfigs replaces the whole set: keys not given go back to their defaults.
-        let pairs = Ok(r
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
-            .collect());
-        let outcome = apply(
-            ctx,
-            r.resource_type,
-            &r.resource_name,
-            pairs,
-            req.validate_only,
-        )
-        .await;
-        let response = AlterConfigsResourceResponse::default()
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name);
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err((code, message)) => response.with_error_code(code).with_error_message(message),
-        });
-    }
+    // AlterConfigs replaces the whole set: keys not given go back to their defaults.
+    let resources = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let pairs = r
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            (r.resource_type, r.resource_name, Ok(pairs))
+        })
+        .collect();
+    let responses = apply_all(ctx, req.validate_only, resources)
+        .await
+        .into_iter()
+        .map(|(resource_type, name, outcome)| {
+            let (code, message) = outcome.err().unwrap_or((0, None));
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -194,34 +206,35 @@ pub async fn incremental_alter(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-    let mut responses = Vec::with_capacity(req.resources.len());
-    for r in req.resources {
-        let pairs = if r.resource_type == TOPIC {
-            current(ctx, &r.resource_name).and_then(|mut pairs| {
-                for c in &r.configs {
-                    change(&mut pairs, &c.name, c.config_operation, c.value.as_deref())?;
-                }
-                Ok(pairs)
-            })
-        } else {
-            Ok(BTreeMap::new())
-        };
-        let outcome = apply(
-            ctx,
-            r.resource_type,
-            &r.resource_name,
-            pairs,
-            req.validate_only,
-        )
-        .await;
-        let response = AlterConfigsResourceResponse::default()
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name);
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err((code, message)) => response.with_error_code(code).with_error_message(message),
-        });
-    }
+    let resources = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let pairs = if r.resource_type == TOPIC {
+                current(ctx, &r.resource_name).and_then(|mut pairs| {
+                    for c in &r.configs {
+                        change(&mut pairs, &c.name, c.config_operation, c.value.as_deref())?;
+                    }
+                    Ok(pairs)
+                })
+            } else {
+                Ok(BTreeMap::new())
+            };
+            (r.resource_type, r.resource_name, pairs)
+        })
+        .collect();
+    let responses = apply_all(ctx, req.validate_only, resources)
+        .await
+        .into_iter()
+        .map(|(resource_type, name, outcome)| {
+            let (code, message) = outcome.err().unwrap_or((0, None));
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

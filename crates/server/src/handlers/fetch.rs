@@ -18,7 +18,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use super::{Ctx, store_code};
 use crate::batches;
 
-pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
     let max_bytes = usize::try_from(req.max_bytes)
         .unwrap_or(0)
         .min(ctx.config.max_fetch_bytes);
@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let seen = ends(ctx, &req);
-        let (response, bytes, failed) = read(ctx, &req, max_bytes);
+        let (response, bytes, failed) = read(ctx, &req, max_bytes, version);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if failed || bytes >= min_bytes || left.is_zero() {
             return response;
@@ -40,7 +40,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             .wait_for_records(&names, left, || ends(ctx, &req) != seen)
             .await;
         if !grew {
-            return read(ctx, &req, max_bytes).0;
+            return read(ctx, &req, max_bytes, version).0;
         }
     }
 }
@@ -65,7 +65,12 @@ fn ends(ctx: &Ctx, req: &FetchRequest) -> u64 {
 
 /// One pass over the partitions: the response, the record bytes in it, and whether a
 /// partition failed (which answers at once).
-fn read(ctx: &Ctx, req: &FetchRequest, max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn read(
+    ctx: &Ctx,
+    req: &FetchRequest,
+    max_bytes: usize,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
     let store = ctx.hub.store();
     let mut budget = max_bytes;
     let mut total = 0usize;
@@ -94,7 +99,12 @@ fn read(ctx: &Ctx, req: &FetchRequest, max_bytes: usize) -> (FetchResponse, usiz
                 data = std::mem::take(&mut data)
                     .with_high_watermark(i64::try_from(end).unwrap_or(i64::MAX))
                     .with_last_stable_offset(i64::try_from(end).unwrap_or(i64::MAX))
-                    .with_log_start_offset(i64::try_from(start).unwrap_or(0));
+                    // The log start exists from v5; before, the field must stay unset.
+                    .with_log_start_offset(if version >= 5 {
+                        i64::try_from(start).unwrap_or(0)
+                    } else {
+                        -1
+                    });
                 let from = u64::try_from(fp.fetch_offset)
                     .ok()
                     .filter(|o| (start..=end).contains(o))

@@ -15,7 +15,7 @@ use super::{Ctx, store_code};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
-pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let store = ctx.hub.store();
     let topics = req
         .topics
@@ -30,7 +30,8 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         .with_partition_index(lp.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1)
-                        .with_leader_epoch(0);
+                        // Leader epochs exist from v4; before, the field must stay unset.
+                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     let found = match &topic {
                         Err(e) => Err(store_code(e)),
                         Ok(topic) => u32::try_from(lp.partition_index)

@@ -68,7 +68,8 @@ pub async fn handle(
                         MetadataResponsePartition::default()
                             .with_partition_index(i32::try_from(p).unwrap_or(i32::MAX))
                             .with_leader_id(BrokerId(NODE_ID))
-                            .with_leader_epoch(0)
+                            // Leader epochs exist from v7; before, the field must stay unset.
+                            .with_leader_epoch(if version >= 7 { 0 } else { -1 })
                             .with_replica_nodes(vec![BrokerId(NODE_ID)])
                             .with_isr_nodes(vec![BrokerId(NODE_ID)])
                     })
@@ -77,10 +78,11 @@ pub async fn handle(
             Err(e) => topic.with_error_code(store_code(&e).code()),
         });
     }
+    // A field a version does not have must keep its default, or encoding fails.
     MetadataResponse::default()
         .with_brokers(vec![broker(session)])
-        .with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())))
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(ctx.cluster_id.clone())))
+        .with_controller_id(BrokerId(if version >= 1 { NODE_ID } else { -1 }))
         .with_topics(topics)
 }
 

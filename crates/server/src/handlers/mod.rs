@@ -74,13 +74,13 @@ pub async fn handle(
             ResponseKind::Metadata(metadata::handle(ctx, session, r, v).await)
         }
         RequestKind::Produce(r) => {
-            return Ok(produce::handle(ctx, r).await.map(ResponseKind::Produce));
+            return Ok(produce::handle(ctx, r, v).await.map(ResponseKind::Produce));
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r)),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, v)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(ctx, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(ctx, r).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete(ctx, r).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(ctx, r, v).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topics::delete(ctx, r, v).await),
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await)
         }
@@ -167,8 +167,15 @@ pub fn store_code(e: &StoreError) -> ResponseError {
     }
 }
 
-/// A store error's code and message, for the responses that carry both.
-pub fn store_error(e: &StoreError) -> (i16, Option<StrBytes>) {
+/// An error code and message, for the responses that carry both.
+pub type Failure = (i16, Option<StrBytes>);
+
+pub fn fail(code: ResponseError, message: impl Into<String>) -> Failure {
+    (code.code(), Some(StrBytes::from_string(message.into())))
+}
+
+/// A store error's code and message.
+pub fn store_error(e: &StoreError) -> Failure {
     (
         store_code(e).code(),
         Some(StrBytes::from_string(e.to_string())),

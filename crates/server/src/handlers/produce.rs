@@ -16,13 +16,13 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use millrace_store::{Durability, Partition, Topic};
 
-use super::{Ctx, store_error};
+use super::{Ctx, Failure, store_error};
 use crate::batches::{self, BatchError, ProducedBatch};
 use crate::hub::Hub;
 use crate::producers::{self, Sequence};
 
 /// Handles a produce request; `None` for acks=0.
-pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let transactional = req.transactional_id.is_some();
     let mut pending: Vec<(TopicName, i32, Pending)> = Vec::new();
     for topic in req.topic_data {
@@ -52,6 +52,17 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             }),
         }
         .with_index(index);
+        // Fields a version does not have must keep their defaults.
+        let answer = if version >= 5 {
+            answer
+        } else {
+            answer.with_log_start_offset(-1)
+        };
+        let answer = if version >= 8 {
+            answer
+        } else {
+            answer.with_error_message(None)
+        };
         match responses.last_mut() {
             Some(t) if t.name == name => t.partition_responses.push(answer),
             _ => responses.push(
@@ -80,9 +91,6 @@ fn start(hub: &Arc<Hub>, topic: Arc<Topic>, index: i32, records: Bytes) -> Pendi
         Pending::Running(tokio::task::spawn_blocking(work))
     }
 }
-
-/// An error code and message for a partition's answer.
-type Failure = (i16, Option<StrBytes>);
 
 fn transactions_refused() -> Failure {
     (

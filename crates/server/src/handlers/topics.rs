@@ -19,21 +19,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use millrace_store::StoreError;
 
-use super::{Ctx, blocking, store_error};
+use super::{Ctx, Failure, blocking, fail, store_error};
 use crate::config::NODE_ID;
 use crate::topic_configs;
-
-type Failure = (i16, Option<StrBytes>);
-
-fn fail(code: ResponseError, message: impl Into<String>) -> Failure {
-    (code.code(), Some(StrBytes::from_string(message.into())))
-}
 
 fn from_store(r: Result<Result<(), StoreError>, StoreError>) -> Result<(), Failure> {
     r.and_then(|inner| inner).map_err(|e| store_error(&e))
 }
 
-pub async fn create(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create(ctx: &Ctx, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -108,6 +102,8 @@ pub async fn create(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
             .with_num_partitions(-1)
             .with_replication_factor(-1);
         results.push(match outcome {
+            // What was created is told from v5; before, those fields must stay unset.
+            Ok(_) if version < 5 => result,
             Ok((n, config, extra)) => result
                 .with_num_partitions(i32::try_from(n).unwrap_or(i32::MAX))
                 .with_replication_factor(1)
@@ -128,7 +124,7 @@ pub async fn create(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     // Up to v5 topics come by name in `topic_names`; v6 in `topics`, by name or id.
     let mut names: Vec<Option<TopicName>> = req.topic_names.into_iter().map(Some).collect();
     names.extend(req.topics.into_iter().map(|t| t.name));
@@ -147,7 +143,10 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
         }
         responses.push(match outcome {
             Ok(()) => result,
-            Err((code, message)) => result.with_error_code(code).with_error_message(message),
+            // Error messages exist from v5.
+            Err((code, message)) => result
+                .with_error_code(code)
+                .with_error_message(message.filter(|_| version >= 5)),
         });
     }
     DeleteTopicsResponse::default().with_responses(responses)
