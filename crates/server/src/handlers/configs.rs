@@ -66,7 +66,8 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
             let wanted = |k: &str| {
                 r.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|w| &**w == k))
+                    // Null asks for every key; so does an empty list here.
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|w| &**w == k))
             };
             let entries: Result<Vec<(String, String, Source, bool)>, Failure> =
                 match r.resource_type {
