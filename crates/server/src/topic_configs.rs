@@ -10,13 +10,19 @@
 //!   keep their producer's timestamps) and `min.insync.replicas` 1 (one node).
 //!   `cleanup.policy=compact` is accepted and kept but the log is not compacted: a
 //!   reader of a changelog still ends with each key's last value, it only reads more.
+//! - Kafka's fsync settings map onto `durability` (Kafka's tools refuse config names
+//!   Kafka does not know, so `kafka-topics --config durability=…` cannot be given):
+//!   `flush.messages=1` is `durability=batch` (fsync before acknowledging),
+//!   `flush.ms=<ms>` is `interval:<ms>`, and either at Kafka's default (the largest
+//!   long: never) is `none`. Other `flush.messages` values are refused, as is a flush
+//!   setting that contradicts a `durability` given with it. Described topics show
+//!   `flush.messages` and `flush.ms` as their durability makes them.
 //! - Anything else is refused with INVALID_CONFIG naming the keys, so a setting never
-//!   silently does nothing. `flush.messages` and `flush.ms` are refused too: the store's
-//!   `durability` is how a topic chooses when appends are fsynced.
+//!   silently does nothing.
 
 use std::collections::BTreeMap;
 
-use millrace_store::TopicConfig;
+use millrace_store::{Durability, TopicConfig};
 
 /// A check a value must pass: why not, if it does not.
 type Check = fn(&str) -> Result<(), String>;
@@ -106,6 +112,7 @@ pub fn split(
     let mut store = BTreeMap::new();
     let mut extra = BTreeMap::new();
     let mut errors = Vec::new();
+    let mut flush: Vec<(String, String)> = Vec::new();
     for (k, v) in pairs {
         if STORE_KEYS.contains(&k.as_str()) {
             store.insert(k.clone(), v.clone());
@@ -117,14 +124,24 @@ pub fn split(
                 Err(e) => errors.push(e),
             }
         } else if k == "flush.messages" || k == "flush.ms" {
-            errors.push(format!(
-                "{k} is not supported: set durability=batch (fsync before acknowledging), \
-                 interval:<ms> or none instead"
-            ));
+            match flush_durability(k, v) {
+                Ok(d) => flush.push((k.clone(), d)),
+                Err(e) => errors.push(e),
+            }
         } else {
             errors.push(format!(
                 "unknown config '{k}' (not supported by millrace serve)"
             ));
+        }
+    }
+    for (k, durability) in flush {
+        match store.get("durability") {
+            Some(d) if *d != durability => errors.push(format!(
+                "{k} means durability={durability}, but durability={d} is given too"
+            )),
+            _ => {
+                store.insert("durability".to_string(), durability);
+            }
         }
     }
     match TopicConfig::from_pairs(&store) {
@@ -134,6 +151,22 @@ pub fn split(
             errors.insert(0, e.to_string());
             Err(errors.join("; "))
         }
+    }
+}
+
+/// Kafka's "never": the largest long, the default of `flush.messages` and `flush.ms`.
+const NEVER: &str = "9223372036854775807";
+
+/// The durability a Kafka flush setting asks for.
+fn flush_durability(key: &str, value: &str) -> Result<String, String> {
+    match (key, value) {
+        (_, NEVER) => Ok("none".into()),
+        ("flush.messages", "1") => Ok("batch".into()),
+        ("flush.ms", ms) if ms.parse::<u64>().is_ok_and(|n| n > 0) => Ok(format!("interval:{ms}")),
+        _ => Err(format!(
+            "{key}={value}: only flush.messages=1 (durability=batch), flush.ms=<ms> \
+             (durability=interval:<ms>) or {NEVER} (durability=none)"
+        )),
     }
 }
 
@@ -177,6 +210,18 @@ pub fn describe(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone(), Source::Topic)),
     );
+    let (messages, ms) = match config.durability {
+        Durability::None => (NEVER.to_string(), NEVER.to_string()),
+        Durability::Batch => ("1".to_string(), NEVER.to_string()),
+        Durability::Interval(d) => (NEVER.to_string(), d.as_millis().to_string()),
+    };
+    let source = if config.durability == TopicConfig::default().durability {
+        Source::Default
+    } else {
+        Source::Topic
+    };
+    out.push(("flush.messages".into(), messages, source));
+    out.push(("flush.ms".into(), ms, source));
     for (k, v) in DESCRIBED_DEFAULTS {
         if !extra.contains_key(*k) {
             out.push((k.to_string(), v.to_string(), Source::Default));
@@ -190,7 +235,6 @@ pub fn describe(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use millrace_store::Durability;
 
     fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
@@ -214,7 +258,7 @@ mod tests {
         let e = split(&map(&[
             ("cleanup.policy", "shred"),
             ("message.timestamp.type", "LogAppendTime"),
-            ("flush.messages", "1"),
+            ("flush.messages", "7"),
             ("bogus.key", "x"),
             ("durability", "sometimes"),
         ]))
@@ -228,6 +272,26 @@ mod tests {
         ] {
             assert!(e.contains(part), "{part} missing from {e}");
         }
+    }
+
+    #[test]
+    fn kafka_flush_settings_choose_the_durability() {
+        let d = |kv: &[(&str, &str)]| split(&map(kv)).map(|(c, _)| c.durability);
+        assert_eq!(d(&[("flush.messages", "1")]), Ok(Durability::Batch));
+        assert_eq!(d(&[("flush.messages", NEVER)]), Ok(Durability::None));
+        assert_eq!(
+            d(&[("flush.ms", "250")]),
+            Ok(Durability::Interval(std::time::Duration::from_millis(250)))
+        );
+        assert!(d(&[("flush.messages", "10")]).is_err());
+        assert!(d(&[("flush.messages", "1"), ("durability", "none")]).is_err());
+        assert_eq!(
+            d(&[("flush.messages", "1"), ("durability", "batch")]),
+            Ok(Durability::Batch)
+        );
+        let (c, extra) = split(&map(&[("flush.ms", NEVER)])).unwrap();
+        let described = describe(&c, &extra);
+        assert!(described.contains(&("flush.messages".into(), NEVER.into(), Source::Topic)));
     }
 
     #[test]
