@@ -49,8 +49,10 @@ cleanup() {
 trap cleanup EXIT
 
 install_tools
+# Kafka's jars: the brokers below, and the Java tools the server's tests run against
+# `millrace serve` (crates/server/tests/java_tools.rs), even with a broker given.
+scripts/kafka.sh fetch
 if [ -z "${MILLRACE_TEST_BOOTSTRAP:-}" ]; then
-  scripts/kafka.sh fetch
   scripts/kafka.sh start
   started_kafka=1
   export MILLRACE_TEST_BOOTSTRAP=127.0.0.1:9092
