@@ -1,6 +1,7 @@
 //! Consumer groups with real clients against the server: librdkafka consumers sharing
-//! a topic (eager range and cooperative-sticky), kafka-python's KafkaConsumer, and
-//! Apache Kafka's own console consumer and `kafka-consumer-groups` tool. The offsets
+//! a topic (eager range and cooperative-sticky), a librdkafka consumer sharing one with
+//! a member in the server's process, kafka-python's KafkaConsumer, and Apache Kafka's
+//! own console consumer and `kafka-consumer-groups` tool. The offsets
 //! they commit are the store's: checked through the store's own API.
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Server, WAIT, have_kafka_python, kafka_libs, run, unique};
-use millrace_server::group::GroupState;
+use millrace_server::group::{GroupError, GroupState, LocalMember};
 use millrace_store::TopicConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -73,7 +74,10 @@ fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
 
 /// Polls every consumer (records would be lost: none are expected) until `done` holds
 /// for their assignments; fails after the test's bound.
-fn poll_until(cs: &[&BaseConsumer], done: impl Fn(&[BTreeSet<i32>]) -> bool) -> Vec<BTreeSet<i32>> {
+fn poll_until(
+    cs: &[&BaseConsumer],
+    mut done: impl FnMut(&[BTreeSet<i32>]) -> bool,
+) -> Vec<BTreeSet<i32>> {
     let deadline = Instant::now() + WAIT;
     loop {
         for c in cs {
@@ -402,4 +406,78 @@ fn kafka_console_consumer_and_consumer_groups_tool_list_describe_reset_and_delet
         &["--bootstrap-server", &bootstrap, "--list"],
     );
     assert!(!listed.lines().any(|l| l.trim() == group), "{listed}");
+}
+
+/// What the in-process member's thread reports: its assignment after each join.
+type Assigned = std::sync::mpsc::Receiver<BTreeSet<i32>>;
+
+/// Runs a [`LocalMember`] of `group` on a runtime of its own, as a consumer in the
+/// process holding the store: it joins, heartbeats every 300 ms, joins again when the
+/// group rebalances, and leaves when `stop` fires. Each new assignment is sent.
+fn local_member(
+    server: &Server,
+    group: &str,
+    topic: &str,
+) -> (
+    Assigned,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let coordinator = server.hub.coordinator().clone();
+    let (group, topic) = (group.to_string(), topic.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut m = LocalMember::new(&coordinator, &group, &[topic], "millrace-local")
+                .with_timeouts(Duration::from_secs(10), Duration::from_secs(30));
+            let partitions = |a: Vec<(String, i32)>| a.into_iter().map(|(_, p)| p).collect();
+            tx.send(partitions(m.join().await.unwrap())).unwrap();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {}
+                }
+                match m.heartbeat().await {
+                    Ok(()) => {}
+                    Err(GroupError::RebalanceInProgress) => {
+                        tx.send(partitions(m.join().await.unwrap())).unwrap();
+                    }
+                    Err(e) => panic!("heartbeat: {e}"),
+                }
+            }
+            m.leave().await.unwrap();
+        });
+    });
+    (rx, stop, thread)
+}
+
+#[test]
+fn a_librdkafka_consumer_and_an_in_process_member_share_a_group() {
+    let server = Server::start();
+    let t = topic(&server, 4);
+    let group = unique("mixed");
+    let a = consumer(&server, &group, &t, &[]);
+    poll_until(&[&a], |s| s[0].len() == 4);
+    let (assigned, stop, thread) = local_member(&server, &group, &t);
+    let mut local = BTreeSet::new();
+    let remote = poll_until(&[&a], |s| {
+        while let Ok(l) = assigned.try_recv() {
+            local = l;
+        }
+        s[0].len() == 2 && local.len() == 2
+    });
+    assert!(remote[0].is_disjoint(&local), "{remote:?} {local:?}");
+    let d = server.hub.coordinator().describe_group(&group).unwrap();
+    let mut clients: Vec<&str> = d.members.iter().map(|m| m.client_id.as_str()).collect();
+    clients.sort();
+    assert_eq!(clients, vec!["groups-test", "millrace-local"]);
+    // The in-process member leaves: the Kafka client takes its partitions.
+    stop.send(()).unwrap();
+    thread.join().unwrap();
+    poll_until(&[&a], |s| s[0].len() == 4);
 }

@@ -162,7 +162,8 @@ impl Coordinator {
         }
         let r = f(&mut g, Instant::now());
         if g.next_deadline().is_some() && !g.timer_running {
-            g.timer_running = self.spawn_timer(&slot);
+            g.timer_epoch += 1;
+            g.timer_running = self.spawn_timer(&slot, g.timer_epoch);
         }
         let idle = g.is_idle();
         drop(g);
@@ -222,14 +223,19 @@ impl Coordinator {
 
     /// Starts the task that applies `slot`'s timeouts; whether it runs (not outside a
     /// tokio runtime, where nothing would drive it).
-    fn spawn_timer(&self, slot: &Arc<Slot>) -> bool {
+    fn spawn_timer(&self, slot: &Arc<Slot>, epoch: u64) -> bool {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
                 "group coordinator used outside a tokio runtime: its timeouts do not run"
             );
             return false;
         };
-        rt.spawn(watch(Arc::clone(slot), Arc::downgrade(&self.inner)));
+        // Made here, not in the task: a task dropped before its first poll drops it too.
+        let stopped = Stopped {
+            slot: Arc::clone(slot),
+            epoch,
+        };
+        rt.spawn(watch(stopped, Arc::downgrade(&self.inner)));
         true
     }
 
@@ -322,13 +328,16 @@ async fn settle<T>(step: Step<T>) -> Result<T, GroupError> {
 
 /// A group's timer: sleeps until its earliest deadline (or a change), applies what is
 /// due, and ends when the group has nothing to time or is gone.
-async fn watch(slot: Arc<Slot>, coordinator: Weak<Inner>) {
+async fn watch(stopped: Stopped, coordinator: Weak<Inner>) {
+    let slot = Arc::clone(&stopped.slot);
     loop {
         let next = {
             let mut g = slot.lock();
             match g.next_deadline() {
                 Some(t) if !g.removed => t,
                 _ => {
+                    // Decided under the lock that a change would see: the next change
+                    // with a deadline starts a new timer.
                     g.timer_running = false;
                     return;
                 }
@@ -339,7 +348,6 @@ async fn watch(slot: Arc<Slot>, coordinator: Weak<Inner>) {
             () = slot.wake.notified() => continue,
         }
         let Some(inner) = coordinator.upgrade() else {
-            slot.lock().timer_running = false;
             return;
         };
         let idle = {
@@ -349,6 +357,22 @@ async fn watch(slot: Arc<Slot>, coordinator: Weak<Inner>) {
         };
         if let Some(id) = idle {
             Coordinator { inner }.forget_if_idle(&id, &slot);
+        }
+    }
+}
+
+/// Clears a group's `timer_running` when its timer task goes away otherwise than by
+/// deciding to (its runtime shut down), so the next change starts one anew.
+struct Stopped {
+    slot: Arc<Slot>,
+    epoch: u64,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let mut g = self.slot.lock();
+        if g.timer_epoch == self.epoch {
+            g.timer_running = false;
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - `admin`: ListGroups, DescribeGroups, DeleteGroups.
 //! - `consumer_protocol`: the consumer protocol's subscription and assignment bytes and
 //!   Kafka's range assignor, for members in this process.
+//! - `local`: [`LocalMember`] — a consumer in this process as a group member: joins,
+//!   leads with the range assignor, syncs, heartbeats, commits, leaves.
 //! - `handlers`: the Kafka wire APIs: decoded request in, response body out.
 //! - `error`: [`GroupError`], one Kafka error code per variant.
 //!
@@ -31,6 +33,7 @@ pub mod consumer_protocol;
 mod coordinator;
 mod error;
 pub mod handlers;
+mod local;
 mod membership;
 mod offsets;
 mod rebalance;
@@ -39,6 +42,7 @@ mod state;
 pub use admin::{GroupDescription, GroupListing, MemberDescription};
 pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use error::GroupError;
+pub use local::LocalMember;
 pub use offsets::{CommitOffsets, FetchedTopic, PartitionCommit};
 pub use state::{
     GroupState, JoinGroup, JoinOutcome, JoinedMember, Protocol, SyncGroup, SyncOutcome,

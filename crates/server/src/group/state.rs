@@ -211,6 +211,9 @@ pub(crate) struct Group {
     pub subscribed_topics: Option<BTreeSet<String>>,
     /// Whether a timer task watches this group's deadlines.
     pub timer_running: bool,
+    /// Which timer task that is: bumped at each start, so a task that ended (or was
+    /// dropped with its runtime) clears `timer_running` only if it is still the one.
+    pub timer_epoch: u64,
     /// Taken out of the coordinator's map (deleted, or empty and forgotten): a request
     /// that holds it looks the group up again.
     pub removed: bool,
@@ -234,6 +237,7 @@ impl Group {
             sync_deadline: None,
             subscribed_topics: None,
             timer_running: false,
+            timer_epoch: 0,
             removed: false,
         }
     }

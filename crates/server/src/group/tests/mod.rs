@@ -3,8 +3,10 @@
 //!
 //! - `membership`: joins, rebalances, expiry, leaves, static members, protocols.
 //! - `offsets`: commits against generations, fetches, deletes, reopen, listing.
+//! - `local`: the in-process member, and timers across runtimes.
 #![allow(clippy::unwrap_used)]
 
+mod local;
 mod membership;
 mod offsets;
 
