@@ -463,3 +463,41 @@ async fn other_protocol_types_are_opaque_bytes_to_the_coordinator() {
     let listed = c.list_groups();
     assert_eq!(listed[0].protocol_type, "connect");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_groups_first_join_phase_waits_for_members_that_keep_arriving() {
+    let (c, _dir) = setup(DELAY);
+    let old_style = || {
+        let mut r = join_req("g", "", range(&["t"]));
+        r.require_known_member_id = false;
+        r
+    };
+    let start = Instant::now();
+    let first = tokio::spawn({
+        let c = c.clone();
+        let r = old_style();
+        async move { c.join_group(r).await.unwrap() }
+    });
+    // A second member 2 s in, a third 4 s in: each arrives within the delay of the
+    // one before, so all three share the first generation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = tokio::spawn({
+        let c = c.clone();
+        let r = old_style();
+        async move { c.join_group(r).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let third = c.join_group(old_style()).await.unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(
+        (first.generation, second.generation, third.generation),
+        (1, 1, 1)
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(first.is_leader());
+    assert_eq!(first.members.len(), 3);
+}
