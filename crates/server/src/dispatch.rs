@@ -32,6 +32,32 @@ struct Front {
     correlation_id: i32,
 }
 
+/// The front of a request and its API, if Kafka defines one with that key.
+fn front_and_key(frame: &[u8]) -> Result<(Front, ApiKey), ServerError> {
+    let f = front(frame).ok_or_else(|| ServerError::BadRequest {
+        api_key: -1,
+        api_version: -1,
+        reason: format!(
+            "a request of {} bytes is too short for a header",
+            frame.len()
+        ),
+    })?;
+    let key = ApiKey::try_from(f.api_key).map_err(|()| ServerError::UnknownApiKey(f.api_key))?;
+    Ok((f, key))
+}
+
+/// Fails for a version kafka-protocol cannot read.
+fn readable(key: ApiKey, f: &Front) -> Result<(), ServerError> {
+    let range = key.valid_versions();
+    if f.api_version < range.min || f.api_version > range.max {
+        return Err(ServerError::UnsupportedVersion {
+            api_key: f.api_key,
+            api_version: f.api_version,
+        });
+    }
+    Ok(())
+}
+
 fn front(frame: &[u8]) -> Option<Front> {
     let mut b = frame.get(..8)?;
     Some(Front {
@@ -48,27 +74,13 @@ pub async fn dispatch(
     session: &mut Session,
     frame: Bytes,
 ) -> Result<Option<BytesMut>, ServerError> {
-    let f = front(&frame).ok_or_else(|| ServerError::BadRequest {
-        api_key: -1,
-        api_version: -1,
-        reason: format!(
-            "a request of {} bytes is too short for a header",
-            frame.len()
-        ),
-    })?;
-    let key = ApiKey::try_from(f.api_key).map_err(|()| ServerError::UnknownApiKey(f.api_key))?;
+    let (f, key) = front_and_key(&frame)?;
     let ours = api_versions::supported(key);
     let served = ours.is_some_and(|(min, max)| (min..=max).contains(&f.api_version));
     if key == ApiKey::ApiVersions && ours.is_some_and(|(_, max)| f.api_version > max) {
         return Ok(Some(too_new_api_versions(ctx, f.correlation_id)?));
     }
-    let readable = key.valid_versions();
-    if f.api_version < readable.min || f.api_version > readable.max {
-        return Err(ServerError::UnsupportedVersion {
-            api_key: f.api_key,
-            api_version: f.api_version,
-        });
-    }
+    readable(key, &f)?;
     let (header, request) = decode(key, f.api_version, frame)?;
     if !session.may_send(key) {
         return Err(ServerError::Unauthenticated(f.api_key));
@@ -97,22 +109,8 @@ pub async fn dispatch(
 /// and version the header names. What the fuzz target and the hostile-input tests
 /// drive; a panic here is a bug they look for (the server also catches it).
 pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestKind), ServerError> {
-    let f = front(&frame).ok_or_else(|| ServerError::BadRequest {
-        api_key: -1,
-        api_version: -1,
-        reason: format!(
-            "a request of {} bytes is too short for a header",
-            frame.len()
-        ),
-    })?;
-    let key = ApiKey::try_from(f.api_key).map_err(|()| ServerError::UnknownApiKey(f.api_key))?;
-    let readable = key.valid_versions();
-    if f.api_version < readable.min || f.api_version > readable.max {
-        return Err(ServerError::UnsupportedVersion {
-            api_key: f.api_key,
-            api_version: f.api_version,
-        });
-    }
+    let (f, key) = front_and_key(&frame)?;
+    readable(key, &f)?;
     decode_body(key, f.api_version, frame).map_err(|reason| ServerError::BadRequest {
         api_key: f.api_key,
         api_version: f.api_version,

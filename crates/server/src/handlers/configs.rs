@@ -151,6 +151,24 @@ fn current(ctx: &Ctx, topic: &str) -> Result<BTreeMap<String, String>, Failure> 
     Ok(topic_configs::pairs(&t.config(), &t.extra_config()))
 }
 
+/// Each (type, name, outcome) as the response type's per-resource answer (the two
+/// alter APIs have one type each, of the same shape).
+macro_rules! resource_responses {
+    ($response:ty, $outcomes:expr) => {
+        $outcomes
+            .into_iter()
+            .map(|(resource_type, name, outcome)| {
+                let (code, message) = outcome.err().unwrap_or((0, None));
+                <$response>::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(message)
+            })
+            .collect()
+    };
+}
+
 /// A resource's type and name, and its new configs (or why there are none).
 type Altered = (i8, StrBytes, Result<BTreeMap<String, String>, Failure>);
 
@@ -187,18 +205,8 @@ pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse 
             (r.resource_type, r.resource_name, Ok(pairs))
         })
         .collect();
-    let responses = apply_all(ctx, req.validate_only, resources)
-        .await
-        .into_iter()
-        .map(|(resource_type, name, outcome)| {
-            let (code, message) = outcome.err().unwrap_or((0, None));
-            AlterConfigsResourceResponse::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(name)
-                .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+    let outcomes = apply_all(ctx, req.validate_only, resources).await;
+    let responses = resource_responses!(AlterConfigsResourceResponse, outcomes);
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -224,18 +232,8 @@ pub async fn incremental_alter(
             (r.resource_type, r.resource_name, pairs)
         })
         .collect();
-    let responses = apply_all(ctx, req.validate_only, resources)
-        .await
-        .into_iter()
-        .map(|(resource_type, name, outcome)| {
-            let (code, message) = outcome.err().unwrap_or((0, None));
-            AlterConfigsResourceResponse::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(name)
-                .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+    let outcomes = apply_all(ctx, req.validate_only, resources).await;
+    let responses = resource_responses!(AlterConfigsResourceResponse, outcomes);
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
