@@ -24,7 +24,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::*;
 use crate::group::Coordinator;
 use crate::group::consumer_protocol::{Assignment, Subscription, range_assignments};
-use crate::group::tests::{Sim, setup};
+use crate::group::tests::{Sim, bounded, setup};
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_string())
@@ -59,10 +59,8 @@ fn join_request(group: &str, member: &str, topics: &[&str]) -> JoinGroupRequest 
 }
 
 async fn join(c: &Coordinator, version: i16, req: JoinGroupRequest) -> JoinGroupResponse {
-    wire(
-        &join_group(c, &client(), version, wire(&req, version)).await,
-        version,
-    )
+    let answer = bounded(join_group(c, &client(), version, wire(&req, version))).await;
+    wire(&answer, version)
 }
 
 #[tokio::test(start_paused = true)]
@@ -113,7 +111,7 @@ async fn a_kafka_client_and_a_member_in_this_process_share_a_group() {
                 .collect(),
         );
     let (remote_sync, local_parts) = tokio::join!(
-        async { wire(&sync_group(&c, 3, wire(&sync, 3)).await, 3) },
+        async { wire(&bounded(sync_group(&c, 3, wire(&sync, 3))).await, 3) },
         local.sync()
     );
     assert_eq!(remote_sync.error_code, 0);

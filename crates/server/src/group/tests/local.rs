@@ -14,7 +14,7 @@ fn local(c: &Coordinator, name: &str) -> LocalMember {
 async fn local_members_split_the_partitions_and_one_leaving_hands_them_over() {
     let (c, _dir) = setup(Duration::from_secs(3));
     let (mut a, mut b) = (local(&c, "a"), local(&c, "b"));
-    let (pa, pb) = tokio::join!(a.join(), b.join());
+    let (pa, pb) = tokio::join!(bounded(a.join()), bounded(b.join()));
     let (pa, pb) = (pa.unwrap(), pb.unwrap());
     assert_eq!((pa.len(), pb.len()), (2, 2));
     assert_eq!(union(&[pa, pb]), all_of("t", 4));
@@ -26,14 +26,14 @@ async fn local_members_split_the_partitions_and_one_leaving_hands_them_over() {
         a.heartbeat().await,
         Err(GroupError::RebalanceInProgress)
     ));
-    assert_eq!(a.join().await.unwrap(), all_of("t", 4));
+    assert_eq!(bounded(a.join()).await.unwrap(), all_of("t", 4));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_local_member_forgotten_by_the_group_starts_over_and_its_old_commits_are_refused() {
     let (c, _dir) = setup(Duration::ZERO);
     let mut a = local(&c, "a");
-    assert_eq!(a.join().await.unwrap(), all_of("t", 4));
+    assert_eq!(bounded(a.join()).await.unwrap(), all_of("t", 4));
     let first = a.member_id().to_string();
     tokio::time::sleep(SESSION + Duration::from_secs(1)).await;
     let stale = a.commit(&[("t".into(), 0, 5)]).await;
@@ -45,7 +45,7 @@ async fn a_local_member_forgotten_by_the_group_starts_over_and_its_old_commits_a
         a.heartbeat().await,
         Err(GroupError::UnknownMemberId)
     ));
-    assert_eq!(a.join().await.unwrap(), all_of("t", 4));
+    assert_eq!(bounded(a.join()).await.unwrap(), all_of("t", 4));
     assert_ne!(a.member_id(), first);
     a.commit(&[("t".into(), 0, 5)]).await.unwrap();
 }

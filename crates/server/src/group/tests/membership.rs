@@ -93,7 +93,7 @@ async fn a_member_that_stops_heartbeating_expires_and_the_rest_rebalance() {
     let [silent, mut alive] = m;
     let start = Instant::now();
     let alive = tokio::spawn(async move {
-        loop {
+        for _ in 0..100 {
             tokio::time::sleep(Duration::from_secs(3)).await;
             match alive.heartbeat().await {
                 Ok(()) => continue,
@@ -104,6 +104,7 @@ async fn a_member_that_stops_heartbeating_expires_and_the_rest_rebalance() {
                 Err(e) => panic!("{e}"),
             }
         }
+        panic!("the silent member never expired");
     });
     let (alive, parts) = alive.await.unwrap();
     assert!(start.elapsed() >= SESSION, "{:?}", start.elapsed());
@@ -237,19 +238,19 @@ async fn a_leader_that_never_syncs_is_dropped_and_the_waiting_follower_rejoins()
 #[tokio::test(start_paused = true)]
 async fn a_first_join_gets_its_member_id_and_an_unused_id_expires() {
     let (c, _dir) = setup(Duration::ZERO);
-    let r = c.join_group(join_req("g", "", range(&["t"]))).await;
+    let r = bounded(c.join_group(join_req("g", "", range(&["t"])))).await;
     let Err(GroupError::MemberIdRequired(id)) = r else {
         panic!("{r:?}");
     };
     assert!(id.starts_with("client-"), "{id}");
     tokio::time::sleep(SESSION + Duration::from_secs(1)).await;
     assert!(c.describe_group("g").is_none());
-    let r = c.join_group(join_req("g", &id, range(&["t"]))).await;
+    let r = bounded(c.join_group(join_req("g", &id, range(&["t"])))).await;
     assert!(matches!(r, Err(GroupError::UnknownMemberId)), "{r:?}");
     // Before v4 a first join is a member at once.
     let mut old = join_req("g", "", range(&["t"]));
     old.require_known_member_id = false;
-    let out = c.join_group(old).await.unwrap();
+    let out = bounded(c.join_group(old)).await.unwrap();
     assert_eq!((out.generation, out.is_leader()), (1, true));
 }
 
@@ -296,7 +297,7 @@ async fn heartbeats_check_the_member_and_the_generation() {
     let mut bad = join_req("g", "", range(&["t"]));
     bad.session_timeout = Duration::from_millis(10);
     assert!(matches!(
-        c.join_group(bad).await,
+        bounded(c.join_group(bad)).await,
         Err(GroupError::InvalidSessionTimeout { .. })
     ));
 }
@@ -308,7 +309,7 @@ async fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
     let mut req = join_req("g", "", range(&["t"]));
     req.group_instance_id = Some("instance-1".into());
     // A static member gets no MEMBER_ID_REQUIRED: its first join is answered.
-    let (first, d) = tokio::join!(c.join_group(req), dynamic.join());
+    let (first, d) = tokio::join!(bounded(c.join_group(req)), dynamic.join());
     let (first, _) = (first.unwrap(), d.unwrap());
     let old = Sim {
         id: first.member_id.clone(),
@@ -352,7 +353,7 @@ async fn chosen(c: &Coordinator, group: &str, offers: &[&[&str]]) -> Option<Stri
             let mut req = join_req(group, "", protocols);
             req.require_known_member_id = false;
             let c = c.clone();
-            tokio::spawn(async move { c.join_group(req).await.unwrap() })
+            tokio::spawn(async move { bounded(c.join_group(req)).await.unwrap() })
         })
         .collect();
     let mut name = None;
@@ -378,14 +379,14 @@ async fn the_protocol_is_one_every_member_offers_chosen_by_votes() {
         }],
     );
     sticky.require_known_member_id = false;
-    let r = c.join_group(sticky).await;
+    let r = bounded(c.join_group(sticky)).await;
     assert!(
         matches!(r, Err(GroupError::InconsistentGroupProtocol)),
         "{r:?}"
     );
     let mut connect = join_req("g1", "", range(&["t"]));
     connect.protocol_type = "connect".into();
-    let r = c.join_group(connect).await;
+    let r = bounded(c.join_group(connect)).await;
     assert!(
         matches!(r, Err(GroupError::InconsistentGroupProtocol)),
         "{r:?}"
@@ -395,7 +396,7 @@ async fn the_protocol_is_one_every_member_offers_chosen_by_votes() {
     let tie = chosen(&c, "g3", &[&["range", rr], &[rr, "range"]]).await;
     assert_eq!(tie.as_deref(), Some("range"));
     // No protocol at all; the group it would have made is not kept.
-    let r = c.join_group(join_req("g9", "", Vec::new())).await;
+    let r = bounded(c.join_group(join_req("g9", "", Vec::new()))).await;
     assert!(
         matches!(r, Err(GroupError::InconsistentGroupProtocol)),
         "{r:?}"
@@ -420,8 +421,8 @@ async fn other_protocol_types_are_opaque_bytes_to_the_coordinator() {
         r
     };
     let (a, b) = tokio::join!(
-        c.join_group(make("worker-a")),
-        c.join_group(make("worker-b"))
+        bounded(c.join_group(make("worker-a"))),
+        bounded(c.join_group(make("worker-b")))
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let leader = if a.is_leader() { &a } else { &b };
@@ -448,8 +449,8 @@ async fn other_protocol_types_are_opaque_bytes_to_the_coordinator() {
         (&b.member_id, &a.member_id)
     };
     let (l, f) = tokio::join!(
-        c.sync_group(sync(leader_id, plan)),
-        c.sync_group(sync(follower_id, vec![]))
+        bounded(c.sync_group(sync(leader_id, plan))),
+        bounded(c.sync_group(sync(follower_id, vec![])))
     );
     assert_eq!(
         f.unwrap().assignment,
@@ -476,7 +477,7 @@ async fn a_new_groups_first_join_phase_waits_for_members_that_keep_arriving() {
     let first = tokio::spawn({
         let c = c.clone();
         let r = old_style();
-        async move { c.join_group(r).await.unwrap() }
+        async move { bounded(c.join_group(r)).await.unwrap() }
     });
     // A second member 2 s in, a third 4 s in: each arrives within the delay of the
     // one before, so all three share the first generation.
@@ -484,10 +485,10 @@ async fn a_new_groups_first_join_phase_waits_for_members_that_keep_arriving() {
     let second = tokio::spawn({
         let c = c.clone();
         let r = old_style();
-        async move { c.join_group(r).await.unwrap() }
+        async move { bounded(c.join_group(r)).await.unwrap() }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let third = c.join_group(old_style()).await.unwrap();
+    let third = bounded(c.join_group(old_style())).await.unwrap();
     let (first, second) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!(
         (first.generation, second.generation, third.generation),

@@ -22,6 +22,9 @@ use super::{
 };
 
 pub(super) const SESSION: Duration = Duration::from_secs(10);
+/// Every wait of these tests ends within this much (paused, so virtual) time: a
+/// coordinator that never answers fails a test instead of hanging it.
+pub(super) const BOUND: Duration = Duration::from_secs(900);
 pub(super) const REBALANCE: Duration = Duration::from_secs(30);
 
 /// A store with topics `t` (4 partitions) and `u` (2), and a coordinator over it that
@@ -71,6 +74,14 @@ pub(super) fn join_req(group: &str, member_id: &str, protocols: Vec<Protocol>) -
     }
 }
 
+/// `f`'s output, or a failed test if it takes longer than [`BOUND`].
+pub(super) async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(BOUND, f).await {
+        Ok(t) => t,
+        Err(_) => panic!("no answer within {BOUND:?}"),
+    }
+}
+
 /// A simulated member, driven step by step as a Kafka consumer drives its own.
 #[derive(Clone, Debug)]
 pub(super) struct Sim {
@@ -106,10 +117,10 @@ impl Sim {
     /// JoinGroup until it has a generation: a first join gets its member id with
     /// MEMBER_ID_REQUIRED and joins again with it, as clients do.
     pub async fn join(&mut self) -> Result<JoinOutcome, GroupError> {
-        let mut r = self.c.join_group(self.request()).await;
+        let mut r = bounded(self.c.join_group(self.request())).await;
         if let Err(GroupError::MemberIdRequired(id)) = &r {
             self.id = id.clone();
-            r = self.c.join_group(self.request()).await;
+            r = bounded(self.c.join_group(self.request())).await;
         }
         let out = r?;
         self.id = out.member_id.clone();
@@ -129,18 +140,16 @@ impl Sim {
             }
             _ => Vec::new(),
         };
-        let out = self
-            .c
-            .sync_group(SyncGroup {
-                group_id: self.group.clone(),
-                member_id: self.id.clone(),
-                group_instance_id: self.instance.clone(),
-                generation: self.generation,
-                protocol_type: Some("consumer".into()),
-                protocol_name: Some("range".into()),
-                assignments,
-            })
-            .await?;
+        let out = bounded(self.c.sync_group(SyncGroup {
+            group_id: self.group.clone(),
+            member_id: self.id.clone(),
+            group_instance_id: self.instance.clone(),
+            generation: self.generation,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments,
+        }))
+        .await?;
         Ok(Assignment::decode(&out.assignment)
             .unwrap()
             .topic_partitions())
