@@ -326,10 +326,16 @@ async fn settle<T>(step: Step<T>) -> Result<T, GroupError> {
     }
 }
 
+/// The shortest time between two passes of a group's timer.
+const TICK: Duration = Duration::from_millis(10);
+
 /// A group's timer: sleeps until its earliest deadline (or a change), applies what is
 /// due, and ends when the group has nothing to time or is gone.
 async fn watch(stopped: Stopped, coordinator: Weak<Inner>) {
     let slot = Arc::clone(&stopped.slot);
+    // The earliest the next pass may run: a deadline a pass leaves in the past (a
+    // zero rebalance timeout sets one at `now`) waits a tick instead of spinning.
+    let mut floor = Instant::now();
     loop {
         let next = {
             let mut g = slot.lock();
@@ -344,9 +350,10 @@ async fn watch(stopped: Stopped, coordinator: Weak<Inner>) {
             }
         };
         tokio::select! {
-            () = tokio::time::sleep_until(next) => {}
+            () = tokio::time::sleep_until(next.max(floor)) => {}
             () = slot.wake.notified() => continue,
         }
+        floor = Instant::now() + TICK;
         let Some(inner) = coordinator.upgrade() else {
             return;
         };

@@ -333,6 +333,15 @@ async fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
         old.heartbeat().await,
         Err(GroupError::FencedInstanceId)
     ));
+    assert!(matches!(
+        old.sync().await,
+        Err(GroupError::FencedInstanceId)
+    ));
+    let mut again = old.clone();
+    assert!(matches!(
+        again.join().await,
+        Err(GroupError::FencedInstanceId)
+    ));
     assert!(restarted.heartbeat().await.is_ok());
     assert!(dynamic.heartbeat().await.is_ok());
 }
