@@ -1,6 +1,6 @@
 //! Consumer groups with real clients against the server: librdkafka consumers sharing
-//! a topic (eager range and cooperative-sticky), a librdkafka consumer sharing one with
-//! a member in the server's process, kafka-python's KafkaConsumer, and Apache Kafka's
+//! a topic (eager range and cooperative-sticky), a static member restarting, a
+//! librdkafka consumer sharing a topic with a member in the server's process, kafka-python's KafkaConsumer, and Apache Kafka's
 //! own console consumer and `kafka-consumer-groups` tool. The offsets
 //! they commit are the store's: checked through the store's own API.
 #![allow(clippy::unwrap_used)]
@@ -480,4 +480,39 @@ fn a_librdkafka_consumer_and_an_in_process_member_share_a_group() {
     stop.send(()).unwrap();
     thread.join().unwrap();
     poll_until(&[&a], |s| s[0].len() == 4);
+}
+
+#[test]
+fn a_restarted_static_consumer_takes_its_partitions_back_without_a_rebalance() {
+    let server = Server::start();
+    let t = topic(&server, 4);
+    let group = unique("static");
+    let instance = [("group.instance.id", "worker-1")];
+    let a = consumer(&server, &group, &t, &instance);
+    let b = consumer(&server, &group, &t, &[]);
+    let before = poll_until(&[&a, &b], |s| s[0].len() == 2 && s[1].len() == 2);
+    let static_member = |server: &Server| {
+        let d = server.hub.coordinator().describe_group(&group).unwrap();
+        let m = d
+            .members
+            .iter()
+            .find(|m| m.group_instance_id.is_some())
+            .unwrap();
+        (m.member_id.clone(), d.generation)
+    };
+    let (first, generation) = static_member(&server);
+    // A static member does not leave when it closes: its place waits for it.
+    drop(a);
+    let a = consumer(&server, &group, &t, &instance);
+    let after = poll_until(&[&a, &b], |s| s[0].len() == 2 && s[1].len() == 2);
+    assert_eq!(
+        after, before,
+        "the restarted member has its partitions, the other its own"
+    );
+    let (restarted, same) = static_member(&server);
+    assert_ne!(restarted, first, "the restart joined under a new member id");
+    assert_eq!(same, generation, "and the group did not rebalance");
+    produce(&server, &t, 0, 100);
+    let got = consume(&[&a, &b], 100);
+    assert_eq!(all(&got), values(0, 100));
 }

@@ -40,6 +40,9 @@ pub struct MemberDescription {
 pub struct GroupDescription {
     pub group_id: String,
     pub state: GroupState,
+    /// The generation (not on the wire: Kafka's DescribeGroups has no field for it);
+    /// 0 for a group known only by its offsets.
+    pub generation: i32,
     pub protocol_type: String,
     /// The chosen protocol (an assignor for consumers); empty unless Stable.
     pub protocol: String,
@@ -88,6 +91,7 @@ impl Coordinator {
             return Some(GroupDescription {
                 group_id: g.id.clone(),
                 state: g.state,
+                generation: g.generation,
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 members: g
                     .members
@@ -116,6 +120,7 @@ impl Coordinator {
         has_offsets.then(|| GroupDescription {
             group_id: id.to_string(),
             state: GroupState::Empty,
+            generation: 0,
             protocol_type: OFFSETS_ONLY_PROTOCOL_TYPE.to_string(),
             protocol: String::new(),
             members: Vec::new(),
