@@ -1,8 +1,9 @@
 //! Consumer groups with real clients against the server: librdkafka consumers sharing
 //! a topic (eager range and cooperative-sticky), a static member restarting, a
-//! librdkafka consumer sharing a topic with a member in the server's process, kafka-python's KafkaConsumer, and Apache Kafka's
-//! own console consumer and `kafka-consumer-groups` tool. The offsets
-//! they commit are the store's: checked through the store's own API.
+//! librdkafka consumer sharing a topic with a member in the server's process,
+//! kafka-python's KafkaConsumer, and Apache Kafka's own console consumer and
+//! `kafka-consumer-groups` tool. The offsets they commit are the store's: checked
+//! through the store's own API.
 #![allow(clippy::unwrap_used)]
 
 mod common;
