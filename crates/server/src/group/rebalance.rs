@@ -161,6 +161,8 @@ impl Group {
         m.id = id.clone();
         m.client_id = req.client_id.clone();
         m.client_host = req.client_host.clone();
+        m.session_timeout = req.session_timeout;
+        m.rebalance_timeout = req.rebalance_timeout;
         m.expires = now + req.session_timeout;
         let unchanged = m.matches(&req.protocols);
         match self.state {
