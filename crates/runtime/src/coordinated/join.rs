@@ -214,6 +214,7 @@ impl Coordinated for Barrier {
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError> {
         let held = self.held;
+        let mut written = 0;
         if self.combine {
             // One summary per batch: items of an earlier batch (see `release`) are
             // that batch's, and its summary is named after it, as when first written.
@@ -234,13 +235,14 @@ impl Coordinated for Barrier {
         } else {
             for (tp, from) in &self.first_held {
                 let upto = ctx.read_upto.get(tp).copied().unwrap_or(*from);
-                self.release(ctx, tp, *from, upto, progress.batch).await?;
+                written += self.release(ctx, tp, *from, upto, progress.batch).await?;
             }
         }
         self.first_held.clear();
         self.held = 0;
         Ok(Tally {
             out: held,
+            written,
             ..Tally::default()
         })
     }
@@ -635,6 +637,7 @@ mod tests {
         }
         let (t, _) = finish_batch_9(&mut barrier, &broker, BTreeMap::from([(tp, 4)])).await;
         assert_eq!(t.out, 4);
+        assert_eq!(t.written, 4, "what a barrier releases counts as emitted");
 
         let mut cfg = ConsumerConfig::new(vec!["out".into()]);
         cfg.offset_reset = OffsetReset::Earliest;
