@@ -146,8 +146,9 @@ fn copier_three_terminal_session() {
             ],
             b"",
         );
-        let got: Vec<String> = stdout(&out).lines().map(String::from).collect();
-        // One partition: the copy keeps the producer's order.
+        let mut got: Vec<String> = stdout(&out).lines().map(String::from).collect();
+        // Ten partitions: order is kept per partition only, so compare the sets.
+        got.sort();
         assert_eq!(got, photos, "[{}] {}", b.name, run.stderr());
         assert!(stderr(&out).contains("Processed a total of 3 messages"));
 
@@ -165,7 +166,7 @@ fn copier_three_terminal_session() {
             let s = stdout(&b.ok(&["status"], b""));
             assert!(s.contains("through the running pipeline"), "{s}");
             assert!(
-                s.contains(&format!("topic {dst}: 1 partitions, 3 records")),
+                s.contains(&format!("topic {dst}: 10 partitions, 3 records")),
                 "{s}"
             );
         }
@@ -547,9 +548,10 @@ fn sigterm_commits_and_the_next_run_does_not_reprocess() {
             "[{}] the second run starts at the committed offset:\n{err}",
             b.name
         );
-        let got = b.read_exactly(&dst, 150);
+        let mut got = b.read_exactly(&dst, 150);
+        got.sort();
         let want: Vec<String> = first.iter().chain(&second).cloned().collect();
-        assert_eq!(got, want, "[{}] each record once, in order", b.name);
+        assert_eq!(got, want, "[{}] each record once", b.name);
     }
 }
 
@@ -607,7 +609,7 @@ fn partition_count_conflict_is_a_clear_error_and_starts_nothing() {
             err.starts_with("error: ")
                 && err.contains(&format!("'{src}'"))
                 && err.contains("3 partitions")
-                && err.contains("declares 1"),
+                && err.contains("declares 10"),
             "[{}] {err}",
             b.name
         );
