@@ -68,15 +68,7 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     };
 
     if !args.no_http {
-        let state = http::AppState {
-            graph,
-            run: runtime.state(),
-            broker: broker.clone(),
-            prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .context("cannot install the metrics recorder")?,
-            dead_letter,
-        };
+        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut stop = stop_rx.clone();
         let addr = args.http.clone();
