@@ -8,7 +8,8 @@
 //! - `stats`: `/api/stats`, and the lag per input partition that `/metrics` reports too.
 //! - `rates`: records per second per stage over the last seconds, for `/api/stats`.
 //! - `metrics`: `/metrics` in Prometheus' text exposition format.
-//! - `page.html`: the page, self-contained (its own comment lists its hooks).
+//! - `page.html` and its scripts `patterns.js`, `dag.js`, `live.js`: the page, served
+//!   from the binary (page.html's opening comment lists its hooks for tests).
 //!
 //! Secrets: nothing served comes from the backend's client properties (SASL passwords,
 //! SSL keys). `/api/graph` is `graph::to_json` of the plan (topics, stages, edges),
@@ -24,7 +25,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, Json};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use millrace_broker::Broker;
 use millrace_runtime::RunState;
@@ -58,8 +60,28 @@ impl AppState {
     }
 }
 
+/// The page's scripts, by the path page.html loads them from.
+const SCRIPTS: [(&str, &str); 3] = [
+    ("/patterns.js", include_str!("patterns.js")),
+    ("/dag.js", include_str!("dag.js")),
+    ("/live.js", include_str!("live.js")),
+];
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for (path, body) in SCRIPTS {
+        router = router.route(
+            path,
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    body,
+                )
+                    .into_response()
+            }),
+        );
+    }
+    router
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::metrics))

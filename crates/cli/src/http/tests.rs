@@ -68,7 +68,16 @@ async fn kafka_properties_are_not_served() {
         .await
     });
     let addr = rx.await.expect("bound");
-    for path in ["/api/graph", "/api/stats", "/metrics", "/", "/healthz"] {
+    for path in [
+        "/api/graph",
+        "/api/stats",
+        "/metrics",
+        "/",
+        "/healthz",
+        "/patterns.js",
+        "/dag.js",
+        "/live.js",
+    ] {
         let body = get(addr, path).await;
         assert!(
             !body.contains(SECRET),
