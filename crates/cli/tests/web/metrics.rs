@@ -1,13 +1,14 @@
 //! `/metrics` after a known run, read whole by Prometheus' own text parser: every
 //! family with its `# HELP` and `# TYPE`, counters named `…_total`, and values that
 //! follow from the records produced — ten orders through a filter that keeps six, the
-//! six paired with payments by a key join, and one order that is not JSON.
+//! six paired with payments by a key join, and one order that is not JSON — on the
+//! embedded store and on Kafka (its lag from the broker's committed offsets).
 
 use std::time::Duration;
 
 use super::prometheus::{self, Family, stage_value};
 use super::{Server, counter, stage, wait_for_topic, wait_until, write_pipeline};
-use crate::common::Backend;
+use crate::common::{Backend, rename_words};
 
 /// A filter, and a key join of what it keeps with payments (the page test adds a stage).
 pub(super) const KNOWN: &str = r#"pipeline: known
@@ -77,7 +78,7 @@ const FAMILIES: [(&str, &str, &str); 8] = [
 
 /// The conventions every family keeps: a help text, the `millrace_` prefix, counters'
 /// samples ending in `_total`, every series naming its pipeline.
-fn assert_conventions(fams: &[Family], text: &str) {
+fn assert_conventions(fams: &[Family], pipeline: &str, text: &str) {
     for f in fams {
         assert!(f.name.starts_with("millrace_"), "{}", f.name);
         assert!(
@@ -97,7 +98,7 @@ fn assert_conventions(fams: &[Family], text: &str) {
             }
             assert_eq!(
                 s.labels.get("pipeline").map(String::as_str),
-                Some("known"),
+                Some(pipeline),
                 "{s:?}"
             );
         }
@@ -106,11 +107,27 @@ fn assert_conventions(fams: &[Family], text: &str) {
 
 #[test]
 fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
-    let b = Backend::embedded();
-    let file = write_pipeline(b.data_dir(), "known.yaml", KNOWN);
-    let server = Server::start(&b, &file, &["--http", "127.0.0.1:0"]);
-    wait_for_topic(&b, "orders");
-    wait_for_topic(&b, "payments");
+    for b in Backend::all() {
+        known_run(&b);
+    }
+}
+
+/// On Kafka (shared between tests) the pipeline and its topics carry the backend's
+/// suffix: its consumer groups and its dead-letter topic are its own.
+fn known_run(b: &Backend) {
+    let names = ["known", "orders", "payments", "eu-orders", "paid"];
+    let file = write_pipeline(
+        b.data_dir(),
+        "known.yaml",
+        &rename_words(KNOWN, &names, &b.suffix),
+    );
+    let pipeline = format!("known{}", b.suffix);
+    let [orders_topic, payments_topic, eu_orders] =
+        ["orders", "payments", "eu-orders"].map(|t| b.topic(t));
+    let dead_letter = b.dead_letter("known");
+    let server = Server::start(b, &file, &["--http", "127.0.0.1:0"]);
+    wait_for_topic(b, &orders_topic);
+    wait_for_topic(b, &payments_topic);
 
     let m = server.get("/metrics");
     assert_eq!(m.status, 200);
@@ -119,7 +136,7 @@ fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let fams = prometheus::parse(&m.body);
-    assert_conventions(&fams, &m.body);
+    assert_conventions(&fams, &pipeline, &m.body);
     assert_eq!(
         stage_value(&fams, "millrace_stage_records_in_total", "keep-eu"),
         Some(0.0),
@@ -127,15 +144,15 @@ fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
         m.body
     );
 
-    b.ok(&["produce", "--topic", "orders"], &orders());
+    b.ok(&["produce", "--topic", &orders_topic], &orders());
     // Payments for five of the six eu orders: order 9 waits for its payment.
     b.ok(
-        &["produce", "--topic", "payments"],
+        &["produce", "--topic", &payments_topic],
         &payments(&[1, 2, 4, 5, 7]),
     );
     wait_until(
         "the orders filtered and five pairs joined",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let s = server.json("/api/stats");
             (counter(&s, "keep-eu", "records_in") == 11
@@ -149,7 +166,7 @@ fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
     );
     let m = server.get("/metrics").body;
     let fams = prometheus::parse(&m);
-    assert_conventions(&fams, &m);
+    assert_conventions(&fams, &pipeline, &m);
     let mut names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     let mut want: Vec<&str> = FAMILIES.iter().map(|f| f.0).collect();
@@ -186,9 +203,9 @@ fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
     );
     // One series per input partition of each stage.
     for (st, topic) in [
-        ("keep-eu", "orders"),
-        ("with-payment", "eu-orders"),
-        ("with-payment", "payments"),
+        ("keep-eu", &orders_topic),
+        ("with-payment", &eu_orders),
+        ("with-payment", &payments_topic),
     ] {
         for p in ["0", "1"] {
             assert!(
@@ -206,16 +223,16 @@ fn metrics_parse_as_prometheus_text_with_the_counts_of_a_known_run() {
         prometheus::value(
             &fams,
             "millrace_dead_letter_records",
-            &[("topic", "known.dlq")]
+            &[("topic", &dead_letter)]
         ),
         Some(1.0)
     );
 
     // The last payment: nothing held, every offset committed.
-    b.ok(&["produce", "--topic", "payments"], &payments(&[9]));
+    b.ok(&["produce", "--topic", &payments_topic], &payments(&[9]));
     wait_until(
         "the last pair joined and committed",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let s = server.json("/api/stats");
             (counter(&s, "with-payment", "in_flight") == 0
