@@ -20,6 +20,7 @@ use bytes::Bytes;
 use millrace_broker::{
     ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Seek, TopicPartition,
 };
+use millrace_pipeline::expr::not_json_because;
 use millrace_pipeline::{Format, Selector};
 
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
@@ -502,7 +503,7 @@ impl Coordinated for Zip {
                 Err(e) => {
                     dead.push((
                         rec.clone(),
-                        RecordError::new(format!("value is not JSON: {e}")),
+                        RecordError::new(not_json_because(&rec.value, &e)),
                     ));
                     t.dead_lettered += 1;
                     return t;
