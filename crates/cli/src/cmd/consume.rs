@@ -1,6 +1,6 @@
 //! `millrace consume`: values one per line, like kafka-console-consumer; exits after
 //! --max-messages, after --timeout-ms without a record, or on Ctrl-C, and then says
-//! "Processed a total of N messages" on standard error.
+//! "Processed a total of N messages" on standard error (not when its reader has gone).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use millrace_broker::{Broker, ConsumerConfig, OffsetReset, Seek, TopicPartition};
 
+use millrace_pipeline::diagnostics::count;
+
 use crate::args::{ConsumeArgs, parse_pair};
+use crate::report::note;
 
 struct Format {
     print_key: bool,
@@ -41,6 +44,8 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
             ),
         }
     }
+    // Said plainly (with a hint) before a consumer is made for a topic that is not there.
+    super::existing_topic(broker, &args.topic).await?;
     let mut config = ConsumerConfig::new(vec![args.topic.clone()]);
     config.group = args.group.clone();
     config.offset_reset = if args.from_beginning {
@@ -137,6 +142,9 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     .await;
     let _ = consumer.close().await;
-    eprintln!("Processed a total of {total} messages");
+    // A reader that has gone (`| head`) wants no report.
+    if !result.as_ref().is_err_and(crate::report::is_broken_pipe) {
+        note!("Processed a total of {}", count(total, "message"));
+    }
     result
 }

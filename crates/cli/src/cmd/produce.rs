@@ -46,7 +46,7 @@ pub async fn run(broker: &dyn Broker, args: ProduceArgs) -> anyhow::Result<()> {
         anyhow::bail!("key.separator must not be empty");
     }
     // Fail before reading input when the topic does not exist.
-    broker.describe_topic(&args.topic).await?;
+    super::existing_topic(broker, &args.topic).await?;
 
     let interactive = args.file.is_none() && std::io::stdin().is_terminal();
     let (tx, mut rx) = mpsc::channel::<Line>(BATCH_LINES * 4);
