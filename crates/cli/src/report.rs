@@ -51,12 +51,52 @@ pub fn exit_on_error(e: &anyhow::Error) -> ! {
     std::process::exit(1)
 }
 
-/// Whether `e` is a write to a pipe whose reader has gone.
+/// Whether `e` is a write to standard output after its reader has gone. Only
+/// standard output's: a worker's or a socket's broken pipe is a real error.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<ReaderGone>())
     })
+}
+
+/// Standard output for a command's results. A write after the reader has gone fails
+/// with an error that [`is_broken_pipe`] recognises.
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(reader_gone)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(reader_gone)
+    }
+}
+
+/// Standard output's reader closed the pipe.
+#[derive(Debug)]
+struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
+fn reader_gone(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, ReaderGone)
+    } else {
+        e
+    }
 }
 
 /// `eprintln!` that cannot panic: a note whose reader has gone is dropped.
@@ -67,3 +107,19 @@ macro_rules! note {
     }};
 }
 pub(crate) use note;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_outputs_closed_pipe_is_a_normal_end() {
+        let broken = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        // A worker's or a socket's broken pipe is a failure to report.
+        assert!(!is_broken_pipe(&anyhow::Error::new(broken())));
+        let closed = anyhow::Error::new(reader_gone(broken())).context("printing topics");
+        assert!(is_broken_pipe(&closed));
+        let other = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(!is_broken_pipe(&anyhow::Error::new(reader_gone(other))));
+    }
+}

@@ -489,9 +489,17 @@ fn run_warns_about_a_reduce_that_would_never_finish_unless_batch() {
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 
     let mut child = b.spawn(&["run", "--no-http", file]);
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut first = String::new();
-    err.read_line(&mut first).expect("read");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = BufReader::new(err).read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    // A run that says nothing goes on quietly: a minute of silence fails the test.
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_default();
     signal(&child, "INT");
     let _ = wait_for_exit(child, std::time::Duration::from_secs(30));
     assert!(

@@ -46,7 +46,7 @@ impl BenchRow {
 /// caller ends quietly on a broken pipe), never a panic.
 pub fn print_rows(rows: &[BenchRow], json: bool) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::stdout();
     for r in rows {
         if json {
             writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;

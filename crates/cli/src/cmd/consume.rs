@@ -77,7 +77,6 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let result: anyhow::Result<()> = async {
-        let stdout = std::io::stdout();
         while total < max {
             let wait = match idle {
                 Some(d) => d.saturating_sub(last.elapsed()).min(Duration::from_millis(500)),
@@ -95,7 +94,7 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
             }
             last = Instant::now();
             let mut commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-            let mut out = stdout.lock();
+            let mut out = crate::report::stdout();
             for r in recs {
                 if args.partition.is_some_and(|p| p != r.partition) {
                     continue;

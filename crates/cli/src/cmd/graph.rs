@@ -36,7 +36,7 @@ pub fn validate(file: &Path) -> anyhow::Result<()> {
     if !plan.warnings.is_empty() {
         summary.push_str(&format!(", {}", count(plan.warnings.len(), "warning")));
     }
-    writeln!(std::io::stdout().lock(), "{summary})")?;
+    writeln!(crate::report::stdout(), "{summary})")?;
     Ok(())
 }
 
@@ -49,6 +49,6 @@ pub fn graph(file: &Path, format: GraphFormat) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&millrace_pipeline::graph::to_json(&plan))?
         }
     };
-    writeln!(std::io::stdout().lock(), "{text}")?;
+    writeln!(crate::report::stdout(), "{text}")?;
     Ok(())
 }

@@ -19,7 +19,7 @@ pub async fn run(g: &Global, file: Option<&Path>) -> anyhow::Result<()> {
         }
         None => connect::connect(g, DataDir::Existing).await?,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::stdout();
     writeln!(out, "backend: {}", broker.backend())?;
     match plan {
         None => {

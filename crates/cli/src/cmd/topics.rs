@@ -8,7 +8,7 @@ use millrace_broker::{Broker, BrokerError, NewTopic};
 use crate::args::{TopicsCommand, parse_pair};
 
 pub async fn run(broker: &dyn Broker, cmd: TopicsCommand) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::stdout();
     match cmd {
         TopicsCommand::Create {
             topic,
