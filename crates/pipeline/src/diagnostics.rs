@@ -89,11 +89,16 @@ impl fmt::Display for DisplayOne<'_> {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {sev}: {}",
-            self.file, d.line, d.col, d.message
-        )?;
+        // Line 0: no place in the file (it could not be read at all).
+        if d.line == 0 {
+            write!(f, "{}: {sev}: {}", self.file, d.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {sev}: {}",
+                self.file, d.line, d.col, d.message
+            )?;
+        }
         if let Some(h) = &d.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -218,6 +223,20 @@ mod tests {
         assert_eq!(did_you_mean("shader", kinds), Some("sharder"));
         assert_eq!(did_you_mean("filtre", kinds), Some("filter"));
         assert_eq!(did_you_mean("xyz", kinds), None);
+    }
+
+    #[test]
+    fn display_leaves_out_a_place_it_does_not_have() {
+        let mut d = Diagnostics::new("gone.yaml");
+        d.push(Diagnostic::error(
+            0,
+            0,
+            "cannot read the pipeline file: not found",
+        ));
+        assert_eq!(
+            d.to_string(),
+            "gone.yaml: error: cannot read the pipeline file: not found\ngone.yaml: 1 error"
+        );
     }
 
     #[test]
