@@ -39,13 +39,23 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
             "print.headers" => fmt.print_headers = on,
             "key.separator" => fmt.separator = v,
             "print.value" | "print.timestamp" => {}
-            other => anyhow::bail!(
-                "unknown --property '{other}'; known: print.key, print.partition, print.offset, print.headers, key.separator"
-            ),
+            other => {
+                return Err(super::unknown_property(
+                    other,
+                    &[
+                        "print.key",
+                        "print.partition",
+                        "print.offset",
+                        "print.headers",
+                        "key.separator",
+                    ],
+                ));
+            }
         }
     }
     // Said plainly (with a hint) before a consumer is made for a topic that is not there.
-    super::existing_topic(broker, &args.topic).await?;
+    let topic = super::existing_topic(broker, &args.topic).await?;
+    super::check_partition(&topic, args.partition)?;
     let mut config = ConsumerConfig::new(vec![args.topic.clone()]);
     config.group = args.group.clone();
     config.offset_reset = if args.from_beginning {

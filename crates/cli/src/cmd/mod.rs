@@ -8,7 +8,7 @@ pub mod status;
 pub mod topics;
 
 use millrace_broker::{Broker, BrokerError, TopicDescription};
-use millrace_pipeline::diagnostics::did_you_mean;
+use millrace_pipeline::diagnostics::{count, did_you_mean};
 
 use crate::report::hinted;
 
@@ -46,4 +46,33 @@ pub async fn unknown_topic(broker: &dyn Broker, topic: &str, create: bool) -> an
         ),
         (None, false) => anyhow::anyhow!(message),
     }
+}
+
+/// `unknown --property 'print.keys'`, with the closest of the known ones.
+pub fn unknown_property(name: &str, known: &[&str]) -> anyhow::Error {
+    let known_list = format!("known: {}", known.join(", "));
+    let hint = match did_you_mean(name, known.iter().copied()) {
+        Some(close) => format!("did you mean {close}? {known_list}"),
+        None => known_list,
+    };
+    hinted(format!("unknown --property '{name}'"), hint)
+}
+
+/// `--partition P` names one of the topic's partitions.
+pub fn check_partition(d: &TopicDescription, partition: Option<i32>) -> anyhow::Result<()> {
+    let Some(p) = partition else {
+        return Ok(());
+    };
+    let n = d.partitions.len();
+    if usize::try_from(p).is_ok_and(|p| p < n) {
+        return Ok(());
+    }
+    let range = match n {
+        1 => "--partition 0".to_owned(),
+        n => format!("--partition 0 to {}", n.saturating_sub(1)),
+    };
+    Err(hinted(
+        format!("topic '{}' has no partition {p}", d.name),
+        format!("it has {}: {range}", count(n, "partition")),
+    ))
 }
