@@ -602,9 +602,18 @@ fn partition_count_conflict_is_a_clear_error_and_starts_nothing() {
             b"",
         );
         b.ok(&["produce", "--topic", &src], b"photo-1.jpg\n");
-        let out = run_with(b.root_cmd(), &["run", path_str(&file), "--no-http"], b"");
+        let out = run_with(
+            b.root_cmd(),
+            &["run", path_str(&file), "--http", "127.0.0.1:0"],
+            b"",
+        );
         assert!(!out.status.success(), "[{}] should fail", b.name);
         let err = stderr(&out);
+        assert!(
+            !err.contains("serving"),
+            "[{}] the run fails before it says it serves: {err}",
+            b.name
+        );
         assert!(
             err.starts_with("error: ")
                 && err.contains(&format!("'{src}'"))

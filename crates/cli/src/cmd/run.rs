@@ -56,6 +56,9 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
         }
     };
 
+    // A topic that conflicts with the file stops the run before it says it serves.
+    runtime.ensure_topics(broker.as_ref()).await?;
+
     if !args.no_http {
         let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter);
         let (tx, rx) = tokio::sync::oneshot::channel();
