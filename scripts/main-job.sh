@@ -8,7 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 USERS="${1:-10000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${MILLRACE_CACHE:-$HOME/.cache/millrace}/target}"
 
-cargo build --release --quiet
+# The first build compiles every dependency, librdkafka included: minutes on a small
+# machine. Cargo's progress goes to the terminal; later builds take seconds.
+echo "== build (release, into $CARGO_TARGET_DIR)"
+cargo build --release
 MILLRACE="$CARGO_TARGET_DIR/release/millrace"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

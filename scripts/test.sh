@@ -4,7 +4,8 @@
 # Apache Kafka broker, which this script starts (and stops) unless
 # MILLRACE_TEST_BOOTSTRAP already points at one.
 #
-# Works on a fresh machine: installs what the tests need (kcat, kafka-python) when
+# Works on a fresh machine: installs what the tests need (kcat, Chromium and fonts,
+# kafka-python, prometheus-client) when
 # it is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,6 +40,11 @@ install_tools() {
   if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     say "installing kafka-python"
     python3 -m pip install -q kafka-python
+  fi
+  # The Prometheus project's own text-format parser: the /metrics test reads with it.
+  if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    say "installing prometheus-client"
+    python3 -m pip install -q prometheus-client
   fi
 }
 

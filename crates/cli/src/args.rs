@@ -142,7 +142,7 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub partition: Option<i32>,
     /// With --partition: start at this offset.
-    #[arg(long)]
+    #[arg(long, requires = "partition")]
     pub offset: Option<i64>,
 }
 

@@ -5,6 +5,9 @@
 //! - `connect`: picks the backend (Kafka, the embedded store, or a store held by a
 //!   running pipeline).
 //! - `cmd/`: one file per command.
+//! - `log`: log lines on standard error (colour on a terminal only, librdkafka's
+//!   repeats folded).
+//! - `report`: errors with hints, notes, and a closed pipe as a normal end.
 //! - `http/`: the HTTP surface of `millrace run` (/metrics, /healthz, /api, the page).
 //! - `bench/`: `millrace bench …`.
 
@@ -13,6 +16,8 @@ mod bench;
 mod cmd;
 mod connect;
 mod http;
+mod log;
+mod report;
 
 use clap::Parser;
 
@@ -32,30 +37,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    // Global filters, not per-layer ones: only global filters give `log`'s bridge a
-    // level limit, without which rdkafka's per-message `trace!` records are each
-    // built and then dropped (a few % of a Kafka copier's CPU).
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::EnvFilter::try_from_env("MILLRACE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with(tracing_subscriber::filter::filter_fn(|m| {
-            // rdkafka's consumer `Drop` closes the consumer again and logs that it was
-            // closed already (millrace closes it first, without rdkafka's 100 ms poll
-            // steps: see the Kafka consumer's `close_blocking`). That is the only
-            // error this module of rdkafka logs.
-            !(m.target() == "rdkafka::consumer::base_consumer"
-                && *m.level() == tracing::Level::ERROR)
-        }))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .without_time(),
-        )
-        .init();
+    log::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // jq evaluation recurses along an expression's chains of operators (up to
@@ -65,56 +47,44 @@ fn main() {
         .build()
     {
         Ok(r) => r,
-        Err(e) => fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+        Err(e) => report::exit_on_error(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
     let result = runtime.block_on(dispatch(cli));
     // Blocking readers of stdin must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            if is_broken_pipe(&e) {
-                // `millrace consume … | head` closing the pipe is a normal end.
-                std::process::exit(0);
-            }
-            fail(&e)
+        Ok(code) => {
+            log::flush_folded();
+            std::process::exit(code)
         }
+        Err(e) => report::exit_on_error(&e),
     }
 }
 
-fn fail(e: &anyhow::Error) -> ! {
-    eprintln!("error: {e:#}");
-    std::process::exit(1)
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    use connect::DataDir;
     let g = cli.global;
     match cli.command {
         Command::Topics { command } => {
-            let broker = connect::connect(&g).await?;
+            // Only `topics create` defines something worth a new data directory.
+            let dir = match command {
+                args::TopicsCommand::Create { .. } => DataDir::Create,
+                _ => DataDir::Existing,
+            };
+            let broker = connect::connect(&g, dir).await?;
             cmd::topics::run(broker.as_ref(), command).await?;
         }
         Command::Produce(args) => {
-            let broker = connect::connect(&g).await?;
+            let broker = connect::connect(&g, DataDir::Existing).await?;
             cmd::produce::run(broker.as_ref(), args).await?;
         }
         Command::Consume(args) => {
-            let broker = connect::connect(&g).await?;
+            let broker = connect::connect(&g, DataDir::Existing).await?;
             cmd::consume::run(broker.as_ref(), args).await?;
         }
         Command::Validate { file } => cmd::graph::validate(&file)?,
         Command::Graph { file, format } => cmd::graph::graph(&file, format)?,
-        Command::Status { file } => {
-            let broker = connect::connect(&g).await?;
-            cmd::status::run(broker.as_ref(), file.as_deref()).await?;
-        }
+        Command::Status { file } => cmd::status::run(&g, file.as_deref()).await?,
         Command::Run(args) => return cmd::run::run(&g, args).await,
         Command::Bench(args) => cmd::bench::run(&g, args).await?,
         Command::Serve(args) => return cmd::serve::run(&g, args).await,

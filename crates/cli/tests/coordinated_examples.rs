@@ -1,4 +1,4 @@
-//! The coordinated examples (issue 5) through the real `millrace` binary on every
+//! The coordinated examples through the real `millrace` binary on every
 //! backend, with several partitions, and on Kafka with two `millrace run` processes
 //! sharing the work: examples/wordcount.yaml, examples/images.yaml, examples/zip.yaml.
 

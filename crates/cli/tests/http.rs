@@ -6,11 +6,11 @@
 mod common;
 mod web;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use web::{Server, counter, settled, stage, wait_until};
+use web::prometheus::{self, stage_value};
+use web::{Server, counter, settled, stage, wait_for_topic, wait_until, write_pipeline};
 
 /// filter → splitter, and a copier beside them: every bucket of the counters is used
 /// (out, filtered, dead-lettered, emitted > out).
@@ -43,34 +43,6 @@ const ORDERS: &[u8] = br#"{"id":1,"region":"eu","total":250}
 {"id":5,"region":"us","total":5}
 {"id":6,"region":"eu","total":99}
 "#;
-
-fn write_pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write pipeline");
-    p
-}
-
-/// Waits until the running pipeline has created its topics and serves the store.
-fn wait_for_topic(b: &Backend, topic: &str) {
-    wait_until(
-        &format!("topic {topic} through the running pipeline"),
-        Duration::from_secs(30),
-        || {
-            let o = b.run(&["topics", "describe", "--topic", topic], b"");
-            o.status.success().then_some(())
-        },
-    );
-}
-
-/// The value of a Prometheus sample line `name{labels…} value` with `stage="…"`.
-fn sample(metrics: &str, name: &str, stage: &str) -> Option<f64> {
-    let want = format!("stage=\"{stage}\"");
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&want))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 fn assert_conservation(stats: &serde_json::Value) {
     for s in stats["stages"].as_array().expect("stages") {
@@ -241,27 +213,41 @@ fn endpoints_count_what_other_processes_produce() {
     assert_eq!(m.status, 200);
     assert!(
         m.header("content-type")
-            .is_some_and(|c| c.starts_with("text/plain")),
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
         "{:?}",
         m.headers
     );
+    let fams = prometheus::parse(&m.body);
     for (st, n) in [("only-eu", 6.0), ("archive", 6.0), ("by-size", 4.0)] {
         assert_eq!(
-            sample(&m.body, "millrace_stage_records_in_total", st),
+            stage_value(&fams, "millrace_stage_records_in_total", st),
             Some(n),
             "records_in of {st} in:\n{}",
             m.body
         );
     }
     assert_eq!(
-        sample(&m.body, "millrace_stage_records_filtered_total", "only-eu"),
+        stage_value(&fams, "millrace_stage_records_filtered_total", "only-eu"),
         Some(2.0)
     );
     assert_eq!(
-        sample(&m.body, "millrace_stage_records_emitted_total", "archive"),
+        stage_value(&fams, "millrace_stage_records_emitted_total", "archive"),
         Some(12.0)
     );
-    assert!(m.body.contains("kind=\"filter\""), "{}", m.body);
+    assert_eq!(
+        prometheus::value(
+            &fams,
+            "millrace_stage_records_in_total",
+            &[
+                ("stage", "only-eu"),
+                ("kind", "filter"),
+                ("pipeline", "shop")
+            ]
+        ),
+        Some(6.0),
+        "{}",
+        m.body
+    );
 
     // A record that is not JSON: the filter dead-letters it, the copier copies it.
     b.ok(&["produce", "--topic", "orders"], b"this is not json\n");
@@ -283,8 +269,22 @@ fn endpoints_count_what_other_processes_produce() {
     assert_eq!(counter(&s2, "only-eu", "dead_lettered"), 1);
     assert_eq!(counter(&s2, "archive", "out"), 7);
     let m = server.get("/metrics").body;
+    let fams = prometheus::parse(&m);
     assert_eq!(
-        sample(&m, "millrace_stage_records_dead_lettered_total", "only-eu"),
+        stage_value(
+            &fams,
+            "millrace_stage_records_dead_lettered_total",
+            "only-eu"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        prometheus::value(
+            &fams,
+            "millrace_dead_letter_records",
+            &[("topic", "shop.dlq")]
+        ),
         Some(1.0),
         "{m}"
     );
@@ -320,10 +320,6 @@ fn cell(row: &str, col: &str) -> String {
         .unwrap_or_else(|| panic!("no {col} cell in {row}"));
     let inner = &td[td.find('>').map_or(0, |i| i + 1)..td.len() - "</td>".len()];
     inner.to_owned()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The book's sign-up flow in a real browser: the DAG is drawn with each stage's
@@ -374,12 +370,8 @@ fn page_in_headless_chromium_draws_the_pipeline_and_its_counts() {
     });
     assert_eq!(counter(&stats, "shard-by-region", "dead_lettered"), 1);
 
-    let chrome = web::chromium::Chromium::new(bin);
-    let dom = chrome.dump_dom(&server.url("/"), 5000);
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the page never finished its first refresh:\n{dom}"
-    );
+    let mut browser = web::cdp::Browser::launch(&bin, 1280, 800);
+    let dom = web::page_dom(&mut browser, &server.url("/"));
     let graph = server.json("/api/graph");
     for s in graph["stages"].as_array().expect("stages") {
         let (name, kind) = (
@@ -437,11 +429,18 @@ fn page_in_headless_chromium_draws_the_pipeline_and_its_counts() {
         "{dlq}"
     );
 
+    // The dead-letter node counts what it holds and names the stage that sent it.
+    let dlq_node = element(&dom, "g", "data-topic=\"signup.dlq\"").expect("dead-letter node");
+    assert!(dlq_node.contains("data-records=\"1\""), "{dlq_node}");
+    assert!(
+        dlq_node.contains("data-dlq-stage=\"shard-by-region\"")
+            && dlq_node.contains(">✕ 1 from shard-by-region<"),
+        "{dlq_node}"
+    );
+
     let shots = tempfile::tempdir().expect("tempdir");
-    let png = shots.path().join("signup.png");
-    chrome.screenshot(&server.url("/"), &png, 1400, 900, 5000);
+    let png = browser.screenshot(&shots.path().join("signup.png"));
     let bytes = std::fs::read(&png).expect("screenshot written");
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(
         bytes.len() > 20_000,
         "screenshot is {} bytes: blank?",
@@ -494,35 +493,41 @@ stages:
     assert!(batch > 0, "{bar}");
     assert_eq!(counter(&stats, "all-done", "out"), 4);
 
+    // Barrier progress as Prometheus reads it: gauges, and released batches a counter.
     let metrics = server.get("/metrics").body;
+    let fams = prometheus::parse(&metrics);
+    for (name, kind) in [
+        ("millrace_barrier_batch", "gauge"),
+        ("millrace_barrier_partitions_done", "gauge"),
+        ("millrace_barrier_partitions", "gauge"),
+        ("millrace_barrier_batches_released", "counter"),
+    ] {
+        let f = prometheus::family(&fams, name);
+        assert_eq!(f.kind, kind, "{name}");
+        assert!(f.help.contains("join or reduce"), "{name}: {}", f.help);
+    }
+    let of_join = |name: &str| stage_value(&fams, name, "all-done");
+    assert_eq!(of_join("millrace_barrier_partitions_done"), Some(2.0));
+    assert_eq!(of_join("millrace_barrier_partitions"), Some(2.0));
+    assert_eq!(of_join("millrace_barrier_batch"), Some(batch as f64));
     assert_eq!(
-        sample(&metrics, "millrace_barrier_partitions_done", "all-done"),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(&metrics, "millrace_barrier_partitions", "all-done"),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(&metrics, "millrace_barrier_batch", "all-done"),
-        Some(batch as f64)
-    );
-    assert_eq!(
-        sample(
-            &metrics,
-            "millrace_barrier_batches_released_total",
-            "all-done"
-        ),
+        of_join("millrace_barrier_batches_released_total"),
         Some(1.0)
     );
-    assert_eq!(sample(&metrics, "millrace_barrier_partitions", "tag"), None);
+    // What the barrier released is what it emitted.
+    assert_eq!(of_join("millrace_stage_records_emitted_total"), Some(4.0));
+    assert_eq!(counter(&stats, "all-done", "emitted"), 4, "{stats}");
+    assert_eq!(
+        stage_value(&fams, "millrace_barrier_partitions", "tag"),
+        None
+    );
 
     let Some(bin) = web::chromium::find() else {
         server.stop();
         return;
     };
-    let chrome = web::chromium::Chromium::new(bin);
-    let dom = chrome.dump_dom(&server.url("/"), 5000);
+    let mut browser = web::cdp::Browser::launch(&bin, 1280, 800);
+    let dom = web::page_dom(&mut browser, &server.url("/"));
     let row = element(&dom, "tr", "data-stage=\"all-done\"")
         .unwrap_or_else(|| panic!("no table row for the join:\n{dom}"));
     assert_eq!(
@@ -533,7 +538,10 @@ stages:
     let map_row = element(&dom, "tr", "data-stage=\"tag\"").expect("map row");
     assert_eq!(cell(map_row, "barrier"), "–", "{map_row}");
     let node = element(&dom, "g", "data-stage=\"all-done\"").expect("join node");
-    assert!(node.contains(&format!("⧖ 2/2 of batch {batch}")), "{node}");
+    // The hourglass is drawn (no installed font has one), beside the progress.
+    assert!(node.contains("class=\"barrier-icon\""), "{node}");
+    assert!(node.contains(&format!(">2/2 of batch {batch}<")), "{node}");
+    assert!(node.contains(">in 4 · released 4<"), "{node}");
     server.stop();
 }
 

@@ -1,4 +1,4 @@
-//! The reliability suite (issue 6): the real `millrace` binary killed, starved of disk,
+//! The reliability suite: the real `millrace` binary killed, starved of disk,
 //! fed hostile files and records, its Kafka brokers pulled away, and driven faster than
 //! it can go. Nothing acknowledged may be lost and nothing may panic.
 //!

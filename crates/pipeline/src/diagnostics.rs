@@ -28,7 +28,14 @@ pub struct Diagnostic {
     pub offset: Option<usize>,
     pub message: String,
     pub hint: Option<String>,
+    /// Names the kind of problem for callers that treat one kind apart (e.g.
+    /// [`NO_BATCH_END`]); most have none.
+    pub code: Option<&'static str>,
 }
+
+/// The warning about a reduce or barrier join that a continuous run never releases
+/// (no stage sets `batch:`): of no concern to `millrace run --batch`.
+pub const NO_BATCH_END: &str = "no-batch-end";
 
 impl Diagnostic {
     pub fn error(line: u32, col: u32, message: impl Into<String>) -> Self {
@@ -39,6 +46,7 @@ impl Diagnostic {
             offset: None,
             message: message.into(),
             hint: None,
+            code: None,
         }
     }
 
@@ -51,6 +59,11 @@ impl Diagnostic {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -76,11 +89,16 @@ impl fmt::Display for DisplayOne<'_> {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {sev}: {}",
-            self.file, d.line, d.col, d.message
-        )?;
+        // Line 0: no place in the file (it could not be read at all).
+        if d.line == 0 {
+            write!(f, "{}: {sev}: {}", self.file, d.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {sev}: {}",
+                self.file, d.line, d.col, d.message
+            )?;
+        }
         if let Some(h) = &d.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -142,24 +160,25 @@ impl fmt::Display for Diagnostics {
         }
         let errors = self.errors().count();
         let warnings = self.items.len() - errors;
-        write!(
-            f,
-            "{}: {errors} error{}",
-            self.file,
-            if errors == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{}: {}", self.file, count(errors, "error"))?;
         if warnings > 0 {
-            write!(
-                f,
-                ", {warnings} warning{}",
-                if warnings == 1 { "" } else { "s" }
-            )?;
+            write!(f, ", {}", count(warnings, "warning"))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// `n` and the noun, plural unless `n` is 1: `1 partition`, `3 partitions`. For the
+/// nouns millrace counts, all of which take a plain `s`.
+pub fn count<N: fmt::Display + PartialEq + From<u8>>(n: N, noun: &str) -> String {
+    if n == N::from(1) {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a
 /// likely typo (at most a third of the word's length, and at least 1 edit allowed).
@@ -204,6 +223,20 @@ mod tests {
         assert_eq!(did_you_mean("shader", kinds), Some("sharder"));
         assert_eq!(did_you_mean("filtre", kinds), Some("filter"));
         assert_eq!(did_you_mean("xyz", kinds), None);
+    }
+
+    #[test]
+    fn display_leaves_out_a_place_it_does_not_have() {
+        let mut d = Diagnostics::new("gone.yaml");
+        d.push(Diagnostic::error(
+            0,
+            0,
+            "cannot read the pipeline file: not found",
+        ));
+        assert_eq!(
+            d.to_string(),
+            "gone.yaml: error: cannot read the pipeline file: not found\ngone.yaml: 1 error"
+        );
     }
 
     #[test]

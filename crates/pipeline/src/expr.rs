@@ -28,11 +28,13 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use crate::regex_cache;
 pub use jaq_json::Val;
 pub use native::NativeMap;
+pub use not_json::{not_json, not_json_because};
 pub use path::{Picked, PlainPath, pick};
 pub use predicate::NativePredicates;
 pub use projection::Projection;
 
 mod native;
+mod not_json;
 mod path;
 mod predicate;
 mod projection;
@@ -278,7 +280,13 @@ impl Expr {
                     .flat_map(|(_file, errs)| errs)
                     .map(|(name, undefined)| CompileError {
                         offset: offset_in(source, name),
-                        message: format!("undefined {} `{name}`", undefined.as_str()),
+                        message: match undefined {
+                            // jq's notation for a filter taking arguments: `f/1`.
+                            jaq_core::compile::Undefined::Filter(arity) if arity > 0 => {
+                                format!("undefined filter `{name}/{arity}`")
+                            }
+                            other => format!("undefined {} `{name}`", other.as_str()),
+                        },
                     })
                     .collect::<Vec<_>>()
             })?;
@@ -565,11 +573,11 @@ pub fn parse_value(bytes: &[u8], format: Format) -> Result<Val, ExprError> {
             // the outputs, so they are refused here as a record error.
             if let Err(e) = std::str::from_utf8(bytes) {
                 return Err(ExprError::NotJson(format!(
-                    "not UTF-8 (invalid byte at {})",
+                    "not UTF-8 at byte {}",
                     e.valid_up_to()
                 )));
             }
-            jaq_json::read::parse_single(bytes).map_err(|e| ExprError::NotJson(e.to_string()))
+            jaq_json::read::parse_single(bytes).map_err(|e| not_json(bytes, &e))
         }
         Format::Text => Ok(bytes_to_str(bytes)),
     }
@@ -587,7 +595,7 @@ fn check_json_depth(bytes: &[u8]) -> Result<(), ExprError> {
         return Ok(());
     }
     let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for &b in bytes {
+    for (at, &b) in bytes.iter().enumerate() {
         if in_str {
             match b {
                 _ if escaped => escaped = false,
@@ -603,7 +611,7 @@ fn check_json_depth(bytes: &[u8]) -> Result<(), ExprError> {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
                     return Err(ExprError::NotJson(format!(
-                        "nested more than {MAX_JSON_DEPTH} levels deep"
+                        "nested more than {MAX_JSON_DEPTH} levels deep at byte {at}"
                     )));
                 }
             }

@@ -6,7 +6,9 @@
 //! 2. Fields and types of every part ([`crate::spec::read`]).
 //! 3. The graph ([`topology`]): unknown input topics, repeated topics, cycles, order.
 //! 4. Partitions ([`partitions`]): undeclared topics, sharder counts, co-partitioning.
-//! 5. Stages ([`stages`]): jq expressions compiled, errors placed inside them.
+//! 5. Batches ([`batches`]): `batch:` on a stage reading a source; a reduce or barrier
+//!    join that a continuous run would never release (a warning).
+//! 6. Stages ([`stages`]): jq expressions compiled, errors placed inside them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::plan::{Backend, Plan, Stage};
 use crate::spec::read::{error_at, read_pipeline};
 use crate::spec::{BackendSpec, KindSpec, node};
 
+pub mod batches;
 pub mod combine;
 pub mod exprs;
 pub mod partitions;
@@ -120,20 +123,8 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
             .map_or(1, |x| x.partitions)
     };
 
-    // Batch policies belong on stages that read a source (a topic no stage writes).
-    for (stage, io) in spec.stages.iter().zip(&ios) {
-        let Some(batch) = &stage.batch else { continue };
-        let reads_source = io.inputs.iter().any(|t| {
-            !ios.iter()
-                .any(|o| o.outputs.iter().any(|x| x.value == t.value))
-        });
-        if !reads_source {
-            diags.push(
-                error_at(batch.pos, format!("stage `{}` sets `batch` but reads no source topic", stage.name.value))
-                    .with_hint("batches are cut where records enter the pipeline; set `batch` on the stage reading the source"),
-            );
-        }
-    }
+    batches::check_placement(&spec.stages, &ios, diags);
+    batches::warn_unreleased(&spec.stages, &ios, diags);
 
     // Declared topics nothing uses are probably leftovers.
     for t in &spec.topics {

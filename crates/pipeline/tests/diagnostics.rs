@@ -162,9 +162,14 @@ fn expression_error_points_inside_the_expression() {
     // `foo` is at column 50: `  f: {kind: filter, from: a, to: b, where: '.x | foo(1)'}`
     let src = with_stages("  f: {kind: filter, from: a, to: b, where: '.x | foo(1)'}\n");
     let e = one_error(&src);
+    // jq's notation for a filter with its arity: `foo/1`.
     assert_eq!(
         e,
-        "6:50: `where` of stage `f` does not compile: undefined filter `foo`"
+        "6:50: `where` of stage `f` does not compile: undefined filter `foo/1`"
+    );
+    assert_eq!(
+        hints(&src),
+        ["check the name and number of arguments against the jq manual"]
     );
 }
 

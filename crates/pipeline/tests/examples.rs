@@ -16,6 +16,9 @@ fn load_example(name: &str) -> Plan {
     }
 }
 
+/// Every example validates without a warning: a new user's first `validate` of an
+/// example is clean (the coordinated ones set `batch:`, so continuous runs finish
+/// batches too).
 #[test]
 fn every_example_validates_without_warnings() {
     let mut count = 0;

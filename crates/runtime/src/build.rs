@@ -37,6 +37,7 @@ pub fn from_plan(plan: &Plan) -> Result<RunSpec, RuntimeError> {
                 name: t.name.clone(),
                 partitions: i32::try_from(t.partitions).unwrap_or(i32::MAX),
                 config: t.config.clone(),
+                declared: t.declared,
             })
             .collect(),
         stages,

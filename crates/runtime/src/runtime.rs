@@ -22,6 +22,8 @@ pub struct TopicDef {
     pub name: String,
     pub partitions: i32,
     pub config: BTreeMap<String, String>,
+    /// Declared by the pipeline, rather than derived from the stage that writes it.
+    pub declared: bool,
 }
 
 /// A stage ready to run.
@@ -345,8 +347,8 @@ impl Runtime {
     }
 }
 
-/// Creates the declared topics (and the dead-letter topic) that do not exist yet; a
-/// declared topic that exists with another partition count is an error.
+/// Creates the pipeline's topics (and the dead-letter topic) that do not exist yet; a
+/// topic that exists with another partition count than the pipeline's is an error.
 async fn ensure_topics(
     topics: &[TopicDef],
     dead_letter: &str,
@@ -356,19 +358,23 @@ async fn ensure_topics(
     if !wanted.iter().any(|t| t.name == dead_letter) {
         wanted.push(TopicDef {
             name: dead_letter.to_string(),
-
             partitions: 1,
             config: BTreeMap::new(),
+            declared: false,
         });
     }
     for t in &wanted {
         match broker.describe_topic(&t.name).await {
             Ok(d) => {
-                if usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
+                // Dead letters need no particular partitioning: one made beforehand with
+                // any count will do, unless the pipeline declares one.
+                let any_count = t.name == dead_letter && !t.declared;
+                if !any_count && usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
                     return Err(RuntimeError::PartitionMismatch {
                         topic: t.name.clone(),
-                        declared: t.partitions,
+                        wanted: t.partitions,
                         actual: d.partitions.len(),
+                        declared: t.declared,
                     });
                 }
             }

@@ -574,11 +574,13 @@ stages:
             ..RunOptions::default()
         };
         let run = tokio::spawn(rt.run(b.broker.clone(), opts, rx));
-        for _ in 0..500 {
-            let c = state.stages[1].counters.snapshot();
-            if c.records_in > 0 {
-                break;
-            }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while state.stages[1].counters.snapshot().records_in == 0 {
+            assert!(
+                std::time::Instant::now() < deadline && !run.is_finished(),
+                "[{}] the reduce read nothing before the run ended",
+                b.name
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = tx.send(true);

@@ -202,7 +202,9 @@ stages:
         assert_eq!(b.values(&b.t("other")).await.len(), 20);
         // Partitions as shards: each word in exactly the partition murmur2 gives it,
         // and the shard key is the output key.
-        for r in b.read_all(&b.t("words")).await {
+        let sharded = b.read_all(&b.t("words")).await;
+        assert_eq!(sharded.len(), 60, "[{}] every record sharded once", b.name);
+        for r in sharded {
             let key = r.key.clone().expect("keyed by the shard key");
             let word: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
             assert_eq!(

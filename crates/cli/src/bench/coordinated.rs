@@ -1,4 +1,4 @@
-//! `millrace bench coordinated`: the coordinated batch patterns (issue 5) as whole
+//! `millrace bench coordinated`: the coordinated batch patterns as whole
 //! pipelines on the embedded store (every topic durability=none), each run in `--batch`
 //! mode built exactly as `millrace run` builds it (`parse_str` → `build::from_plan` →
 //! `Runtime::run`). Rows:
@@ -16,7 +16,7 @@
 //! Records/s counts input records: text lines for the word count, so its MB/s is the
 //! text's. Peak RSS (`VmHWM`, reset before each run) is on every pipeline row.
 //!
-//! Sizes default to the issue's (100 MB of text, 2 M reduce records, 10 M join records).
+//! Sizes default to the targets' (100 MB of text, 2 M reduce records, 10 M join records).
 //! Sizes can be changed for profiling with `MILLRACE_BENCH_WORDCOUNT_MB` (below 100 the
 //! row name says the size was reduced),
 //! `MILLRACE_BENCH_REDUCE_RECORDS` and `MILLRACE_BENCH_JOIN_RECORDS`;
@@ -47,7 +47,7 @@ const RECORD_SIZE: usize = 100;
 const GROUPS: usize = 10_000;
 
 const WORDCOUNT_TARGET: f64 = 0.2;
-/// The issue's ≥ 100 MB of text (about a minute on the 2-core machine).
+/// The target's ≥ 100 MB of text (about a minute on a 2-core machine).
 const WORDCOUNT_MB: usize = 100;
 const REDUCE_TARGET: f64 = 2_000_000.0;
 const JOIN_RSS_TARGET_MIB: f64 = 256.0;
@@ -560,7 +560,7 @@ async fn wordcount(
     let bytes = text.len() as f64;
     let lines = text.lines().count() as u64;
     let label = if mb < 100 {
-        format!("{mb}MB (issue: 100MB, reduced to fit the run time)")
+        format!("{mb}MB (target: 100MB, reduced to fit the run time)")
     } else {
         format!("{mb}MB")
     };

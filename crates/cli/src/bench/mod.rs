@@ -42,11 +42,14 @@ impl BenchRow {
     }
 }
 
-/// Prints rows as JSON lines or as an aligned table.
-pub fn print_rows(rows: &[BenchRow], json: bool) {
+/// Prints rows as JSON lines or as an aligned table. A closed stdout is an error (the
+/// caller ends quietly on a broken pipe), never a panic.
+pub fn print_rows(rows: &[BenchRow], json: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = crate::report::stdout();
     for r in rows {
         if json {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
         } else {
             let ratio = r
                 .ratio
@@ -58,12 +61,14 @@ pub fn print_rows(rows: &[BenchRow], json: bool) {
                     )
                 })
                 .unwrap_or_default();
-            println!(
+            writeln!(
+                out,
                 "{:<40} {:>14.0} rec/s {:>9.1} MB/s{}",
                 r.name, r.records_per_s, r.mb_per_s, ratio
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 pub mod coordinated;

@@ -1,6 +1,6 @@
 //! `millrace bench pipeline` on Kafka (`--bootstrap-server`): the copier as a whole
 //! pipeline on the Kafka backend, against millrace's own Kafka produce rate measured in
-//! the same run (issue 4: on Kafka, copier ≥ 0.5 of `bench kafka`'s produce rate).
+//! the same run (target: on Kafka, copier ≥ 0.5 of `bench kafka`'s produce rate).
 //!
 //! `MILLRACE_BENCH_KAFKA_RECORDS` (default 1 000 000) keyed 100 B records are produced
 //! into a fresh 2-partition input topic by `bench kafka`'s millrace produce function

@@ -24,7 +24,7 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
         },
         BenchKind::Coordinated => bench::coordinated::run(&dir).await?,
     };
-    bench::print_rows(&rows, args.json);
+    bench::print_rows(&rows, args.json)?;
     Ok(())
 }
 

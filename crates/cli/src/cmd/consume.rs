@@ -1,6 +1,6 @@
 //! `millrace consume`: values one per line, like kafka-console-consumer; exits after
 //! --max-messages, after --timeout-ms without a record, or on Ctrl-C, and then says
-//! "Processed a total of N messages" on standard error.
+//! "Processed a total of N messages" on standard error (not when its reader has gone).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use millrace_broker::{Broker, ConsumerConfig, OffsetReset, Seek, TopicPartition};
 
+use millrace_pipeline::diagnostics::count;
+
 use crate::args::{ConsumeArgs, parse_pair};
+use crate::report::note;
 
 struct Format {
     print_key: bool,
@@ -36,11 +39,23 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
             "print.headers" => fmt.print_headers = on,
             "key.separator" => fmt.separator = v,
             "print.value" | "print.timestamp" => {}
-            other => anyhow::bail!(
-                "unknown --property '{other}'; known: print.key, print.partition, print.offset, print.headers, key.separator"
-            ),
+            other => {
+                return Err(super::unknown_property(
+                    other,
+                    &[
+                        "print.key",
+                        "print.partition",
+                        "print.offset",
+                        "print.headers",
+                        "key.separator",
+                    ],
+                ));
+            }
         }
     }
+    // Said plainly (with a hint) before a consumer is made for a topic that is not there.
+    let topic = super::existing_topic(broker, &args.topic).await?;
+    super::check_partition(&topic, args.partition)?;
     let mut config = ConsumerConfig::new(vec![args.topic.clone()]);
     config.group = args.group.clone();
     config.offset_reset = if args.from_beginning {
@@ -72,7 +87,6 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let result: anyhow::Result<()> = async {
-        let stdout = std::io::stdout();
         while total < max {
             let wait = match idle {
                 Some(d) => d.saturating_sub(last.elapsed()).min(Duration::from_millis(500)),
@@ -90,7 +104,7 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
             }
             last = Instant::now();
             let mut commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-            let mut out = stdout.lock();
+            let mut out = crate::report::stdout();
             for r in recs {
                 if args.partition.is_some_and(|p| p != r.partition) {
                     continue;
@@ -137,6 +151,9 @@ pub async fn run(broker: &dyn Broker, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     .await;
     let _ = consumer.close().await;
-    eprintln!("Processed a total of {total} messages");
+    // A reader that has gone (`| head`) wants no report.
+    if !result.as_ref().is_err_and(crate::report::is_broken_pipe) {
+        note!("Processed a total of {}", count(total, "message"));
+    }
     result
 }

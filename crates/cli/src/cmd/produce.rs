@@ -39,14 +39,20 @@ pub async fn run(broker: &dyn Broker, args: ProduceArgs) -> anyhow::Result<()> {
             "key.separator" => reader.separator = v,
             // Accepted for compatibility with kafka-console-producer; nothing to do.
             "ignore.error" | "parse.headers" => {}
-            other => anyhow::bail!("unknown --property '{other}'; known: parse.key, key.separator"),
+            other => {
+                return Err(super::unknown_property(
+                    other,
+                    &["parse.key", "key.separator"],
+                ));
+            }
         }
     }
     if reader.separator.is_empty() {
         anyhow::bail!("key.separator must not be empty");
     }
     // Fail before reading input when the topic does not exist.
-    broker.describe_topic(&args.topic).await?;
+    let topic = super::existing_topic(broker, &args.topic).await?;
+    super::check_partition(&topic, args.partition)?;
 
     let interactive = args.file.is_none() && std::io::stdin().is_terminal();
     let (tx, mut rx) = mpsc::channel::<Line>(BATCH_LINES * 4);

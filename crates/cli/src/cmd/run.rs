@@ -10,10 +10,17 @@ use millrace_runtime::{RunOptions, Runtime};
 use tokio::sync::watch;
 
 use crate::args::{Global, RunArgs};
+use crate::connect::DataDir;
 use crate::http;
+use crate::report::note;
 
 pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     let plan = super::graph::load(&args.file)?;
+    // Every warning of `validate`, except that a barrier never released in a
+    // continuous run is no concern of a `--batch` run.
+    super::graph::print_warnings(&args.file, &plan, |w| {
+        !(args.batch && w.code == Some(millrace_pipeline::diagnostics::NO_BATCH_END))
+    });
     let graph = Arc::new(millrace_pipeline::graph::to_json(&plan));
     let spec = millrace_runtime::build::from_plan(&plan)
         .with_context(|| format!("cannot start {}", args.file.display()))?;
@@ -25,29 +32,11 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
 
     // Kafka when asked for (flag, env, or the file's backend); otherwise the embedded
     // store, held by this process and served to the other terminals.
-    let (file_bootstrap, file_props) = match &plan.backend {
-        millrace_pipeline::Backend::Kafka {
-            bootstrap,
-            properties,
-        } => (Some(bootstrap.clone()), properties.clone()),
-        _ => (None, Default::default()),
-    };
-    let bootstrap = g.bootstrap_server.clone().or(file_bootstrap);
-    // The file may name its own data directory; an explicit --data / MILLRACE_DATA wins.
-    let mut g = g.clone();
-    if let millrace_pipeline::Backend::EmbeddedAt { data } = &plan.backend
-        && g.data == std::path::Path::new(crate::args::DEFAULT_DATA)
-    {
-        g.data = data.clone();
-    }
+    let (g, file_props) = crate::connect::for_plan(g, &plan);
     let g = &g;
     let mut endpoint = None;
-    let broker: Arc<dyn Broker> = match bootstrap {
-        Some(b) => {
-            let mut g2 = g.clone();
-            g2.bootstrap_server = Some(b);
-            crate::connect::connect_with_properties(&g2, file_props).await?
-        }
+    let broker: Arc<dyn Broker> = match &g.bootstrap_server {
+        Some(_) => crate::connect::connect_with_properties(g, file_props, DataDir::Create).await?,
         None => {
             let embedded = Arc::new(crate::connect::open_embedded(g).await?);
             let served: Arc<dyn Broker> = embedded.clone();
@@ -67,16 +56,11 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
         }
     };
 
+    // A topic that conflicts with the file stops the run before it says it serves.
+    runtime.ensure_topics(broker.as_ref()).await?;
+
     if !args.no_http {
-        let state = http::AppState {
-            graph,
-            run: runtime.state(),
-            broker: broker.clone(),
-            prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .context("cannot install the metrics recorder")?,
-            dead_letter,
-        };
+        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut stop = stop_rx.clone();
         let addr = args.http.clone();
@@ -89,7 +73,7 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
             }
         });
         if let Ok(addr) = rx.await {
-            eprintln!("millrace: serving http://{addr}/ (metrics at /metrics)");
+            note!("millrace: serving http://{addr}/ (metrics at /metrics)");
         }
     }
 
@@ -108,15 +92,27 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn print_summary(s: &millrace_runtime::RunSummary) {
-    eprintln!(
+    note!(
         "{:<24} {:<9} {:>10} {:>10} {:>10} {:>13} {:>10}",
-        "stage", "pattern", "in", "out", "filtered", "dead-lettered", "emitted"
+        "stage",
+        "pattern",
+        "in",
+        "out",
+        "filtered",
+        "dead-lettered",
+        "emitted"
     );
     for st in &s.stages {
         let c = &st.counters;
-        eprintln!(
+        note!(
             "{:<24} {:<9} {:>10} {:>10} {:>10} {:>13} {:>10}",
-            st.name, st.kind, c.records_in, c.out, c.filtered, c.dead_lettered, c.emitted
+            st.name,
+            st.kind,
+            c.records_in,
+            c.out,
+            c.filtered,
+            c.dead_lettered,
+            c.emitted
         );
     }
 }
@@ -134,6 +130,6 @@ async fn watch_signals(stop: watch::Sender<bool>) {
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    eprintln!("millrace: stopping (finishing the batch in hand)");
+    note!("millrace: stopping (finishing the batch in hand)");
     let _ = stop.send(true);
 }

@@ -8,7 +8,7 @@ use millrace_broker::{Broker, BrokerError, NewTopic};
 use crate::args::{TopicsCommand, parse_pair};
 
 pub async fn run(broker: &dyn Broker, cmd: TopicsCommand) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::stdout();
     match cmd {
         TopicsCommand::Create {
             topic,
@@ -40,7 +40,7 @@ pub async fn run(broker: &dyn Broker, cmd: TopicsCommand) -> anyhow::Result<()> 
             }
         }
         TopicsCommand::Describe { topic } => {
-            let d = broker.describe_topic(&topic).await?;
+            let d = super::existing_topic(broker, &topic).await?;
             let cfg: Vec<String> = d.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(
                 out,
@@ -67,7 +67,12 @@ pub async fn run(broker: &dyn Broker, cmd: TopicsCommand) -> anyhow::Result<()> 
             }
         }
         TopicsCommand::Delete { topic } => {
-            broker.delete_topic(&topic).await?;
+            match broker.delete_topic(&topic).await {
+                Err(BrokerError::UnknownTopic(_)) => {
+                    return Err(super::unknown_topic(broker, &topic, false).await);
+                }
+                r => r?,
+            }
             writeln!(out, "Deleted topic {topic}.")?;
         }
     }

@@ -4,10 +4,21 @@
 //! many input partitions have their part of it, batches released) and dead-letter
 //! counts. Bound to 127.0.0.1 unless an address is given.
 //!
+//! Layout:
+//! - `stats`: `/api/stats`, and the lag per input partition that `/metrics` reports too.
+//! - `rates`: records per second per stage over the last seconds, for `/api/stats`.
+//! - `metrics`: `/metrics` in Prometheus' text exposition format.
+//! - `page.html` and its scripts `patterns.js`, `dag.js`, `live.js`: the page, served
+//!   from the binary (page.html's opening comment lists its hooks for tests).
+//!
 //! Secrets: nothing served comes from the backend's client properties (SASL passwords,
 //! SSL keys). `/api/graph` is `graph::to_json` of the plan (topics, stages, edges),
 //! `/api/stats` and `/metrics` are counters and offsets; `tests.rs` checks all of them
 //! against a Kafka-backed file holding a password.
+
+mod metrics;
+mod rates;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +28,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 use millrace_broker::Broker;
 use millrace_runtime::RunState;
 
@@ -26,17 +36,57 @@ pub struct AppState {
     pub graph: Arc<serde_json::Value>,
     pub run: Arc<RunState>,
     pub broker: Arc<dyn Broker>,
-    pub prometheus: PrometheusHandle,
     pub dead_letter: String,
+    rates: Arc<rates::Rates>,
 }
 
+impl AppState {
+    /// The state of a run's HTTP surface. Rates are measured from now on, so the first
+    /// poll already has one (over the time since this call).
+    pub fn new(
+        graph: Arc<serde_json::Value>,
+        run: Arc<RunState>,
+        broker: Arc<dyn Broker>,
+        dead_letter: String,
+    ) -> AppState {
+        let rates = Arc::new(rates::Rates::new(&run.summary()));
+        AppState {
+            graph,
+            run,
+            broker,
+            dead_letter,
+            rates,
+        }
+    }
+}
+
+/// The page's scripts, by the path page.html loads them from.
+const SCRIPTS: [(&str, &str); 3] = [
+    ("/patterns.js", include_str!("patterns.js")),
+    ("/dag.js", include_str!("dag.js")),
+    ("/live.js", include_str!("live.js")),
+];
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for (path, body) in SCRIPTS {
+        router = router.route(
+            path,
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    body,
+                )
+                    .into_response()
+            }),
+        );
+    }
+    router
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/graph", get(graph))
-        .route("/api/stats", get(stats))
+        .route("/api/stats", get(stats::stats))
         .with_state(state)
 }
 
@@ -63,70 +113,6 @@ async fn page() -> Html<&'static str> {
 
 async fn graph(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json((*s.graph).clone())
-}
-
-/// Per stage: counters, and lag (end offsets minus the group's committed offsets).
-async fn stats(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let summary = s.run.summary();
-    let mut stages = Vec::new();
-    for (st, live) in summary.stages.iter().zip(&s.run.stages) {
-        let group = format!("{}.{}", summary.pipeline, st.name);
-        let mut lag = 0i64;
-        for input in &live.inputs {
-            if let (Ok(d), Ok(c)) = (
-                s.broker.describe_topic(input).await,
-                s.broker.committed(&group, input).await,
-            ) {
-                lag += d.lag(&c);
-            }
-        }
-        stages.push(serde_json::json!({
-            "name": st.name,
-            "kind": st.kind,
-            "counters": st.counters,
-            "lag": lag,
-            "barrier": st.barrier,
-        }));
-    }
-    let dlq = match s.broker.describe_topic(&s.dead_letter).await {
-        Ok(d) => d
-            .partitions
-            .iter()
-            .map(|p| p.end_offset - p.start_offset)
-            .sum::<i64>(),
-        Err(_) => 0,
-    };
-    Json(serde_json::json!({
-        "pipeline": summary.pipeline,
-        "backend": s.broker.backend(),
-        "dead_letter": { "topic": s.dead_letter, "records": dlq },
-        "stages": stages,
-    }))
-}
-
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    for st in s.run.summary().stages {
-        let c = st.counters;
-        let labels = [("stage", st.name.clone()), ("kind", st.kind.clone())];
-        metrics::counter!("millrace_stage_records_in_total", &labels).absolute(c.records_in);
-        metrics::counter!("millrace_stage_records_out_total", &labels).absolute(c.out);
-        metrics::counter!("millrace_stage_records_filtered_total", &labels).absolute(c.filtered);
-        metrics::counter!("millrace_stage_records_dead_lettered_total", &labels)
-            .absolute(c.dead_lettered);
-        metrics::counter!("millrace_stage_records_emitted_total", &labels).absolute(c.emitted);
-        metrics::gauge!("millrace_stage_records_in_flight", &labels).set(c.in_flight as f64);
-        if let Some(b) = st.barrier {
-            metrics::gauge!("millrace_barrier_batch", &labels).set(b.batch as f64);
-            metrics::gauge!("millrace_barrier_partitions_done", &labels).set(f64::from(b.done));
-            metrics::gauge!("millrace_barrier_partitions", &labels).set(f64::from(b.of));
-            metrics::counter!("millrace_barrier_batches_released_total", &labels)
-                .absolute(b.released);
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.prometheus.render(),
-    )
 }
 
 #[cfg(test)]

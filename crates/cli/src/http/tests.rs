@@ -53,15 +53,12 @@ async fn kafka_properties_are_not_served() {
     let runtime = millrace_runtime::Runtime::new(spec);
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = millrace_broker::embedded::EmbeddedBroker::open(dir.path()).expect("store");
-    let state = AppState {
-        graph: Arc::new(millrace_pipeline::graph::to_json(&plan)),
-        run: runtime.state(),
-        broker: Arc::new(broker),
-        prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
-            .build_recorder()
-            .handle(),
+    let state = AppState::new(
+        Arc::new(millrace_pipeline::graph::to_json(&plan)),
+        runtime.state(),
+        Arc::new(broker),
         dead_letter,
-    };
+    );
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -71,7 +68,16 @@ async fn kafka_properties_are_not_served() {
         .await
     });
     let addr = rx.await.expect("bound");
-    for path in ["/api/graph", "/api/stats", "/metrics", "/", "/healthz"] {
+    for path in [
+        "/api/graph",
+        "/api/stats",
+        "/metrics",
+        "/",
+        "/healthz",
+        "/patterns.js",
+        "/dag.js",
+        "/live.js",
+    ] {
         let body = get(addr, path).await;
         assert!(
             !body.contains(SECRET),

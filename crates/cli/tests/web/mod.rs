@@ -1,19 +1,58 @@
 //! Helpers for the HTTP tests: a `millrace run` child serving HTTP on 127.0.0.1, a
 //! plain HTTP/1.1 client over `std::net::TcpStream` (no client crate: the tests speak
-//! the wire themselves), and headless Chromium in `chromium.rs`.
+//! the wire themselves), headless Chromium in `chromium.rs` (driven over the DevTools
+//! protocol by `cdp.rs`), and the Prometheus parser in `prometheus.rs`. The tests of
+//! `/metrics` and of the page are `metrics.rs` and `page.rs`.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod chromium;
+mod metrics;
+mod page;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::Backend;
+
+pub fn write_pipeline(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write pipeline");
+    p
+}
+
+/// Waits until the running pipeline has created its topics and serves the store.
+pub fn wait_for_topic(b: &Backend, topic: &str) {
+    wait_until(
+        &format!("topic {topic} through the running pipeline"),
+        Duration::from_secs(30),
+        || {
+            let o = b.run(&["topics", "describe", "--topic", topic], b"");
+            o.status.success().then_some(())
+        },
+    );
+}
+
+/// The page at `url` once its first stats are drawn, as HTML.
+pub fn page_dom(browser: &mut cdp::Browser, url: &str) -> String {
+    browser.goto(url);
+    browser.wait_for(
+        "document.body && document.body.dataset.ready === '1'",
+        "the page's first refresh",
+        Duration::from_secs(30),
+    );
+    browser
+        .eval("document.documentElement.outerHTML")
+        .as_str()
+        .expect("the page's HTML")
+        .to_owned()
+}
 
 /// `millrace run FILE ARGS…` on a backend, with its HTTP address parsed from the line
 /// it prints. Dropping it sends SIGTERM (then SIGKILL if it does not stop).

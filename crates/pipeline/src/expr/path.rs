@@ -74,7 +74,7 @@ impl<'a> Picked<'a> {
         match self {
             Picked::Null => Ok(Val::Null),
             Picked::Json(text) => {
-                jaq_json::read::parse_single(text).map_err(|e| ExprError::NotJson(e.to_string()))
+                jaq_json::read::parse_single(text).map_err(|e| super::not_json(text, &e))
             }
         }
     }

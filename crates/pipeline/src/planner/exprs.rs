@@ -41,12 +41,57 @@ fn hint_for(message: &str, extra_vars: &[&str]) -> String {
             .collect();
         vars.extend(extra_vars.iter().map(|v| format!("${v}")));
         format!("variables available here: {}", vars.join(", "))
-    } else if message.contains("undefined filter") {
-        "check the name and number of arguments against the jq manual".to_owned()
+    } else if let Some(filter) = message.strip_prefix("undefined filter `") {
+        undefined_filter_hint(filter.trim_end_matches('`'))
     } else if message.contains("too large") {
         "a map, filter or reduce per step keeps each expression small".to_owned()
     } else {
         "jq syntax; quote the whole expression in YAML with '…' so YAML leaves it alone".to_owned()
+    }
+}
+
+/// The hint for an undefined filter, written `name` or `name/arity` (jq's notation).
+/// A bare name like `amount` is almost always a field missing its dot; a builtin
+/// called with the wrong number of arguments is told how many it takes.
+fn undefined_filter_hint(filter: &str) -> String {
+    let (name, arity) = match filter.rsplit_once('/') {
+        Some((name, n)) => (name, n.parse::<usize>().unwrap_or(0)),
+        None => (filter, 0),
+    };
+    let identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !identifier {
+        return "check the name and number of arguments against the jq manual".to_owned();
+    }
+    // The arities jq knows `name` by: compile a call with each (errors only, so rare).
+    let call = |n: usize, arg: &str| match n {
+        0 => name.to_owned(),
+        n => format!("{name}({})", vec![arg; n].join("; ")),
+    };
+    let defined: Vec<usize> = (0..=3)
+        .filter(|&n| n != arity && Expr::compile(&call(n, ".")).is_ok())
+        .collect();
+    match (arity, defined.as_slice()) {
+        (0, []) => format!("to read the field, write `.{name}`"),
+        (_, [0]) => {
+            format!("`{name}` takes no arguments: it works on its input, as in `.field | {name}`")
+        }
+        (_, [n]) => format!(
+            "`{name}` takes {}: `{}`",
+            crate::diagnostics::count(*n, "argument"),
+            call(*n, "…")
+        ),
+        (_, []) => "check the name and number of arguments against the jq manual".to_owned(),
+        (_, many) => {
+            let forms: Vec<String> = many
+                .iter()
+                .map(|&n| format!("`{}`", call(n, "…")))
+                .collect();
+            format!("`{name}` is called as {}", forms.join(" or "))
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::topology::StageIo;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, count as count_of};
 use crate::plan::{JoinMode, Topic};
 use crate::spec::read::error_at;
 use crate::spec::{KindSpec, ShardsSpec, StageSpec, TopicSpec};
@@ -79,8 +79,10 @@ pub fn resolve(
                     error_at(
                         at,
                         format!(
-                            "sharder `{}` writes {count} shards into the partitions of `{topic}`, which is declared with {} partitions",
-                            stage.name.value, topics[i].partitions
+                            "sharder `{}` writes {} into the partitions of `{topic}`, which is declared with {}",
+                            stage.name.value,
+                            count_of(count, "shard"),
+                            count_of(topics[i].partitions, "partition")
                         ),
                     )
                     .with_hint(format!("make them equal: `shards: {}` or `{topic}: {{partitions: {count}}}`", topics[i].partitions)),
@@ -222,8 +224,11 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
                         input.pos.line,
                         input.pos.col,
                         format!(
-                            "reduce `{}` groups by `{}` but `{}` ({} partitions) is not written by a sharder with the same `by`",
-                            stage.name.value, g.source, input.value, partitions(&input.value)
+                            "reduce `{}` groups by `{}` but `{}` ({}) is not written by a sharder with the same `by`",
+                            stage.name.value,
+                            g.source,
+                            input.value,
+                            count_of(partitions(&input.value), "partition")
                         ),
                     )
                     .with_hint("a group split over partitions yields one partial result per partition; shard by the group key first");

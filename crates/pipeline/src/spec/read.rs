@@ -50,6 +50,51 @@ fn kind_fields(kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// `a sharder`, `an exec`.
+fn a_kind(kind: &str) -> String {
+    match kind.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {kind}"),
+        _ => format!("a {kind}"),
+    }
+}
+
+/// What a field unknown to `kind` means elsewhere: the kinds it belongs to (`by` in a
+/// splitter: "`by` is a field of a sharder (did you mean `kind: sharder`?)"), or the
+/// closest field of another kind when it looks like a typo of one.
+fn field_elsewhere(kind: &str, field: &str) -> Option<String> {
+    if kind == "splitter" && field == "to" {
+        return Some(
+            "a splitter names its outputs in `routes` (each with `when` and `to`) and `default`"
+                .to_owned(),
+        );
+    }
+    let others = || KINDS.iter().copied().filter(move |k| *k != kind);
+    let owners: Vec<&str> = others()
+        .filter(|k| kind_fields(k).contains(&field))
+        .collect();
+    let of_kinds = |kinds: &[&str]| {
+        let names: Vec<String> = kinds.iter().map(|k| a_kind(k)).collect();
+        names.join(" or ")
+    };
+    match owners.as_slice() {
+        [] => {
+            let near = did_you_mean(field, others().flat_map(kind_fields).copied())?;
+            let owners: Vec<&str> = others()
+                .filter(|k| kind_fields(k).contains(&near))
+                .collect();
+            Some(format!(
+                "close to `{near}`, a field of {}",
+                of_kinds(&owners)
+            ))
+        }
+        [one] => Some(format!(
+            "`{field}` is a field of {} (did you mean `kind: {one}`?)",
+            a_kind(one)
+        )),
+        many => Some(format!("`{field}` is a field of {}", of_kinds(many))),
+    }
+}
+
 /// A mapping being read: which keys were looked at, so the rest are "unknown".
 struct Fields<'n> {
     entries: &'n [(Node, Node)],
@@ -96,6 +141,19 @@ impl Reader<'_> {
         allowed: &[&str],
         example: &str,
     ) -> Option<Fields<'n>> {
+        self.fields_hinted(node, what, allowed, example, |_| None)
+    }
+
+    /// [`Reader::fields`], with `elsewhere` to explain a field that is unknown here but
+    /// has a meaning somewhere else (another stage kind's field).
+    fn fields_hinted<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+        example: &str,
+        elsewhere: impl Fn(&str) -> Option<String>,
+    ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
             self.wrong_type(node, what, "a mapping");
             return None;
@@ -103,9 +161,13 @@ impl Reader<'_> {
         for (k, _) in entries {
             let name = k.key_text();
             if !allowed.contains(&name.as_str()) {
+                let takes = format!("{example} takes: {}", allowed.join(", "));
                 let hint = match did_you_mean(&name, allowed.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("{example} takes: {}", allowed.join(", ")),
+                    None => match elsewhere(&name) {
+                        Some(other) => format!("{other}; {takes}"),
+                        None => takes,
+                    },
                 };
                 self.err(k.pos, format!("unknown field `{name}` in {what}"), hint);
             }
@@ -506,11 +568,13 @@ impl Reader<'_> {
         let example = if kind.is_empty() {
             "a stage".to_owned()
         } else {
-            format!("a {kind}")
+            a_kind(kind)
         };
         // With an unknown kind, only the common fields can be judged.
         let f = if kind_name.is_some() {
-            self.fields(node, &what, &allowed, &example)?
+            self.fields_hinted(node, &what, &allowed, &example, |field| {
+                field_elsewhere(kind, field)
+            })?
         } else {
             Fields {
                 entries,
@@ -530,7 +594,11 @@ impl Reader<'_> {
                 if single_input && topics.len() != 1 {
                     self.err(
                         n.pos,
-                        format!("a {kind} reads exactly one topic, found {}", topics.len()),
+                        format!(
+                            "{} reads exactly one topic, found {}",
+                            a_kind(kind),
+                            topics.len()
+                        ),
                         "use a merger to combine topics first",
                     );
                 } else if kind == "merger" && topics.len() < 2 {
@@ -577,7 +645,11 @@ impl Reader<'_> {
                     } else if single_output && topics.len() != 1 {
                         self.err(
                             n.pos,
-                            format!("a {kind} writes exactly one topic, found {}", topics.len()),
+                            format!(
+                                "{} writes exactly one topic, found {}",
+                                a_kind(kind),
+                                topics.len()
+                            ),
                             "follow it with a copier to write several",
                         );
                     }

@@ -427,7 +427,7 @@ impl How {
         let tally = Tally {
             out: range.emitted,
             filtered: range.inputs - range.emitted,
-            dead_lettered: 0,
+            ..Tally::default()
         };
         for seen in range.by_bytes.values().filter(|s| s.uncounted > 0) {
             let partial = &mut range.groups[seen.group as usize].1;

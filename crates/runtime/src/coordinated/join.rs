@@ -20,6 +20,7 @@ use bytes::Bytes;
 use millrace_broker::{
     ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Seek, TopicPartition,
 };
+use millrace_pipeline::expr::not_json_because;
 use millrace_pipeline::{Format, Selector};
 
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
@@ -214,6 +215,7 @@ impl Coordinated for Barrier {
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError> {
         let held = self.held;
+        let mut written = 0;
         if self.combine {
             // One summary per batch: items of an earlier batch (see `release`) are
             // that batch's, and its summary is named after it, as when first written.
@@ -234,13 +236,14 @@ impl Coordinated for Barrier {
         } else {
             for (tp, from) in &self.first_held {
                 let upto = ctx.read_upto.get(tp).copied().unwrap_or(*from);
-                self.release(ctx, tp, *from, upto, progress.batch).await?;
+                written += self.release(ctx, tp, *from, upto, progress.batch).await?;
             }
         }
         self.first_held.clear();
         self.held = 0;
         Ok(Tally {
             out: held,
+            written,
             ..Tally::default()
         })
     }
@@ -500,7 +503,7 @@ impl Coordinated for Zip {
                 Err(e) => {
                     dead.push((
                         rec.clone(),
-                        RecordError::new(format!("value is not JSON: {e}")),
+                        RecordError::new(not_json_because(&rec.value, &e)),
                     ));
                     t.dead_lettered += 1;
                     return t;
@@ -635,6 +638,7 @@ mod tests {
         }
         let (t, _) = finish_batch_9(&mut barrier, &broker, BTreeMap::from([(tp, 4)])).await;
         assert_eq!(t.out, 4);
+        assert_eq!(t.written, 4, "what a barrier releases counts as emitted");
 
         let mut cfg = ConsumerConfig::new(vec!["out".into()]);
         cfg.offset_reset = OffsetReset::Earliest;

@@ -31,6 +31,10 @@ pub struct Tally {
     pub out: u64,
     pub filtered: u64,
     pub dead_lettered: u64,
+    /// Output records the pattern produced itself instead of handing them over in
+    /// `emits` (a barrier reads its held items back and produces them): they count as
+    /// emitted with the others.
+    pub written: u64,
 }
 
 impl Tally {
@@ -38,6 +42,7 @@ impl Tally {
         self.out += o.out;
         self.filtered += o.filtered;
         self.dead_lettered += o.dead_lettered;
+        self.written += o.written;
     }
 }
 

@@ -134,7 +134,7 @@ impl CoordinatedTask {
                     .op
                     .finish(progress, &ctx, &mut emits, &mut dead)
                     .await?;
-                let emitted = emits.len() as u64;
+                let emitted = emits.len() as u64 + tally.written;
                 // Results of the batch's end, named so that a replay finds them.
                 tags = match self.op.finish_tags() {
                     Some(named) => named.into_iter().map(Some).collect(),
@@ -265,7 +265,7 @@ impl CoordinatedTask {
             tally.add(self.op.tick(progress, &mut emits, &mut dead));
             // Partial results are progress reports: no lineage, a replay may repeat them.
             tags.resize(emits.len(), None);
-            let emitted = emits.len() as u64;
+            let emitted = emits.len() as u64 + tally.written;
             self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
                 .await?;
             self.counters

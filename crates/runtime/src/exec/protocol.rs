@@ -60,7 +60,14 @@ pub(crate) enum Reply {
 pub(crate) fn parse_reply(id: u64, line: &[u8]) -> Reply {
     let v: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
-        Err(e) => return Reply::Garbage(format!("reply is not JSON ({e}): {}", preview(line))),
+        Err(e) => {
+            // Worded as a record value that is not JSON is, with the line's start.
+            let why = match millrace_pipeline::expr::not_json_because(line, &e) {
+                millrace_pipeline::ExprError::NotJson(why) => why,
+                other => other.to_string(),
+            };
+            return Reply::Garbage(format!("reply is not JSON: {why}: {}", preview(line)));
+        }
     };
     let Value::Object(mut obj) = v else {
         return Reply::Garbage(format!("reply is not a JSON object: {}", preview(line)));

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use millrace_broker::ConsumedRecord;
 use millrace_pipeline::Format;
+use millrace_pipeline::expr::not_json_because;
 
 use crate::exec::{WorkItem, WorkerPool};
 use crate::operator::{Emit, Operator, Outcome, RecordError, derived};
@@ -20,7 +21,7 @@ pub struct Exec {
 fn item_of(rec: &ConsumedRecord, format: Format) -> Result<WorkItem, RecordError> {
     let value = match format {
         Format::Json => serde_json::from_slice(&rec.value)
-            .map_err(|e| RecordError::new(format!("value is not JSON: {e}")))?,
+            .map_err(|e| RecordError::new(not_json_because(&rec.value, &e)))?,
         Format::Text => serde_json::Value::String(String::from_utf8_lossy(&rec.value).into_owned()),
     };
     Ok(WorkItem {
