@@ -160,6 +160,9 @@ pub struct StoreOptions {
     /// A sparse index entry is added for a batch that starts at least this many bytes
     /// after the previous entry.
     pub index_interval_bytes: u64,
+    /// The size at which the journal's active file is rotated, and a checkpoint syncs
+    /// the segments its entries went to and deletes it. Bounds what recovery replays.
+    pub journal_file_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -167,6 +170,7 @@ impl Default for StoreOptions {
         StoreOptions {
             storage: Arc::new(OsStorage),
             index_interval_bytes: 64 * 1024,
+            journal_file_bytes: crate::journal::DEFAULT_FILE_BYTES,
         }
     }
 }
@@ -175,6 +179,7 @@ impl fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreOptions")
             .field("index_interval_bytes", &self.index_interval_bytes)
+            .field("journal_file_bytes", &self.journal_file_bytes)
             .finish_non_exhaustive()
     }
 }

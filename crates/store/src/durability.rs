@@ -1,11 +1,11 @@
-//! Durability: group commit, the interval flusher's hook, and the store-wide poison flag.
+//! Durability as partitions and callers see it: each partition's durable end (what
+//! readers may see) and the readers waiting on it, the appends a caller waits for
+//! together ([`Pending`]), the store-wide poison flag, and the [`AppendListener`].
 //!
-//! Group commit is a leader/follower protocol on one mutex + condvar per partition. An
-//! appender that finds its batch not yet durable and no `fdatasync` running becomes the
-//! leader: it notes how far the log is written, syncs without holding the lock, then
-//! publishes that point as durable and wakes everyone. Appenders that arrive while a sync
-//! runs wait; the next leader's sync covers all of them at once. The same condvar wakes
-//! tailing readers (`wait_for`), since readers only see durable records.
+//! The syncs themselves are the journal's (`crate::journal`): durability=batch and
+//! interval appends go to one journal per data directory, whose group commit publishes
+//! every partition it made durable here. The same condvar wakes tailing readers
+//! (`wait_for`), since readers only see durable records.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::io::StorageFile;
+use crate::store::Ctx;
 
 /// Set when an `fdatasync` fails. After that the kernel may have dropped dirty pages and
 /// cleared the error, so no later success can be trusted: every write is refused until
@@ -73,27 +74,33 @@ impl Wake {
 
 /// Where a partition's log is written to and durable to. Guarded by [`Committer::state`].
 pub(crate) struct SyncState {
-    /// Offset after the last record written to the file.
+    /// Offset after the last record written to the segment.
     pub written_end: u64,
     /// Offset after the last record known durable (what readers may see).
     pub durable_end: u64,
-    /// A leader is running `fdatasync` right now.
-    pub syncing: bool,
-    /// The active segment's file: what a leader syncs. Older segments were synced when
-    /// they were sealed.
+    /// The active segment's file: what a checkpoint syncs. Older segments were synced
+    /// when they were sealed.
     pub file: Arc<dyn StorageFile>,
-    pub last_sync: Instant,
     /// The topic was deleted: waiters give up.
     pub closed: bool,
 }
 
+/// A partition's durable end and the readers waiting on it. The journal's group
+/// commit publishes what it made durable here (`publish`); so does an append to a
+/// durability=none topic at once, and a roll once it synced the sealed segment.
 pub(crate) struct Committer {
     pub state: Mutex<SyncState>,
     pub advanced: Condvar,
     /// Mirror of `durable_end` for lock-free `end_offset()`.
     pub durable_end: AtomicU64,
+    /// The journal file this partition's last entry went into (`NO_FILE`: none since
+    /// open): the checkpoint that retires that file syncs this partition's segment.
+    pub journal_file: AtomicU64,
     wake: Wake,
 }
+
+/// [`Committer::journal_file`] before the partition's first journal entry.
+pub(crate) const NO_FILE: u64 = u64::MAX;
 
 impl Committer {
     pub fn new(end: u64, file: Arc<dyn StorageFile>, wake: Wake) -> Self {
@@ -101,13 +108,12 @@ impl Committer {
             state: Mutex::new(SyncState {
                 written_end: end,
                 durable_end: end,
-                syncing: false,
                 file,
-                last_sync: Instant::now(),
                 closed: false,
             }),
             advanced: Condvar::new(),
             durable_end: AtomicU64::new(end),
+            journal_file: AtomicU64::new(NO_FILE),
             wake,
         }
     }
@@ -116,7 +122,7 @@ impl Committer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes `end` as durable (for writes that need no sync) and wakes waiters.
+    /// Publishes `end` as durable and wakes waiters; never moves the end back.
     pub fn publish(&self, s: &mut SyncState, end: u64) {
         if end > s.durable_end {
             s.durable_end = end;
@@ -126,70 +132,23 @@ impl Committer {
         }
     }
 
+    /// [`publish`](Self::publish), taking the lock.
+    pub fn publish_to(&self, end: u64) {
+        let mut s = self.lock();
+        self.publish(&mut s, end);
+    }
+
+    /// The active segment's file, for a checkpoint to sync.
+    pub fn segment_file(&self) -> Arc<dyn StorageFile> {
+        Arc::clone(&self.lock().file)
+    }
+
     /// Marks the partition closed (its topic was deleted) and wakes every waiter.
     pub fn close(&self) {
         let mut s = self.lock();
         s.closed = true;
         self.advanced.notify_all();
         self.wake.tell(s.durable_end);
-    }
-
-    /// Runs one `fdatasync` as the leader, releasing the lock meanwhile. Returns the
-    /// re-taken lock. On failure, poisons the store.
-    fn lead<'a>(
-        &'a self,
-        mut s: MutexGuard<'a, SyncState>,
-        poison: &Poison,
-    ) -> MutexGuard<'a, SyncState> {
-        s.syncing = true;
-        let target = s.written_end;
-        let file = Arc::clone(&s.file);
-        drop(s);
-        let result = file.sync_data();
-        let mut s = self.lock();
-        s.syncing = false;
-        s.last_sync = Instant::now();
-        match result {
-            Ok(()) => self.publish(&mut s, target),
-            Err(e) => poison.set(format!("fdatasync failed: {e}")),
-        }
-        // Appenders that found this sync running wait for its end, even when it has
-        // nothing new to publish (a roll published past `target` meanwhile): one of
-        // them leads the next sync.
-        self.advanced.notify_all();
-        s
-    }
-
-    /// Blocks until offsets below `end` are durable, leading a sync when none is running.
-    pub fn wait_durable(&self, end: u64, poison: &Poison) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        loop {
-            if s.durable_end >= end {
-                return Ok(());
-            }
-            poison.check()?;
-            if s.closed {
-                return Err(StoreError::InvalidArgument("the topic was deleted".into()));
-            }
-            if s.syncing {
-                s = self.advanced.wait(s).unwrap_or_else(|e| e.into_inner());
-            } else {
-                s = self.lead(s, poison);
-            }
-        }
-    }
-
-    /// The interval flusher's hook: syncs if something is written but not durable and
-    /// `interval` has passed since the last sync.
-    pub fn flush_if_due(&self, interval: Duration, poison: &Poison) {
-        let s = self.lock();
-        if s.written_end > s.durable_end
-            && !s.syncing
-            && s.last_sync.elapsed() >= interval
-            && poison.check().is_ok()
-        {
-            drop(self.lead(s, poison));
-        }
     }
 
     /// Blocks until `durable_end > offset`, or the timeout passes. No polling: the
@@ -214,50 +173,63 @@ impl Committer {
     }
 }
 
+/// Appends written but not yet acknowledged, waited for together. The `_pending`
+/// appends of [`Partition`](crate::Partition) add to it and return at once; [`wait`]
+/// returns once every one of them is as durable as its topic's durability asks. Their
+/// durability=batch appends are made durable by one journal sync (a group commit),
+/// however many partitions and topics they went to, so a caller that writes to many
+/// partitions pays one `fdatasync`, not one per partition.
+///
+/// Until then readers do not see them. Dropped without [`wait`], they still become
+/// durable and readable with the journal's next sync (the background flusher's, at
+/// the latest).
+///
+/// [`wait`]: Pending::wait
+#[derive(Default)]
+pub struct Pending {
+    /// Per store: the journal position to wait for.
+    until: Vec<(Arc<Ctx>, u64)>,
+}
+
+impl Pending {
+    pub(crate) fn add(&mut self, ctx: &Arc<Ctx>, lsn: u64) {
+        match self.until.iter_mut().find(|(c, _)| Arc::ptr_eq(c, ctx)) {
+            Some((_, at)) => *at = (*at).max(lsn),
+            None => self.until.push((Arc::clone(ctx), lsn)),
+        }
+    }
+
+    /// Whether nothing waits to be acknowledged.
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+
+    /// Blocks until every append added is durable: one group commit per store for all
+    /// of them. Fails (and the appends may or may not be durable) when the store is
+    /// poisoned.
+    pub fn wait(&mut self) -> Result<(), StoreError> {
+        for (ctx, lsn) in self.until.drain(..) {
+            ctx.journal.writer().sync_to(lsn, &ctx.poison)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("stores", &self.until.len())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A file whose `fdatasync` is counted, can fail, and can be held until released.
-    #[derive(Default)]
-    struct Disk {
-        syncs: AtomicU64,
-        fail: AtomicBool,
-        /// (a sync is running, syncs are held)
-        state: Mutex<(bool, bool)>,
-        changed: Condvar,
-    }
+    struct NoFile;
 
-    impl Disk {
-        fn lock(&self) -> MutexGuard<'_, (bool, bool)> {
-            self.state.lock().unwrap_or_else(|e| e.into_inner())
-        }
-
-        fn hold(&self, held: bool) {
-            self.lock().1 = held;
-            self.changed.notify_all();
-        }
-
-        /// Blocks until a sync is running (and held).
-        fn wait_for_sync(&self) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut s = self.lock();
-            while !s.0 {
-                assert!(Instant::now() < deadline, "no sync started");
-                s = self
-                    .changed
-                    .wait_timeout(s, Duration::from_millis(50))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-        }
-
-        fn syncs(&self) -> u64 {
-            self.syncs.load(Ordering::SeqCst)
-        }
-    }
-
-    impl StorageFile for Arc<Disk> {
+    impl StorageFile for NoFile {
         fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<usize> {
             Ok(0)
         }
@@ -268,18 +240,6 @@ mod tests {
             Ok(())
         }
         fn sync_data(&self) -> std::io::Result<()> {
-            let mut s = self.lock();
-            s.0 = true;
-            self.changed.notify_all();
-            while s.1 {
-                s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
-            }
-            s.0 = false;
-            drop(s);
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::from_raw_os_error(5));
-            }
-            self.syncs.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
         fn len(&self) -> std::io::Result<u64> {
@@ -287,152 +247,17 @@ mod tests {
         }
     }
 
-    fn committer() -> (Arc<Committer>, Arc<Disk>, Arc<Poison>) {
-        let disk = Arc::new(Disk::default());
-        let file: Arc<dyn StorageFile> = Arc::new(Arc::clone(&disk));
-        (
-            Arc::new(Committer::new(
-                0,
-                file,
-                Wake {
-                    slot: ListenerSlot::default(),
-                    topic: Arc::from("t"),
-                    partition: 0,
-                },
-            )),
-            disk,
-            Arc::new(Poison::default()),
-        )
-    }
-
-    /// An appender's part: the log is written up to `end`, then waits for it durable.
-    fn append(c: &Arc<Committer>, p: &Arc<Poison>, end: u64) -> JoinHandle {
-        {
-            let mut s = c.lock();
-            s.written_end = s.written_end.max(end);
-        }
-        let (c, p) = (Arc::clone(c), Arc::clone(p));
-        std::thread::spawn(move || c.wait_durable(end, &p))
-    }
-
-    type JoinHandle = std::thread::JoinHandle<Result<(), StoreError>>;
-
-    #[test]
-    fn appenders_that_arrive_during_a_sync_share_the_next_one() {
-        let (c, disk, poison) = committer();
-        disk.hold(true);
-        let first = append(&c, &poison, 1);
-        disk.wait_for_sync();
-        // Four more batches are written while the first one's sync runs.
-        let rest: Vec<_> = (2..=5).map(|end| append(&c, &poison, end)).collect();
-        disk.hold(false);
-        first.join().expect("join").expect("durable");
-        for h in rest {
-            h.join().expect("join").expect("durable");
-        }
-        assert_eq!(
-            disk.syncs(),
-            2,
-            "the first leader's sync, then one for all four"
-        );
-        assert_eq!(c.durable_end.load(Ordering::Acquire), 5);
-        assert_eq!(c.lock().durable_end, 5);
-    }
-
-    #[test]
-    fn an_appender_waiting_on_a_sync_that_publishes_nothing_new_still_wakes() {
-        // A roll syncs the old segment and publishes everything written while a
-        // leader's sync runs; that leader then has nothing new to publish, and the
-        // appender that waited for its sync must still be woken to lead the next one.
-        let (c, disk, poison) = committer();
-        disk.hold(true);
-        let first = append(&c, &poison, 1);
-        disk.wait_for_sync();
-        {
-            let mut s = c.lock();
-            s.written_end = 2;
-            c.publish(&mut s, 2);
-        }
-        let waiter = append(&c, &poison, 3);
-        disk.hold(false);
-        first.join().expect("join").expect("durable");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(waiter.join()));
-        let woke = rx.recv_timeout(Duration::from_secs(10));
-        assert!(
-            woke.is_ok(),
-            "the appender waiting for a sync was never woken"
-        );
-        assert_eq!(c.durable_end.load(Ordering::Acquire), 3);
-    }
-
-    #[test]
-    fn what_is_durable_already_takes_no_sync() {
-        let (c, disk, poison) = committer();
-        append(&c, &poison, 3)
-            .join()
-            .expect("join")
-            .expect("durable");
-        for end in 0..=3 {
-            c.wait_durable(end, &poison).expect("durable");
-        }
-        assert_eq!(disk.syncs(), 1);
-    }
-
-    #[test]
-    fn a_failed_sync_poisons_and_fails_every_waiter_without_publishing() {
-        let (c, disk, poison) = committer();
-        disk.fail.store(true, Ordering::SeqCst);
-        disk.hold(true);
-        let first = append(&c, &poison, 1);
-        disk.wait_for_sync();
-        let second = append(&c, &poison, 2);
-        disk.hold(false);
-        for h in [first, second] {
-            let err = h.join().expect("join").expect_err("poisoned");
-            assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
-            assert!(err.to_string().contains("fdatasync failed"), "{err}");
-        }
-        assert_eq!(
-            c.durable_end.load(Ordering::Acquire),
-            0,
-            "nothing published"
-        );
-        // The disk works again, but the store stays poisoned: no sync is even tried.
-        disk.fail.store(false, Ordering::SeqCst);
-        assert!(c.wait_durable(2, &poison).is_err());
-        assert_eq!(disk.syncs(), 0);
-        c.flush_if_due(Duration::ZERO, &poison);
-        assert_eq!(
-            disk.syncs(),
-            0,
-            "the flusher does not sync a poisoned store"
-        );
-    }
-
-    #[test]
-    fn the_flusher_syncs_only_what_is_written_and_only_when_due() {
-        let (c, disk, poison) = committer();
-        c.flush_if_due(Duration::ZERO, &poison);
-        assert_eq!(disk.syncs(), 0, "nothing written, nothing to sync");
-        c.lock().written_end = 4;
-        c.flush_if_due(Duration::from_secs(3600), &poison);
-        assert_eq!(disk.syncs(), 0, "not due");
-        assert_eq!(c.durable_end.load(Ordering::Acquire), 0);
-        c.flush_if_due(Duration::ZERO, &poison);
-        assert_eq!(disk.syncs(), 1);
-        assert_eq!(
-            c.durable_end.load(Ordering::Acquire),
-            4,
-            "readers see it now"
-        );
-        c.flush_if_due(Duration::ZERO, &poison);
-        assert_eq!(disk.syncs(), 1, "nothing new");
-    }
-
     #[test]
     fn readers_wake_when_records_become_durable_and_give_up_when_closed() {
-        let (c, _disk, _poison) = committer();
+        let c = Arc::new(Committer::new(
+            0,
+            Arc::new(NoFile),
+            Wake {
+                slot: ListenerSlot::default(),
+                topic: Arc::from("t"),
+                partition: 0,
+            },
+        ));
         assert!(!c.wait_for(0, Duration::from_millis(10)), "nothing yet");
         let reader = {
             let c = Arc::clone(&c);
@@ -450,16 +275,10 @@ mod tests {
             let c = Arc::clone(&c);
             std::thread::spawn(move || c.wait_for(10, Duration::from_secs(30)))
         };
-        {
-            let mut s = c.lock();
-            s.closed = true;
-            c.advanced.notify_all();
-        }
+        c.close();
         assert!(
             !waiter.join().expect("join"),
             "a deleted topic wakes its readers"
         );
-        let err = c.wait_durable(10, &Poison::default()).expect_err("deleted");
-        assert!(err.to_string().contains("deleted"), "{err}");
     }
 }

@@ -30,9 +30,12 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// An fsync failed earlier: the kernel may have dropped dirty pages, so nothing
-    /// written since can be trusted. Only reopening (which recovers) clears it.
-    #[error("the store refuses writes after a failed fsync ({0}); reopen it to recover")]
+    /// An fsync (or a journal write) failed earlier: the kernel may have dropped dirty
+    /// pages, so nothing written since can be trusted. Only reopening (which recovers)
+    /// clears it.
+    #[error(
+        "the store refuses writes after a failed fsync or journal write ({0}); reopen it to recover"
+    )]
     Poisoned(String),
 
     #[error("unknown topic '{0}'")]

@@ -10,8 +10,12 @@
 //! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
 //! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
 //! - `encoded`: records moved as stored (a copier's reads and appends).
-//! - `durability`: group commit (leader/follower fdatasync), the poison flag, and the
-//!   `AppendListener` told when records become readable.
+//! - `journal`: the shared journal — one write-ahead log per data directory whose group
+//!   commit (one fdatasync) makes batch and interval appends durable however many
+//!   partitions they touch; checkpoints that sync segments lazily; replay on open.
+//! - `durability`: each partition's durable end and its waiting readers, `Pending`
+//!   (appends acknowledged together), the poison flag, and the `AppendListener` told
+//!   when records become readable.
 //! - `log_start`: a partition's durable log start offset (records deleted on request).
 //! - `recovery`: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
 //! - `offsets`: the committed-offsets journal (commits with their metadata, deleted
@@ -29,6 +33,7 @@ pub mod error;
 pub mod groups;
 mod index;
 pub mod io;
+mod journal;
 mod lock;
 mod log_start;
 pub mod murmur2;
@@ -42,7 +47,7 @@ pub mod topic;
 
 pub use codec::RecordSink;
 pub use config::{Durability, StoreOptions, TopicConfig};
-pub use durability::AppendListener;
+pub use durability::{AppendListener, Pending};
 pub use encoded::{EncodedBatch, EncodedRecord, EncodedRecords};
 pub use error::StoreError;
 pub use groups::GroupMember;

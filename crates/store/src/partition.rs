@@ -1,10 +1,11 @@
 //! One partition: an append-only log made of segments. Appends go to the active (last)
-//! segment under the writer lock; reads take no writer lock and see only durable
-//! records.
+//! segment under the writer lock, and (durability batch and interval) to the store's
+//! journal, whose group commit makes them durable and readable; reads take no writer
+//! lock and see only durable records.
 //!
 //! Locks, always taken in this order: `writer` → `segments` → a segment's `index` →
-//! the committer's state. Readers take `segments` and `index` briefly and do their I/O
-//! with no lock held.
+//! the committer's state → the journal's. Readers take `segments` and `index` briefly
+//! and do their I/O with no lock held.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::codec::{self, BatchHeader, ReadLimits, RecordSink};
 use crate::config::{Durability, TopicConfig};
-use crate::durability::Committer;
+use crate::durability::{Committer, Pending};
 use crate::encoded::EncodedBatch;
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
@@ -24,6 +25,8 @@ use crate::store::Ctx;
 
 pub struct Partition {
     pub(crate) topic: String,
+    /// The topic's id (`topic.json`), which names it in journal entries.
+    pub(crate) topic_id: u64,
     pub(crate) id: u32,
     pub(crate) dir: PathBuf,
     /// The topic's config; changed in place when the topic's config is altered.
@@ -32,7 +35,7 @@ pub struct Partition {
     pub(crate) writer: Mutex<Writer>,
     /// All segments, oldest first; the last one is active.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
-    pub(crate) committer: Committer,
+    pub(crate) committer: Arc<Committer>,
     /// The first readable offset: the first segment's base, or further on where
     /// records were deleted on request (`log-start`). Only ever moves forward.
     pub(crate) start_offset: AtomicU64,
@@ -66,20 +69,41 @@ impl Partition {
 
     /// The topic's config as it is now.
     pub fn config(&self) -> TopicConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Applies an altered topic config. Under the writer lock, so no append sees half of
     /// it; a topic that becomes `durability=none` makes what it already wrote readable.
-    pub(crate) fn set_config(&self, config: TopicConfig) {
+    /// One that stops being `none` first syncs its segments: records appended from then
+    /// on are in the journal, which can only restore them after what the segments hold.
+    pub(crate) fn set_config(&self, config: TopicConfig) -> Result<(), StoreError> {
         let _w = self.lock_writer();
         let none = config.durability == Durability::None;
+        if !none && self.config().durability == Durability::None {
+            let segs: Vec<Arc<Segment>> = self
+                .segments
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for seg in segs {
+                if let Err(e) = seg.file.sync_data() {
+                    self.ctx
+                        .poison
+                        .set(format!("fdatasync of {} failed: {e}", seg.path.display()));
+                    return self.ctx.poison.check();
+                }
+            }
+        }
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         if none {
             let mut s = self.committer.lock();
             let written = s.written_end;
             self.committer.publish(&mut s, written);
         }
+        Ok(())
     }
 
     /// Appends `records` as one batch and returns the offset of the first. Returns once
@@ -95,11 +119,36 @@ impl Partition {
         &self,
         records: impl Iterator<Item = RecordRef<'a>> + Clone,
     ) -> Result<u64, StoreError> {
+        let mut pending = Pending::default();
+        let base = self.append_pending(records, &mut pending)?;
+        pending.wait()?;
+        Ok(base)
+    }
+
+    /// [`append`](Self::append) for a batch built from stored records
+    /// ([`EncodedBatch`]): stamped with its offset and checksum and written as it is.
+    /// Returns the offset of its first record.
+    pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<u64, StoreError> {
+        let mut pending = Pending::default();
+        let base = self.append_encoded_pending(batch, &mut pending)?;
+        pending.wait()?;
+        Ok(base)
+    }
+
+    /// [`append_refs`](Self::append_refs) that returns as soon as the batch is written,
+    /// with its first offset; `pending` holds what it waits for, so that appends to
+    /// many partitions are acknowledged together by one group commit
+    /// ([`Pending::wait`]). Readers see the batch once it is durable.
+    pub fn append_pending<'a>(
+        &self,
+        records: impl Iterator<Item = RecordRef<'a>> + Clone,
+        pending: &mut Pending,
+    ) -> Result<u64, StoreError> {
         self.check_writable()?;
         if records.clone().next().is_none() {
             return Ok(self.lock_writer().next_offset);
         }
-        let (base, end) = ENCODE_BUF.with(|cell| {
+        let (base, lsn) = ENCODE_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
             let result = self.write_batch(&mut buf, records);
             if buf.capacity() > KEEP_BUF_BYTES {
@@ -107,24 +156,24 @@ impl Partition {
             }
             result
         })?;
-        self.durable(base, end)
+        if let Some(lsn) = lsn {
+            pending.add(&self.ctx, lsn);
+        }
+        Ok(base)
     }
 
-    /// [`append`](Self::append) for a batch built from stored records
-    /// ([`EncodedBatch`]): stamped with its offset and checksum and written as it is.
-    /// Returns the offset of its first record.
-    pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<u64, StoreError> {
+    /// [`append_encoded`](Self::append_encoded) that returns as soon as the batch is
+    /// written; see [`append_pending`](Self::append_pending).
+    pub fn append_encoded_pending(
+        &self,
+        batch: &mut EncodedBatch,
+        pending: &mut Pending,
+    ) -> Result<u64, StoreError> {
         self.check_writable()?;
         let (buf, info) = batch.finish()?;
-        let (base, end) = self.write_encoded(buf, &info)?;
-        self.durable(base, end)
-    }
-
-    /// The end of an append: `base` once the batch up to `end` is as durable as the
-    /// topic's durability asks (`batch` waits for its fdatasync).
-    fn durable(&self, base: u64, end: u64) -> Result<u64, StoreError> {
-        if self.config().durability == Durability::Batch {
-            self.committer.wait_durable(end, &self.ctx.poison)?;
+        let (base, lsn) = self.write_encoded(buf, &info)?;
+        if let Some(lsn) = lsn {
+            pending.add(&self.ctx, lsn);
         }
         Ok(base)
     }
@@ -142,12 +191,13 @@ impl Partition {
     }
 
     /// Encodes, then under the writer lock: stamps the offset, rolls if needed, writes
-    /// with one `write` call, indexes. Returns (base offset, offset after the batch).
+    /// with one `write` call, indexes, journals. Returns the base offset and, for
+    /// durability=batch, the journal position to wait for.
     fn write_batch<'a>(
         &self,
         buf: &mut Vec<u8>,
         records: impl Iterator<Item = RecordRef<'a>> + Clone,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, Option<u64>), StoreError> {
         let info = codec::encode_unsealed(buf, records)?;
         self.write_encoded(buf, &info)
     }
@@ -158,7 +208,7 @@ impl Partition {
         &self,
         buf: &mut [u8],
         info: &codec::Unsealed,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, Option<u64>), StoreError> {
         let mut w = self.lock_writer();
         // Checked again under the lock: a poisoned store must not write another byte.
         self.check_writable()?;
@@ -192,12 +242,28 @@ impl Partition {
         write_index(&seg).add(pos, &header);
         let end = base + u64::from(info.record_count);
         w.next_offset = end;
-        let mut s = self.committer.lock();
-        s.written_end = end;
-        if config.durability == Durability::None {
-            self.committer.publish(&mut s, end);
+        {
+            let mut s = self.committer.lock();
+            s.written_end = end;
+            if config.durability == Durability::None {
+                self.committer.publish(&mut s, end);
+                return Ok((base, None));
+            }
         }
-        Ok((base, end))
+        // The segment holds the batch first, so the journal's group commit, which
+        // publishes it, never shows readers bytes the segment lacks.
+        let lsn = self.ctx.journal.writer().add(
+            self.topic_id,
+            self.id,
+            buf,
+            &self.committer,
+            end,
+            &self.ctx.poison,
+        );
+        Ok((
+            base,
+            (config.durability == Durability::Batch).then_some(lsn),
+        ))
     }
 
     /// Seals the active segment and starts a new one at the next offset. Called with the
@@ -459,13 +525,6 @@ impl Partition {
     /// timeout passes; returns whether it is. Woken by appends, never polls.
     pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
         self.committer.wait_for(offset, timeout)
-    }
-
-    /// The interval flusher's per-partition step.
-    pub(crate) fn flush_if_due(&self) {
-        if let Durability::Interval(every) = self.config().durability {
-            self.committer.flush_if_due(every, &self.ctx.poison);
-        }
     }
 
     /// Marks the partition deleted: appends fail, waiting appenders and readers wake.

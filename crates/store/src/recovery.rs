@@ -1,5 +1,6 @@
 //! Opening a partition after a clean or unclean shutdown: find its segments, check them,
-//! cut a torn tail (and say so), refuse a corrupt middle.
+//! cut a torn tail (and say so), refuse a corrupt middle. The journal's replay
+//! (`journal::recovery`) then restores what the active segment lacks.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,14 @@ pub struct Truncation {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub truncated: Vec<Truncation>,
+    /// Records the journal restored to segments that lacked them (written before the
+    /// crash to the page cache only). Restoring loses nothing, so it is not a repair
+    /// for [`is_clean`](Self::is_clean).
+    pub replayed_records: u64,
 }
 
 impl RecoveryReport {
+    /// Whether nothing was cut.
     pub fn is_clean(&self) -> bool {
         self.truncated.is_empty()
     }
@@ -36,11 +42,18 @@ impl RecoveryReport {
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.truncated.is_empty() {
+        if self.truncated.is_empty() && self.replayed_records == 0 {
             return f.write_str("recovery: nothing to repair");
         }
+        if self.replayed_records > 0 {
+            write!(
+                f,
+                "recovery: the journal restored {} records to their segments",
+                self.replayed_records
+            )?;
+        }
         for (i, t) in self.truncated.iter().enumerate() {
-            if i > 0 {
+            if i > 0 || self.replayed_records > 0 {
                 f.write_str("\n")?;
             }
             write!(
@@ -84,13 +97,19 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(bases)
 }
 
-/// Opens (and if needed repairs) one partition directory.
+/// Opens (and if needed repairs) one partition directory. `journal_from` is the first
+/// offset the journal holds for it: a bad batch at or past it may be cut even with
+/// valid batches after it, since everything acknowledged from there on is in the
+/// journal (those batches were written but never made durable).
+#[allow(clippy::too_many_arguments)] // One call site each in topic loading and growth.
 pub(crate) fn open_partition(
     ctx: &Arc<Ctx>,
     topic: &str,
+    topic_id: u64,
     id: u32,
     dir: PathBuf,
     config: &TopicConfig,
+    journal_from: Option<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Partition, StoreError> {
     let storage = &ctx.storage;
@@ -167,9 +186,13 @@ pub(crate) fn open_partition(
             let scan = segment::scan(&*file, &path, base, interval)?;
             if let Some((pos, reason)) = scan.bad {
                 let next = scan.index.next_offset;
-                if let Some(p) =
+                let journaled = journal_from.is_some_and(|from| from <= next);
+                let valid_after = if journaled {
+                    None
+                } else {
                     segment::valid_batch_after(&*file, &path, pos, scan.file_len, next)?
-                {
+                };
+                if let Some(p) = valid_after {
                     return Err(StoreError::corrupt(
                         &path,
                         pos,
@@ -180,7 +203,12 @@ pub(crate) fn open_partition(
                 }
                 file.set_len(pos).map_err(|e| StoreError::io_at(&path, e))?;
                 tracing::warn!(file = %path.display(), bytes = scan.file_len - pos, %reason, "recovery cut a torn tail");
-                report.truncated.push(crate::recovery::Truncation {
+                let reason = if journaled {
+                    format!("{reason}; the journal restores what it holds from offset {next}")
+                } else {
+                    reason
+                };
+                report.truncated.push(Truncation {
                     file: path.clone(),
                     bytes_cut: scan.file_len - pos,
                     reason,
@@ -213,9 +241,10 @@ pub(crate) fn open_partition(
         topic: Arc::from(topic),
         partition: id,
     };
-    let committer = Committer::new(end, Arc::clone(&active.file), wake);
+    let committer = Arc::new(Committer::new(end, Arc::clone(&active.file), wake));
     Ok(Partition {
         topic: topic.to_string(),
+        topic_id,
         id,
         dir,
         config: RwLock::new(config.clone()),

@@ -1,5 +1,7 @@
 //! The store: a data directory of topics, committed offsets and consumer groups, held
-//! by one process at a time.
+//! by one process at a time, with the journal that makes its appends durable and the
+//! background threads that sync it (the flusher) and retire its files (the
+//! checkpointer).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use crate::durability::{AppendListener, ListenerSlot, Poison};
 use crate::error::StoreError;
 use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
+use crate::journal::Journal;
 use crate::lock::{self, DirLock};
 use crate::offsets::{
     CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
@@ -26,6 +29,7 @@ pub(crate) struct Ctx {
     pub poison: Poison,
     pub index_interval: u64,
     pub listener: ListenerSlot,
+    pub journal: Journal,
 }
 
 struct Shared {
@@ -44,14 +48,17 @@ struct Shared {
 }
 
 /// The embedded topic store. `Send + Sync`: share it with an `Arc`. Dropping it stops the
-/// background flusher and releases the directory lock.
+/// background threads, retires the journal (every segment synced, the journal left
+/// empty) and releases the directory lock.
 pub struct Store {
     shared: Arc<Shared>,
-    flusher: Option<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 /// How often the background thread applies time-based retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(5);
+/// How often the checkpointer looks whether the journal's active file is full.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
 
 impl Store {
     /// Opens (creating if needed, mode 0700) the data directory `dir`, takes its lock and
@@ -65,11 +72,15 @@ impl Store {
             .create(dir)
             .map_err(|e| StoreError::io_at(dir, e))?;
         let dir_lock = lock::acquire(dir)?;
+        let mut report = RecoveryReport::default();
+        let (journal, found) =
+            Journal::open(&opts.storage, dir, opts.journal_file_bytes, &mut report)?;
         let ctx = Arc::new(Ctx {
             storage: opts.storage,
             poison: Poison::default(),
             index_interval: opts.index_interval_bytes.max(1),
             listener: ListenerSlot::default(),
+            journal,
         });
         let topics_dir = dir.join("topics");
         if !topics_dir.exists() {
@@ -78,8 +89,8 @@ impl Store {
                 .sync_dir(dir)
                 .map_err(|e| StoreError::io_at(dir, e))?;
         }
-        let mut report = RecoveryReport::default();
-        let mut topics = BTreeMap::new();
+        let mut topics: BTreeMap<String, Arc<Topic>> = BTreeMap::new();
+        let mut ids: Vec<u64> = found.first.keys().map(|k| k.0).collect();
         for entry in
             std::fs::read_dir(&topics_dir).map_err(|e| StoreError::io_at(&topics_dir, e))?
         {
@@ -96,9 +107,27 @@ impl Store {
             if topic::validate_name(&name).is_err() || !path.is_dir() {
                 continue;
             }
-            let t = topic::load(&ctx, &path, &name, &mut report)?;
+            let t = topic::load(
+                &ctx,
+                &path,
+                &name,
+                &found,
+                &mut |id| ids.contains(&id),
+                &mut report,
+            )?;
+            ids.push(t.id());
             topics.insert(name, Arc::new(t));
         }
+        let partitions = topics
+            .values()
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(|p| ((t.id(), p.id()), Arc::clone(p)))
+            })
+            .collect();
+        ctx.journal.replay(found, &partitions, &mut report)?;
+        drop(partitions);
         let offsets = OffsetsJournal::open(&ctx, dir, &mut report)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -113,7 +142,10 @@ impl Store {
             _lock: dir_lock,
         });
         let store = Store {
-            flusher: Some(spawn_flusher(Arc::clone(&shared))?),
+            background: vec![
+                spawn_flusher(Arc::clone(&shared))?,
+                spawn_checkpointer(Arc::clone(&shared))?,
+            ],
             shared,
         };
         store.apply_retention()?;
@@ -178,10 +210,12 @@ impl Store {
         if topics.contains_key(name) {
             return Err(StoreError::TopicExists(name.to_string()));
         }
+        let id = topic::new_id(&mut |id| topics.values().any(|t| t.id() == id));
         let t = topic::create(
             &self.shared.ctx,
             &self.shared.topics_dir,
             name,
+            id,
             partitions,
             config,
             extra,
@@ -206,9 +240,15 @@ impl Store {
             .get(name)
             .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
         let dir = topic::topic_dir(&self.shared.topics_dir, name);
-        topic::write_meta(&self.shared.ctx, &dir, t.partition_count(), &config, &extra)?;
-        t.set_config(config, extra);
-        Ok(())
+        topic::write_meta(
+            &self.shared.ctx,
+            &dir,
+            t.id(),
+            t.partition_count(),
+            &config,
+            &extra,
+        )?;
+        t.set_config(config, extra)
     }
 
     /// Grows a topic to `partitions` partitions (more than it has, at most 10000). The
@@ -234,6 +274,7 @@ impl Store {
         topic::write_meta(
             &self.shared.ctx,
             &dir,
+            t.id(),
             partitions,
             &t.config(),
             &t.extra_config(),
@@ -464,8 +505,9 @@ fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The background thread: fsyncs `interval:<ms>` topics when due and applies time
-/// retention. Sleeps on a condvar so dropping the store stops it at once.
+/// The background thread: syncs the journal when due — every `interval:<ms>` of the
+/// topics that ask for it, and within a second for appends nobody waits for — and
+/// applies time retention. Sleeps on a condvar so dropping the store stops it at once.
 fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name("millrace-store-flusher".into())
@@ -484,30 +526,10 @@ fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
                         .unwrap_or(Duration::from_secs(1))
                         .clamp(Duration::from_millis(1), Duration::from_secs(1))
                 };
-                {
-                    let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
-                    let (stop, _) = shared
-                        .stop_cv
-                        .wait_timeout_while(stop, tick, |s| !*s)
-                        .unwrap_or_else(|e| e.into_inner());
-                    if *stop {
-                        return;
-                    }
+                if stopped(&shared, tick) {
+                    return;
                 }
-                let topics: Vec<Arc<Topic>> = shared
-                    .topics
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
-                for t in &topics {
-                    if matches!(t.config().durability, Durability::Interval(_)) {
-                        for p in t.partitions() {
-                            p.flush_if_due();
-                        }
-                    }
-                }
+                shared.ctx.journal.flush_if_due(tick, &shared.ctx.poison);
                 if last_retention.elapsed() >= RETENTION_EVERY {
                     last_retention = Instant::now();
                     if let Err(e) = apply_retention(&shared) {
@@ -519,12 +541,49 @@ fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
         .map_err(StoreError::Io)
 }
 
+/// The background thread that retires full journal files (`Journal::checkpoint`), so
+/// appenders never wait for the segment syncs that retiring takes.
+fn spawn_checkpointer(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name("millrace-store-checkpointer".into())
+        .spawn(move || {
+            while !stopped(&shared, CHECKPOINT_TICK) {
+                let ctx = &shared.ctx;
+                if ctx.journal.checkpoint_due()
+                    && ctx.poison.check().is_ok()
+                    && let Err(e) = ctx.journal.checkpoint(&ctx.poison, false)
+                {
+                    tracing::warn!(error = %e, "journal checkpoint failed");
+                }
+            }
+        })
+        .map_err(StoreError::Io)
+}
+
+/// Waits up to `tick`; whether the store is being dropped.
+fn stopped(shared: &Shared, tick: Duration) -> bool {
+    let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+    let (stop, _) = shared
+        .stop_cv
+        .wait_timeout_while(stop, tick, |s| !*s)
+        .unwrap_or_else(|e| e.into_inner());
+    *stop
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.stop_cv.notify_all();
-        if let Some(h) = self.flusher.take() {
+        for h in self.background.drain(..) {
             let _ = h.join();
+        }
+        // A clean shutdown leaves every segment synced and the journal empty, so the
+        // next open has nothing to replay.
+        let ctx = &self.shared.ctx;
+        if ctx.poison.check().is_ok()
+            && let Err(e) = ctx.journal.checkpoint(&ctx.poison, true)
+        {
+            tracing::warn!(error = %e, "the journal's last checkpoint failed; the next open replays it");
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A topic: its config and its partitions, and the `topic.json` that describes it on disk.
+//! A topic: its id, its config and its partitions, and the `topic.json` that describes
+//! it on disk.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TopicConfig;
 use crate::error::StoreError;
+use crate::journal::Recovered;
 use crate::murmur2::partition_for_key;
 use crate::partition::Partition;
 use crate::recovery::{self, RecoveryReport};
@@ -17,6 +19,9 @@ use crate::store::Ctx;
 
 pub struct Topic {
     name: String,
+    /// Names the topic in the journal, so that entries of a deleted topic never land in
+    /// a new topic of the same name (Kafka's topic ids serve the same end).
+    id: u64,
     config: RwLock<TopicConfig>,
     /// Settings kept for clients but not acted on (see [`Topic::extra_config`]).
     extra: RwLock<BTreeMap<String, String>>,
@@ -32,13 +37,22 @@ impl Topic {
         &self.name
     }
 
+    /// The topic's id, unique in its data directory: a topic made again under the same
+    /// name gets a new one.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     pub fn partition_count(&self) -> u32 {
         u32::try_from(self.partitions.len()).unwrap_or(u32::MAX)
     }
 
     /// The topic's config as it is now (it can be altered while the store runs).
     pub fn config(&self) -> TopicConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Settings the topic was given that the store keeps and reports but does not act
@@ -76,12 +90,17 @@ impl Topic {
     }
 
     /// Applies an altered config and extra settings (already written to `topic.json`).
-    pub(crate) fn set_config(&self, config: TopicConfig, extra: BTreeMap<String, String>) {
+    pub(crate) fn set_config(
+        &self,
+        config: TopicConfig,
+        extra: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
         *self.extra.write().unwrap_or_else(|e| e.into_inner()) = extra;
         for p in &self.partitions {
-            p.set_config(config.clone());
+            p.set_config(config.clone())?;
         }
+        Ok(())
     }
 
     /// This topic with `partitions` partitions: its own, shared, and new ones opened
@@ -99,14 +118,17 @@ impl Topic {
             all.push(Arc::new(recovery::open_partition(
                 ctx,
                 &self.name,
+                self.id,
                 p,
                 dir.join(p.to_string()),
                 &config,
+                None,
                 &mut report,
             )?));
         }
         Ok(Topic {
             name: self.name.clone(),
+            id: self.id,
             config: RwLock::new(config),
             extra: RwLock::new(self.extra_config()),
             partitions: all,
@@ -124,11 +146,14 @@ impl std::fmt::Debug for Topic {
     }
 }
 
-/// `topic.json`.
+/// `topic.json`. Version 2 has the topic's `id` (16 hex digits); version 1, written
+/// before the journal, has none and is given one on open.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopicMeta {
     version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
     partitions: u32,
     config: BTreeMap<String, String>,
     /// Settings kept but not acted on ([`Topic::extra_config`]); absent when empty.
@@ -136,16 +161,20 @@ struct TopicMeta {
     extra: BTreeMap<String, String>,
 }
 
+const META_VERSION: u32 = 2;
+
 /// Rewrites `dir/topic.json` whole (see `log_start::replace_file`).
 pub(crate) fn write_meta(
     ctx: &Ctx,
     dir: &Path,
+    id: u64,
     partitions: u32,
     config: &TopicConfig,
     extra: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
     let meta = TopicMeta {
-        version: 1,
+        version: META_VERSION,
+        id: Some(format!("{id:016x}")),
         partitions,
         config: config.to_pairs(),
         extra: extra.clone(),
@@ -219,6 +248,7 @@ pub(crate) fn create(
     ctx: &Arc<Ctx>,
     topics_dir: &Path,
     name: &str,
+    id: u64,
     partitions: u32,
     config: TopicConfig,
     extra: BTreeMap<String, String>,
@@ -234,7 +264,8 @@ pub(crate) fn create(
     }
     mkdir(&tmp)?;
     let meta = TopicMeta {
-        version: 1,
+        version: META_VERSION,
+        id: Some(format!("{id:016x}")),
         partitions,
         config: config.to_pairs(),
         extra,
@@ -257,36 +288,77 @@ pub(crate) fn create(
     std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
     storage.sync_dir(topics_dir).map_err(io(topics_dir))?;
     let mut report = RecoveryReport::default();
-    load(ctx, &dir, name, &mut report)
+    load(
+        ctx,
+        &dir,
+        name,
+        &Recovered::default(),
+        &mut |_| false,
+        &mut report,
+    )
 }
 
-/// Opens an existing topic directory, recovering each partition.
+/// Opens an existing topic directory, recovering each partition (with what the
+/// journal holds for it, `found`). A version 1 `topic.json` is given an id not
+/// `taken` and rewritten as version 2.
 pub(crate) fn load(
     ctx: &Arc<Ctx>,
     dir: &Path,
     name: &str,
+    found: &Recovered,
+    taken: &mut dyn FnMut(u64) -> bool,
     report: &mut RecoveryReport,
 ) -> Result<Topic, StoreError> {
     let meta_path = dir.join("topic.json");
     let bytes = std::fs::read(&meta_path).map_err(|e| StoreError::io_at(&meta_path, e))?;
     let meta: TopicMeta = serde_json::from_slice(&bytes)
         .map_err(|e| StoreError::corrupt(&meta_path, 0, format!("unreadable topic.json: {e}")))?;
-    if meta.version != 1 || meta.partitions == 0 || meta.partitions > MAX_PARTITIONS {
-        return Err(StoreError::corrupt(
-            &meta_path,
-            0,
-            "unsupported version or partition count",
-        ));
+    let bad = |reason: String| Err(StoreError::corrupt(&meta_path, 0, reason));
+    if meta.partitions == 0 || meta.partitions > MAX_PARTITIONS {
+        return bad(format!("unsupported partition count {}", meta.partitions));
     }
     let config = TopicConfig::from_pairs(&meta.config)?;
+    let id = match (meta.version, &meta.id) {
+        (1, None) => {
+            // Written before topics had ids: no journal entry names this topic yet.
+            let id = new_id(taken);
+            write_meta(ctx, dir, id, meta.partitions, &config, &meta.extra)?;
+            tracing::info!(
+                topic = name,
+                "topic.json upgraded to version {META_VERSION}"
+            );
+            id
+        }
+        (META_VERSION, Some(hex)) => match u64::from_str_radix(hex, 16) {
+            Ok(id) if hex.len() == 16 => id,
+            _ => return bad(format!("topic id '{hex}' is not 16 hex digits")),
+        },
+        (v, _) if v > META_VERSION => {
+            return bad(format!(
+                "topic.json version {v}, which this version of millrace does not know \
+                 (written by a newer version?)"
+            ));
+        }
+        (v, _) => return bad(format!("topic.json version {v} with a missing or extra id")),
+    };
     let partitions = (0..meta.partitions)
         .map(|p| {
-            recovery::open_partition(ctx, name, p, dir.join(p.to_string()), &config, report)
-                .map(Arc::new)
+            recovery::open_partition(
+                ctx,
+                name,
+                id,
+                p,
+                dir.join(p.to_string()),
+                &config,
+                found.first_offset(id, p),
+                report,
+            )
+            .map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Topic {
         name: name.to_string(),
+        id,
         config: RwLock::new(config),
         extra: RwLock::new(meta.extra),
         partitions,
@@ -296,4 +368,23 @@ pub(crate) fn load(
 /// The directory of a topic.
 pub(crate) fn topic_dir(topics_dir: &Path, name: &str) -> PathBuf {
     topics_dir.join(name)
+}
+
+/// A new topic id: random, never 0, and not one `taken` already.
+pub(crate) fn new_id(taken: &mut dyn FnMut(u64) -> bool) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        // `RandomState` is seeded from the operating system's randomness; the time and
+        // a counter make each draw differ.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let id = h.finish();
+        if id != 0 && !taken(id) {
+            return id;
+        }
+    }
 }

@@ -311,13 +311,14 @@ fn concurrent_batch_appenders_share_fsyncs_and_lose_nothing() {
     let t = store.topic("t").unwrap();
     const APPENDERS: u64 = 8;
     const ROUNDS: u64 = 25;
-    // Each round every appender appends once; the round's first sync waits until all
-    // of them have written, so they find it running and share the next one.
+    // Each round every appender appends once; the round's first sync (the journal's)
+    // waits until all of them have written their segments and its leader the journal,
+    // so they find it running and share the next one.
     let before = layer.file_syncs();
     let mut worst = 0;
     for i in 0..ROUNDS {
         let round = layer.file_syncs();
-        layer.gate_next_sync(APPENDERS as usize);
+        layer.gate_next_sync(APPENDERS as usize + 1);
         let (tx, rx) = std::sync::mpsc::channel();
         for w in 0..APPENDERS {
             let (t, tx) = (Arc::clone(&t), tx.clone());

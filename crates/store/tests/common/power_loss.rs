@@ -60,8 +60,8 @@ struct Inner {
 
 #[derive(Clone, Copy, Debug)]
 enum Gate {
-    /// Until its file has this many unsynced writes.
-    Writes(usize),
+    /// Until this many writes were made, to any file, since the layer's start.
+    Writes(u64),
     /// Until the test releases it.
     Held,
 }
@@ -109,6 +109,8 @@ struct State {
     rng: u64,
     file_syncs: u64,
     dir_syncs: u64,
+    /// Writes made so far, to any file.
+    writes: u64,
     /// What the next `fdatasync` waits for before it completes.
     gate: Option<Gate>,
     /// Set by [`PowerLoss::release_sync`]: a held sync completes.
@@ -299,6 +301,7 @@ impl PowerLoss {
             rng: seed | 1,
             file_syncs: 0,
             dir_syncs: 0,
+            writes: 0,
             gate: None,
             released: false,
             reboots: 0,
@@ -368,11 +371,15 @@ impl PowerLoss {
         self.state().dir_syncs
     }
 
-    /// Makes the next `fdatasync` wait (up to 10 s) until its file has `writes`
-    /// unsynced writes, so appenders that arrive meanwhile find a sync running. Like a
-    /// real one, the sync covers only what was written before it was called.
+    /// Makes the next `fdatasync` wait (up to 10 s) until `writes` more writes, to any
+    /// file, were made from now, so appenders that arrive meanwhile find a sync running
+    /// (their writes go to their partitions' segments; the sync may be the journal's).
+    /// Like a real one, the sync covers only what was written to its file before it
+    /// was called.
     pub fn gate_next_sync(&self, writes: usize) {
-        self.state().gate = Some(Gate::Writes(writes));
+        let mut s = self.state();
+        let until = s.writes + writes as u64;
+        s.gate = Some(Gate::Writes(until));
     }
 
     /// Holds the next `fdatasync` (up to 10 s) until [`release_sync`](Self::release_sync).
@@ -455,6 +462,7 @@ impl StorageFile for PowerFile {
         let mut s = self.layer.state();
         s.op(&self.layer.0.links)?;
         self.file.write_all_at(buf, pos)?;
+        s.writes += 1;
         if let Some(t) = s.files.get_mut(&self.ino) {
             t.next += 1;
             t.pending.push((
@@ -489,7 +497,7 @@ impl StorageFile for PowerFile {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let open = match gate {
-                    Gate::Writes(n) => s.files.get(&self.ino).map_or(0, |t| t.pending.len()) >= n,
+                    Gate::Writes(n) => s.writes >= n,
                     Gate::Held => s.released,
                 };
                 if open || s.image.is_some() || Instant::now() >= deadline {

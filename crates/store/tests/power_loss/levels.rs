@@ -63,10 +63,11 @@ fn interval_loses_only_records_not_yet_flushed_never_one_readers_saw() {
     layer.cut();
     drop((slow, fast));
     let store = reopen(&layer, store, "interval");
-    assert!(
-        read_partition(&store, "slow", 0).is_empty(),
-        "nothing was flushed, so nothing survives (Tear::Nothing keeps no unsynced byte)"
-    );
+    // Its records were never flushed for it; the journal syncs that flushed "fast"
+    // may have carried some along. Whatever survives is a prefix.
+    for r in read_partition(&store, "slow", 0) {
+        assert_eq!(r.record, value("s", r.offset));
+    }
     let got = read_partition(&store, "fast", 0);
     assert!(
         got.len() as u64 >= seen && got.len() <= 15,
