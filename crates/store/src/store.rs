@@ -470,6 +470,15 @@ impl Store {
         apply_retention(&self.shared)
     }
 
+    /// Retires the journal now: makes everything appended durable, syncs every segment
+    /// written since the last checkpoint, and deletes the journal's files but a new,
+    /// empty one (as closing the store does). The background checkpointer does this
+    /// whenever the journal's active file passes `StoreOptions::journal_file_bytes`.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let ctx = &self.shared.ctx;
+        ctx.journal.checkpoint(&ctx.poison, true)
+    }
+
     /// Whether a failed fsync has poisoned the store (writes are refused).
     pub fn is_poisoned(&self) -> bool {
         self.shared.ctx.poison.check().is_err()
@@ -579,9 +588,8 @@ impl Drop for Store {
         }
         // A clean shutdown leaves every segment synced and the journal empty, so the
         // next open has nothing to replay.
-        let ctx = &self.shared.ctx;
-        if ctx.poison.check().is_ok()
-            && let Err(e) = ctx.journal.checkpoint(&ctx.poison, true)
+        if !self.is_poisoned()
+            && let Err(e) = self.checkpoint()
         {
             tracing::warn!(error = %e, "the journal's last checkpoint failed; the next open replays it");
         }

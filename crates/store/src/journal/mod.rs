@@ -108,9 +108,10 @@ impl Journal {
         self.writer.flush_if_due(interval, poison);
     }
 
-    /// Whether the active file is full, or rotated files wait to be retired.
+    /// Whether the active file is full. (Files a failed checkpoint kept are retried by
+    /// the next one.)
     pub fn checkpoint_due(&self) -> bool {
-        self.writer.active_size().1 >= self.file_bytes || !self.lock_sealed().is_empty()
+        self.writer.active_size().1 >= self.file_bytes
     }
 
     fn lock_sealed(&self) -> MutexGuard<'_, Vec<Sealed>> {
