@@ -298,6 +298,17 @@ pub trait Broker: Send + Sync + 'static {
         )))
     }
 
+    /// [`produce_encoded`](Self::produce_encoded) for several batches, each to its
+    /// topic and partition, written in order; returns once all are durable. The
+    /// embedded store acknowledges them together (one group commit of its journal,
+    /// however many partitions they go to). The batches are left as they were.
+    async fn produce_encoded_all(&self, batches: &mut [(&str, i32, EncodedBatch)]) -> Result<()> {
+        for (topic, partition, batch) in batches.iter_mut() {
+            self.produce_encoded(topic, *partition, batch).await?;
+        }
+        Ok(())
+    }
+
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
 
     /// Committed offsets of a group for a topic, one entry per partition

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use millrace_store::{
-    Durability, GroupMember, RecordRef, RecordSink, Store, StoreError, StoreOptions, Topic,
-    TopicConfig, partition_for_key,
+    Durability, GroupMember, Pending, RecordRef, RecordSink, Store, StoreError, StoreOptions,
+    Topic, TopicConfig, partition_for_key,
 };
 use tokio::sync::Notify;
 
@@ -119,7 +119,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Appends `records` to the partitions `by_partition` assigns them (an empty index
-/// list: all of them, in order) and returns where each landed, in input order.
+/// list: all of them, in order) and returns where each landed, in input order, once
+/// all are durable: one group commit of the store's journal for every partition.
 fn append_grouped<'a>(
     t: &Topic,
     records: &'a [ProduceRecord],
@@ -139,12 +140,13 @@ fn append_grouped<'a>(
         };
         records.len()
     ];
+    let mut pending = Pending::default();
     for (p, idx) in by_partition {
         let part = t.partition(*p).map_err(map_store)?;
         let base = if idx.is_empty() {
-            part.append_refs(records.iter().map(view))
+            part.append_pending(records.iter().map(view), &mut pending)
         } else {
-            part.append_refs(idx.iter().map(|&i| view(&records[i])))
+            part.append_pending(idx.iter().map(|&i| view(&records[i])), &mut pending)
         }
         .map_err(map_store)?;
         let partition = i32::try_from(*p).unwrap_or(i32::MAX);
@@ -162,6 +164,7 @@ fn append_grouped<'a>(
             }
         }
     }
+    pending.wait().map_err(map_store)?;
     Ok(out)
 }
 
@@ -300,6 +303,10 @@ impl Broker for EmbeddedBroker {
         batch: &mut EncodedBatch,
     ) -> Result<i64> {
         encoded::produce(self, topic, partition, batch).await
+    }
+
+    async fn produce_encoded_all(&self, batches: &mut [(&str, i32, EncodedBatch)]) -> Result<()> {
+        encoded::produce_all(self, batches).await
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {

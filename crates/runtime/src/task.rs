@@ -296,11 +296,17 @@ impl StageTask {
                         sends.push((assembly.dead_letter.clone(), dead));
                     }
                     // In order per output partition; the backend that takes these
-                    // writes them as they come (the embedded store).
-                    for (output, q, mut b) in forwarded {
-                        let topic = &assembly.outputs[output];
-                        runtime.block_on(broker.produce_encoded(topic, q, &mut b))?;
-                        assembly.buffers.give_back(b);
+                    // writes them as they come and acknowledges them together (the
+                    // embedded store: one journal sync for all the partitions).
+                    if !forwarded.is_empty() {
+                        let mut batches: Vec<(&str, i32, _)> = forwarded
+                            .into_iter()
+                            .map(|(output, q, b)| (assembly.outputs[output].as_str(), q, b))
+                            .collect();
+                        runtime.block_on(broker.produce_encoded_all(&mut batches))?;
+                        for (_, _, b) in batches {
+                            assembly.buffers.give_back(b);
+                        }
                     }
                     let acks = runtime.block_on(send_all(broker.as_ref(), &sends))?;
                     let _ = lineage_next.send(lineage);

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use millrace_store::{Durability, EncodedBatch, EncodedRecords, Record, RecordSink};
+use millrace_store::{
+    Durability, EncodedBatch, EncodedRecords, Pending, Record, RecordSink, Topic,
+};
 
 use super::{EmbeddedBroker, Positions, blocking, map_store, partition_index, shares, to_i64};
 use crate::api::{EncodedPoll, Result, TopicPartition};
@@ -86,6 +88,62 @@ pub(super) async fn produce(
     };
     broker.notifier(topic).notify_waiters();
     Ok(to_i64(base))
+}
+
+/// Appends each batch to its topic and partition, in order, and returns once all are
+/// durable: one group commit of the store's journal for all of them.
+pub(super) async fn produce_all(
+    broker: &EmbeddedBroker,
+    batches: &mut [(&str, i32, EncodedBatch)],
+) -> Result<()> {
+    let mut targets: Vec<(Arc<Topic>, u32)> = Vec::with_capacity(batches.len());
+    let mut synced = false;
+    for (topic, partition, _) in batches.iter() {
+        let t = match targets.last() {
+            Some((t, _)) if t.name() == *topic => Arc::clone(t),
+            _ => broker.topic(topic)?,
+        };
+        let p = partition_index(*partition)?;
+        t.partition(p).map_err(map_store)?;
+        synced |= t.config().durability != Durability::None;
+        targets.push((t, p));
+    }
+    let append_all = move |targets: &[(Arc<Topic>, u32)], owned: &mut [EncodedBatch]| {
+        let mut pending = Pending::default();
+        for ((t, p), batch) in targets.iter().zip(owned.iter_mut()) {
+            t.partition(*p)
+                .and_then(|part| part.append_encoded_pending(batch, &mut pending))
+                .map_err(map_store)?;
+        }
+        pending.wait().map_err(map_store)
+    };
+    let mut owned: Vec<EncodedBatch> = batches
+        .iter_mut()
+        .map(|(_, _, b)| std::mem::take(b))
+        .collect();
+    let (result, targets, owned) = if synced {
+        // The blocking pool needs the batches; they come back for the caller to reuse.
+        blocking(move || {
+            let r = append_all(&targets, &mut owned);
+            Ok((r, targets, owned))
+        })
+        .await?
+    } else {
+        // As `produce`: writes into the page cache, cheaper inline than handed off.
+        let r = append_all(&targets, &mut owned);
+        (r, targets, owned)
+    };
+    for ((_, _, slot), b) in batches.iter_mut().zip(owned) {
+        *slot = b;
+    }
+    let mut told: Option<&str> = None;
+    for (t, _) in &targets {
+        if told != Some(t.name()) {
+            broker.notifier(t.name()).notify_waiters();
+            told = Some(t.name());
+        }
+    }
+    result
 }
 
 /// A read's runs go straight into the poll's result.
