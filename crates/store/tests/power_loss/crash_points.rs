@@ -11,11 +11,11 @@ use millrace_store::{Durability, Record, Store, StoreError};
 
 /// What a workload wrote and what the store acknowledged, to check what survived.
 #[derive(Default)]
-struct Log {
+pub(super) struct Log {
     /// Per (topic, partition): every record handed to `append`, in offset order.
-    written: BTreeMap<(String, u32), Vec<Record>>,
+    pub(super) written: BTreeMap<(String, u32), Vec<Record>>,
     /// Per (topic, partition): the end offset acknowledged.
-    acked: BTreeMap<(String, u32), u64>,
+    pub(super) acked: BTreeMap<(String, u32), u64>,
     /// Per (group, topic, partition): the last commit acknowledged, the last attempted.
     commits: BTreeMap<(String, String, u32), (Option<u64>, u64)>,
     /// Topics whose creation was acknowledged (`Some(true)`) or whose deletion was
@@ -24,7 +24,7 @@ struct Log {
 }
 
 impl Log {
-    fn append(
+    pub(super) fn append(
         &mut self,
         store: &Store,
         topic: &str,
@@ -42,7 +42,7 @@ impl Log {
         Ok(())
     }
 
-    fn commit(
+    pub(super) fn commit(
         &mut self,
         store: &Store,
         group: &str,
@@ -73,7 +73,7 @@ impl Log {
         Ok(())
     }
 
-    fn create(
+    pub(super) fn create(
         &mut self,
         store: &Store,
         topic: &str,
@@ -101,7 +101,7 @@ impl Log {
 
     /// Checks a store reopened after a cut against what was acknowledged: every
     /// acknowledged record and commit is there, and nothing that was never written.
-    fn check(&self, store: &Store, what: &str) {
+    pub(super) fn check(&self, store: &Store, what: &str) {
         for (topic, alive) in &self.topics {
             let Some(alive) = *alive else { continue };
             assert_eq!(
@@ -187,7 +187,7 @@ fn batch_workload(store: &Store, log: &mut Log) -> Result<(), StoreError> {
 }
 
 /// Runs `workload` on a fresh layer cut at `op`, reboots, and checks what survived.
-fn cut_and_check(
+pub(super) fn cut_and_check(
     op: Option<u64>,
     tear: Tear,
     workload: fn(&Store, &mut Log) -> Result<(), StoreError>,
@@ -206,21 +206,25 @@ fn cut_and_check(
         }
     }
     let ops = layer.ops();
+    reboot_and_check(&layer, &log, &format!("cut at op {op:?} ({tear:?})"));
+    ops
+}
+
+/// Cuts the power (if not cut yet), reboots, and checks the store that opens against
+/// `log`; then that recovery left a store that reopens with nothing more to repair.
+pub(super) fn reboot_and_check(layer: &PowerLoss, log: &Log, what: &str) {
     layer.cut();
     layer.reboot();
-    let what = format!("cut at op {op:?} ({tear:?})");
     let (store, report) = layer
         .open()
         .unwrap_or_else(|e| panic!("{what}: the store does not open: {e}"));
-    log.check(&store, &what);
+    log.check(&store, what);
     drop(store);
-    // Recovery left a store that reopens with nothing more to repair.
     let (_, again) = layer.open().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         again.is_clean(),
-        "{what}: second open still repairs: {again}\nfirst: {report}"
+        "{what}: the next open still repairs: {again}\nfirst: {report}"
     );
-    ops
 }
 
 #[test]

@@ -13,13 +13,15 @@
 //!
 //! Layout: `crash_points` (a scripted workload cut at each of its crash points),
 //! `concurrent` (appenders and commits cut at random moments; a roll under a held
-//! sync), `levels` (interval and none), `offsets` (the committed-offsets journal).
+//! sync), `journal` (the shared journal: appends acknowledged together, checkpoints,
+//! replay), `levels` (interval and none), `offsets` (the committed-offsets journal).
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrent;
 mod crash_points;
+mod journal;
 mod levels;
 mod offsets;
 
