@@ -9,7 +9,9 @@
 //! - append 100 B, durability=batch, 4 producer threads vs one thread looping
 //!   `write` + `fdatasync` of batches of the same size (target 0.7);
 //! - read 100 B from the page cache (target 10 M records/s; baseline: none);
-//! - memory: peak RSS (`VmHWM`) at the end vs after the first small run (flat ≈ 1).
+//! - memory: peak RSS (`VmHWM`) at the end vs after the first small run (flat ≈ 1);
+//! - durable appends of keyed records to 10, 1,000 and 5,000 partitions, against 10
+//!   partitions and against durability=none (`partitions`).
 //!
 //! The whole run takes well under a minute; its files are removed at the end.
 
@@ -25,6 +27,8 @@ use bytes::Bytes;
 use millrace_store::{Durability, Record, Store, StoreOptions, TopicConfig};
 
 use super::BenchRow;
+
+mod partitions;
 
 /// Records per appended batch in the durability=none rows.
 const BATCH: usize = 1000;
@@ -159,6 +163,8 @@ fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
         target: Some(1.5),
         ..BenchRow::default()
     });
+    drop(store);
+    rows.extend(partitions::rows(work)?);
     Ok(rows)
 }
 

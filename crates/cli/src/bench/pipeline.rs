@@ -17,14 +17,17 @@
 //!   rate, and read from the outputs by a consumer; latency = read time − stamp;
 //! - peak RSS (`VmHWM`, reset before each batch run) of the process during the runs
 //!   (the highest of its runs), on every row, and a last row with the highest against
-//!   the 256 MiB target.
+//!   the 256 MiB target;
+//! - `pipeline copier|sharder 100B keyed to 1000 partitions durability=batch`: against
+//!   the same pipeline writing 10 partitions, target 0.5 (`wide`).
 //!
-//! The whole run takes under a minute (45 s here); its files are removed at the end.
-//! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list) runs only
-//! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound,
-//! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record, and
-//! `MILLRACE_BENCH_RECORD_PATH=1` makes copiers decode and re-encode each record (the
-//! record path every other pattern, and Kafka, take) instead of moving them as stored.
+//! The whole run takes about a minute; its files are removed at the end.
+//! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list; `wide` for
+//! the wide-output rows) runs only those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets
+//! the stages' batch bound, `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time
+//! per record, and `MILLRACE_BENCH_RECORD_PATH=1` makes copiers decode and re-encode
+//! each record (the record path every other pattern, and Kafka, take) instead of moving
+//! them as stored.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +41,8 @@ use millrace_store::{Durability, Record, TopicConfig};
 use tokio::sync::watch;
 
 use super::BenchRow;
+
+mod wide;
 
 /// Record sizes and how many input records of each.
 const SIZES: [(usize, usize); 2] = [(100, 2_000_000), (1024, 500_000)];
@@ -197,6 +202,9 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
             rows.push(row);
         }
         broker.delete_topic(&input).await?;
+    }
+    if selected("wide") {
+        rows.extend(wide::rows(&embedded, &broker).await?);
     }
     let peak = rows
         .iter()
