@@ -11,7 +11,7 @@
 //!
 //! Entry
 //! | off | size | field     | type | meaning                                          |
-//! |   0 |    4 | length    | u32  | bytes after this field: 13 + the batch's bytes   |
+//! |   0 |    4 | length    | u32  | bytes after this field: 17 + the batch's bytes   |
 //! |   4 |    4 | crc       | u32  | CRC32C of bytes [8, 21), then of the batch's crc |
 //! |   8 |    1 | kind      | u8   | 1: a batch appended to a partition               |
 //! |   9 |    8 | topic id  | u64  | the topic's id (`topic.json`)                    |
@@ -22,7 +22,7 @@
 //!
 //! The entry's CRC covers its head and, through the batch's crc field, the batch: the
 //! batch's own crc covers every byte of it but its length, which must equal the
-//! entry's length less 13. So an entry is checked whole without hashing its records
+//! entry's length less 17. So an entry is checked whole without hashing its records
 //! twice. An entry whose kind is not 1 (written by a newer version) fails recovery
 //! with a clear error; it is never cut as a torn tail.
 
