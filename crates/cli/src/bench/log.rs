@@ -13,7 +13,8 @@
 //! - durable appends of keyed records to 10, 1,000 and 5,000 partitions, against 10
 //!   partitions and against durability=none (`partitions`).
 //!
-//! The whole run takes well under a minute; its files are removed at the end.
+//! The whole run takes a few minutes (most of it making and removing the topics of
+//! thousands of partitions, each directory fsynced); its files are removed at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
