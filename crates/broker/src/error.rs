@@ -25,6 +25,15 @@ pub enum BrokerError {
     /// leader moving): retrying later is safe.
     #[error("the broker is not available right now: {0}")]
     Transient(String),
+    #[error("consumer group '{0}' does not exist")]
+    UnknownGroup(String),
+    /// The group has live members: its offsets cannot be reset nor the group deleted
+    /// until they leave.
+    #[error("consumer group '{group}' has live members (state {state})")]
+    GroupNotEmpty {
+        group: String,
+        state: crate::api::GroupState,
+    },
     #[error("timed out after {0} ms")]
     Timeout(u64),
     #[error(transparent)]

@@ -74,6 +74,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let broker = connect::connect(&g, dir).await?;
             cmd::topics::run(broker.as_ref(), command).await?;
         }
+        Command::Groups { command } => {
+            let broker = connect::connect(&g, DataDir::Existing).await?;
+            cmd::groups::run(broker.as_ref(), command).await?;
+        }
         Command::Produce(args) => {
             let broker = connect::connect(&g, DataDir::Existing).await?;
             cmd::produce::run(broker.as_ref(), args).await?;

@@ -173,7 +173,7 @@ async fn admin_creates_describes_alters_grows_and_deletes_topics() {
         &[("durability", "none"), ("cleanup.policy", "compact")],
     )
     .await;
-    let bad = NewTopic::new("refused", 1, TopicReplication::Fixed(1)).set("flush.messages", "1");
+    let bad = NewTopic::new("refused", 1, TopicReplication::Fixed(1)).set("flush.messages", "10");
     let r = admin.create_topics([&bad], &opts).await.unwrap();
     assert!(r[0].is_err(), "an unsupported config is refused: {r:?}");
     let twice = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
@@ -288,5 +288,22 @@ async fn delete_records_moves_the_low_watermark_and_offsets_are_found_by_time() 
     assert_eq!(
         first, 6,
         "reading from the beginning starts at the new low watermark"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_producer_is_refused_at_once_with_a_clear_error() {
+    let server = Server::start();
+    let p = producer(&server, &[("transactional.id", "tx-1")]);
+    let started = Instant::now();
+    let e = p.init_transactions(WAIT).unwrap_err();
+    assert!(
+        started.elapsed() < WAIT / 2,
+        "refused, not timed out: {e} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.to_string().to_lowercase().contains("authoriz"),
+        "the error names the refusal: {e}"
     );
 }

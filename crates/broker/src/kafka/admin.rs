@@ -28,7 +28,7 @@ use crate::error::BrokerError;
 const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
 
 pub(crate) struct Admin {
-    client: Arc<AdminClient<LogContext>>,
+    pub(crate) client: Arc<AdminClient<LogContext>>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start

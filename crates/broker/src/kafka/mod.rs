@@ -6,6 +6,7 @@
 //! - `producer`: the producer, acknowledging each send as a whole.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
+//! - `groups`: consumer groups listed, described, their offsets altered, deleted.
 //! - `config`: client settings, the `.properties` reader, secret redaction.
 //! - `errors`: Kafka's error codes in plain words.
 //!
@@ -28,6 +29,7 @@ mod config;
 mod consumer;
 mod errors;
 mod fetched;
+mod groups;
 mod producer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,8 +44,8 @@ use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::api::{
-    Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
-    TopicDescription,
+    Acks, Broker, Consumer, ConsumerConfig, Delivered, GroupDescription, GroupListing, NewTopic,
+    ProduceRecord, Result, TopicDescription, TopicPartition,
 };
 use crate::error::BrokerError;
 
@@ -308,6 +310,26 @@ impl Broker for KafkaBroker {
                 self.inner.timeout,
             )
             .await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.list_consumer_groups().await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.describe_consumer_group(group).await
+    }
+
+    async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        self.alter_consumer_group_offsets(group, offsets).await
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<()> {
+        self.delete_consumer_group(group).await
     }
 }
 

@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod consume;
 pub mod graph;
+pub mod groups;
 pub mod produce;
 pub mod run;
 pub mod serve;
