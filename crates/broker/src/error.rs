@@ -17,6 +17,13 @@ pub enum BrokerError {
         timeout_ms: u64,
         reason: String,
     },
+    /// The address recorded in a data directory is served by something other than the
+    /// directory's store (another broker, a holder of another directory).
+    #[error("{addr} does not serve the store in {}", dir.display())]
+    NotTheStore {
+        addr: String,
+        dir: std::path::PathBuf,
+    },
     /// The consumer group moved on (a rebalance) and the request was for a generation
     /// that is gone: the partitions' records are delivered again to their new owner.
     #[error("the consumer group rebalanced: {0}")]

@@ -41,7 +41,7 @@ fn fast_producer_slow_pipeline_memory_bounded_throughput_steady() {
     let run_err = crate::support::drain_stderr(&mut run);
     std::thread::sleep(Duration::from_millis(800));
 
-    // The producer reaches the store through the running pipeline's local endpoint.
+    // The producer reaches the store through the pipeline, which holds and serves it.
     let mut producer = b
         .root_cmd()
         .args(["produce", "--topic", "in"])
