@@ -6,6 +6,7 @@
 //! - `member`: a group consumer's membership in the store's group coordinator.
 //! - `read`: a poll's fair share per partition, and the rest of a stored batch kept.
 //! - `encoded`: records moved as stored, for forwarding stages.
+//! - `groups`: consumer groups listed, described, reset and deleted.
 //!
 //! The broker is built on the store's [`Hub`]: the one this process shares between its
 //! own stages and the Kafka server it serves the store with. An append wakes the
@@ -38,6 +39,7 @@ use crate::error::BrokerError;
 
 mod consumer;
 mod encoded;
+mod groups;
 mod member;
 mod read;
 
@@ -334,6 +336,26 @@ impl Broker for EmbeddedBroker {
                 )
             })
             .collect())
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        groups::list(self).await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        groups::describe(self, group).await
+    }
+
+    async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        groups::alter_offsets(self, group, offsets).await
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<()> {
+        groups::delete(self, group).await
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, signal, stderr, stdout, wait_for_exit, wait_until};
+use common::{Backend, bin, signal, stderr, stdout, wait_for_exit, wait_until};
 
 /// Every wait here ends by this bound.
 const WAIT: Duration = Duration::from_secs(90);
@@ -148,6 +148,167 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
+#[test]
+fn groups_on_the_embedded_store_list_describe_reset_and_delete() {
+    let b = Backend::embedded();
+    b.ok(
+        &["topics", "create", "--topic", "orders", "--partitions", "2"],
+        b"",
+    );
+    b.ok(
+        &["produce", "--topic", "orders", "--partition", "0"],
+        b"a\nb\nc\nd\n",
+    );
+    b.ok(
+        &["produce", "--topic", "orders", "--partition", "1"],
+        b"e\nf\ng\nh\ni\nj\n",
+    );
+    let group = "orders-audit";
+    b.ok(
+        &[
+            "consume",
+            "--topic",
+            "orders",
+            "--group",
+            group,
+            "--from-beginning",
+            "--max-messages",
+            "10",
+        ],
+        b"",
+    );
+
+    assert_eq!(stdout(&b.ok(&["groups", "list"], b"")), "orders-audit\n");
+    let stable = stdout(&b.ok(&["groups", "list", "--state", "Stable"], b""));
+    assert_eq!(stable.lines().count(), 1, "only the header: {stable}");
+    let empty = stdout(&b.ok(&["groups", "list", "--state", "empty"], b""));
+    assert_eq!(rows(&empty, group, 2), set(&[&[group, "Empty"]]));
+    let bad = b.run(&["groups", "list", "--state", "Stabel"], b"");
+    assert!(refused(&bad, "--state Stabel").contains("did you mean Stable?"));
+
+    let described = stdout(&b.ok(&["groups", "describe", "--group", group], b""));
+    assert_eq!(
+        rows(&described, group, 4),
+        set(&[&[group, "-", "Empty", "0"]])
+    );
+    assert_eq!(
+        rows(&described, group, 9),
+        set(&[
+            &[group, "orders", "0", "4", "4", "0", "-", "-", "-"],
+            &[group, "orders", "1", "6", "6", "0", "-", "-", "-"],
+        ])
+    );
+
+    // A dry run prints the new offsets and changes nothing.
+    let dry = reset(&b, group, "orders", &["--to-earliest"]);
+    assert_eq!(
+        rows(&stdout(&dry), group, 4),
+        set(&[&[group, "orders", "0", "0"], &[group, "orders", "1", "0"]])
+    );
+    assert!(stderr(&dry).contains("--execute"), "{}", stderr(&dry));
+    let same = stdout(&b.ok(&["groups", "describe", "--group", group], b""));
+    assert_eq!(rows(&same, group, 9), rows(&described, group, 9));
+
+    reset(&b, group, "orders", &["--shift-by", "-2", "--execute"]);
+    let shifted = stdout(&b.ok(&["groups", "describe"], b""));
+    assert_eq!(
+        rows(&shifted, group, 9),
+        set(&[
+            &[group, "orders", "0", "2", "4", "2", "-", "-", "-"],
+            &[group, "orders", "1", "4", "6", "2", "-", "-", "-"],
+        ])
+    );
+    let status = stdout(&b.ok(&["status"], b""));
+    assert!(
+        status.contains("group orders-audit: Empty, 0 members, lag 4"),
+        "{status}"
+    );
+
+    // Past the end: kept at the end, with Kafka's warning.
+    let to = reset(&b, group, "orders", &["--to-offset", "5", "--execute"]);
+    assert_eq!(
+        rows(&stdout(&to), group, 4),
+        set(&[&[group, "orders", "0", "4"], &[group, "orders", "1", "5"]])
+    );
+    assert!(
+        stderr(&to).contains(
+            "New offset (5) is higher than latest offset for topic partition orders-0. Value will be set to 4."
+        ),
+        "{}",
+        stderr(&to)
+    );
+
+    // The group's consumers read from the reset offsets.
+    let again = b.ok(
+        &[
+            "consume",
+            "--topic",
+            "orders",
+            "--group",
+            group,
+            "--timeout-ms",
+            "1000",
+        ],
+        b"",
+    );
+    assert_eq!(stdout(&again), "j\n");
+
+    let typo = b.run(&["groups", "describe", "--group", "orders-audt"], b"");
+    let e = refused(&typo, "describe of a mistyped group");
+    assert!(
+        e.contains("consumer group 'orders-audt' does not exist")
+            && e.contains("did you mean 'orders-audit'?"),
+        "{e}"
+    );
+    let no_topic = try_reset(&b, group, "ordres", &["--to-earliest"]);
+    let e = refused(&no_topic, "reset of a mistyped topic");
+    assert!(
+        e.contains("unknown topic 'ordres'") && e.contains("did you mean 'orders'?"),
+        "{e}"
+    );
+
+    // A new group can be placed before its consumers start (as Kafka's tool allows),
+    // with a note; shifting needs a committed offset to shift.
+    let no_commit = try_reset(&b, "billing", "orders", &["--shift-by", "1"]);
+    assert!(refused(&no_commit, "shift without a commit").contains("no current committed offset"));
+    let placed = reset(&b, "billing", "orders", &["--to-latest", "--execute"]);
+    assert!(
+        stderr(&placed).contains("no members and no committed offsets"),
+        "{}",
+        stderr(&placed)
+    );
+    assert_eq!(
+        stdout(&b.ok(&["groups", "list"], b"")),
+        "billing\norders-audit\n"
+    );
+
+    let deleted = stdout(&b.ok(&["groups", "delete", "--group", group], b""));
+    assert_eq!(
+        deleted,
+        "Deletion of requested consumer groups ('orders-audit') was successful.\n"
+    );
+    assert_eq!(stdout(&b.ok(&["groups", "list"], b"")), "billing\n");
+    let twice = b.run(&["groups", "delete", "--group", group], b"");
+    assert!(refused(&twice, "a second delete").contains("does not exist"));
+}
+
+/// `groups reset-offsets --group G --topic T …`, which must succeed.
+fn reset(b: &Backend, group: &str, topic: &str, how: &[&str]) -> Output {
+    let out = try_reset(b, group, topic, how);
+    assert!(out.status.success(), "reset {how:?}: {}", stderr(&out));
+    out
+}
+
+fn try_reset(b: &Backend, group: &str, topic: &str, how: &[&str]) -> Output {
+    b.run(&reset_args(group, topic, how), b"")
+}
+
+fn set(rows: &[&[&str]]) -> BTreeSet<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
 /// Children killed however the test ends.
 struct Children(Vec<Child>);
 
@@ -202,9 +363,10 @@ fn settled(bootstrap: &str, group: &str) -> BTreeSet<Vec<String>> {
     rows_now
 }
 
-/// The scenario on one server: a group of a kcat and a kafka-python consumer, seen,
-/// protected while they run, compared with Kafka's tool, reset and deleted after.
-fn foreign_members(bootstrap: &str) {
+/// The scenario on one server: a group of a kcat and a kafka-python consumer, seen
+/// (also through `--data` for a store `held` by the server), protected while they
+/// run, compared with Kafka's tool, reset and deleted after.
+fn foreign_members(bootstrap: &str, held: Option<&Path>) {
     if !have("kcat", "kcat", &["-V"]) || !have("kafka-python", "python3", &["-c", "import kafka"]) {
         return;
     }
@@ -269,6 +431,19 @@ fn foreign_members(bootstrap: &str) {
     assert!(ours.iter().all(|r| r[7] == "/127.0.0.1"), "{ours:?}");
     let listed = ok(millrace(bootstrap, &["groups", "list"]), "groups list");
     assert!(listed.lines().any(|l| l == group), "{listed}");
+    if let Some(dir) = held {
+        // The data directory's commands reach the store through the process holding it.
+        let out = Command::new(bin())
+            .env_remove("MILLRACE_BOOTSTRAP")
+            .arg("--data")
+            .arg(dir)
+            .args(["groups", "describe", "--group", &group])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run millrace");
+        let through_dir = ok(out, "groups describe --data");
+        assert_eq!(rows(&through_dir, &group, 9), ours, "{through_dir}");
+    }
     let status = ok(millrace(bootstrap, &["status"]), "status");
     assert!(
         status.contains(&format!("group {group}: Stable, 2 members, lag 0")),
@@ -393,7 +568,7 @@ fn foreign_members(bootstrap: &str) {
 struct Serve {
     child: Option<Child>,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Serve {
@@ -423,7 +598,7 @@ impl Serve {
         Serve {
             child: Some(child),
             addr,
-            _dir: dir,
+            dir,
         }
     }
 }
@@ -440,7 +615,7 @@ impl Drop for Serve {
 #[test]
 fn a_group_of_foreign_clients_on_millrace_serve_as_kafkas_tool_sees_it() {
     let serve = Serve::start();
-    foreign_members(&serve.addr);
+    foreign_members(&serve.addr, Some(serve.dir.path()));
 }
 
 #[test]
@@ -448,5 +623,5 @@ fn a_group_of_foreign_clients_on_kafka_as_kafkas_tool_sees_it() {
     let Some(bootstrap) = common::kafka_bootstrap() else {
         return;
     };
-    foreign_members(&bootstrap);
+    foreign_members(&bootstrap, None);
 }
