@@ -8,28 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, unique};
+use common::{Server, WAIT, admin, config, unique};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-
-fn config(server: &Server) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.bootstrap())
-        .set("broker.address.family", "v4");
-    c
-}
-
-fn admin(server: &Server) -> AdminClient<DefaultClientContext> {
-    config(server).create().unwrap()
-}
 
 async fn create_topic(server: &Server, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
