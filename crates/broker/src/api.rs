@@ -356,10 +356,12 @@ pub struct GroupDescription {
     pub offsets: Vec<(TopicPartition, i64)>,
 }
 
-/// A backend: the embedded store, a store held by another process, or Kafka.
+/// A backend: the embedded store (held by this process), or Kafka (a cluster, or the
+/// store held by another millrace process).
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// "embedded", "remote" or "kafka", for messages and `/api`.
+    /// "embedded", "kafka", or the name of a store held by another process, for
+    /// messages and `/api`.
     fn backend(&self) -> &'static str;
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<()>;
@@ -499,9 +501,8 @@ pub trait Consumer: Send {
     /// consumer losing partitions in a rebalance waits for it (up to
     /// [`HAND_OVER_WAIT`](crate::hand_over::HAND_OVER_WAIT)) before another member may
     /// take them, so their next owner finds everything the old one wrote
-    /// (see [`hand_over`](crate::hand_over)). The embedded store's groups live in the
-    /// one process that holds the store, where a stage is the only member of its
-    /// group: there is nobody to hand over to, and this does nothing.
+    /// (see [`hand_over`](crate::hand_over)). A consumer without a group has nobody to
+    /// hand over to, and ignores it.
     fn hand_over_after(&mut self, work: InFlight) {
         let _ = work;
     }
