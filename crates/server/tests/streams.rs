@@ -15,13 +15,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, admin, config, fetched_jars, have, unique};
+use common::{Lines, Server, WAIT, admin, config, fetched_jars, have, unique};
 use millrace_server::group::GroupState;
 use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -98,10 +96,10 @@ fn compiled(libs: &Path) -> PathBuf {
 /// One instance of the application: a JVM whose state changes are collected.
 struct App {
     child: Child,
-    states: Arc<Mutex<Vec<String>>>,
-    /// Reads the application's standard output until it closes.
-    reader: Option<std::thread::JoinHandle<()>>,
-    stderr: Arc<Mutex<String>>,
+    /// Its standard output: "state NAME" lines.
+    out: Lines,
+    /// Its log.
+    err: Lines,
     _state_dir: tempfile::TempDir,
 }
 
@@ -130,36 +128,12 @@ impl App {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let states = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        let seen = Arc::clone(&states);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(s) = line.strip_prefix("state ") {
-                    seen.lock().unwrap().push(s.to_string());
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let errors = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                errors
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let out = Lines::collect(child.stdout.take().unwrap());
+        let err = Lines::collect(child.stderr.take().unwrap());
         App {
             child,
-            states,
-            reader: Some(reader),
-            stderr,
+            out,
+            err,
             _state_dir: state_dir,
         }
     }
@@ -168,9 +142,9 @@ impl App {
     fn check_alive(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!(
-                "the Streams application exited ({status}); states {:?}; stderr:\n{}",
-                self.states.lock().unwrap(),
-                self.stderr.lock().unwrap()
+                "the Streams application exited ({status}); it printed {:?}; its log:\n{}",
+                self.out.get(),
+                self.err.get().join("\n")
             );
         }
     }
@@ -190,25 +164,22 @@ impl App {
             }
             assert!(
                 Instant::now() < deadline,
-                "the Streams application did not stop; stderr:\n{}",
-                self.stderr.lock().unwrap()
+                "the Streams application did not stop; its log:\n{}",
+                self.err.get().join("\n")
             );
             std::thread::sleep(Duration::from_millis(100));
         };
         // The JVM's exit status after SIGTERM with a shutdown hook is 143.
         assert!(
             status.success() || status.code() == Some(143),
-            "the Streams application stopped with {status}; stderr:\n{}",
-            self.stderr.lock().unwrap()
+            "the Streams application stopped with {status}; its log:\n{}",
+            self.err.get().join("\n")
         );
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        let states = self.states.lock().unwrap().clone();
+        let printed = self.out.finish();
         assert_eq!(
-            states.last().map(String::as_str),
-            Some("NOT_RUNNING"),
-            "states {states:?}"
+            printed.last().map(String::as_str),
+            Some("state NOT_RUNNING"),
+            "it printed {printed:?}"
         );
     }
 }

@@ -6,7 +6,7 @@
 //! tool fails the test; elsewhere the test is skipped with a printed reason.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -263,6 +263,60 @@ pub fn fetched_jars(prefix: &str, what: &str, fetch: &str) -> Option<PathBuf> {
         eprintln!("{what} are missing ({fetch}): test skipped");
     }
     libs
+}
+
+/// `java -cp '<libs>/*' <main class> --bootstrap-server <server> <args>`.
+pub fn java_tool(libs: &Path, server: &Server, main: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("java");
+    c.arg("-Xmx256m")
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(main)
+        .arg("--bootstrap-server")
+        .arg(server.bootstrap())
+        .args(args);
+    c
+}
+
+/// Main classes of Kafka's tools.
+pub const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+pub const PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+pub const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+pub const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+
+/// The lines a child process prints, collected by a thread as they come.
+pub struct Lines {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lines {
+    pub fn collect(out: impl Read + Send + 'static) -> Lines {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Lines {
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The lines so far.
+    pub fn get(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every line, once the process closed its output.
+    pub fn finish(&mut self) -> Vec<String> {
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.get()
+    }
 }
 
 /// Runs a command, feeding `input`, and returns its stdout; fails the test if it does
