@@ -437,6 +437,20 @@ pub trait Broker: Send + Sync + 'static {
         Err(groups_unsupported(self.backend()))
     }
 
+    /// Every group [`list_groups`](Self::list_groups) lists, described, in name order
+    /// (a group deleted meanwhile is left out). The default describes one at a time.
+    async fn describe_groups(&self) -> Result<Vec<GroupDescription>> {
+        let mut all = Vec::new();
+        for l in self.list_groups().await? {
+            match self.describe_group(&l.group).await {
+                Ok(d) => all.push(d),
+                Err(BrokerError::UnknownGroup(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
     /// Commits `offsets` (the next offset to read of each partition) for a group
     /// without live members, as Kafka's AlterConsumerGroupOffsets does; a group with
     /// live members refuses ([`BrokerError::GroupNotEmpty`]): they would overwrite the

@@ -2,11 +2,15 @@
 //! safe API:
 //! - librdkafka's group list (ListGroups, then DescribeGroups): each group's state,
 //!   protocol and members, with the assignment bytes the consumer protocol decodes;
+//! - librdkafka's ListConsumerGroupOffsets (an OffsetFetch for every offset a group
+//!   committed), for many groups at once, through its C API (`native`): rdkafka does
+//!   not wrap it, and asking through a consumer handle per group would need every
+//!   partition named and cost a client per group (`millrace status` describes every
+//!   group of a cluster). With `fetched`, this is the Kafka backend's `unsafe`;
 //! - a consumer handle with the group's id that never subscribes, so it never joins:
-//!   OffsetFetch for the committed offsets (of every partition in the cluster's
-//!   metadata: rdkafka asks for named partitions only), and OffsetCommit with no member
-//!   and generation -1 for new ones — what Kafka's AlterConsumerGroupOffsets sends, and
-//!   what a coordinator accepts only while the group has no members;
+//!   OffsetCommit with no member and generation -1 — what Kafka's
+//!   AlterConsumerGroupOffsets sends, and what a coordinator accepts only while the
+//!   group has no members;
 //! - the admin client's DeleteGroups.
 
 use std::time::Duration;
@@ -16,6 +20,8 @@ use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::groups::GroupInfo;
 use rdkafka::{Offset, TopicPartitionList};
+
+mod native;
 
 use super::errors::{self, Subject};
 use super::{KafkaBroker, blocking};
@@ -113,13 +119,47 @@ impl KafkaBroker {
         Ok(out)
     }
 
+    /// Every consumer group, described: one group list and the offsets of all the
+    /// groups asked for together.
+    pub(crate) async fn describe_consumer_groups(&self) -> Result<Vec<GroupDescription>> {
+        let mut groups: Vec<Described> = self
+            .described(None)
+            .await?
+            .into_iter()
+            .filter(|g| is_consumer_group(&g.protocol_type) && g.state != GroupState::Dead)
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups.dedup_by(|a, b| a.name == b.name);
+        let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+        let offsets = self.offsets_of(names).await?;
+        groups
+            .into_iter()
+            .zip(offsets)
+            .map(|(g, offsets)| {
+                Ok(GroupDescription {
+                    offsets: offsets.map_err(|e| failed(e, &g.name))?,
+                    group: g.name,
+                    state: g.state,
+                    protocol_type: g.protocol_type,
+                    protocol: g.protocol,
+                    members: g.members,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) async fn describe_consumer_group(&self, group: &str) -> Result<GroupDescription> {
         let found = self
             .described(Some(group))
             .await?
             .into_iter()
             .find(|g| g.name == group && g.state != GroupState::Dead);
-        let offsets = self.group_offsets(group).await?;
+        let offsets = self
+            .offsets_of(vec![group.to_string()])
+            .await?
+            .pop()
+            .unwrap_or(Ok(Vec::new()))
+            .map_err(|e| failed(e, group))?;
         match found {
             Some(g) => Ok(GroupDescription {
                 group: g.name,
@@ -143,45 +183,12 @@ impl KafkaBroker {
         }
     }
 
-    /// Every offset `group` committed, on any partition in the cluster's metadata
-    /// (Kafka's internal `__` topics aside), sorted.
-    async fn group_offsets(&self, group: &str) -> Result<Vec<(TopicPartition, i64)>> {
+    /// Every offset each of `groups` committed, in their order (see [`native`]).
+    async fn offsets_of(&self, groups: Vec<String>) -> Result<Vec<native::Offsets>> {
         let timeout = self.inner.timeout;
         let client = self.inner.admin.client.clone();
-        let md = blocking(move || client.inner().fetch_metadata(None, timeout))
-            .await?
-            .map_err(|e| errors::from_kafka(&e, Subject::Group(group)))?;
-        let mut tpl = TopicPartitionList::new();
-        for t in md.topics() {
-            if t.error().is_some() || t.name().starts_with("__") {
-                continue;
-            }
-            for p in t.partitions() {
-                tpl.add_partition(t.name(), p.id());
-            }
-        }
-        if tpl.count() == 0 {
-            return Ok(Vec::new());
-        }
-        let consumer = self
-            .inner
-            .admin
-            .committed_handle(&self.inner.properties, group)?;
-        let got = blocking(move || {
-            retry_coordinator(timeout, || consumer.committed_offsets(tpl.clone(), timeout))
-        })
-        .await?
-        .map_err(|e| errors::from_kafka(&e, Subject::Group(group)))?;
-        let mut out: Vec<(TopicPartition, i64)> = got
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        blocking(move || native::committed_offsets(client.inner().native_ptr(), &groups, timeout))
+            .await
     }
 
     pub(crate) async fn alter_consumer_group_offsets(
@@ -261,6 +268,14 @@ impl KafkaBroker {
             }
         }
         Ok(())
+    }
+}
+
+/// A group's offsets that could not be had, in the broker layer's words.
+fn failed(e: native::Failed, group: &str) -> BrokerError {
+    match e {
+        native::Failed::Code(code) => errors::from_code(code, Subject::Group(group)),
+        native::Failed::Other(what) => BrokerError::Kafka(what),
     }
 }
 

@@ -354,6 +354,10 @@ impl Broker for KafkaBroker {
         self.describe_consumer_group(group).await
     }
 
+    async fn describe_groups(&self) -> Result<Vec<GroupDescription>> {
+        self.describe_consumer_groups().await
+    }
+
     async fn alter_group_offsets(
         &self,
         group: &str,
