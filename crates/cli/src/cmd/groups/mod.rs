@@ -19,7 +19,7 @@ use millrace_pipeline::diagnostics::{count, did_you_mean};
 use crate::args::GroupsCommand;
 use crate::report::{hinted, note};
 
-pub use table::{EndOffsets, total_lag};
+pub use table::{AT_ONCE, EndOffsets, total_lag};
 
 pub async fn run(broker: &dyn Broker, cmd: GroupsCommand) -> anyhow::Result<()> {
     match cmd {
@@ -114,20 +114,10 @@ async fn unknown_group(broker: &dyn Broker, group: &str) -> anyhow::Error {
 async fn describe(broker: &dyn Broker, group: Option<&str>) -> anyhow::Result<()> {
     let descriptions = match group {
         Some(g) => vec![existing_group(broker, g).await?],
-        None => {
-            let mut all = Vec::new();
-            for l in broker.list_groups().await? {
-                match broker.describe_group(&l.group).await {
-                    Ok(d) => all.push(d),
-                    // Deleted since it was listed.
-                    Err(BrokerError::UnknownGroup(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            all
-        }
+        None => broker.describe_groups().await?,
     };
     let mut ends = EndOffsets::default();
+    ends.fetch(broker, &descriptions).await?;
     let mut out = crate::report::stdout();
     for (i, d) in descriptions.iter().enumerate() {
         match d.state {
@@ -140,7 +130,7 @@ async fn describe(broker: &dyn Broker, group: Option<&str>) -> anyhow::Result<()
         if i > 0 {
             writeln!(out)?;
         }
-        table::write_group(&mut out, broker, d, &mut ends).await?;
+        table::write_group(&mut out, d, &ends)?;
     }
     Ok(())
 }

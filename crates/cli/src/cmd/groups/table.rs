@@ -1,9 +1,11 @@
 //! `groups describe`'s tables: the group's state line, and per partition its committed
 //! offset, end offset, lag and owner, with Kafka's columns, widths and order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
+use std::sync::Arc;
 
+use futures::stream::{self, StreamExt};
 use millrace_broker::{Broker, BrokerError, GroupDescription, MemberDescription, TopicPartition};
 
 /// Kafka's mark for a column without a value.
@@ -23,23 +25,19 @@ const OFFSETS_HEADER: [&str; 9] = [
 ];
 
 /// One group: its state line, then its partition table with each partition's end
-/// offset (asked for once per topic across groups, through `ends`).
-pub(super) async fn write_group(
+/// offset from `ends` (fetched for it).
+pub(super) fn write_group(
     out: &mut impl Write,
-    broker: &dyn Broker,
     d: &GroupDescription,
-    ends: &mut EndOffsets,
-) -> anyhow::Result<()> {
+    ends: &EndOffsets,
+) -> std::io::Result<()> {
     write_state(out, d)?;
     writeln!(out)?;
     let mut rows = rows(d);
     for r in &mut rows {
-        if let Some(tp) = &r.tp {
-            r.end = ends.get(broker, tp).await?;
-        }
+        r.end = r.tp.as_ref().and_then(|tp| ends.get(tp));
     }
-    write_rows(out, &d.group, &rows)?;
-    Ok(())
+    write_rows(out, &d.group, &rows)
 }
 
 /// GROUP ASSIGNMENT-STRATEGY STATE #MEMBERS, as Kafka's `--describe --state` prints
@@ -180,18 +178,41 @@ fn write_rows(out: &mut impl Write, group: &str, rows: &[Row<'_>]) -> std::io::R
     Ok(())
 }
 
-/// Partitions' end offsets, asked for once per topic; `None` for a topic that is gone.
+/// How many topics are asked about at once: on Kafka each costs a few round trips, and
+/// a cluster may have thousands.
+pub const AT_ONCE: usize = 8;
+
+/// Partitions' end offsets, asked for once per topic; a topic that is gone has none.
 #[derive(Default)]
-pub struct EndOffsets(HashMap<String, Option<HashMap<i32, i64>>>);
+pub struct EndOffsets(HashMap<Arc<str>, Option<HashMap<i32, i64>>>);
 
 impl EndOffsets {
-    pub async fn get(
+    /// Asks for the end offsets of the partitions of every topic in `groups`' rows
+    /// (committed or owned) not asked for yet, [`AT_ONCE`] topics at a time.
+    pub async fn fetch(
         &mut self,
         broker: &dyn Broker,
-        tp: &TopicPartition,
-    ) -> anyhow::Result<Option<i64>> {
-        if !self.0.contains_key(&*tp.topic) {
-            let ends = match broker.describe_topic(&tp.topic).await {
+        groups: &[GroupDescription],
+    ) -> Result<(), BrokerError> {
+        let topics: BTreeSet<Arc<str>> = groups
+            .iter()
+            .flat_map(|d| {
+                let owned = d.members.iter().flat_map(|m| &m.assignment);
+                d.offsets.iter().map(|(tp, _)| tp).chain(owned)
+            })
+            .map(|tp| Arc::clone(&tp.topic))
+            .filter(|t| !self.0.contains_key(t))
+            .collect();
+        let answers: Vec<(Arc<str>, Result<_, BrokerError>)> = stream::iter(topics)
+            .map(|t| async move {
+                let d = broker.describe_topic(&t).await;
+                (t, d)
+            })
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        for (t, d) in answers {
+            let ends = match d {
                 Ok(d) => Some(
                     d.partitions
                         .iter()
@@ -199,32 +220,29 @@ impl EndOffsets {
                         .collect(),
                 ),
                 Err(BrokerError::UnknownTopic(_)) => None,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
-            self.0.insert(tp.topic.to_string(), ends);
+            self.0.insert(t, ends);
         }
-        Ok(self
-            .0
-            .get(&*tp.topic)
+        Ok(())
+    }
+
+    /// The end offset of `tp`, if its topic was fetched and has the partition.
+    pub fn get(&self, tp: &TopicPartition) -> Option<i64> {
+        self.0
+            .get(&tp.topic)
             .and_then(Option::as_ref)
-            .and_then(|m| m.get(&tp.partition).copied()))
+            .and_then(|m| m.get(&tp.partition).copied())
     }
 }
 
 /// The group's lag over the partitions it committed for (each at least 0), as
-/// `status` shows it.
-pub async fn total_lag(
-    broker: &dyn Broker,
-    d: &GroupDescription,
-    ends: &mut EndOffsets,
-) -> anyhow::Result<i64> {
-    let mut lag = 0i64;
-    for (tp, committed) in &d.offsets {
-        if let Some(end) = ends.get(broker, tp).await? {
-            lag = lag.saturating_add((end - committed).max(0));
-        }
-    }
-    Ok(lag)
+/// `status` shows it; `ends` fetched for it.
+pub fn total_lag(d: &GroupDescription, ends: &EndOffsets) -> i64 {
+    d.offsets
+        .iter()
+        .filter_map(|(tp, committed)| Some((ends.get(tp)? - committed).max(0)))
+        .fold(0i64, i64::saturating_add)
 }
 
 #[cfg(test)]
