@@ -18,6 +18,7 @@ use session::{COPIER, Terminal, assert_no_complaint, photos, wait_for_holder};
 const RUN: &[&str] = &["run", "copier.yaml", "--no-http"];
 const PRODUCE: &[&str] = &["produce", "--topic", "photos-topic"];
 const CONSUME: &[&str] = &["consume", "--topic", "photos-topic-2", "--from-beginning"];
+const CONSUME_PHOTOS: &[&str] = &["consume", "--topic", "photos-topic", "--from-beginning"];
 
 /// Types photos one every few milliseconds, counting them.
 struct Typist {
@@ -115,4 +116,41 @@ fn the_pipeline_holding_the_store_stopped_with_ctrl_c() {
 #[test]
 fn the_pipeline_holding_the_store_killed() {
     holder_leaves("KILL");
+}
+
+/// When the address the old holder served cannot be bound again (another program took
+/// the port meanwhile), the process that takes the store over serves a new one and
+/// says so, and a client of the old address stops with an error naming the new one.
+#[test]
+fn a_store_served_at_a_new_address_is_named_to_its_clients() {
+    let b = Backend::embedded();
+    let data = b.data_dir();
+    b.ok(&["topics", "create", "--topic", "photos-topic"], b"");
+    let holder = Terminal::start(&b, "holder", data, &["consume", "--topic", "photos-topic"]);
+    wait_for_holder(data, &[&holder]);
+    let old = std::fs::read_to_string(data.join("endpoint")).expect("endpoint");
+    let client = Terminal::start(&b, "client", data, CONSUME_PHOTOS);
+    // The client is connected once it has seen a photo typed through it.
+    let mut producer = Terminal::start(&b, "producer", data, PRODUCE);
+    producer.type_line("photo-1.jpg");
+    client.wait_for_lines(&photos(1, 1));
+    producer.end_input();
+    producer.exits_cleanly();
+    // While the client cannot act, the holder dies and its port is taken.
+    client.signal("STOP");
+    holder.signal("KILL");
+    let _ = holder.wait();
+    let old_addr: std::net::SocketAddr = old.trim().parse().expect("address");
+    let squatter = std::net::TcpListener::bind(old_addr).expect("take the old port");
+    client.signal("CONT");
+    let (status, err) = client.wait();
+    drop(squatter);
+    let new = std::fs::read_to_string(data.join("endpoint")).expect("endpoint");
+    assert_ne!(new, old, "a new address is recorded");
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("now served at {}", new.trim()))
+            && err.contains(&format!("not at {}", old.trim())),
+        "the error names both addresses: {err}"
+    );
 }

@@ -11,6 +11,7 @@
 //! generation the member is still in (the coordinator accepts them until the group's
 //! join phase ends).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ struct Signals {
     current: Mutex<Current>,
     /// The group wants this member to join again; a poll waiting for records wakes.
     rejoin: Notify,
-    rejoin_wanted: std::sync::atomic::AtomicBool,
+    rejoin_wanted: AtomicBool,
 }
 
 impl Signals {
@@ -57,15 +58,13 @@ impl Signals {
     fn refused(&self, generation: i32) {
         let c = self.current();
         if !c.joining && c.generation == generation {
-            self.rejoin_wanted
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.rejoin_wanted.store(true, Ordering::Release);
             self.rejoin.notify_one();
         }
     }
 
     fn wants_rejoin(&self) -> bool {
-        self.rejoin_wanted
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.rejoin_wanted.load(Ordering::Acquire)
     }
 }
 
@@ -157,9 +156,7 @@ impl Membership {
         {
             let mut c = self.signals.current();
             c.joining = true;
-            self.signals
-                .rejoin_wanted
-                .store(false, std::sync::atomic::Ordering::Release);
+            self.signals.rejoin_wanted.store(false, Ordering::Release);
         }
         let work = self.hand_over.clone();
         let group = self.group.clone();
@@ -202,8 +199,14 @@ impl Membership {
             joining: false,
         };
         self.state = State::Joined(member);
-        let assigned = joined.map_err(|e| group_error(&self.group, e))?;
-        Ok(Update::Assigned(to_tps(assigned)))
+        match joined {
+            Ok(assigned) => Ok(Update::Assigned(to_tps(assigned))),
+            Err(e) => {
+                // A caller that polls on tries again.
+                self.signals.rejoin_wanted.store(true, Ordering::Release);
+                Err(group_error(&self.group, e))
+            }
+        }
     }
 
     /// Resolves when a poll has something to do about the group: a join to start or

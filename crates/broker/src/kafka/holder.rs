@@ -47,10 +47,16 @@ impl KafkaBroker {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<KafkaBroker, BrokerError> {
-        let props: BTreeMap<String, String> = RECONNECT
+        let mut props: BTreeMap<String, String> = RECONNECT
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect();
+        // As the holder's own consumers name themselves: `groups describe` then tells
+        // the processes apart.
+        props.insert(
+            "client.id".to_string(),
+            format!("millrace-{}", std::process::id()),
+        );
         let broker = KafkaBroker::connect_as(&addr.to_string(), props, timeout, &HELD).await?;
         let expected = millrace_server::cluster_id(dir);
         let producer = Arc::clone(&broker.inner.producer);
