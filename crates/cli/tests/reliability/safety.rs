@@ -76,7 +76,7 @@ fn exec_never_runs_record_content_through_a_shell() {
         n as i64,
         "upper.sh answered every item"
     );
-    let echoed = crate::crash::read_all(&b, "echoed");
+    let echoed = crate::kill_loop::read_all(&b, "echoed");
     for a in &attacks {
         assert!(
             echoed
