@@ -9,7 +9,9 @@
 //! - `crash`: kill -9 loops over the sign-up flow, and a copier and map on both backends.
 //! - `crash_wordcount`: kill -9 loops over the word count, with and without its combiner.
 //! - `storage`: a full disk (tmpfs), a torn tail and a flipped byte through the CLI.
+//! - `cluster`: the three-broker cluster: replicated topics, brokers killed or hung.
 //! - `kafka_faults`: the three-broker cluster losing a partition leader; two instances.
+//! - `kafka_durability`: acks=all and idempotence, with brokers down or hung.
 //! - `hostile`: bad pipeline files, bad records, misbehaving exec workers.
 //! - `load`: a producer faster than the pipeline — bounded memory, steady throughput.
 //! - `safety`: no shell in exec, a private data directory.
@@ -26,6 +28,8 @@
 
 mod common;
 
+#[path = "reliability/cluster.rs"]
+mod cluster;
 #[path = "reliability/crash.rs"]
 mod crash;
 #[path = "reliability/crash_wordcount.rs"]
@@ -36,6 +40,8 @@ mod fuzz_replay;
 mod hostile;
 #[path = "reliability/inspect.rs"]
 mod inspect;
+#[path = "reliability/kafka_durability.rs"]
+mod kafka_durability;
 #[path = "reliability/kafka_faults.rs"]
 mod kafka_faults;
 #[path = "reliability/kill_loop.rs"]

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use crate::common::{Backend, kafka_bootstrap, parse_summary};
 use crate::inspect::assert_no_duplicates;
-use crate::kill_loop::{Runs, kill_loop, produce_lines, read_all, split_chunks, store_opens_clean};
+use crate::kill_loop::{
+    Runs, exactly_once, kill_loop, produce_lines, read_all, split_chunks, store_opens_clean,
+};
 use crate::support::{Rng, figure, heavy, knob};
 
 // ---------------------------------------------------------------- sign-up
@@ -50,36 +52,6 @@ fn user_ids(values: &[String], what: &str) -> HashMap<String, u64> {
         *seen.entry(id).or_insert(0) += 1;
     }
     seen
-}
-
-/// Every expected user id appears exactly once: nothing lost, nothing written twice.
-fn exactly_once(seen: &HashMap<String, u64>, expected: &HashSet<String>, what: &str) {
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|id| !seen.contains_key(*id))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{what}: LOST records: {} of {} ids missing, e.g. {missing:?}",
-        expected.iter().filter(|id| !seen.contains_key(*id)).count(),
-        expected.len()
-    );
-    let extra: Vec<&String> = seen
-        .keys()
-        .filter(|id| !expected.contains(*id))
-        .take(5)
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "{what}: ids that were never input: {extra:?}"
-    );
-    let twice: Vec<(&String, &u64)> = seen.iter().filter(|(_, n)| **n > 1).take(10).collect();
-    assert!(
-        twice.is_empty(),
-        "{what}: DUPLICATES: {} ids more than once, e.g. {twice:?}",
-        seen.values().filter(|n| **n > 1).count()
-    );
 }
 
 #[test]

@@ -61,8 +61,16 @@ struct WordcountOutcome {
     words: u64,
     kills: Kills,
     result_records: usize,
-    /// Per topic a stage writes: (records, outputs found more than once by lineage).
-    written: Vec<(&'static str, usize, Vec<(String, usize)>)>,
+    /// What each topic a stage writes holds.
+    written: Vec<Written>,
+}
+
+/// A topic read back after a kill loop.
+struct Written {
+    topic: &'static str,
+    records: usize,
+    /// Outputs found more than once (by lineage), with their counts.
+    twice: Vec<(String, usize)>,
 }
 
 fn wordcount_outcome() -> &'static WordcountOutcome {
@@ -142,8 +150,12 @@ fn run_wordcount_kill_loop(combine: bool) -> WordcountOutcome {
     let written = WORDCOUNT_OUTPUTS
         .iter()
         .map(|t| {
-            let (n, twice) = written_twice(&b, t);
-            (*t, n, twice)
+            let (records, twice) = written_twice(&b, t);
+            Written {
+                topic: t,
+                records,
+                twice,
+            }
         })
         .collect();
     let words = exact.values().sum();
@@ -222,15 +234,17 @@ fn wordcount_writes_no_output_twice_under_kill_9() {
         ("with the combiner", wordcount_outcome()),
         ("without it", plain_wordcount_outcome()),
     ] {
-        for (topic, n, twice) in &o.written {
+        for w in &o.written {
             assert!(
-                twice.is_empty(),
-                "word count {what}: {} of {n} outputs in {topic} written more than once, e.g. {:?}",
-                twice.len(),
-                &twice[..twice.len().min(5)]
+                w.twice.is_empty(),
+                "word count {what}: {} of {} outputs in {} written more than once, e.g. {:?}",
+                w.twice.len(),
+                w.records,
+                w.topic,
+                &w.twice[..w.twice.len().min(5)]
             );
         }
-        let checked: usize = o.written.iter().map(|(_, n, _)| n).sum();
+        let checked: usize = o.written.iter().map(|w| w.records).sum();
         figure(
             "wordcount_kill_9_lineage",
             &[

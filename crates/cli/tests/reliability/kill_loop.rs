@@ -3,6 +3,7 @@
 //! killed with SIGKILL at a random moment, then a final `--batch` run drains the rest.
 //! The scenarios that use it are in `crash.rs` and `crash_wordcount.rs`.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +74,37 @@ pub fn read_all(b: &Backend, topic: &str) -> Vec<String> {
         "{topic}: consumed fewer values than its end offsets"
     );
     v
+}
+
+/// Every expected id appears exactly once in `seen` (id → times seen): nothing lost,
+/// nothing written twice, nothing invented.
+pub fn exactly_once(seen: &HashMap<String, u64>, expected: &HashSet<String>, what: &str) {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: LOST records: {} of {} ids missing, e.g. {missing:?}",
+        expected.iter().filter(|id| !seen.contains_key(*id)).count(),
+        expected.len()
+    );
+    let extra: Vec<&String> = seen
+        .keys()
+        .filter(|id| !expected.contains(*id))
+        .take(5)
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{what}: ids that were never input: {extra:?}"
+    );
+    let twice: Vec<(&String, &u64)> = seen.iter().filter(|(_, n)| **n > 1).take(10).collect();
+    assert!(
+        twice.is_empty(),
+        "{what}: DUPLICATES: {} ids more than once, e.g. {twice:?}",
+        seen.values().filter(|n| **n > 1).count()
+    );
 }
 
 /// How the runs of a kill loop run and when they die.
