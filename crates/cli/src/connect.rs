@@ -43,6 +43,31 @@ pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Broker>> {
     }
 }
 
+/// The backend a pipeline file runs on, picked as `millrace run` picks it: the flags
+/// (or their environment variables) first, then the file's `backend:`.
+pub async fn for_plan(
+    g: &Global,
+    plan: &millrace_pipeline::Plan,
+) -> anyhow::Result<Arc<dyn Broker>> {
+    let mut g = g.clone();
+    match &plan.backend {
+        millrace_pipeline::Backend::Kafka {
+            bootstrap,
+            properties,
+        } => {
+            g.bootstrap_server.get_or_insert_with(|| bootstrap.clone());
+            return connect_with_properties(&g, properties.clone()).await;
+        }
+        millrace_pipeline::Backend::EmbeddedAt { data }
+            if g.data == std::path::Path::new(crate::args::DEFAULT_DATA) =>
+        {
+            g.data = data.clone();
+        }
+        _ => {}
+    }
+    connect(&g).await
+}
+
 /// Opens the embedded store for exclusive use (a pipeline that will serve others).
 /// Another command holding it for a moment is waited for, briefly.
 pub async fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {

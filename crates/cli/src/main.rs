@@ -116,6 +116,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             cmd::status::run(broker.as_ref(), file.as_deref()).await?;
         }
         Command::Run(args) => return cmd::run::run(&g, args).await,
+        Command::Dlq { command } => cmd::dlq::run(&g, command).await?,
         Command::Bench(args) => cmd::bench::run(&g, args).await?,
     }
     Ok(0)

@@ -1,6 +1,7 @@
 //! One file per command.
 pub mod bench;
 pub mod consume;
+pub mod dlq;
 pub mod graph;
 pub mod produce;
 pub mod run;
