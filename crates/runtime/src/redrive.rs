@@ -129,27 +129,31 @@ fn number<T: std::str::FromStr>(headers: &[Header], name: &'static str) -> Resul
 impl Failure {
     /// Reads a dead letter's headers; the first one missing or unreadable is the error.
     pub fn read(headers: &[Header]) -> Result<Failure, Unsendable> {
-        let partition: i32 = number(headers, dead_letter::SOURCE_PARTITION)?;
-        let offset: i64 = number(headers, dead_letter::SOURCE_OFFSET)?;
-        if partition < 0 {
+        let stage = text(headers, dead_letter::STAGE)?.to_string();
+        let error = text(headers, dead_letter::ERROR)?.to_string();
+        let attempts = number(headers, dead_letter::ATTEMPTS)?;
+        let source_topic = text(headers, dead_letter::SOURCE_TOPIC)?.to_string();
+        let source_partition: i32 = number(headers, dead_letter::SOURCE_PARTITION)?;
+        let source_offset: i64 = number(headers, dead_letter::SOURCE_OFFSET)?;
+        if source_partition < 0 {
             return Err(Unsendable::NotANumber {
                 header: dead_letter::SOURCE_PARTITION,
-                value: partition.to_string(),
+                value: source_partition.to_string(),
             });
         }
-        if offset < 0 {
+        if source_offset < 0 {
             return Err(Unsendable::NotANumber {
                 header: dead_letter::SOURCE_OFFSET,
-                value: offset.to_string(),
+                value: source_offset.to_string(),
             });
         }
         Ok(Failure {
-            stage: text(headers, dead_letter::STAGE)?.to_string(),
-            error: text(headers, dead_letter::ERROR)?.to_string(),
-            attempts: number(headers, dead_letter::ATTEMPTS)?,
-            source_topic: text(headers, dead_letter::SOURCE_TOPIC)?.to_string(),
-            source_partition: partition,
-            source_offset: offset,
+            stage,
+            error,
+            attempts,
+            source_topic,
+            source_partition,
+            source_offset,
         })
     }
 }
@@ -371,7 +375,7 @@ mod tests {
     fn hand_written_dead_letters_say_what_is_wrong() {
         assert_eq!(
             Failure::read(&[]),
-            Err(Unsendable::Missing(dead_letter::SOURCE_PARTITION))
+            Err(Unsendable::Missing(dead_letter::STAGE))
         );
         let mut headers =
             dead_letter::record("s", &consumed("in", 0, 1, Vec::new()), "boom", 1).headers;
@@ -383,6 +387,7 @@ mod tests {
                 value: "many".into()
             })
         );
+        headers.push(Header::new(dead_letter::ATTEMPTS, "2"));
         headers.push(Header::new(dead_letter::SOURCE_OFFSET, "-3"));
         assert!(matches!(
             Failure::read(&headers),

@@ -7,6 +7,7 @@
 //! reads only what was added since, for a bounded time, so a large topic is summed up
 //! over a few requests rather than read again every second.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -21,8 +22,9 @@ use crate::cmd::dlq::summary::{Group, Summary};
 /// Errors shown per stage.
 const TOP: usize = 3;
 
-/// How long one request reads new dead letters for.
-const READ_FOR: Duration = Duration::from_millis(300);
+/// How long one request reads new dead letters for at most (a Kafka consumer's first
+/// fetch takes a while).
+const READ_FOR: Duration = Duration::from_secs(1);
 
 /// Characters of an error put in an `--error` selection: enough to tell errors apart.
 const ERROR_CHARS: usize = 60;
@@ -42,17 +44,31 @@ pub struct Redrive {
 pub struct Reader {
     consumer: Option<Box<dyn Consumer>>,
     summary: Summary,
+    /// Per partition, the offset after the last record read.
+    read_to: BTreeMap<i32, i64>,
 }
 
 impl Reader {
-    /// Reads what was added since the last call, for up to [`READ_FOR`].
-    async fn catch_up(&mut self, broker: &dyn Broker, topic: &str) -> Result<(), BrokerError> {
+    /// Reads what was added since the last call, up to the end offsets now, for at
+    /// most [`READ_FOR`]; returns whether it got there.
+    async fn catch_up(&mut self, broker: &dyn Broker, topic: &str) -> Result<bool, BrokerError> {
+        let ends: Vec<(i32, i64)> = match broker.describe_topic(topic).await {
+            Ok(d) => d
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.end_offset))
+                .collect(),
+            Err(BrokerError::UnknownTopic(_)) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let behind = |read_to: &BTreeMap<i32, i64>| {
+            ends.iter()
+                .any(|(p, end)| read_to.get(p).copied().unwrap_or(0) < *end)
+        };
+        if !behind(&self.read_to) {
+            return Ok(true);
+        }
         if self.consumer.is_none() {
-            match broker.describe_topic(topic).await {
-                Ok(_) => {}
-                Err(BrokerError::UnknownTopic(_)) => return Ok(()),
-                Err(e) => return Err(e),
-            }
             let mut config = ConsumerConfig::new(vec![topic.to_string()]);
             config.offset_reset = OffsetReset::Earliest;
             config
@@ -62,19 +78,17 @@ impl Reader {
             self.summary = Summary::new(topic, None);
         }
         let Some(consumer) = self.consumer.as_mut() else {
-            return Ok(());
+            return Ok(true);
         };
         let start = Instant::now();
-        while start.elapsed() < READ_FOR {
-            let recs = consumer.poll(10_000, Duration::from_millis(20)).await?;
-            if recs.is_empty() {
-                break;
-            }
-            for r in &recs {
-                self.summary.add(r);
+        while behind(&self.read_to) && start.elapsed() < READ_FOR {
+            for r in consumer.poll(10_000, Duration::from_millis(20)).await? {
+                let at = self.read_to.entry(r.partition).or_default();
+                *at = (*at).max(r.offset + 1);
+                self.summary.add(&r);
             }
         }
-        Ok(())
+        Ok(!behind(&self.read_to))
     }
 }
 
@@ -148,6 +162,8 @@ pub async fn dead_letters(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(serde_json::json!({
         "topic": s.dead_letter,
         "records": reader.summary.records,
+        // Read to the end offsets of this request: else the next one reads on.
+        "complete": read.as_ref().is_ok_and(|done| *done),
         "stages": stages,
         "unnamed": unnamed,
         "error": read.err(),

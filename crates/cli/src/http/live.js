@@ -38,7 +38,7 @@ async function refresh() {
 // server had not read all of it yet); one request at a time.
 let deadLetters = null, deadLettersAsked = -1, deadLettersBusy = false;
 async function refreshDeadLetters(records) {
-  const behind = deadLetters && deadLetters.records < records;
+  const behind = deadLetters && !deadLetters.complete;
   if (deadLettersBusy || (records === deadLettersAsked && !behind)) return;
   deadLettersBusy = true;
   try {

@@ -1,0 +1,273 @@
+//! Redrive with `--batch` runs: the service is down, then fixed, then the dead letters
+//! go back to the stage that failed them and to it alone.
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::support::*;
+
+/// The item a dead letter came from, and its place in the items topic.
+fn source_of(rec: &Value) -> (String, i32, i64) {
+    (
+        header(rec, "millrace.source.topic")
+            .expect("source topic")
+            .into(),
+        header(rec, "millrace.source.partition")
+            .and_then(|p| p.parse().ok())
+            .expect("source partition"),
+        header(rec, "millrace.source.offset")
+            .and_then(|o| o.parse().ok())
+            .expect("source offset"),
+    )
+}
+
+/// Item n is the (n / 3)th record of partition n % 3.
+fn place_of(items: &str, n: u64) -> (String, i32, i64) {
+    (
+        items.to_string(),
+        i32::try_from(n % 3).expect("partition"),
+        i64::try_from(n / 3).expect("offset"),
+    )
+}
+
+/// The dead-letter offset of item n.
+fn offset_of(dead: &[Value], n: u64) -> i64 {
+    dead.iter()
+        .find(|r| item_of(r) == n)
+        .and_then(|r| r["offset"].as_i64())
+        .unwrap_or_else(|| panic!("no dead letter of item {n}"))
+}
+
+#[test]
+fn a_service_down_then_fixed_is_redriven_to_its_stage_alone() {
+    for b in Backend::all() {
+        let shop = Shop::new(&b);
+        shop.produce(0..ITEMS);
+        let first = shop.run_batch();
+        assert_eq!(first["enrich"].1, [21, 18, 0, 3, 18], "[{}]", b.name);
+        assert_eq!(first["audit"].1[0], 21, "[{}]", b.name);
+
+        // The dead letters say why and where from.
+        let dead = shop.dead_letters();
+        let mut failed: Vec<u64> = dead.iter().map(item_of).collect();
+        failed.sort_unstable();
+        assert_eq!(failed, FAILING, "[{}]", b.name);
+        for rec in &dead {
+            let n = item_of(rec);
+            assert_eq!(header(rec, "millrace.stage"), Some("enrich"));
+            let why = format!("item {n}: service down");
+            assert_eq!(header(rec, "millrace.error"), Some(why.as_str()));
+            assert_eq!(header(rec, "millrace.attempts"), Some("1"));
+            assert_eq!(source_of(rec), place_of(&shop.items, n), "[{}]", b.name);
+        }
+        let groups: Vec<Value> = shop
+            .dlq_ok(&["list", shop.path(), "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert_eq!(groups.len(), 3, "[{}] one group per error", b.name);
+        for g in &groups {
+            assert_eq!(g["stage"], "enrich");
+            assert_eq!(
+                (g["records"].as_u64(), g["redriven"].as_u64()),
+                (Some(1), Some(0))
+            );
+        }
+
+        // The service is back: redrive, and the next batch takes the records in.
+        shop.fix();
+        let report = shop.redrive("enrich", &[]);
+        assert_eq!(redrive_counts(&report), (3, 0, 0), "[{}] {report}", b.name);
+        let second = shop.run_batch();
+        assert_eq!(second["enrich"].1, [3, 3, 0, 0, 3], "[{}]", b.name);
+        assert_eq!(
+            second["audit"].1[0], 0,
+            "[{}] the copier reading the same input passes redriven records over",
+            b.name
+        );
+        for topic in [&shop.enriched, &shop.kept, &shop.audited] {
+            shop.assert_every_item_once(topic);
+        }
+        // The worker saw each redriven item as it first saw it.
+        for (_, v) in shop.values_in(&shop.enriched) {
+            let n = v["n"].as_u64().expect("n");
+            let (t, p, o) = place_of(&shop.items, n);
+            assert_eq!(
+                v["seen"],
+                serde_json::json!([t, p, o]),
+                "[{}] item {n}",
+                b.name
+            );
+        }
+
+        // The same selection again sends nothing, and nothing changes.
+        let again = shop.redrive("enrich", &[]);
+        assert_eq!(redrive_counts(&again), (0, 3, 0), "[{}] {again}", b.name);
+        let third = shop.run_batch();
+        assert_eq!(third["enrich"].1[0], 0, "[{}]", b.name);
+        shop.assert_every_item_once(&shop.enriched);
+        let list = shop.dlq_ok(&["list", shop.path()]);
+        assert_eq!(
+            list.matches("redriven 1 of 1").count(),
+            3,
+            "[{}] {list}",
+            b.name
+        );
+    }
+}
+
+#[test]
+fn a_redrive_while_the_stage_still_fails_returns_them_with_attempts_plus_one() {
+    for b in Backend::all() {
+        let shop = Shop::new(&b);
+        shop.produce(0..ITEMS);
+        shop.run_batch();
+        let first = shop.dead_letters();
+        assert_eq!(first.len(), 3, "[{}]", b.name);
+
+        // Still down: the redriven records fail again.
+        assert_eq!(redrive_counts(&shop.redrive("enrich", &[])), (3, 0, 0));
+        let run = shop.run_batch();
+        assert_eq!(run["enrich"].1, [3, 0, 0, 3, 0], "[{}]", b.name);
+        let all = shop.dead_letters();
+        assert_eq!(all.len(), 6, "[{}] nothing lost", b.name);
+        let dl = shop.dead_letter();
+        for rec in all.iter().skip(3) {
+            let n = item_of(rec);
+            assert_eq!(header(rec, "millrace.attempts"), Some("2"), "[{}]", b.name);
+            assert_eq!(
+                source_of(rec),
+                place_of(&shop.items, n),
+                "[{}] its original source",
+                b.name
+            );
+            let link = format!("{dl}/0#{}", offset_of(&first, n));
+            assert_eq!(
+                header(rec, "millrace.redrive.from"),
+                Some(link.as_str()),
+                "[{}] linked to its previous dead letter",
+                b.name
+            );
+            for h in ["millrace.redrive.stage", "millrace.redrive.attempts"] {
+                assert_eq!(header(rec, h), None, "[{}] {h} stays off", b.name);
+            }
+        }
+        assert_eq!(shop.items_in(&shop.enriched).len(), 18, "[{}]", b.name);
+
+        // Fixed: the first dead letters were redriven already, the new ones go.
+        shop.fix();
+        let report = shop.redrive("enrich", &[]);
+        assert_eq!(redrive_counts(&report), (3, 3, 0), "[{}] {report}", b.name);
+        shop.run_batch();
+        for topic in [&shop.enriched, &shop.kept, &shop.audited] {
+            shop.assert_every_item_once(topic);
+        }
+    }
+}
+
+#[test]
+fn a_selection_redrives_only_what_it_selects_and_a_dry_run_writes_nothing() {
+    for b in Backend::all() {
+        let shop = Shop::new(&b);
+        shop.produce(0..ITEMS);
+        shop.run_batch();
+        let dead = shop.dead_letters();
+        shop.fix();
+        let redrive_topic = shop.redrive_topic();
+        let sent_so_far = || b.records_in(&redrive_topic);
+
+        // A dry run says what it would send and writes nothing.
+        let dry = shop.redrive("enrich", &["--dry-run"]);
+        assert_eq!(redrive_counts(&dry), (3, 0, 0), "[{}] {dry}", b.name);
+        let lines = dry.lines().filter(|l| l.starts_with("would send ")).count();
+        assert_eq!(lines, 3, "[{}] one line per record: {dry}", b.name);
+        assert_eq!(sent_so_far(), 0, "[{}] a dry run sent something", b.name);
+
+        // By error: item 10 only.
+        let report = shop.redrive("enrich", &["--error", "item 10:"]);
+        assert_eq!(redrive_counts(&report), (1, 0, 0), "[{}] {report}", b.name);
+        assert_eq!(shop.run_batch()["enrich"].1[0], 1, "[{}]", b.name);
+        let enriched: Vec<u64> = shop
+            .items_in(&shop.enriched)
+            .iter()
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(enriched.contains(&10), "[{}]", b.name);
+        assert!(
+            !enriched.contains(&3) && !enriched.contains(&17),
+            "[{}]",
+            b.name
+        );
+
+        // By offset range: item 17's dead letter alone.
+        let at = offset_of(&dead, 17).to_string();
+        let report = shop.redrive("enrich", &["--from-offset", &at, "--to-offset", &at]);
+        assert_eq!(redrive_counts(&report), (1, 0, 0), "[{}] {report}", b.name);
+        shop.run_batch();
+        assert_eq!(shop.items_in(&shop.enriched).len(), 20, "[{}]", b.name);
+
+        // What is left: a dry run names it; the redrive sends it and skips the rest.
+        let dry = shop.redrive("enrich", &["--dry-run"]);
+        assert_eq!(redrive_counts(&dry), (1, 2, 0), "[{}] {dry}", b.name);
+        let three = format!(
+            "would send {}/0#{} ",
+            shop.dead_letter(),
+            offset_of(&dead, 3)
+        );
+        assert!(dry.contains(&three), "[{}] {dry}", b.name);
+        assert_eq!(sent_so_far(), 2, "[{}]", b.name);
+        assert_eq!(redrive_counts(&shop.redrive("enrich", &[])), (1, 2, 0));
+        shop.run_batch();
+        for topic in [&shop.enriched, &shop.kept, &shop.audited] {
+            shop.assert_every_item_once(topic);
+        }
+    }
+}
+
+/// `dlq show` prints records for jq; `dlq list` reads a topic named on the command
+/// line; without a file or a topic the commands say what to give them.
+#[test]
+fn show_and_list_read_what_they_are_pointed_at() {
+    let b = Backend::embedded();
+    let shop = Shop::new(&b);
+    shop.produce(0..ITEMS);
+    shop.run_batch();
+    let one = shop.dlq_ok(&["show", shop.path(), "--max-messages", "1"]);
+    assert_eq!(one.lines().count(), 1, "{one}");
+    let rec: Value = serde_json::from_str(one.trim()).expect("JSON");
+    for field in [
+        "partition",
+        "offset",
+        "timestamp",
+        "key",
+        "value",
+        "headers",
+    ] {
+        assert!(rec.get(field).is_some(), "no {field} in {rec}");
+    }
+    let of_10 = shop.dlq_ok(&["show", shop.path(), "--error", "item 10:"]);
+    assert_eq!(of_10.lines().count(), 1, "{of_10}");
+
+    let dl = shop.dead_letter();
+    let list = shop.dlq_ok(&["list", "--dead-letter-topic", &dl]);
+    assert!(list.starts_with(&format!("{dl}: 3 dead letters")), "{list}");
+    assert!(list.contains("stage enrich — 3\n"), "{list}");
+    let list = shop.dlq_ok(&["list", shop.path()]);
+    assert!(list.contains("stage enrich (exec) — 3"), "{list}");
+    assert!(
+        list.contains(&format!(
+            "send enrich's back: millrace dlq redrive {} --stage enrich",
+            shop.path()
+        )),
+        "{list}"
+    );
+    for cmd in ["list", "show"] {
+        let out = shop.dlq(&[cmd]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("give the pipeline file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
