@@ -78,9 +78,7 @@ fn a_running_pipeline_picks_redriven_records_up() {
         let report = shop.redrive("enrich", &[]);
         assert_eq!(redrive_counts(&report), (3, 3, 0), "[{}] {report}", b.name);
         wait_for_records(&b, &shop.kept, 21, &[&run]);
-        for topic in [&shop.enriched, &shop.kept, &shop.audited] {
-            shop.assert_every_item_once(topic);
-        }
+        shop.assert_all_outputs_once();
         wait_until(Duration::from_secs(30), "the redriven count", || {
             run.metric(REDRIVEN, "enrich") == 6.0
         });
@@ -109,9 +107,7 @@ fn a_running_pipeline_picks_redriven_records_up() {
             "[{}] nothing twice:\n{err}",
             b.name
         );
-        for topic in [&shop.enriched, &shop.kept, &shop.audited] {
-            shop.assert_every_item_once(topic);
-        }
+        shop.assert_all_outputs_once();
     }
 }
 
@@ -145,7 +141,5 @@ fn two_instances_on_kafka_process_redriven_records_once() {
     for r in runs {
         r.stop();
     }
-    for topic in [&shop.enriched, &shop.kept, &shop.audited] {
-        shop.assert_every_item_once(topic);
-    }
+    shop.assert_all_outputs_once();
 }

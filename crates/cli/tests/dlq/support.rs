@@ -191,27 +191,9 @@ stages:
     /// Each record of `topic` as (partition, value), checked against its end offsets.
     pub fn values_in(&self, topic: &str) -> Vec<(i32, Value)> {
         let n = usize::try_from(self.b.records_in(topic)).expect("count");
-        if n == 0 {
-            return Vec::new();
-        }
-        let max = n.to_string();
-        let out = self.b.ok(
-            &[
-                "consume",
-                "--topic",
-                topic,
-                "--from-beginning",
-                "--max-messages",
-                &max,
-                "--timeout-ms",
-                "20000",
-                "--property",
-                "print.partition=true",
-            ],
-            b"",
-        );
-        let got: Vec<(i32, Value)> = stdout(&out)
-            .lines()
+        self.b
+            .read_exactly_with(topic, n, &["--property", "print.partition=true"])
+            .iter()
             .map(|l| {
                 let (p, v) = l.split_once('\t').expect("partition and value");
                 let p = p
@@ -220,9 +202,7 @@ stages:
                     .expect("partition");
                 (p, serde_json::from_str(v).expect("JSON value"))
             })
-            .collect();
-        assert_eq!(got.len(), n, "[{}] records read from {topic}", self.b.name);
-        got
+            .collect()
     }
 
     /// Each record of `topic` as (partition, n).
@@ -231,6 +211,13 @@ stages:
             .into_iter()
             .map(|(p, v)| (p, v["n"].as_u64().expect("n")))
             .collect()
+    }
+
+    /// Asserts the enriched, kept and audited topics hold every item once.
+    pub fn assert_all_outputs_once(&self) {
+        for topic in [&self.enriched, &self.kept, &self.audited] {
+            self.assert_every_item_once(topic);
+        }
     }
 
     /// Asserts `topic` holds every item once, each in its own partition (n % 3): where
