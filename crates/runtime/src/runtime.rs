@@ -188,6 +188,18 @@ impl Runtime {
             counters,
         } = self;
         let redrive = redrive::topic(&spec.pipeline);
+        if let Some(s) = spec
+            .stages
+            .iter()
+            .find(|s| s.inputs.contains(&redrive) || s.outputs.contains(&redrive))
+        {
+            return Err(RuntimeError::Stage {
+                stage: s.name.clone(),
+                message: format!(
+                    "'{redrive}' is the pipeline's redrive topic, which `millrace dlq redrive` writes and every stage reads; give this stage's topic another name"
+                ),
+            });
+        }
         ensure_topics(&spec.topics, &spec.dead_letter, &redrive, broker.as_ref()).await?;
         let mut writers: HashMap<String, Vec<String>> = HashMap::new();
         for s in &spec.stages {

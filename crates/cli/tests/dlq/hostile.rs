@@ -256,3 +256,24 @@ stages:
         );
     }
 }
+
+/// A pipeline cannot use its redrive topic as a topic of its own: its stages would
+/// pass over records that are not addressed to them.
+#[test]
+fn a_pipeline_topic_named_like_the_redrive_topic_is_refused() {
+    let b = Backend::embedded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("own.yaml");
+    std::fs::write(
+        &file,
+        "pipeline: own\ntopics:\n  in: 1\nstages:\n  copy: { kind: copier, from: in, to: [own.redrive] }\n",
+    )
+    .expect("pipeline file");
+    let out = b.run(&["run", file.to_str().expect("utf-8"), "--batch"], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("'own.redrive' is the pipeline's redrive topic"),
+        "{}",
+        stderr(&out)
+    );
+}
