@@ -111,6 +111,10 @@ fn a_service_down_then_fixed_is_redriven_to_its_stage_alone() {
             "[{}] {list}",
             b.name
         );
+        assert!(
+            list.contains("enrich: every dead letter was redriven"),
+            "{list}"
+        );
     }
 }
 
@@ -250,7 +254,7 @@ fn show_and_list_read_what_they_are_pointed_at() {
     assert!(list.contains("stage enrich (exec) — 3"), "{list}");
     assert!(
         list.contains(&format!(
-            "send enrich's back: millrace dlq redrive {} --stage enrich",
+            "send enrich's 3 not redriven yet back: millrace dlq redrive {} --stage enrich",
             shop.path()
         )),
         "{list}"

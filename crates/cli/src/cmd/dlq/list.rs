@@ -68,21 +68,31 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, json: bool) -> anyhow::R
         print_group(&mut out, g)?;
     }
     if let Some(plan) = &t.plan {
-        for s in plan
-            .stages
-            .iter()
-            .filter(|s| groups.iter().any(|g| g.stage.as_deref() == Some(&s.name)))
-        {
+        for s in &plan.stages {
+            let of_stage = || {
+                groups
+                    .iter()
+                    .filter(|g| g.stage.as_deref() == Some(&s.name))
+            };
+            let waiting: u64 = of_stage()
+                .map(|g| g.records - g.redriven.unwrap_or(0))
+                .sum();
+            if of_stage().next().is_none() {
+                continue;
+            }
             writeln!(out)?;
             match refusal(plan, &s.name, &file_name(t)) {
+                Some(why) => writeln!(out, "{}: {why}", s.name)?,
+                None if waiting == 0 => {
+                    writeln!(out, "{}: every dead letter was redriven", s.name)?
+                }
                 None => writeln!(
                     out,
-                    "send {}'s back: millrace dlq redrive {} --stage {}",
+                    "send {}'s {waiting} not redriven yet back: millrace dlq redrive {} --stage {}",
                     s.name,
                     shell_word(&file_name(t)),
                     shell_word(&s.name)
                 )?,
-                Some(why) => writeln!(out, "{}: {why}", s.name)?,
             }
         }
     }
