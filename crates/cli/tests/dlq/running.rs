@@ -126,7 +126,12 @@ fn two_instances_on_kafka_process_redriven_records_once() {
     wait_for_records(&b, &shop.dead_letter(), 3, &all);
     wait_for_records(&b, &shop.kept, 18, &all);
     shop.fix();
-    assert_eq!(redrive_counts(&shop.redrive("enrich", &[])), (3, 0, 0));
+    // A rebalance while the instances start may replay a failure, and dead-letter it
+    // again: the copy is skipped.
+    let copies = b.records_in(&shop.dead_letter()) - 3;
+    let report = shop.redrive("enrich", &[]);
+    let copies = u64::try_from(copies).expect("count");
+    assert_eq!(redrive_counts(&report), (3, copies, 0), "{report}");
     wait_for_records(&b, &shop.kept, 21, &all);
     wait_until(
         Duration::from_secs(30),

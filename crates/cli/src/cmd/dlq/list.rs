@@ -13,7 +13,7 @@ use crate::args::DlqSelect;
 
 pub(super) async fn run(t: &Target, select: &DlqSelect, json: bool) -> anyhow::Result<()> {
     let redriven = match &t.plan {
-        Some(plan) => Some(redrive::redriven(t.broker.as_ref(), plan).await?),
+        Some(plan) => Some(redrive::Redriven::read(t.broker.as_ref(), plan, &t.topic).await?),
         None => None,
     };
     let mut summary = Summary::new(&t.topic, redriven);

@@ -8,7 +8,7 @@
 
 mod list;
 pub mod read;
-mod redrive;
+pub mod redrive;
 mod show;
 pub mod summary;
 

@@ -3,15 +3,18 @@
 //! topic, addressed to S alone (see `millrace_runtime::redrive`).
 //!
 //! What was redriven before is read from the redrive topic itself (each record names
-//! its dead letter), so the same selection redriven twice sends nothing twice. A dead
-//! letter that cannot be sent — headers missing or unreadable, a source topic the stage
-//! does not read — is left, and reported with its place and the reason.
+//! its dead letter), so the same selection redriven twice sends nothing twice. A
+//! failure is sent once even when it was dead-lettered twice (a stage that replays
+//! its input after a crash or a rebalance writes its dead letters again): dead letters
+//! of one stage, source record and previous dead letter are one failure. A dead letter
+//! that cannot be sent — headers missing or unreadable, a source topic the stage does
+//! not read — is left, and reported with its place and the reason.
 
 use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::Context;
-use millrace_broker::{Broker, BrokerError, NewTopic, ProduceRecord};
+use millrace_broker::{Broker, BrokerError, ConsumedRecord, NewTopic, ProduceRecord};
 use millrace_pipeline::Plan;
 use millrace_runtime::dead_letter;
 use millrace_runtime::redrive::{self, Failure};
@@ -32,6 +35,75 @@ struct Tally {
     left: Vec<(i32, i64, String)>,
     /// Dead letters of other stages, not touched.
     others: u64,
+    /// Of `skipped`, those whose failure another dead letter sent in this run carries.
+    duplicates: u64,
+}
+
+/// One failure: the stage, the record it failed on, and the dead letter it was
+/// redriven from before (if it was). Dead letters of one failure are copies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FailureId {
+    stage: String,
+    source: (String, i32, i64),
+    from: Option<String>,
+}
+
+impl FailureId {
+    pub fn of(rec: &ConsumedRecord, f: &Failure) -> FailureId {
+        FailureId {
+            stage: f.stage.clone(),
+            source: (f.source_topic.clone(), f.source_partition, f.source_offset),
+            from: redrive::text(&rec.headers, redrive::FROM)
+                .ok()
+                .map(str::to_string),
+        }
+    }
+}
+
+/// What was redriven before: the dead letters the redrive topic links to, and the
+/// failures they carry.
+#[derive(Default)]
+pub struct Redriven {
+    links: HashSet<String>,
+    failures: HashSet<FailureId>,
+}
+
+impl Redriven {
+    /// Reads the pipeline's redrive topic and, when it links to any, the dead-letter
+    /// topic `dead_letter` for the failures of those dead letters.
+    pub(super) async fn read(
+        broker: &dyn Broker,
+        plan: &Plan,
+        dead_letter: &str,
+    ) -> anyhow::Result<Redriven> {
+        let mut r = Redriven::default();
+        read_topic(broker, &redrive::topic(&plan.name), |rec| {
+            if let Ok(from) = redrive::text(&rec.headers, redrive::FROM) {
+                r.links.insert(from.to_string());
+            }
+            Ok(true)
+        })
+        .await?;
+        if !r.links.is_empty() {
+            read_topic(broker, dead_letter, |rec| {
+                let link = redrive::link(dead_letter, rec.partition, rec.offset);
+                if r.links.contains(&link)
+                    && let Ok(f) = Failure::read(&rec.headers)
+                {
+                    r.failures.insert(FailureId::of(&rec, &f));
+                }
+                Ok(true)
+            })
+            .await?;
+        }
+        Ok(r)
+    }
+
+    /// Whether the dead letter at `link` (with the failure `id`, if readable) was
+    /// redriven: itself, or a copy of it.
+    pub fn contains(&self, link: &str, id: Option<&FailureId>) -> bool {
+        self.links.contains(link) || id.is_some_and(|id| self.failures.contains(id))
+    }
 }
 
 pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow::Result<()> {
@@ -72,7 +144,8 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
     if !dry_run {
         ensure_topic(broker, &to).await?;
     }
-    let before = redriven(broker, plan).await?;
+    let before = Redriven::read(broker, plan, &t.topic).await?;
+    let mut sent_now: HashSet<FailureId> = HashSet::new();
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     let Some(mut reader) = TopicReader::open(broker, &t.topic).await? else {
@@ -106,10 +179,6 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
                     continue;
                 }
                 let link = redrive::link(&t.topic, rec.partition, rec.offset);
-                if before.contains(&link) {
-                    tally.skipped += 1;
-                    continue;
-                }
                 let failure = match Failure::read(&rec.headers) {
                     Ok(f) if stage.inputs.contains(&f.source_topic) => f,
                     Ok(f) => {
@@ -128,6 +197,16 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
                         continue;
                     }
                 };
+                let id = FailureId::of(&rec, &failure);
+                if before.contains(&link, Some(&id)) {
+                    tally.skipped += 1;
+                    continue;
+                }
+                if !sent_now.insert(id) {
+                    tally.skipped += 1;
+                    tally.duplicates += 1;
+                    continue;
+                }
                 tally.sent += 1;
                 if dry_run {
                     writeln!(
@@ -169,6 +248,13 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
         tally.skipped,
         tally.left.len()
     )?;
+    if tally.duplicates > 0 {
+        writeln!(
+            out,
+            "({} of the skipped are copies of a dead letter {send}: the same failure, dead-lettered again when its stage replayed its input)",
+            tally.duplicates
+        )?;
+    }
     for (p, o, why) in &tally.left {
         writeln!(out, "left {}: {why}", redrive::link(&t.topic, *p, *o))?;
     }
@@ -202,18 +288,4 @@ async fn ensure_topic(broker: &dyn Broker, topic: &str) -> anyhow::Result<()> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot describe {topic}")),
     }
-}
-
-/// The dead letters redriven already: the `millrace.redrive.from` of every record in
-/// the pipeline's redrive topic.
-pub(super) async fn redriven(broker: &dyn Broker, plan: &Plan) -> anyhow::Result<HashSet<String>> {
-    let mut links = HashSet::new();
-    read_topic(broker, &redrive::topic(&plan.name), |rec| {
-        if let Ok(from) = redrive::text(&rec.headers, redrive::FROM) {
-            links.insert(from.to_string());
-        }
-        Ok(true)
-    })
-    .await?;
-    Ok(links)
 }

@@ -2,12 +2,14 @@
 //! in the dead-letter topic, source offset) and one sample value each. `dlq list`
 //! prints it; the page of `millrace run` shows each stage's top errors from it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use millrace_broker::ConsumedRecord;
 use millrace_runtime::dead_letter;
 use millrace_runtime::redrive;
 use serde::Serialize;
+
+use super::redrive::{FailureId, Redriven};
 
 /// Groups kept at most; dead letters of further errors join their stage's last group.
 /// Errors can be unique to a record (they may quote it), and the page keeps a summary
@@ -59,15 +61,15 @@ pub struct Summary {
     pub records: u64,
     groups: Vec<Group>,
     index: HashMap<(Option<String>, String), usize>,
-    /// Links (`redrive::link`) of dead letters redriven already, when known.
-    redriven: Option<HashSet<String>>,
+    /// The dead letters redriven already, when known.
+    redriven: Option<Redriven>,
     topic: String,
 }
 
 impl Summary {
     /// A summary of the dead-letter topic `topic`; `redriven` holds the dead letters
     /// sent to the redrive topic already, when it was read.
-    pub fn new(topic: &str, redriven: Option<HashSet<String>>) -> Summary {
+    pub fn new(topic: &str, redriven: Option<Redriven>) -> Summary {
         Summary {
             topic: topic.to_string(),
             redriven,
@@ -79,8 +81,12 @@ impl Summary {
         self.records += 1;
         let (stage, error) = stage_and_error(rec);
         let seen = seen(rec);
-        let redriven = self.redriven.as_ref().map(|set| {
-            u64::from(set.contains(&redrive::link(&self.topic, rec.partition, rec.offset)))
+        let redriven = self.redriven.as_ref().map(|r| {
+            let link = redrive::link(&self.topic, rec.partition, rec.offset);
+            let id = redrive::Failure::read(&rec.headers)
+                .ok()
+                .map(|f| FailureId::of(rec, &f));
+            u64::from(r.contains(&link, id.as_ref()))
         });
         let key = (stage, error);
         let at = match self.index.get(&key) {
