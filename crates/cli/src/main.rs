@@ -4,7 +4,7 @@
 //! - `args`: the command line (flags named as Kafka's console tools name them).
 //! - `connect`: picks the backend (Kafka, the embedded store, or a store held by a
 //!   running pipeline).
-//! - `cmd/`: one file per command.
+//! - `cmd/`: one file per command (a folder for `dlq`, with its three subcommands).
 //! - `http/`: the HTTP surface of `millrace run` (/metrics, /healthz, /api, the page).
 //! - `bench/`: `millrace bench …`.
 

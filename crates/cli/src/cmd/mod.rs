@@ -1,4 +1,4 @@
-//! One file per command.
+//! One file per command; `dlq` is a folder (list, show, redrive).
 pub mod bench;
 pub mod consume;
 pub mod dlq;
