@@ -35,6 +35,8 @@ struct Tally {
     left: Vec<(i32, i64, String)>,
     /// Dead letters of other stages, not touched.
     others: u64,
+    /// Of `others`, those naming a stage the pipeline does not have.
+    strangers: u64,
     /// Of `skipped`, those whose failure another dead letter sent in this run carries.
     duplicates: u64,
 }
@@ -168,6 +170,7 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
                 let selected = match text(dead_letter::STAGE) {
                     Ok(s) if s != name => {
                         tally.others += 1;
+                        tally.strangers += u64::from(plan.stage(s).is_none());
                         false
                     }
                     Ok(_) => select.error_matches(error),
@@ -259,9 +262,16 @@ pub(super) async fn run(t: &Target, select: &DlqSelect, dry_run: bool) -> anyhow
         writeln!(out, "left {}: {why}", redrive::link(&t.topic, *p, *o))?;
     }
     if tally.others > 0 {
+        let strangers = match tally.strangers {
+            0 => String::new(),
+            n => format!(
+                ", {n} of them naming a stage pipeline {} does not have",
+                plan.name
+            ),
+        };
         writeln!(
             out,
-            "({} dead letters of other stages not touched)",
+            "({} dead letters of other stages not touched{strangers})",
             tally.others
         )?;
     }
