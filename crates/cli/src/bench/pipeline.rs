@@ -432,11 +432,11 @@ async fn latency(
     let _ = stop_tx.send(true);
     running.await??;
     let _ = reader.close().await;
-    for t in shape
-        .outputs(&out)
-        .iter()
-        .chain([&input, &format!("{pipeline}.dlq")])
-    {
+    for t in shape.outputs(&out).iter().chain([
+        &input,
+        &format!("{pipeline}.dlq"),
+        &millrace_runtime::redrive::topic(&pipeline),
+    ]) {
         broker.delete_topic(t).await?;
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
