@@ -71,10 +71,85 @@ pub enum Command {
         /// A pipeline file: show its stages' consumer groups and lag.
         file: Option<PathBuf>,
     },
+    /// Dead letters: list them, show them, send them back to the stage that failed them.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Measure throughput against a baseline measured in the same run.
     Bench(BenchArgs),
     /// Serve the embedded store as a single-node Kafka broker.
     Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// The dead letters grouped by stage and error: counts, first and last seen, a sample.
+    List(DlqListArgs),
+    /// The dead letters themselves with all their headers, one JSON object per line.
+    Show(DlqShowArgs),
+    /// Send dead letters back to the stage that failed them, and to it alone.
+    Redrive(DlqRedriveArgs),
+}
+
+/// Which dead letters a `dlq` command reads.
+#[derive(Args, Debug, Clone)]
+pub struct DlqSelect {
+    /// Only those of this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only those whose error contains this text.
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Only dead letters at this offset of the dead-letter topic or after.
+    #[arg(long = "from-offset")]
+    pub from_offset: Option<i64>,
+    /// Only dead letters at this offset of the dead-letter topic or before.
+    #[arg(long = "to-offset")]
+    pub to_offset: Option<i64>,
+}
+
+/// Where `dlq list` and `dlq show` find the dead letters.
+#[derive(Args, Debug)]
+pub struct DlqTopic {
+    /// The pipeline file (its dead-letter topic, its stages and its backend).
+    pub file: Option<PathBuf>,
+    /// Read this dead-letter topic instead of a pipeline file's.
+    #[arg(long = "dead-letter-topic")]
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub from: DlqTopic,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// One JSON object per group and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqShowArgs {
+    #[command(flatten)]
+    pub from: DlqTopic,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// Exit after this many records.
+    #[arg(long = "max-messages")]
+    pub max_messages: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqRedriveArgs {
+    /// The pipeline file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// Say what would be sent, and send nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]

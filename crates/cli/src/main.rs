@@ -4,7 +4,7 @@
 //! - `args`: the command line (flags named as Kafka's console tools name them).
 //! - `connect`: picks the backend (Kafka, or the embedded store: held and served by
 //!   this process, or reached through the process holding it).
-//! - `cmd/`: one file per command.
+//! - `cmd/`: one file per command (a folder for `dlq`, with its three subcommands).
 //! - `log`: log lines on standard error (colour on a terminal only, librdkafka's
 //!   repeats folded).
 //! - `report`: errors with hints, notes, and a closed pipe as a normal end.
@@ -95,6 +95,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Graph { file, format } => cmd::graph::graph(&file, format)?,
         Command::Status { file } => cmd::status::run(&g, file.as_deref()).await?,
         Command::Run(args) => return cmd::run::run(&g, args).await,
+        Command::Dlq { command } => cmd::dlq::run(&g, command).await?,
         Command::Bench(args) => cmd::bench::run(&g, args).await?,
         Command::Serve(args) => return cmd::serve::run(&g, args).await,
     }

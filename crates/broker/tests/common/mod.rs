@@ -51,6 +51,26 @@ pub fn kafka_bootstrap() -> Option<String> {
     bootstrap
 }
 
+/// The three-broker cluster (`scripts/kafka.sh start-cluster`), if any; panics in CI
+/// when it is missing, as [`kafka_bootstrap`] does for the single broker.
+pub fn cluster_bootstrap() -> Option<String> {
+    let bootstrap = std::env::var("MILLRACE_TEST_CLUSTER_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let in_ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    if bootstrap.is_none() && in_ci && cfg!(feature = "kafka") {
+        panic!(
+            "CI=true and the kafka feature is on, but MILLRACE_TEST_CLUSTER_BOOTSTRAP is not \
+             set: start the cluster with `scripts/kafka.sh start-cluster` and export what it \
+             prints (the replication tests must not be skipped in CI)"
+        );
+    }
+    if bootstrap.is_none() {
+        eprintln!("MILLRACE_TEST_CLUSTER_BOOTSTRAP not set: the three-broker test does not run");
+    }
+    bootstrap
+}
+
 /// The backends every conformance test runs against: the embedded store always, Kafka
 /// when `MILLRACE_TEST_BOOTSTRAP` is set, and (with the `kafka` feature) the Kafka
 /// backend against the store's own Kafka server, as the process holding a data

@@ -24,6 +24,7 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     let spec = millrace_runtime::build::from_plan(&plan)
         .with_context(|| format!("cannot start {}", args.file.display()))?;
     let dead_letter = spec.dead_letter.clone();
+    let redrive = redrive_help(g, &args.file, &plan);
     let runtime = Runtime::new(spec);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -40,7 +41,8 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     runtime.ensure_topics(broker.as_ref()).await?;
 
     if !args.no_http {
-        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter);
+        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter)
+            .with_redrive(redrive);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut stop = stop_rx.clone();
         let addr = args.http.clone();
@@ -66,6 +68,39 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     let summary = result?;
     print_summary(&summary);
     Ok(0)
+}
+
+/// How the page tells a user to redrive each stage's dead letters: the command with the
+/// backend flags this run was given, and the stages that cannot take them.
+fn redrive_help(
+    g: &Global,
+    file: &std::path::Path,
+    plan: &millrace_pipeline::Plan,
+) -> http::Redrive {
+    use crate::cmd::dlq::{refusal, shell_word};
+    let file = file.display().to_string();
+    let mut command = vec!["millrace".to_string(), "dlq".into(), "redrive".into()];
+    command.push(shell_word(&file));
+    if let Some(b) = &g.bootstrap_server {
+        command.extend(["--bootstrap-server".into(), shell_word(b)]);
+    }
+    if let Some(c) = &g.command_config {
+        command.extend([
+            "--command-config".into(),
+            shell_word(&c.display().to_string()),
+        ]);
+    }
+    if g.bootstrap_server.is_none() && g.data != std::path::Path::new(crate::args::DEFAULT_DATA) {
+        command.extend(["--data".into(), shell_word(&g.data.display().to_string())]);
+    }
+    http::Redrive {
+        command: command.join(" "),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), refusal(plan, &s.name, &file)))
+            .collect(),
+    }
 }
 
 fn print_summary(s: &millrace_runtime::RunSummary) {
