@@ -74,27 +74,45 @@ pub async fn connect(g: &Global, dir: DataDir) -> anyhow::Result<Arc<dyn Broker>
     // The holder answers within moments unless it is starting or leaving: wait for the
     // one or for the lock to come free, as long as a Kafka connection would wait.
     let deadline = std::time::Instant::now() + Duration::from_millis(g.connect_timeout_ms);
-    loop {
+    let holder = loop {
         match Holder::open(&g.data, Listen::Recorded).await {
-            Ok(holder) => {
-                if creating {
-                    note_created(&g.data);
-                }
-                let broker = holder.broker().clone();
-                share(Sharing::Held(holder));
-                return Ok(Arc::new(broker));
-            }
             Err(BrokerError::Store(StoreError::Locked { pid, .. })) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match reach_holder(&g.data, pid, left).await {
-                    Ok(broker) => return Ok(broker),
-                    Err(e) if left.is_zero() => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // A holder that is a short command (a `topics describe`) often stops
+                // serving while a client is still connecting: whichever comes first,
+                // the holder's answer or its lock, wins.
+                tokio::select! {
+                    reached = reach_holder(&g.data, pid, left) => match reached {
+                        Ok(broker) => return Ok(broker),
+                        Err(e) if left.is_zero() => return Err(e),
+                        Err(_) => tokio::time::sleep(TRY_LOCK_EVERY).await,
+                    },
+                    opened = open_when_free(&g.data) => break opened,
                 }
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot open {}", g.data.display()));
-            }
+            opened => break opened,
+        }
+    };
+    let holder = holder.with_context(|| format!("cannot open {}", g.data.display()))?;
+    if creating {
+        note_created(&g.data);
+    }
+    let broker = holder.broker().clone();
+    share(Sharing::Held(holder));
+    Ok(Arc::new(broker))
+}
+
+/// How often a command waiting for a store's holder tries the store's lock (a try
+/// costs a file open and a `flock`).
+const TRY_LOCK_EVERY: Duration = Duration::from_millis(10);
+
+/// Holds the store in `dir` as soon as its lock comes free.
+async fn open_when_free(dir: &Path) -> Result<Holder, BrokerError> {
+    loop {
+        tokio::time::sleep(TRY_LOCK_EVERY).await;
+        match Holder::open(dir, Listen::Recorded).await {
+            Err(BrokerError::Store(StoreError::Locked { .. })) => {}
+            opened => return opened,
         }
     }
 }
