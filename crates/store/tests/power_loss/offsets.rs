@@ -59,9 +59,6 @@ fn compacting_the_offsets_journal_keeps_every_acknowledged_commit_at_every_crash
 }
 
 #[test]
-#[ignore = "fails today: a new data directory's offsets journal is created without an fsync \
-            of the directory, so a power cut loses every commit until the journal is first \
-            compacted"]
 fn committed_offsets_of_a_new_data_directory_survive_a_power_cut() {
     let layer = PowerLoss::new(1);
     let (store, _) = layer.open().unwrap();
