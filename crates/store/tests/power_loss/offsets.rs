@@ -70,9 +70,6 @@ fn committed_offsets_of_a_new_data_directory_survive_a_power_cut() {
 }
 
 #[test]
-#[ignore = "fails today: delete_topic makes the topic's removal durable before it journals \
-            that its offsets are forgotten; a cut between the two keeps them, and a topic \
-            made again under the name starts its groups there"]
 fn a_topic_deleted_as_the_power_is_cut_leaves_no_committed_offsets() {
     let prepare = |dir: &std::path::Path| {
         let (store, _) = Store::open(dir, Default::default()).unwrap();
