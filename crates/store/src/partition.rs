@@ -66,7 +66,10 @@ impl Partition {
 
     /// The topic's config as it is now.
     pub fn config(&self) -> TopicConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Applies an altered topic config. Under the writer lock, so no append sees half of

@@ -38,7 +38,10 @@ impl Topic {
 
     /// The topic's config as it is now (it can be altered while the store runs).
     pub fn config(&self) -> TopicConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Settings the topic was given that the store keeps and reports but does not act
