@@ -1,5 +1,5 @@
 //! `millrace serve` as a user runs it: it records its address in `<data>/endpoint`
-//! (owner-only) and removes it when stopped with SIGTERM; it refuses to listen off
+//! (owner-only), which stays when it is stopped with SIGTERM; it refuses to listen off
 //! loopback without users unless `--insecure`; a users file readable by others is
 //! refused.
 
@@ -73,7 +73,7 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
 }
 
 #[test]
-fn serve_records_its_endpoint_answers_and_removes_it_when_stopped() {
+fn serve_records_its_endpoint_answers_and_keeps_it_when_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let child = serve(dir.path(), &["--listen", "127.0.0.1:0"]);
     let addr = endpoint(dir.path());
@@ -86,9 +86,11 @@ fn serve_records_its_endpoint_answers_and_removes_it_when_stopped() {
     assert_eq!(api_versions(addr), (7, 0));
     let status = stop(child);
     assert!(status.success(), "{status}");
-    assert!(
-        !dir.path().join("endpoint").exists(),
-        "the endpoint file is removed on exit"
+    // The address stays recorded: the next process to hold the directory serves it
+    // again, so clients and tools pointed at it keep working.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("endpoint")).expect("endpoint"),
+        format!("{addr}\n")
     );
 }
 

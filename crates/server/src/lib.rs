@@ -36,4 +36,4 @@ pub use auth::Users;
 pub use config::{Access, ListenerPolicy, ServerConfig};
 pub use error::ServerError;
 pub use hub::Hub;
-pub use server::serve;
+pub use server::{cluster_id, serve};

@@ -73,8 +73,10 @@ pub async fn serve(
 }
 
 /// A stable cluster id for a data directory: 16 bytes of a hash of its path, in
-/// base64url as Kafka writes cluster ids.
-fn cluster_id(dir: &std::path::Path) -> String {
+/// base64url as Kafka writes cluster ids. A client that found the address in the
+/// directory checks it, so an address served by something else is not mistaken for
+/// the store's.
+pub fn cluster_id(dir: &std::path::Path) -> String {
     let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
@@ -105,6 +107,12 @@ async fn connection(ctx: Arc<Ctx>, stream: TcpStream, mut stop: watch::Receiver<
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            // A client that went away without closing (killed, or its host's connection
+            // reset) is no news: Kafka's clients do it all the time.
+            Err(ServerError::Io(e)) if gone(&e) => {
+                tracing::debug!(%peer, "closing the connection: {e}");
+                break;
+            }
             Err(e) => {
                 tracing::warn!(%peer, "closing the connection: {e}");
                 break;
@@ -128,6 +136,12 @@ async fn connection(ctx: Arc<Ctx>, stream: TcpStream, mut stop: watch::Receiver<
         }
     }
     tracing::debug!(%peer, "disconnected");
+}
+
+/// Whether an i/o error says the peer is gone.
+fn gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
 /// Whether a connection may be served at all: on a loopback listener that only the

@@ -6,31 +6,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, kafka_libs, run, unique};
+use common::{CONSUMER, GROUPS, PRODUCER, Server, TOPICS, java_tool, kafka_libs, run, unique};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// `java -cp '<libs>/*' <main class> --bootstrap-server <server> <args>`.
-fn tool(libs: &Path, server: &Server, main: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("java");
-    c.arg("-Xmx256m")
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()))
-        .arg(main)
-        .arg("--bootstrap-server")
-        .arg(server.bootstrap())
-        .args(args);
-    c
-}
-
-const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
-const PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
-const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
-const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
 
 #[test]
 fn topics_console_producer_and_consumer_and_consumer_groups() {
@@ -38,7 +19,7 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
     let server = Server::start();
     let topic = unique("java");
     let out = run(
-        &mut tool(
+        &mut java_tool(
             &libs,
             &server,
             TOPICS,
@@ -48,10 +29,14 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
         LIMIT,
     );
     assert!(out.contains(&format!("Created topic {topic}")), "{out}");
-    let out = run(&mut tool(&libs, &server, TOPICS, &["--list"]), b"", LIMIT);
+    let out = run(
+        &mut java_tool(&libs, &server, TOPICS, &["--list"]),
+        b"",
+        LIMIT,
+    );
     assert!(out.lines().any(|l| l == topic), "{out}");
     let out = run(
-        &mut tool(&libs, &server, TOPICS, &["--describe", "--topic", &topic]),
+        &mut java_tool(&libs, &server, TOPICS, &["--describe", "--topic", &topic]),
         b"",
         LIMIT,
     );
@@ -61,7 +46,7 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
     // The console producer with its defaults: idempotent, acks=all.
     let lines: String = (0..30).map(|i| format!("line-{i}\n")).collect();
     run(
-        &mut tool(&libs, &server, PRODUCER, &["--topic", &topic]),
+        &mut java_tool(&libs, &server, PRODUCER, &["--topic", &topic]),
         lines.as_bytes(),
         LIMIT,
     );
@@ -87,7 +72,7 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
         if let Some(g) = group {
             args.extend(["--group", g]);
         }
-        let out = run(&mut tool(&libs, &server, CONSUMER, &args), b"", LIMIT);
+        let out = run(&mut java_tool(&libs, &server, CONSUMER, &args), b"", LIMIT);
         let mut got: Vec<String> = out.lines().map(str::to_string).collect();
         got.sort_by_key(|l| l[5..].parse::<u32>().unwrap());
         got
@@ -97,10 +82,14 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
     let group = unique("java-group");
     assert_eq!(consume(Some(&group)), want);
 
-    let out = run(&mut tool(&libs, &server, GROUPS, &["--list"]), b"", LIMIT);
+    let out = run(
+        &mut java_tool(&libs, &server, GROUPS, &["--list"]),
+        b"",
+        LIMIT,
+    );
     assert!(out.lines().any(|l| l == group), "{out}");
     let out = run(
-        &mut tool(&libs, &server, GROUPS, &["--describe", "--group", &group]),
+        &mut java_tool(&libs, &server, GROUPS, &["--describe", "--group", &group]),
         b"",
         LIMIT,
     );
@@ -110,7 +99,7 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
         .all(|l| l.split_whitespace().nth(5) == Some("0"));
     assert!(lag_zero && out.contains(&topic), "{out}");
     let out = run(
-        &mut tool(
+        &mut java_tool(
             &libs,
             &server,
             GROUPS,
@@ -136,7 +125,7 @@ fn topics_console_producer_and_consumer_and_consumer_groups() {
     }
 
     let out = run(
-        &mut tool(&libs, &server, TOPICS, &["--delete", "--topic", &topic]),
+        &mut java_tool(&libs, &server, TOPICS, &["--delete", "--topic", &topic]),
         b"",
         LIMIT,
     );
@@ -150,7 +139,7 @@ fn producer_and_consumer_perf_tests_run_to_the_end() {
     let server = Server::start();
     let topic = unique("perf");
     run(
-        &mut tool(
+        &mut java_tool(
             &libs,
             &server,
             TOPICS,
@@ -200,7 +189,7 @@ fn producer_and_consumer_perf_tests_run_to_the_end() {
     let out = run(&mut perf, b"", LIMIT);
     assert!(out.contains("20000 records sent"), "{out}");
     let out = run(
-        &mut tool(
+        &mut java_tool(
             &libs,
             &server,
             "org.apache.kafka.tools.ConsumerPerformance",

@@ -8,28 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, unique};
+use common::{Server, WAIT, admin, config, unique};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-
-fn config(server: &Server) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.bootstrap())
-        .set("broker.address.family", "v4");
-    c
-}
-
-fn admin(server: &Server) -> AdminClient<DefaultClientContext> {
-    config(server).create().unwrap()
-}
 
 async fn create_topic(server: &Server, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -173,7 +159,7 @@ async fn admin_creates_describes_alters_grows_and_deletes_topics() {
         &[("durability", "none"), ("cleanup.policy", "compact")],
     )
     .await;
-    let bad = NewTopic::new("refused", 1, TopicReplication::Fixed(1)).set("flush.messages", "1");
+    let bad = NewTopic::new("refused", 1, TopicReplication::Fixed(1)).set("flush.messages", "10");
     let r = admin.create_topics([&bad], &opts).await.unwrap();
     assert!(r[0].is_err(), "an unsupported config is refused: {r:?}");
     let twice = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
@@ -288,5 +274,22 @@ async fn delete_records_moves_the_low_watermark_and_offsets_are_found_by_time() 
     assert_eq!(
         first, 6,
         "reading from the beginning starts at the new low watermark"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_producer_is_refused_at_once_with_a_clear_error() {
+    let server = Server::start();
+    let p = producer(&server, &[("transactional.id", "tx-1")]);
+    let started = Instant::now();
+    let e = p.init_transactions(WAIT).unwrap_err();
+    assert!(
+        started.elapsed() < WAIT / 2,
+        "refused, not timed out: {e} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.to_string().to_lowercase().contains("authoriz"),
+        "the error names the refusal: {e}"
     );
 }

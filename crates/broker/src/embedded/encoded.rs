@@ -8,7 +8,8 @@ use millrace_store::{
     Durability, EncodedBatch, EncodedRecords, Pending, Record, RecordSink, Topic,
 };
 
-use super::{EmbeddedBroker, Positions, blocking, map_store, partition_index, shares, to_i64};
+use super::read::{Positions, shares};
+use super::{EmbeddedBroker, blocking, map_store, partition_index, to_i64};
 use crate::api::{EncodedPoll, Result, TopicPartition};
 use crate::error::BrokerError;
 
@@ -86,7 +87,6 @@ pub(super) async fn produce(
         *batch = owned;
         base?
     };
-    broker.notifier(topic).notify_waiters();
     Ok(to_i64(base))
 }
 
@@ -121,27 +121,20 @@ pub(super) async fn produce_all(
         .iter_mut()
         .map(|(_, _, b)| std::mem::take(b))
         .collect();
-    let (result, targets, owned) = if synced {
+    let (result, owned) = if synced {
         // The blocking pool needs the batches; they come back for the caller to reuse.
         blocking(move || {
             let r = append_all(&targets, &mut owned);
-            Ok((r, targets, owned))
+            Ok((r, owned))
         })
         .await?
     } else {
         // As `produce`: writes into the page cache, cheaper inline than handed off.
         let r = append_all(&targets, &mut owned);
-        (r, targets, owned)
+        (r, owned)
     };
     for ((_, _, slot), b) in batches.iter_mut().zip(owned) {
         *slot = b;
-    }
-    let mut told: Option<&str> = None;
-    for (t, _) in &targets {
-        if told != Some(t.name()) {
-            broker.notifier(t.name()).notify_waiters();
-            told = Some(t.name());
-        }
     }
     result
 }

@@ -21,7 +21,11 @@
 //! - `pipeline copier|sharder 100B keyed to 1000 partitions durability=batch`: against
 //!   the same pipeline writing 10 partitions, target 0.5 (`wide`).
 //!
-//! The whole run takes about a minute; its files are removed at the end.
+//! Then the `load:` rows (`bench/load.rs`): an exec stage under a producer faster than
+//! it, its rate over the run and its peak memory.
+//!
+//! The whole run takes about two minutes (the load rows' 20 s, the wide rows' 45 s);
+//! its files are removed at the end.
 //! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list; `wide` for
 //! the wide-output rows) runs only those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets
 //! the stages' batch bound, `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time
@@ -216,6 +220,9 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
         target: Some(256.0),
         ..BenchRow::default()
     });
+    if selected("load") {
+        rows.extend(super::load::run(&broker, work).await?);
+    }
     Ok(rows)
 }
 
@@ -440,11 +447,11 @@ async fn latency(
     let _ = stop_tx.send(true);
     running.await??;
     let _ = reader.close().await;
-    for t in shape
-        .outputs(&out)
-        .iter()
-        .chain([&input, &format!("{pipeline}.dlq")])
-    {
+    for t in shape.outputs(&out).iter().chain([
+        &input,
+        &format!("{pipeline}.dlq"),
+        &millrace_runtime::redrive::topic(&pipeline),
+    ]) {
         broker.delete_topic(t).await?;
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;

@@ -1,21 +1,24 @@
-//! `millrace serve`: the embedded store as a single-node Kafka broker. Opens the data
-//! directory (taking its lock), serves Kafka's protocol on `--listen` until SIGINT or
-//! SIGTERM, and records the address in `<data>/endpoint` (`HOST:PORT`, owner-only,
-//! removed on exit) so other millrace commands can find it.
+//! `millrace serve`: the embedded store as a single-node Kafka broker. Holds the data
+//! directory (its lock), serves Kafka's protocol on `--listen` until SIGINT or
+//! SIGTERM, and records the address in `<data>/endpoint` (`HOST:PORT`, owner-only) so
+//! other millrace commands reach the store through it — as they reach any millrace
+//! process that holds a data directory (`millrace_broker::holder`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use millrace_server::{Hub, ListenerPolicy, ServerConfig, Users};
-use millrace_store::{Store, StoreError, StoreOptions};
+use millrace_broker::BrokerError;
+use millrace_broker::embedded::EmbeddedBroker;
+use millrace_broker::holder::{Holder, Listen, open_store_with, read_endpoint};
+use millrace_server::group::CoordinatorConfig;
+use millrace_server::{ListenerPolicy, ServerConfig, Users};
+use millrace_store::StoreError;
 
 use crate::args::{Global, ServeArgs};
-
-/// The file in the data directory that names the address being served.
-pub const ENDPOINT_FILE: &str = "endpoint";
+use crate::report::hinted;
 
 pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
     let addr = resolve(&args.listen).await?;
@@ -25,7 +28,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
         .map(Users::load)
         .transpose()?
         .map(Arc::new);
-    let store = Arc::new(open_store(&g.data).await?);
+    let broker = open_store(&g.data).await?;
     let owner = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&g.data)
@@ -41,17 +44,14 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
         access,
         ..ServerConfig::default()
     };
-    let hub = Hub::new(Arc::clone(&store))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let _endpoint = Endpoint::write(&g.data, bound)?;
+    let holder = Holder::serve(broker, Listen::At(addr), config).await?;
     eprintln!(
-        "millrace: serving Kafka on {bound} over {} (stop with Ctrl-C)",
+        "millrace: serving Kafka on {} over {} (stop with Ctrl-C)",
+        holder.bound(),
         g.data.display()
     );
-    millrace_server::serve(listener, hub, config, signal()).await?;
+    signal().await;
+    holder.stop().await?;
     eprintln!("millrace: stopped");
     Ok(0)
 }
@@ -65,61 +65,30 @@ async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--listen {listen}: the name resolves to no address"))
 }
 
-/// Opens the store, waiting briefly for a command that holds it for a moment.
-async fn open_store(dir: &Path) -> anyhow::Result<Store> {
+/// Opens the store with Kafka's group settings (Kafka clients expect its 3 s
+/// `group.initial.rebalance.delay.ms`), waiting briefly for a command that holds it
+/// for a moment. A store held for longer is served by its holder already.
+async fn open_store(dir: &Path) -> anyhow::Result<EmbeddedBroker> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match Store::open(dir, StoreOptions::default()) {
-            Ok((store, report)) => {
-                if !report.is_clean() {
-                    eprintln!("millrace: {report}");
-                }
-                return Ok(store);
-            }
-            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+        match open_store_with(dir, CoordinatorConfig::default()).await {
+            Ok(b) => return Ok(b),
+            Err(BrokerError::Store(StoreError::Locked { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
+                let hint = match read_endpoint(dir) {
+                    Some(at) => format!(
+                        "that process serves the store with Kafka's protocol at {at} already: point Kafka clients there"
+                    ),
+                    None => "stop that process first".to_string(),
+                };
+                return Err(hinted(locked.to_string(), hint));
             }
             Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
         }
-    }
-}
-
-/// `<data>/endpoint` while the server runs: written owner-only, removed when dropped.
-struct Endpoint(PathBuf);
-
-impl Endpoint {
-    fn write(dir: &Path, bound: SocketAddr) -> anyhow::Result<Endpoint> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        // An unspecified address (0.0.0.0, ::) is reachable on loopback.
-        let host = if bound.ip().is_unspecified() {
-            match bound {
-                SocketAddr::V4(_) => "127.0.0.1".to_string(),
-                SocketAddr::V6(_) => "[::1]".to_string(),
-            }
-        } else if bound.is_ipv6() {
-            format!("[{}]", bound.ip())
-        } else {
-            bound.ip().to_string()
-        };
-        let path = dir.join(ENDPOINT_FILE);
-        let tmp = dir.join(format!("{ENDPOINT_FILE}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        writeln!(f, "{host}:{}", bound.port())?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Endpoint(path))
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -5,6 +5,8 @@
 //! of it). On the embedded store these open the data directory: call them only while no
 //! `millrace` process holds it.
 
+#![allow(dead_code)] // each test binary that includes this uses part of it
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 

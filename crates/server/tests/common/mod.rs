@@ -6,7 +6,7 @@
 //! tool fails the test; elsewhere the test is skipped with a printed reason.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,6 +83,21 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// A librdkafka client's configuration for `server`.
+pub fn config(server: &Server) -> rdkafka::config::ClientConfig {
+    let mut c = rdkafka::config::ClientConfig::new();
+    c.set("bootstrap.servers", server.bootstrap())
+        .set("broker.address.family", "v4");
+    c
+}
+
+/// A librdkafka admin client of `server`.
+pub fn admin(
+    server: &Server,
+) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    config(server).create().unwrap()
 }
 
 /// A topic name no other test uses.
@@ -180,7 +195,7 @@ pub fn put_i16(buf: &mut BytesMut, v: i16) {
     buf.put_i16(v);
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
@@ -218,30 +233,89 @@ pub fn have_kafka_python() -> bool {
 /// The directory of Apache Kafka's jars (`scripts/kafka.sh fetch` puts them in
 /// `<repo>/.kafka/kafka-<version>/libs`), if fetched and `java` runs.
 pub fn kafka_libs() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.kafka");
-    let libs = std::fs::read_dir(&root).ok().and_then(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("libs"))
-            .find(|p| p.join(".complete").exists())
-    });
     let java = have(
         "java",
         "java",
         &["-version"],
         "apt-get install -y openjdk-17-jre-headless",
     );
-    match libs {
-        Some(l) if java => Some(l),
-        Some(_) => None,
-        None => {
-            assert!(
-                !in_ci(),
-                "Kafka's jars are missing but CI=true: run scripts/kafka.sh fetch"
-            );
-            eprintln!("Kafka's jars are missing (scripts/kafka.sh fetch): test skipped");
-            None
+    fetched_jars("kafka-", "Kafka's jars", "scripts/kafka.sh fetch").filter(|_| java)
+}
+
+/// The `libs` directory of `<repo>/.kafka/<prefix><version>` that a complete fetch
+/// left, if there is one; otherwise fails in CI and skips elsewhere.
+pub fn fetched_jars(prefix: &str, what: &str, fetch: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.kafka");
+    let libs = std::fs::read_dir(&root).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_prefix(prefix)
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .map(|e| e.path().join("libs"))
+            .find(|p| p.join(".complete").exists())
+    });
+    if libs.is_none() {
+        assert!(!in_ci(), "{what} are missing but CI=true: run {fetch}");
+        eprintln!("{what} are missing ({fetch}): test skipped");
+    }
+    libs
+}
+
+/// `java -cp '<libs>/*' <main class> --bootstrap-server <server> <args>`.
+pub fn java_tool(libs: &Path, server: &Server, main: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("java");
+    c.arg("-Xmx256m")
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(main)
+        .arg("--bootstrap-server")
+        .arg(server.bootstrap())
+        .args(args);
+    c
+}
+
+/// Main classes of Kafka's tools.
+pub const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+pub const PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+pub const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+pub const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+
+/// The lines a child process prints, collected by a thread as they come.
+pub struct Lines {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lines {
+    pub fn collect(out: impl Read + Send + 'static) -> Lines {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Lines {
+            lines,
+            reader: Some(reader),
         }
+    }
+
+    /// The lines so far.
+    pub fn get(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every line, once the process closed its output.
+    pub fn finish(&mut self) -> Vec<String> {
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.get()
     }
 }
 
