@@ -476,8 +476,9 @@ impl Store {
 
     /// Retires the journal now: makes everything appended durable, syncs every segment
     /// written since the last checkpoint, and deletes the journal's files but a new,
-    /// empty one (as closing the store does). The background checkpointer does this
-    /// whenever the journal's active file passes `StoreOptions::journal_file_bytes`.
+    /// empty one (none when nothing was appended since the store opened), as closing
+    /// the store does. The background checkpointer does this whenever the journal's
+    /// active file passes `StoreOptions::journal_file_bytes`.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let ctx = &self.shared.ctx;
         ctx.journal.checkpoint(&ctx.poison, true)

@@ -8,9 +8,10 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{config, open, open_faulty, rec, segments};
+use common::{FaultyStorage, config, open, open_faulty, rec, segments};
 use millrace_store::{Durability, Store, StoreError, StoreOptions};
 
 /// A topic "t" with one partition holding 10 batches of 3 records (offsets 0..30).
@@ -289,6 +290,35 @@ fn full_disk_fails_the_append_cleanly_and_the_log_continues() {
     let (store, report) = open(dir.path());
     assert!(report.is_clean(), "no garbage was left behind: {report}");
     assert_eq!(read_all(&store), vec![0, 1]);
+}
+
+#[test]
+fn a_full_disk_is_opened_and_read_without_writing_a_journal_file() {
+    let dir = tempfile::tempdir().unwrap();
+    ten_batches(dir.path(), 1 << 20);
+    let journal = dir.path().join("journal");
+    let journal_files = || std::fs::read_dir(&journal).unwrap().count();
+    let full = FaultyStorage::default();
+    full.0.torn_enospc.store(true, Ordering::SeqCst);
+    {
+        let opts = StoreOptions {
+            storage: Arc::new(full.clone()),
+            ..StoreOptions::default()
+        };
+        let (store, _) = Store::open(dir.path(), opts).expect("a full disk opens");
+        assert_eq!(read_all(&store), (0..30).collect::<Vec<_>>());
+        assert_eq!(journal_files(), 0, "opening wrote no journal file");
+        let t = store.topic("t").unwrap();
+        let err = t.partition(0).unwrap().append(&[rec(30)]).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+    }
+    assert_eq!(journal_files(), 0, "closing wrote no journal file either");
+    full.0.torn_enospc.store(false, Ordering::SeqCst);
+    let (store, report) = open(dir.path());
+    assert!(report.is_clean(), "{report}");
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partition(0).unwrap().append(&[rec(30)]).unwrap(), 30);
+    assert_eq!(read_all(&store), (0..31).collect::<Vec<_>>());
 }
 
 #[test]

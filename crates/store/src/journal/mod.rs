@@ -67,9 +67,10 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal of data directory `data` (creating its directory), reads what
-    /// the files there hold (`Recovered`, for [`Journal::replay`]) and starts a new
-    /// active file after them.
+    /// Opens the journal of data directory `data` (creating its directory) and reads
+    /// what the files there hold (`Recovered`, for [`Journal::replay`]). The active
+    /// file, after them, is created by the first entry written to it: a store only read
+    /// writes no journal file, so a full disk can still be read.
     pub fn open(
         storage: &Arc<dyn Storage>,
         data: &Path,
@@ -85,11 +86,11 @@ impl Journal {
         }
         let found = recovery::scan(&**storage, &dir, report)?;
         let next = found.files.last().map_or(1, |f| f.id + 1);
-        let active = create_file(&**storage, &dir, next)?;
+        let active = ActiveFile::uncreated(&dir, next);
         let journal = Journal {
+            writer: Writer::new(active, Arc::clone(storage), dir.clone()),
             dir,
             storage: Arc::clone(storage),
-            writer: Writer::new(active),
             sealed: Mutex::new(Vec::new()),
             checkpointing: Mutex::new(()),
             file_bytes: file_bytes.max(1),
@@ -118,15 +119,16 @@ impl Journal {
         self.sealed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Retires full journal files (with `all`, every file but a new empty one): rotates
-    /// the active file if it is full, syncs the segments of every partition with
-    /// entries in the rotated files, then deletes those files. A failed sync poisons
-    /// the store and keeps the files.
+    /// Retires full journal files (with `all`, every file that holds entries, a new
+    /// empty one taking the appends): rotates the active file if it is full, syncs the
+    /// segments of every partition with entries in the rotated files, then deletes
+    /// those files. A failed sync poisons the store and keeps the files.
     pub fn checkpoint(&self, poison: &Poison, all: bool) -> Result<(), StoreError> {
         let _one = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
         poison.check()?;
         let (id, size) = self.writer.active_size();
-        if all || size >= self.file_bytes {
+        // Size 0: not created and nothing buffered, so there is nothing to retire.
+        if size > 0 && (all || size >= self.file_bytes) {
             let next = create_file(&*self.storage, &self.dir, id + 1)?;
             let old = self.writer.rotate(next, poison)?;
             self.lock_sealed().push(Sealed {
@@ -211,7 +213,7 @@ fn create_file(storage: &dyn Storage, dir: &Path, id: u64) -> Result<ActiveFile,
     Ok(ActiveFile {
         id,
         path,
-        file,
+        file: Some(file),
         len: header.len() as u64,
         dirty: Vec::new(),
     })

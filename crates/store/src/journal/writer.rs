@@ -13,7 +13,7 @@
 //! across files: an append returns the position after its entry, and it is durable once
 //! the durable position reaches it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::entry;
 use crate::durability::{Committer, Poison};
 use crate::error::StoreError;
-use crate::io::StorageFile;
+use crate::io::{Storage, StorageFile};
 
 /// The buffer is written and synced by the appender itself once it holds this much
 /// with no sync running (appends that nobody waits for: interval topics, `Pending`s
@@ -34,8 +34,10 @@ const KEEP_BUF_BYTES: usize = 16 << 20;
 pub(crate) struct ActiveFile {
     pub id: u64,
     pub path: PathBuf,
-    pub file: Arc<dyn StorageFile>,
-    /// Bytes written to the file (its header included).
+    /// `None` until the first entry is written: the first leader creates the file, so
+    /// opening a store (to read it, even on a full disk) writes nothing.
+    pub file: Option<Arc<dyn StorageFile>>,
+    /// Bytes written to the file (its header included; 0 while it is not created).
     pub len: u64,
     /// Partitions with entries in this file: the checkpoint that retires the file
     /// syncs their segments.
@@ -63,10 +65,26 @@ pub(crate) struct Writer {
     state: Mutex<State>,
     /// Notified whenever a leader finishes.
     synced: Condvar,
+    /// Where a not yet created active file is created.
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+}
+
+impl ActiveFile {
+    /// Journal file `id` in `dir`, not created until entries are written to it.
+    pub fn uncreated(dir: &Path, id: u64) -> ActiveFile {
+        ActiveFile {
+            id,
+            path: dir.join(super::file_name(id)),
+            file: None,
+            len: 0,
+            dirty: Vec::new(),
+        }
+    }
 }
 
 impl Writer {
-    pub fn new(active: ActiveFile) -> Writer {
+    pub fn new(active: ActiveFile, storage: Arc<dyn Storage>, dir: PathBuf) -> Writer {
         Writer {
             state: Mutex::new(State {
                 active,
@@ -79,6 +97,8 @@ impl Writer {
                 last_sync: Instant::now(),
             }),
             synced: Condvar::new(),
+            storage,
+            dir,
         }
     }
 
@@ -144,7 +164,8 @@ impl Writer {
         }
     }
 
-    /// The active file's id and its size counting what is buffered for it.
+    /// The active file's id and its size counting what is buffered for it (0 while it
+    /// is not created and nothing is buffered).
     pub fn active_size(&self) -> (u64, u64) {
         let s = self.lock();
         (s.active.id, s.active.len + s.buf.len() as u64)
@@ -176,32 +197,51 @@ impl Writer {
         switch: Option<ActiveFile>,
     ) -> (MutexGuard<'a, State>, Option<ActiveFile>) {
         s.syncing = true;
+        if s.active.file.is_none() && !s.buf.is_empty() {
+            // Created without the lock, so appenders keep buffering meanwhile; `syncing`
+            // keeps other leaders and rotations off the active file.
+            let id = s.active.id;
+            drop(s);
+            let created = super::create_file(&*self.storage, &self.dir, id);
+            s = self.lock();
+            match created {
+                Ok(created) => {
+                    s.active.file = created.file;
+                    s.active.len = created.len;
+                }
+                Err(e) => {
+                    poison.set(format!("creating the journal file failed: {e}"));
+                    s.syncing = false;
+                    self.synced.notify_all();
+                    return (s, None);
+                }
+            }
+        }
         let target = s.appended;
         let needs_sync = target > s.durable;
         let spare = std::mem::take(&mut s.spare);
         let mut buf = std::mem::replace(&mut s.buf, spare);
         let publish = std::mem::take(&mut s.publish);
-        let (file, path, pos) = (
-            Arc::clone(&s.active.file),
-            s.active.path.clone(),
-            s.active.len,
-        );
+        let (file, path, pos) = (s.active.file.clone(), s.active.path.clone(), s.active.len);
         s.active.len += buf.len() as u64;
         let old = switch.map(|next| std::mem::replace(&mut s.active, next));
         drop(s);
-        let written = if buf.is_empty() {
-            Ok(())
-        } else {
-            file.write_at(&buf, pos)
-                .map_err(|e| format!("write to journal {} failed: {e}", path.display()))
-        };
-        let result = written.and_then(|()| {
-            if needs_sync {
-                file.sync_data()
-                    .map_err(|e| format!("fdatasync of journal {} failed: {e}", path.display()))
-            } else {
+        // A file not created holds nothing to write or sync: entries create it above.
+        let result = file.map_or(Ok(()), |file| {
+            let written = if buf.is_empty() {
                 Ok(())
-            }
+            } else {
+                file.write_at(&buf, pos)
+                    .map_err(|e| format!("write to journal {} failed: {e}", path.display()))
+            };
+            written.and_then(|()| {
+                if needs_sync {
+                    file.sync_data()
+                        .map_err(|e| format!("fdatasync of journal {} failed: {e}", path.display()))
+                } else {
+                    Ok(())
+                }
+            })
         });
         if result.is_ok() {
             for (committer, end) in &publish {
@@ -315,13 +355,17 @@ mod tests {
     fn rig(partitions: u32) -> Rig {
         let disk = Arc::new(Disk::default());
         let file: Arc<dyn StorageFile> = Arc::new(Arc::clone(&disk));
-        let writer = Arc::new(Writer::new(ActiveFile {
-            id: 1,
-            path: PathBuf::from("journal/1"),
-            file: Arc::clone(&file),
-            len: 0,
-            dirty: Vec::new(),
-        }));
+        let writer = Arc::new(Writer::new(
+            ActiveFile {
+                id: 1,
+                path: PathBuf::from("journal/1"),
+                file: Some(Arc::clone(&file)),
+                len: 0,
+                dirty: Vec::new(),
+            },
+            Arc::new(crate::io::OsStorage),
+            PathBuf::from("journal"),
+        ));
         let partitions = (0..partitions)
             .map(|p| {
                 Arc::new(Committer::new(
@@ -464,7 +508,7 @@ mod tests {
                 ActiveFile {
                     id: 2,
                     path: PathBuf::from("journal/2"),
-                    file: Arc::new(Arc::clone(&next_disk)),
+                    file: Some(Arc::new(Arc::clone(&next_disk))),
                     len: 0,
                     dirty: Vec::new(),
                 },

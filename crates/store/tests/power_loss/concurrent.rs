@@ -140,7 +140,21 @@ fn a_roll_makes_the_old_segment_durable_before_the_new_one_takes_data() {
         std::thread::spawn(move || t.partition(0).unwrap().append(&batch(i)))
     };
     let segments = || crate::common::segments(layer.dir(), "r", 0);
-    // The journal's first sync is held and then cut: no journal sync ever completes.
+    // The first append after an open creates the journal's file (with a sync of its
+    // own); one to another topic does it here, so the next sync held is an entry's.
+    store
+        .create_topic("other", 1, crate::config(Durability::Batch, 200))
+        .unwrap();
+    store
+        .topic("other")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&batch(9))
+        .unwrap();
+    // Its segment synced, so every write the cut can lose is one of the batches below.
+    store.checkpoint().unwrap();
+    // The journal's first entry sync is held and then cut: no journal sync ever completes.
     layer.hold_next_sync();
     let first = append(0);
     wait_until("the first batch's journal sync runs", || {
