@@ -3,7 +3,8 @@
 //! Layout:
 //! - `mod.rs` (here): `KafkaBroker`: connecting, producing, and the shared client state.
 //! - `admin`: topics create / list / describe / delete, committed offsets.
-//! - `producer`: the producer, acknowledging each send as a whole.
+//! - `producer`: the producer: a topic handle per topic, records handed over in runs.
+//! - `delivery`: each send's acknowledgements, and the thread serving librdkafka's reports.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `config`: client settings, the `.properties` reader, secret redaction.
@@ -26,6 +27,7 @@
 mod admin;
 mod config;
 mod consumer;
+mod delivery;
 mod errors;
 mod fetched;
 mod producer;
@@ -38,8 +40,6 @@ use async_trait::async_trait;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::api::{
     Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
@@ -117,10 +117,12 @@ impl KafkaBroker {
         let mut defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
         defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
         let cfg = config::client_config(bootstrap, &defaults, &props);
-        let producer: Arc<producer::Producer> = Arc::new(
-            cfg.create_with_context(LogContext)
-                .map_err(|e| invalid_config(&e, &props))?,
-        );
+        let client = cfg
+            .create_with_context(LogContext)
+            .map_err(|e| invalid_config(&e, &props))?;
+        let producer = Arc::new(producer::Producer::new(client).map_err(|e| {
+            BrokerError::Other(format!("cannot start the producer's polling thread: {e}"))
+        })?);
         let admin = admin::Admin::new(bootstrap, &props, &setup_ms)?;
 
         // Ask for the cluster's metadata once, so a wrong address fails here, in
@@ -245,43 +247,24 @@ impl Broker for KafkaBroker {
                 )));
             }
         }
-        let batch = producer::Batch::new(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut record = base_record(topic, r, batch.slot(i));
-            loop {
-                match self.inner.producer.send(record) {
-                    Ok(()) => break,
-                    // librdkafka's queue is full: it empties as acknowledgements come.
-                    Err((e, back)) if is_queue_full(&e) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, back)) => {
-                        // The record's slot answers for itself as it is dropped; the
-                        // records after it were never handed over.
-                        drop(back);
-                        batch.handed_over(records.len() - i - 1);
-                        return Err(errors::from_kafka(&e, Subject::Topic(topic)));
-                    }
-                }
-            }
-        }
-        batch.handed_over(0);
+        let batch = self
+            .inner
+            .producer
+            .send(topic, records)
+            .await
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
         // Every record is in librdkafka's queue, in order: the rest is waiting.
         let topic = topic.to_string();
         Ok(Acks::new(async move {
             batch
-                .answers()
+                .delivered()
                 .await
-                .into_iter()
-                .map(|answer| match answer {
-                    Some(Ok(d)) => Ok(d),
-                    Some(Err(KafkaError::Canceled)) | None => Err(BrokerError::Kafka(
+                .map_err(|(_, failure)| match failure {
+                    Some(KafkaError::Canceled) | None => BrokerError::Kafka(
                         "the producer shut down before the record was acknowledged".to_string(),
-                    )),
-                    Some(Err(e)) => Err(errors::from_kafka(&e, Subject::Topic(&topic))),
+                    ),
+                    Some(e) => errors::from_kafka(&e, Subject::Topic(&topic)),
                 })
-                .collect()
         }))
     }
 
@@ -309,40 +292,6 @@ impl Broker for KafkaBroker {
             )
             .await
     }
-}
-
-/// One record for rdkafka, with its place in its batch; borrows the record's bytes.
-fn base_record<'a>(
-    topic: &'a str,
-    r: &'a ProduceRecord,
-    slot: Box<producer::Slot>,
-) -> BaseRecord<'a, [u8], [u8], Box<producer::Slot>> {
-    // An empty value is sent as empty, not null: the payload is always set.
-    let mut record = BaseRecord::with_opaque_to(topic, slot).payload(&r.value[..]);
-    if let Some(k) = r.key.as_deref() {
-        record = record.key(k);
-    }
-    if let Some(p) = r.partition {
-        record = record.partition(p);
-    }
-    if let Some(t) = r.timestamp {
-        record = record.timestamp(t);
-    }
-    if !r.headers.is_empty() {
-        let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
-        for x in &r.headers {
-            h = h.insert(KHeader {
-                key: &x.key,
-                value: Some(&x.value[..]),
-            });
-        }
-        record = record.headers(h);
-    }
-    record
-}
-
-fn is_queue_full(e: &KafkaError) -> bool {
-    e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
 }
 
 fn invalid_config(e: &KafkaError, props: &BTreeMap<String, String>) -> BrokerError {
