@@ -4,6 +4,10 @@
 //! leaders yet, a deleted one may still be listed for a moment. Both calls here wait
 //! (bounded) until the metadata agrees, so a caller can produce right after a create
 //! and see the topic gone right after a delete, as on the embedded store.
+//!
+//! A description's partition offsets come from one ListOffsets request per end for all
+//! partitions (librdkafka's offsets-for-times call, its one `unsafe` line here), asked
+//! for side by side with the topic's config.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,9 +17,12 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigSource, NewTopic as KNewTopic, ResourceSpecifier,
     TopicReplication,
 };
+use rdkafka::bindings as rd;
+use rdkafka::client::Client;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::errors::{self, Subject};
@@ -185,20 +192,28 @@ impl Admin {
             .collect();
         layout.sort_by_key(|p| p.0);
 
-        let client = self.client.clone();
-        let name = topic.to_string();
+        // The first and next offsets of every partition, one request each for all
+        // partitions, and the topic's config: all three at once.
         let ids: Vec<i32> = layout.iter().map(|p| p.0).collect();
-        let marks = blocking(move || {
-            ids.iter()
-                .map(|p| watermarks(&client, &name, *p, timeout))
-                .collect::<std::result::Result<Vec<(i64, i64)>, _>>()
-        })
-        .await?
-        .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
+        let offsets_at = |at: Offset| {
+            let client = self.client.clone();
+            let (name, ids) = (topic.to_string(), ids.clone());
+            blocking(move || list_offsets(client.inner(), &name, &ids, at, timeout))
+        };
+        let options = Self::options(timeout);
+        let resource = ResourceSpecifier::Topic(topic);
+        let configs = self.client.describe_configs([&resource], &options);
+        let (starts, ends, configs) = tokio::join!(
+            offsets_at(Offset::Beginning),
+            offsets_at(Offset::End),
+            configs
+        );
+        let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
+        let (starts, ends) = (starts?.map_err(in_topic)?, ends?.map_err(in_topic)?);
 
         let partitions = layout
             .into_iter()
-            .zip(marks)
+            .zip(starts.into_iter().zip(ends))
             .map(|((id, leader, replicas), (low, high))| PartitionInfo {
                 partition: id,
                 start_offset: low,
@@ -210,12 +225,7 @@ impl Admin {
 
         // Like `kafka-topics --describe`: the topic's own overrides, not every default.
         let mut config = BTreeMap::new();
-        let res = self
-            .client
-            .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options(timeout))
-            .await
-            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
-        for r in res {
+        for r in configs.map_err(in_topic)? {
             let r = r.map_err(|code| errors::from_code(code, Subject::Topic(topic)))?;
             for e in r.entries {
                 if matches!(e.source, ConfigSource::DynamicTopic)
@@ -253,7 +263,9 @@ impl Admin {
         .await
     }
 
-    /// Polls the topic's metadata until `done` holds or `timeout` passes.
+    /// Polls the topic's metadata until `done` holds or `timeout` passes, in steps that
+    /// start short: a topic made on a local broker has its leaders within tens of
+    /// milliseconds, which fixed 100 ms steps rounded up to a tenth of a second or more.
     async fn wait_until(
         &self,
         timeout: Duration,
@@ -261,6 +273,7 @@ impl Admin {
         done: impl Fn(&Metadata) -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut step = WAIT_STEP_MIN;
         loop {
             // A metadata error (the topic is not there yet or any more) is just "not yet".
             if let Ok(md) = self.metadata(Some(topic), timeout).await
@@ -271,7 +284,8 @@ impl Admin {
             if Instant::now() >= deadline {
                 return Err(BrokerError::Timeout(super::millis(timeout)));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(step).await;
+            step = (step * 2).min(WAIT_STEP_MAX);
         }
     }
 
@@ -355,20 +369,85 @@ impl Admin {
     }
 }
 
-/// A partition's low and high watermarks. Right after a create the leader may not serve
-/// offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`); right after a broker is
-/// lost, a query sent to it fails once librdkafka learns it is gone (`DestroyBroker`,
-/// `BrokerTransportFailure`) and the next goes to the new leader: retried until
-/// `timeout`.
-fn watermarks(
-    client: &AdminClient<LogContext>,
+impl Drop for Admin {
+    /// Closes the group handles without rdkafka's 100 ms poll steps (its consumer's
+    /// `Drop` polls in those until the close is done: a tenth of a second at the end of
+    /// every `--batch` run); rdkafka's `Drop` then finds them closed (see the consumer's
+    /// `close_blocking`).
+    fn drop(&mut self) {
+        let handles = std::mem::take(
+            &mut *self
+                .committed_by_group
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for c in handles.into_values().filter_map(Arc::into_inner) {
+            if c.close_queue().is_ok() {
+                let deadline = Instant::now() + CLOSE_AT_MOST;
+                while !c.closed() && Instant::now() < deadline {
+                    c.poll(CLOSE_POLL);
+                }
+            }
+        }
+    }
+}
+
+/// The first and the longest step of `wait_until`.
+const WAIT_STEP_MIN: Duration = Duration::from_millis(5);
+const WAIT_STEP_MAX: Duration = Duration::from_millis(100);
+
+/// How long a group handle's close is waited for at most.
+const CLOSE_AT_MOST: Duration = Duration::from_secs(1);
+
+/// The steps a closing group handle is polled in.
+const CLOSE_POLL: Duration = Duration::from_millis(5);
+
+/// Each partition's offset at `at` (`Offset::Beginning`: the first offset still
+/// stored; `Offset::End`: the next one to be written), in the order of `partitions`,
+/// from one ListOffsets request per leader (where asking for each partition's
+/// watermarks took two requests per partition, one after another). Right after a create
+/// the leader may not serve offsets yet (`NotLeaderForPartition`,
+/// `LeaderNotAvailable`); right after a broker is lost, a query sent to it fails once
+/// librdkafka learns it is gone (`DestroyBroker`, `BrokerTransportFailure`) and the
+/// next goes to the new leader: retried until `timeout`.
+#[allow(unsafe_code)]
+fn list_offsets(
+    client: &Client<LogContext>,
     topic: &str,
-    partition: i32,
+    partitions: &[i32],
+    at: Offset,
     timeout: Duration,
-) -> std::result::Result<(i64, i64), rdkafka::error::KafkaError> {
+) -> std::result::Result<Vec<i64>, KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
-        match client.inner().fetch_watermarks(topic, partition, timeout) {
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for p in partitions {
+            tpl.add_partition_offset(topic, *p, at)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: a live client and partition list; librdkafka's offsets-for-times call
+        // reads each element's offset as the position to look up (the logical
+        // beginning and end are what ListOffsets takes as the earliest and latest
+        // timestamps) and writes back each partition's offset or error.
+        let err =
+            unsafe { rd::rd_kafka_offsets_for_times(client.native_ptr(), tpl.ptr(), timeout_ms) };
+        let result = if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            partitions
+                .iter()
+                .map(|p| match tpl.find_partition(topic, *p) {
+                    Some(e) => e.error().map(|()| match e.offset() {
+                        Offset::Offset(o) => o,
+                        // No offset there: an empty partition's, for either end.
+                        _ => 0,
+                    }),
+                    None => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownPartition)),
+                })
+                .collect()
+        } else {
+            Err(KafkaError::OffsetFetch(err.into()))
+        };
+        match result {
             Err(e)
                 if matches!(
                     e.rdkafka_error_code(),

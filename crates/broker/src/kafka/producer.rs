@@ -7,9 +7,9 @@
 //! without headers or timestamps go to librdkafka a run at a time
 //! (`rd_kafka_produce_batch`) and the others one by one through `rd_kafka_producev`.
 //!
-//! This module, `delivery` and `fetched` are the Kafka backend's only `unsafe`: the
-//! calls below are librdkafka's documented C API, on handles the [`Producer`] owns;
-//! topic handles are given back before the client is destroyed.
+//! This module, `delivery`, `fetched` and one look-up in `admin` are the Kafka backend's
+//! only `unsafe`: the calls below are librdkafka's documented C API, on handles the
+//! [`Producer`] owns; topic handles are given back before the client is destroyed.
 
 #![allow(unsafe_code)]
 
