@@ -250,6 +250,14 @@ pub trait Broker: Send + Sync + 'static {
     async fn create_topic(&self, topic: &NewTopic) -> Result<()>;
     async fn list_topics(&self) -> Result<Vec<String>>;
     async fn describe_topic(&self, topic: &str) -> Result<TopicDescription>;
+
+    /// The partitions of a topic, as [`describe_topic`](Self::describe_topic) gives them,
+    /// without the topic's config: what stages ask for, many times as a run starts (on
+    /// Kafka the config is a request of its own, through a client of its own).
+    async fn partitions(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        Ok(self.describe_topic(topic).await?.partitions)
+    }
+
     async fn delete_topic(&self, topic: &str) -> Result<()>;
 
     /// Produces a batch to one topic and returns once every record is acknowledged

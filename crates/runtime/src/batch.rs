@@ -103,9 +103,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn end_offsets(broker: &dyn Broker, topic: &str) -> Result<Vec<i64>, RuntimeError> {
-    let d = broker.describe_topic(topic).await?;
-    let mut ends = vec![0; d.partitions.len()];
-    for p in d.partitions {
+    let d = broker.partitions(topic).await?;
+    let mut ends = vec![0; d.len()];
+    for p in d {
         if let Some(slot) = usize::try_from(p.partition)
             .ok()
             .and_then(|i| ends.get_mut(i))

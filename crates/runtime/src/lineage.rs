@@ -169,8 +169,15 @@ impl Lineage {
         outputs: &[String],
     ) -> Result<(), RuntimeError> {
         self.written.clear();
-        for topic in outputs {
-            let d = broker.describe_topic(topic).await?;
+        // Every output's partitions at once; an output with nothing written has no tail
+        // to read, and needs no reader (on Kafka a client of its own).
+        let described =
+            futures::future::join_all(outputs.iter().map(|t| broker.partitions(t))).await;
+        for (topic, d) in outputs.iter().zip(described) {
+            let d = d?;
+            if d.iter().all(|p| p.end_offset <= p.start_offset) {
+                continue;
+            }
             let mut cfg = ConsumerConfig::new(vec![topic.clone()]);
             // Earliest: should a seek not take hold, reading more is slower but right.
             cfg.offset_reset = OffsetReset::Earliest;
@@ -180,7 +187,7 @@ impl Lineage {
                 .insert("fetch.wait.max.ms".into(), "10".into());
             let mut reader = broker.consumer(cfg).await?;
             let mut upto: HashMap<i32, i64> = HashMap::new();
-            for p in &d.partitions {
+            for p in &d {
                 if p.end_offset > p.start_offset {
                     let from = (p.end_offset - WINDOW).max(p.start_offset);
                     reader

@@ -23,9 +23,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::errors::{self, Subject};
+use super::producer::Producer;
 use super::{LogContext, blocking, config};
 use crate::api::{NewTopic, PartitionInfo, Result, TopicDescription};
 use crate::error::BrokerError;
@@ -35,7 +36,18 @@ use crate::error::BrokerError;
 const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
 
 pub(crate) struct Admin {
-    client: Arc<AdminClient<LogContext>>,
+    /// Metadata and offsets are asked for through the producer's client, which is
+    /// connected from the start and lives as long as the broker.
+    lookup: Arc<Producer>,
+    /// What an admin client is made from, for each create, delete or config request.
+    admin_config: ClientConfig,
+    /// Admin clients done with, each being dropped on a thread of its own: rdkafka's
+    /// admin client waits out its polling thread's 100 ms step when dropped, which a
+    /// client kept for the broker's life made every process wait at its exit. Joined
+    /// (long done, as a rule) when the broker goes.
+    retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Redacts the client settings from errors.
+    props: BTreeMap<String, String>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
@@ -43,13 +55,49 @@ pub(crate) struct Admin {
     committed_by_group: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
 }
 
+/// An admin client for one request, retired (dropped off the caller's thread) when done.
+struct AdminHandle<'a> {
+    client: Option<AdminClient<LogContext>>,
+    admin: &'a Admin,
+}
+
+impl std::ops::Deref for AdminHandle<'_> {
+    type Target = AdminClient<LogContext>;
+
+    fn deref(&self) -> &Self::Target {
+        // Set from creation until `drop`.
+        self.client
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("admin client taken"))
+    }
+}
+
+impl Drop for AdminHandle<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let dropping = std::thread::Builder::new()
+                .name("admin client close".into())
+                .spawn(move || drop(c));
+            if let Ok(handle) = dropping {
+                lock(&self.admin.retiring).push(handle);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every entry is pushed or inserted whole: a poisoned value is still sound.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Admin {
     pub(crate) fn new(
         bootstrap: &str,
         props: &BTreeMap<String, String>,
         setup_ms: &str,
-    ) -> Result<Admin> {
-        let cfg = config::client_config(
+        lookup: Arc<Producer>,
+    ) -> Admin {
+        let admin_config = config::client_config(
             bootstrap,
             &[
                 ("allow.auto.create.topics", "false"),
@@ -57,16 +105,30 @@ impl Admin {
             ],
             props,
         );
-        let client: AdminClient<LogContext> = cfg.create_with_context(LogContext).map_err(|e| {
-            BrokerError::Invalid(format!(
-                "client settings: {}",
-                config::redact(&e.to_string(), props)
-            ))
-        })?;
-        Ok(Admin {
-            client: Arc::new(client),
+        Admin {
+            lookup,
+            admin_config,
+            retiring: Mutex::new(Vec::new()),
+            props: props.clone(),
             bootstrap: bootstrap.to_string(),
             committed_by_group: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new admin client, for one request.
+    fn admin_client(&self) -> Result<AdminHandle<'_>> {
+        let client: AdminClient<LogContext> = self
+            .admin_config
+            .create_with_context(LogContext)
+            .map_err(|e| {
+                BrokerError::Invalid(format!(
+                    "client settings: {}",
+                    config::redact(&e.to_string(), &self.props)
+                ))
+            })?;
+        Ok(AdminHandle {
+            client: Some(client),
+            admin: self,
         })
     }
 
@@ -78,9 +140,9 @@ impl Admin {
 
     /// Metadata for one topic (`Some`) or all; `None` topic errors are left to the caller.
     async fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata> {
-        let client = self.client.clone();
+        let client = Arc::clone(&self.lookup);
         let topic = topic.map(str::to_string);
-        blocking(move || client.inner().fetch_metadata(topic.as_deref(), timeout))
+        blocking(move || client.client().fetch_metadata(topic.as_deref(), timeout))
             .await?
             .map_err(|e| errors::from_kafka(&e, Subject::None))
     }
@@ -124,7 +186,7 @@ impl Admin {
             nt = nt.set(k, v);
         }
         let results = self
-            .client
+            .admin_client()?
             .create_topics([&nt], &Self::options(timeout))
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(&topic.name)))?;
@@ -171,11 +233,12 @@ impl Admin {
         Ok(names)
     }
 
-    pub(crate) async fn describe_topic(
+    /// The topic's partitions with their leaders, replicas and offsets.
+    pub(crate) async fn partitions(
         &self,
         topic: &str,
         timeout: Duration,
-    ) -> Result<TopicDescription> {
+    ) -> Result<Vec<PartitionInfo>> {
         let md = self.metadata(Some(topic), timeout).await?;
         let t = md
             .topics()
@@ -193,25 +256,17 @@ impl Admin {
         layout.sort_by_key(|p| p.0);
 
         // The first and next offsets of every partition, one request each for all
-        // partitions, and the topic's config: all three at once.
+        // partitions, both at once.
         let ids: Vec<i32> = layout.iter().map(|p| p.0).collect();
         let offsets_at = |at: Offset| {
-            let client = self.client.clone();
+            let client = Arc::clone(&self.lookup);
             let (name, ids) = (topic.to_string(), ids.clone());
-            blocking(move || list_offsets(client.inner(), &name, &ids, at, timeout))
+            blocking(move || list_offsets(client.client(), &name, &ids, at, timeout))
         };
-        let options = Self::options(timeout);
-        let resource = ResourceSpecifier::Topic(topic);
-        let configs = self.client.describe_configs([&resource], &options);
-        let (starts, ends, configs) = tokio::join!(
-            offsets_at(Offset::Beginning),
-            offsets_at(Offset::End),
-            configs
-        );
+        let (starts, ends) = tokio::join!(offsets_at(Offset::Beginning), offsets_at(Offset::End));
         let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
         let (starts, ends) = (starts?.map_err(in_topic)?, ends?.map_err(in_topic)?);
-
-        let partitions = layout
+        Ok(layout
             .into_iter()
             .zip(starts.into_iter().zip(ends))
             .map(|((id, leader, replicas), (low, high))| PartitionInfo {
@@ -221,7 +276,24 @@ impl Admin {
                 leader: (leader >= 0).then_some(leader),
                 replicas,
             })
-            .collect();
+            .collect())
+    }
+
+    pub(crate) async fn describe_topic(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<TopicDescription> {
+        // The partitions and the config at once.
+        let options = Self::options(timeout);
+        let resource = ResourceSpecifier::Topic(topic);
+        let client = self.admin_client()?;
+        let (partitions, configs) = tokio::join!(
+            self.partitions(topic, timeout),
+            client.describe_configs([&resource], &options)
+        );
+        let partitions = partitions?;
+        let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
 
         // Like `kafka-topics --describe`: the topic's own overrides, not every default.
         let mut config = BTreeMap::new();
@@ -246,7 +318,7 @@ impl Admin {
     /// Deletes a topic and waits until the metadata no longer lists it.
     pub(crate) async fn delete_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
         let results = self
-            .client
+            .admin_client()?
             .delete_topics(&[topic], &Self::options(timeout))
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
@@ -370,11 +442,14 @@ impl Admin {
 }
 
 impl Drop for Admin {
-    /// Closes the group handles without rdkafka's 100 ms poll steps (its consumer's
+    /// Waits for the admin clients being dropped, and closes the group handles without rdkafka's 100 ms poll steps (its consumer's
     /// `Drop` polls in those until the close is done: a tenth of a second at the end of
     /// every `--batch` run); rdkafka's `Drop` then finds them closed (see the consumer's
     /// `close_blocking`).
     fn drop(&mut self) {
+        for t in std::mem::take(&mut *lock(&self.retiring)) {
+            let _ = t.join();
+        }
         let handles = std::mem::take(
             &mut *self
                 .committed_by_group

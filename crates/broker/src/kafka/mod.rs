@@ -42,8 +42,8 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::api::{
-    Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
-    TopicDescription,
+    Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, PartitionInfo, ProduceRecord,
+    Result, TopicDescription,
 };
 use crate::error::BrokerError;
 
@@ -54,6 +54,10 @@ pub use consumer::{CONSUMER_DEFAULTS, KafkaConsumer};
 pub use rdkafka;
 
 use errors::Subject;
+
+/// How long connecting waits for the cluster's id before it asks for the metadata,
+/// whose error says what is wrong (see `connect`).
+const FIRST_ANSWER: Duration = Duration::from_millis(500);
 
 /// The default bound on connecting and on each admin request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,20 +127,27 @@ impl KafkaBroker {
         let producer = Arc::new(producer::Producer::new(client).map_err(|e| {
             BrokerError::Other(format!("cannot start the producer's polling thread: {e}"))
         })?);
-        let admin = admin::Admin::new(bootstrap, &props, &setup_ms)?;
+        let admin = admin::Admin::new(bootstrap, &props, &setup_ms, Arc::clone(&producer));
 
-        // Ask for the cluster's metadata once, so a wrong address fails here, in
-        // bounded time, rather than at the first produce.
+        // A wrong address fails here, in bounded time, rather than at the first produce.
+        // The cluster's id comes with the bootstrap broker's first answer: when it does,
+        // the cluster answers. (A metadata request of our own would go to the bootstrap
+        // broker too, which librdkafka retires for the cluster's own broker as that
+        // answer comes, failing the request and sending it again only after its retry
+        // back-off: some 50 ms more at every start.) Without the id, the metadata
+        // request says why.
         let probe = Arc::clone(&producer);
-        let answered = blocking(move || {
-            probe
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|m| m.brokers().len())
-        })
-        .await?;
+        let first_answer = timeout.min(FIRST_ANSWER);
+        let id = blocking(move || probe.client().fetch_cluster_id(first_answer)).await?;
+        let probe = Arc::clone(&producer);
+        let answered = match id {
+            Some(_) => Ok(()),
+            None => {
+                blocking(move || probe.client().fetch_metadata(None, timeout).map(|_| ())).await?
+            }
+        };
         match answered {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(e) => {
                 let reason = config::redact(&e.to_string(), &props);
                 return Err(match e.rdkafka_error_code() {
@@ -219,6 +230,10 @@ impl Broker for KafkaBroker {
             .admin
             .describe_topic(topic, self.inner.timeout)
             .await
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        self.inner.admin.partitions(topic, self.inner.timeout).await
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<()> {
