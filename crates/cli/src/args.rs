@@ -182,6 +182,10 @@ pub enum BenchKind {
     Pipeline,
     /// Word count, reduce and join pipelines on the embedded store.
     Coordinated,
+    /// The Kafka client path against what a user runs instead: `produce --file` against
+    /// kcat, and a 1000-record `run --batch` copier start to exit (needs
+    /// --bootstrap-server, and kcat on the PATH).
+    Peers,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

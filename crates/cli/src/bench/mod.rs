@@ -75,6 +75,8 @@ pub mod coordinated;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod log;
+#[cfg(feature = "kafka")]
+pub mod peers;
 pub mod pipeline;
 #[cfg(feature = "kafka")]
 pub mod pipeline_kafka;
