@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// The embedded store's data directory unless told otherwise.
 pub const DEFAULT_DATA: &str = "./millrace-data";
@@ -47,6 +47,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
     /// Produce one record per line of standard input (or of --file).
     Produce(ProduceArgs),
     /// Print the records of a topic, one value per line.
@@ -66,8 +71,85 @@ pub enum Command {
         /// A pipeline file: show its stages' consumer groups and lag.
         file: Option<PathBuf>,
     },
+    /// Dead letters: list them, show them, send them back to the stage that failed them.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Measure throughput against a baseline measured in the same run.
     Bench(BenchArgs),
+    /// Serve the embedded store as a single-node Kafka broker.
+    Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// The dead letters grouped by stage and error: counts, first and last seen, a sample.
+    List(DlqListArgs),
+    /// The dead letters themselves with all their headers, one JSON object per line.
+    Show(DlqShowArgs),
+    /// Send dead letters back to the stage that failed them, and to it alone.
+    Redrive(DlqRedriveArgs),
+}
+
+/// Which dead letters a `dlq` command reads.
+#[derive(Args, Debug, Clone)]
+pub struct DlqSelect {
+    /// Only those of this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only those whose error contains this text.
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Only dead letters at this offset of the dead-letter topic or after.
+    #[arg(long = "from-offset")]
+    pub from_offset: Option<i64>,
+    /// Only dead letters at this offset of the dead-letter topic or before.
+    #[arg(long = "to-offset")]
+    pub to_offset: Option<i64>,
+}
+
+/// Where `dlq list` and `dlq show` find the dead letters.
+#[derive(Args, Debug)]
+pub struct DlqTopic {
+    /// The pipeline file (its dead-letter topic, its stages and its backend).
+    pub file: Option<PathBuf>,
+    /// Read this dead-letter topic instead of a pipeline file's.
+    #[arg(long = "dead-letter-topic")]
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub from: DlqTopic,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// One JSON object per group and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqShowArgs {
+    #[command(flatten)]
+    pub from: DlqTopic,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// Exit after this many records.
+    #[arg(long = "max-messages")]
+    pub max_messages: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct DlqRedriveArgs {
+    /// The pipeline file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// Say what would be sent, and send nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +181,59 @@ pub enum TopicsCommand {
         #[arg(long)]
         topic: String,
     },
+}
+
+/// `millrace groups …`: what Kafka's kafka-consumer-groups does, with its flags.
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// List consumer groups, one per line.
+    List {
+        /// Show each group's state; given states (Stable,Empty,…) list only those.
+        #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "STATES")]
+        state: Option<String>,
+    },
+    /// Show groups' state and members, and per partition the committed offset, end
+    /// offset and lag.
+    Describe {
+        /// The group to describe (default: every group).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Move a group's committed offsets on a topic: a dry run unless --execute.
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets.
+    Delete {
+        #[arg(long)]
+        group: String,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("to")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "shift_by"])
+))]
+pub struct ResetOffsetsArgs {
+    #[arg(long)]
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+    /// To each partition's first stored offset.
+    #[arg(long = "to-earliest")]
+    pub to_earliest: bool,
+    /// To each partition's end (skip everything not read yet).
+    #[arg(long = "to-latest")]
+    pub to_latest: bool,
+    /// To this offset on every partition (kept within each partition's offsets).
+    #[arg(long = "to-offset", value_name = "N")]
+    pub to_offset: Option<i64>,
+    /// Move each committed offset by N (negative: back).
+    #[arg(long = "shift-by", value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// Commit the new offsets (without it, only print them).
+    #[arg(long)]
+    pub execute: bool,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +291,23 @@ pub struct RunArgs {
     /// Do not serve HTTP.
     #[arg(long = "no-http")]
     pub no_http: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address Kafka clients connect to.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: String,
+    /// Users for SASL/SCRAM-SHA-256, one `name:password` per line (mode 600).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Serve on an address other than loopback without authentication.
+    #[arg(long)]
+    pub insecure: bool,
+    /// On loopback, accept clients of any local user, not only the data directory's
+    /// owner.
+    #[arg(long = "allow-any-user")]
+    pub allow_any_user: bool,
 }
 
 #[derive(Args, Debug)]

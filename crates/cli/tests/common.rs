@@ -300,6 +300,11 @@ impl Backend {
     /// Every value of a topic, which must hold exactly `n` records (checked against the
     /// end offsets, so a stray extra record fails the test without a long idle wait).
     pub fn read_exactly(&self, topic: &str, n: usize) -> Vec<String> {
+        self.read_exactly_with(topic, n, &[])
+    }
+
+    /// `read_exactly` with more `consume` arguments (`--property print.partition=true`).
+    pub fn read_exactly_with(&self, topic: &str, n: usize, extra: &[&str]) -> Vec<String> {
         assert_eq!(
             self.records_in(topic),
             i64::try_from(n).expect("n"),
@@ -310,19 +315,18 @@ impl Backend {
             return Vec::new();
         }
         let max = n.to_string();
-        let out = self.ok(
-            &[
-                "consume",
-                "--topic",
-                topic,
-                "--from-beginning",
-                "--max-messages",
-                &max,
-                "--timeout-ms",
-                "20000",
-            ],
-            b"",
-        );
+        let mut args = vec![
+            "consume",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--max-messages",
+            &max,
+            "--timeout-ms",
+            "20000",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args, b"");
         let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
         assert_eq!(lines.len(), n, "[{}] values read from {topic}", self.name);
         lines

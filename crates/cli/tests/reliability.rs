@@ -4,9 +4,14 @@
 //!
 //! Layout (one module per kind of fault, under `tests/reliability/`):
 //! - `support`: scale (CI vs soak), seeded randomness, kill -9, RSS, figures.
-//! - `crash`: kill -9 of `millrace run` on the sign-up and word-count examples.
+//! - `inspect`: committed offsets and records with their lineage, read from the backend.
+//! - `kill_loop`: start, kill -9, restart, with input arriving between runs; the drain.
+//! - `crash`: kill -9 loops over the sign-up flow, and a copier and map on both backends.
+//! - `crash_wordcount`: kill -9 loops over the word count, with and without its combiner.
 //! - `storage`: a full disk (tmpfs), a torn tail and a flipped byte through the CLI.
+//! - `cluster`: the three-broker cluster: replicated topics, brokers killed or hung.
 //! - `kafka_faults`: the three-broker cluster losing a partition leader; two instances.
+//! - `kafka_durability`: acks=all and idempotence, with brokers down or hung.
 //! - `hostile`: bad pipeline files, bad records, misbehaving exec workers.
 //! - `load`: a producer faster than the pipeline — bounded memory, steady throughput.
 //! - `safety`: no shell in exec, a private data directory.
@@ -23,14 +28,24 @@
 
 mod common;
 
+#[path = "reliability/cluster.rs"]
+mod cluster;
 #[path = "reliability/crash.rs"]
 mod crash;
+#[path = "reliability/crash_wordcount.rs"]
+mod crash_wordcount;
 #[path = "reliability/fuzz_replay.rs"]
 mod fuzz_replay;
 #[path = "reliability/hostile.rs"]
 mod hostile;
+#[path = "reliability/inspect.rs"]
+mod inspect;
+#[path = "reliability/kafka_durability.rs"]
+mod kafka_durability;
 #[path = "reliability/kafka_faults.rs"]
 mod kafka_faults;
+#[path = "reliability/kill_loop.rs"]
+mod kill_loop;
 #[path = "reliability/load.rs"]
 mod load;
 #[path = "reliability/safety.rs"]

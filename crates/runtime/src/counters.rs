@@ -22,6 +22,10 @@ pub struct StageCounters {
     emitted: AtomicU64,
     /// Records read and committed: all of their outputs are durable.
     committed: AtomicU64,
+    /// Redriven records done (in `out`, `filtered` or `dead_lettered` too), and those of
+    /// them dead-lettered again.
+    redriven: AtomicU64,
+    redrive_failed: AtomicU64,
     /// Coordinated stages only.
     barrier: Mutex<Option<BarrierProgress>>,
 }
@@ -48,6 +52,11 @@ pub struct CounterSnapshot {
     pub in_flight: u64,
     pub emitted: u64,
     pub committed: u64,
+    /// Records redriven to the stage (see `redrive`) that it is done with, whatever
+    /// their outcome; they are counted in the buckets above as well.
+    pub redriven: u64,
+    /// Redriven records that failed again (in `dead_lettered` too).
+    pub redrive_failed: u64,
 }
 
 impl StageCounters {
@@ -65,6 +74,12 @@ impl StageCounters {
         self.emitted.fetch_add(emitted, Ordering::AcqRel);
     }
 
+    /// Redriven records done, and how many of them failed again.
+    pub fn redriven(&self, done: u64, failed: u64) {
+        self.redriven.fetch_add(done, Ordering::AcqRel);
+        self.redrive_failed.fetch_add(failed, Ordering::AcqRel);
+    }
+
     pub fn committed(&self, n: u64) {
         self.committed.fetch_add(n, Ordering::AcqRel);
     }
@@ -76,6 +91,8 @@ impl StageCounters {
         let dead_lettered = self.dead_lettered.load(Ordering::Acquire);
         let emitted = self.emitted.load(Ordering::Acquire);
         let committed = self.committed.load(Ordering::Acquire);
+        let redriven = self.redriven.load(Ordering::Acquire);
+        let redrive_failed = self.redrive_failed.load(Ordering::Acquire);
         let records_in = self.records_in.load(Ordering::Acquire);
         CounterSnapshot {
             records_in,
@@ -85,6 +102,8 @@ impl StageCounters {
             in_flight: records_in.saturating_sub(out + filtered + dead_lettered),
             emitted,
             committed,
+            redriven,
+            redrive_failed,
         }
     }
 }

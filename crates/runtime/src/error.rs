@@ -41,7 +41,9 @@ fn partition_mismatch(topic: &str, wanted: i32, actual: usize, declared: bool) -
     let needs = if declared {
         format!("the pipeline declares {wanted}")
     } else {
-        format!("the pipeline would create it with {wanted} (as many as the input of the stage that writes it)")
+        format!(
+            "the pipeline would create it with {wanted} (as many as the input of the stage that writes it)"
+        )
     };
     let fix = if declared {
         format!("set its `partitions:` to {actual} in the pipeline file")

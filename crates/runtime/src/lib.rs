@@ -14,6 +14,8 @@
 //!   was already written.
 //! - `counters`: per-stage counters that obey conservation.
 //! - `dead_letter`: the dead-letter record and its headers.
+//! - `redrive`: dead letters sent back to the stage that failed them — the redrive
+//!   topic's records and headers.
 //! - `error`: `RuntimeError`.
 
 pub mod batch;
@@ -26,6 +28,7 @@ pub mod exec;
 pub mod lineage;
 pub mod operator;
 pub mod patterns;
+pub mod redrive;
 pub mod runtime;
 pub mod task;
 

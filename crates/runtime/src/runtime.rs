@@ -14,6 +14,7 @@ use crate::coordinated::task::CoordinatedTask;
 use crate::counters::{BarrierProgress, CounterSnapshot, StageCounters};
 use crate::error::RuntimeError;
 use crate::operator::Operator;
+use crate::redrive;
 use crate::task::StageTask;
 
 /// A topic the pipeline declares (or that the planner derived).
@@ -168,7 +169,8 @@ impl Runtime {
     /// Creates the declared topics that do not exist yet; a declared topic that exists
     /// with another partition count is an error (nothing is started then).
     pub async fn ensure_topics(&self, broker: &dyn Broker) -> Result<(), RuntimeError> {
-        ensure_topics(&self.spec.topics, &self.spec.dead_letter, broker).await
+        let redrive = redrive::topic(&self.spec.pipeline);
+        ensure_topics(&self.spec.topics, &self.spec.dead_letter, &redrive, broker).await
     }
 
     /// Runs until every stage is done (`--batch`) or `stop` turns true, then returns the
@@ -185,7 +187,20 @@ impl Runtime {
             state,
             counters,
         } = self;
-        ensure_topics(&spec.topics, &spec.dead_letter, broker.as_ref()).await?;
+        let redrive = redrive::topic(&spec.pipeline);
+        if let Some(s) = spec
+            .stages
+            .iter()
+            .find(|s| s.inputs.contains(&redrive) || s.outputs.contains(&redrive))
+        {
+            return Err(RuntimeError::Stage {
+                stage: s.name.clone(),
+                message: format!(
+                    "'{redrive}' is the pipeline's redrive topic, which `millrace dlq redrive` writes and every stage reads; give this stage's topic another name"
+                ),
+            });
+        }
+        ensure_topics(&spec.topics, &spec.dead_letter, &redrive, broker.as_ref()).await?;
         let mut writers: HashMap<String, Vec<String>> = HashMap::new();
         for s in &spec.stages {
             for o in &s.outputs {
@@ -199,6 +214,12 @@ impl Runtime {
             .filter(|t| !writers.contains_key(*t))
             .cloned()
             .collect();
+        // Every event-driven stage reads the redrive topic too: a --batch run takes in
+        // what was redriven before it started.
+        let reads_redrive = |logic: &StageLogic| matches!(logic, StageLogic::Event(_));
+        if spec.stages.iter().any(|s| reads_redrive(&s.logic)) {
+            sources.push(redrive.clone());
+        }
         sources.sort();
         sources.dedup();
         // Joins and reduces finish per instance; a zip keeps unpaired items held, so its
@@ -246,12 +267,16 @@ impl Runtime {
         let mut handles = Vec::new();
         for (stage, counters) in spec.stages.into_iter().zip(counters) {
             let group = format!("{}.{}", spec.pipeline, stage.name);
+            let mut inputs = stage.inputs.clone();
+            if reads_redrive(&stage.logic) && !inputs.contains(&redrive) {
+                inputs.push(redrive.clone());
+            }
             let completion = completion
                 .as_ref()
-                .map(|c| c.for_stage(group.clone(), stage.inputs.clone()));
+                .map(|c| c.for_stage(group.clone(), inputs.clone()));
             let batches = if micro {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                batch_txs.push((tx, group, stage.inputs.clone()));
+                batch_txs.push((tx, group, inputs.clone()));
                 Some(rx)
             } else {
                 None
@@ -267,8 +292,9 @@ impl Runtime {
                         stage: stage.name,
                         completion,
                         batches,
-                        inputs: stage.inputs,
+                        inputs,
                         outputs: stage.outputs,
+                        redrive: Some(redrive.clone()),
                         dead_letter: spec.dead_letter.clone(),
                         operator,
                         counters,
@@ -347,21 +373,25 @@ impl Runtime {
     }
 }
 
-/// Creates the pipeline's topics (and the dead-letter topic) that do not exist yet; a
-/// topic that exists with another partition count than the pipeline's is an error.
+/// Creates the pipeline's topics (and the dead-letter and redrive topics) that do not
+/// exist yet; a topic that exists with another partition count than the pipeline's is
+/// an error.
 async fn ensure_topics(
     topics: &[TopicDef],
     dead_letter: &str,
+    redrive: &str,
     broker: &dyn Broker,
 ) -> Result<(), RuntimeError> {
     let mut wanted = topics.to_vec();
-    if !wanted.iter().any(|t| t.name == dead_letter) {
-        wanted.push(TopicDef {
-            name: dead_letter.to_string(),
-            partitions: 1,
-            config: BTreeMap::new(),
-            declared: false,
-        });
+    for name in [dead_letter, redrive] {
+        if !wanted.iter().any(|t| t.name == name) {
+            wanted.push(TopicDef {
+                name: name.to_string(),
+                partitions: 1,
+                config: BTreeMap::new(),
+                declared: false,
+            });
+        }
     }
     // The topics are looked up side by side, then the missing ones made side by side:
     // on Kafka each is a few round trips, and a start-up does little else. A topic with
@@ -371,9 +401,10 @@ async fn ensure_topics(
     for (t, d) in wanted.iter().zip(found) {
         match d {
             Ok(d) => {
-                // Dead letters need no particular partitioning: one made beforehand with
-                // any count will do, unless the pipeline declares one.
-                let any_count = t.name == dead_letter && !t.declared;
+                // Dead letters and redriven records need no particular partitioning:
+                // one made beforehand with any count will do, unless the pipeline
+                // declares one.
+                let any_count = (t.name == dead_letter || t.name == redrive) && !t.declared;
                 if !any_count && usize::try_from(t.partitions).ok() != Some(d.len()) {
                     return Err(RuntimeError::PartitionMismatch {
                         topic: t.name.clone(),

@@ -25,22 +25,26 @@ use tokio::sync::{oneshot, watch};
 use crate::batch::Completion;
 use crate::coordinated::join::{batch_header, stamp_batch};
 use crate::counters::StageCounters;
-use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 use crate::operator::{Emit, Operator, Outcome};
 
 mod forward;
 mod input;
+mod redriven;
 
 use input::Input;
+use redriven::{Marks, Redrive, RedriveCounts};
 
 /// Everything a stage task needs.
 pub struct StageTask {
     pub pipeline: String,
     pub stage: String,
+    /// The topics read, the redrive topic among them when `redrive` names it.
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// The pipeline's redrive topic, when this stage reads it (see `redrive`).
+    pub redrive: Option<String>,
     pub dead_letter: String,
     pub operator: Box<dyn Operator>,
     pub counters: Arc<StageCounters>,
@@ -124,6 +128,10 @@ impl StageTask {
         // acknowledgements take a round trip (Kafka).
         let depth = self.broker.sends_in_flight().max(1);
         let mut out = Outgoing::new(Lineage::new(&self.stage));
+        let redrive = self.redrive.as_ref().map(|topic| Redrive {
+            topic: topic.clone(),
+            stage: self.stage.clone(),
+        });
         // Each input partition's offset after the last record read (polled, not yet
         // committed).
         let mut read_to: Vec<(TopicPartition, i64)> = Vec::new();
@@ -222,6 +230,12 @@ impl StageTask {
                     .await?;
                 continue;
             }
+            // Every record polled is committed, redriven ones passed over included.
+            let offsets = batch.next_offsets();
+            let marks = match &redrive {
+                Some(r) => r.take(&mut batch, &offsets)?,
+                None => Marks::default(),
+            };
             self.counters.read(batch.len() as u64);
             let mut emits: Vec<Emit> = Vec::new();
             let mut outcomes = Vec::new();
@@ -235,7 +249,6 @@ impl StageTask {
                         .await;
                 }
             }
-            let offsets = batch.next_offsets();
             for (tp, o) in &offsets {
                 input::raise(&mut read_to, tp, *o);
             }
@@ -279,8 +292,14 @@ impl StageTask {
                     };
                     let (mut sends, forwarded, dead, counts) = match batch {
                         Input::Records(records) => {
-                            let (out_batch, dead, counts) =
-                                assembly.assemble(&records, &outcomes, emits, &mut lineage, stamp);
+                            let (out_batch, dead, counts) = assembly.assemble(
+                                &records,
+                                &outcomes,
+                                emits,
+                                &mut lineage,
+                                stamp,
+                                &marks,
+                            );
                             drop(records);
                             (
                                 out_batch.stamped(&assembly.outputs),
@@ -292,7 +311,12 @@ impl StageTask {
                         Input::Encoded(polls) => {
                             let f = forward::assemble(&assembly, &polls, &mut lineage)?;
                             drop(polls);
-                            (Vec::new(), f.batches, f.dead, f.counts)
+                            (
+                                Vec::new(),
+                                f.batches,
+                                f.dead,
+                                (f.counts, RedriveCounts::default()),
+                            )
                         }
                     };
                     if !dead.is_empty() {
@@ -334,7 +358,7 @@ struct Assembly {
 impl Assembly {
     /// The outputs of a processed batch — each with its partition fixed, those already
     /// written (lineage) left out — and its dead letters, with the counts
-    /// `[out, filtered, dead-lettered, emitted]`.
+    /// `[out, filtered, dead-lettered, emitted]` and those of its redriven records.
     fn assemble(
         &self,
         batch: &[millrace_broker::ConsumedRecord],
@@ -342,7 +366,8 @@ impl Assembly {
         mut emits: Vec<Emit>,
         lineage: &mut Lineage,
         stamp: Option<Header>,
-    ) -> (OutputBatch, Vec<ProduceRecord>, [u64; 4]) {
+        marks: &Marks,
+    ) -> (OutputBatch, Vec<ProduceRecord>, ([u64; 4], RedriveCounts)) {
         let out_parts = &self.out_parts;
         let mut out_batch = OutputBatch::new(self.outputs.len());
         let mut dead = Vec::new();
@@ -352,7 +377,12 @@ impl Assembly {
         let mut at = 0usize;
         // The origin of the records in hand, and its lineage prefix's number.
         let mut origin: (Option<TopicPartition>, String, usize) = (None, String::new(), 0);
-        for (rec, outcome) in batch.iter().zip(outcomes.iter()) {
+        let mut redriven = RedriveCounts::default();
+        for (i, (rec, outcome)) in batch.iter().zip(outcomes.iter()).enumerate() {
+            let mark = marks.get(i);
+            if mark.is_some() {
+                redriven.redriven += 1;
+            }
             match outcome {
                 Outcome::Emitted(0) => filtered += 1,
                 Outcome::Emitted(n) => {
@@ -366,18 +396,32 @@ impl Assembly {
                     {
                         // An oversize output is this record's error, not the stage's.
                         failed += 1;
-                        dead.push(dead_letter::record(&self.stage, rec, &oversize(size), 1));
+                        let error = oversize(size);
+                        dead.push(redriven::dead_letter(
+                            &self.stage,
+                            rec,
+                            &error,
+                            1,
+                            mark,
+                            &mut redriven,
+                        ));
                         continue;
                     }
                     outs += 1;
+                    // The lineage names a redriven record's outputs after its place in
+                    // the redrive topic (its original place was passed long ago).
+                    let (from_topic, from_partition, from_offset) = match mark {
+                        Some(m) => (&m.topic, m.partition, m.offset),
+                        None => (&rec.topic, rec.partition, rec.offset),
+                    };
                     if !origin
                         .0
                         .as_ref()
-                        .is_some_and(|tp| tp.partition == rec.partition && tp.topic == rec.topic)
+                        .is_some_and(|tp| tp.partition == from_partition && tp.topic == *from_topic)
                     {
-                        let o = lineage::origin_of(&rec.topic, rec.partition);
+                        let o = lineage::origin_of(from_topic, from_partition);
                         let prefix = out_batch.prefix(lineage::prefix(&self.stage, &o));
-                        let tp = TopicPartition::new(rec.topic.clone(), rec.partition);
+                        let tp = TopicPartition::new(from_topic.clone(), from_partition);
                         origin = (Some(tp), o, prefix);
                     }
                     for (index, e) in mine.iter_mut().enumerate() {
@@ -398,29 +442,35 @@ impl Assembly {
                         .unwrap_or(0);
                         r.partition = Some(q);
                         let index = u32::try_from(index).unwrap_or(u32::MAX);
-                        if lineage.already_written(topic, q, &origin.1, rec.offset, index) {
+                        if lineage.already_written(topic, q, &origin.1, from_offset, index) {
                             continue;
                         }
                         if let Some(h) = &stamp {
                             stamp_batch(&mut r.headers, h);
                         }
-                        out_batch.push(e.output, r, (origin.2, rec.offset, index));
+                        out_batch.push(e.output, r, (origin.2, from_offset, index));
                     }
                 }
                 Outcome::Abandoned => {}
                 Outcome::Failed(err) => {
                     failed += 1;
                     tracing::debug!(stage = %self.stage, error = %err.error, "dead-lettering record");
-                    dead.push(dead_letter::record(
+                    dead.push(redriven::dead_letter(
                         &self.stage,
                         rec,
                         &err.error,
                         err.attempts,
+                        mark,
+                        &mut redriven,
                     ));
                 }
             }
         }
-        (out_batch, dead, [outs, filtered, failed, emitted])
+        (
+            out_batch,
+            dead,
+            ([outs, filtered, failed, emitted], redriven),
+        )
     }
 }
 
@@ -494,8 +544,9 @@ impl Outgoing {
             stage: stage.to_string(),
             message: format!("produce task failed: {e}"),
         })??;
-        let [out, filtered, failed, emitted] = counts;
+        let ([out, filtered, failed, emitted], redriven) = counts;
         counters.finish(out, filtered, failed, emitted);
+        counters.redriven(redriven.redriven, redriven.failed);
         self.pending.add(f.offsets, f.read);
         Ok(())
     }
@@ -643,9 +694,9 @@ fn record_bytes(r: &ProduceRecord) -> usize {
 }
 
 /// A batch whose outputs are being assembled and produced; once they are durable, its
-/// counts `[out, filtered, dead-lettered, emitted]`.
+/// counts `[out, filtered, dead-lettered, emitted]` and those of its redriven records.
 struct Producing {
-    produce: tokio::task::JoinHandle<Result<[u64; 4], RuntimeError>>,
+    produce: tokio::task::JoinHandle<Result<([u64; 4], RedriveCounts), RuntimeError>>,
     offsets: Vec<(TopicPartition, i64)>,
     /// Records read.
     read: u64,

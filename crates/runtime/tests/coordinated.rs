@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -574,11 +573,13 @@ stages:
             ..RunOptions::default()
         };
         let run = tokio::spawn(rt.run(b.broker.clone(), opts, rx));
-        for _ in 0..500 {
-            let c = state.stages[1].counters.snapshot();
-            if c.records_in > 0 {
-                break;
-            }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while state.stages[1].counters.snapshot().records_in == 0 {
+            assert!(
+                std::time::Instant::now() < deadline && !run.is_finished(),
+                "[{}] the reduce read nothing before the run ended",
+                b.name
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = tx.send(true);
@@ -600,7 +601,6 @@ stages:
             .sum();
         assert_eq!(total, 2000, "[{}] {out:?}", b.name);
         assert_eq!(out.len(), 7);
-        let _ = Arc::new(());
     }
 }
 
@@ -644,6 +644,8 @@ stages:
         // Three more records are not a batch yet; two more make five.
         b.produce_values(&b.t("in"), &[r#""b""#, r#""b""#, r#""c""#])
             .await;
+        // A window far longer than a due batch takes: the stage does not read records
+        // until a batch is due, so nothing else can be waited on.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             finals(&b).await.len(),

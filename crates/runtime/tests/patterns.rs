@@ -202,7 +202,9 @@ stages:
         assert_eq!(b.values(&b.t("other")).await.len(), 20);
         // Partitions as shards: each word in exactly the partition murmur2 gives it,
         // and the shard key is the output key.
-        for r in b.read_all(&b.t("words")).await {
+        let sharded = b.read_all(&b.t("words")).await;
+        assert_eq!(sharded.len(), 60, "[{}] every record sharded once", b.name);
+        for r in sharded {
             let key = r.key.clone().expect("keyed by the shard key");
             let word: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
             assert_eq!(
@@ -218,13 +220,16 @@ stages:
         }
         // Topics as shards: every word in one topic only.
         let mut seen = std::collections::HashMap::new();
+        let mut hashed = 0;
         for (i, t) in ["h0", "h1", "h2"].iter().enumerate() {
             for v in b.values(&b.t(t)).await {
+                hashed += 1;
                 let w: serde_json::Value = serde_json::from_str(&v).expect("json");
                 let prev = seen.insert(w["word"].as_str().expect("word").to_string(), i);
                 assert!(prev.is_none() || prev == Some(i), "a word in two shards");
             }
         }
+        assert_eq!(hashed, 60, "[{}] every record in one topic shard", b.name);
         assert_eq!(seen.len(), 5);
     }
 }

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::power_loss::PowerLoss;
 use common::{config, config_pairs, open, rec};
 use millrace_store::{Durability, StoreError, TopicConfig};
 
@@ -299,30 +300,59 @@ fn delete_topic_removes_its_directory_and_refuses_appends_through_old_handles() 
 
 #[test]
 fn concurrent_batch_appenders_share_fsyncs_and_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path());
+    // On the power-loss layer: its syncs are counted, and a cut at the end keeps only
+    // what they made durable.
+    let layer = PowerLoss::with_store(7);
+    let (store, _) = layer.open().unwrap();
+    // One segment: a roll's own sync would count here too.
     store
-        .create_topic("t", 1, config(Durability::Batch, 4096))
+        .create_topic("t", 1, config(Durability::Batch, 1 << 20))
         .unwrap();
     let t = store.topic("t").unwrap();
-    let threads: Vec<_> = (0..4)
-        .map(|w| {
-            let t = Arc::clone(&t);
+    const APPENDERS: u64 = 8;
+    const ROUNDS: u64 = 25;
+    // Each round every appender appends once; the round's first sync waits until all
+    // of them have written, so they find it running and share the next one.
+    let before = layer.file_syncs();
+    let mut worst = 0;
+    for i in 0..ROUNDS {
+        let round = layer.file_syncs();
+        layer.gate_next_sync(APPENDERS as usize);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for w in 0..APPENDERS {
+            let (t, tx) = (Arc::clone(&t), tx.clone());
             std::thread::spawn(move || {
-                for i in 0..50 {
-                    t.partition(0)
-                        .unwrap()
-                        .append(&[rec(w * 1000 + i)])
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for th in threads {
-        th.join().unwrap();
+                let _ = tx.send(t.partition(0).unwrap().append(&[rec(w * 1000 + i)]));
+            });
+        }
+        for _ in 0..APPENDERS {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("an append never returned")
+                .unwrap();
+        }
+        // The first leader's sync and one for everyone who waited behind it (one more
+        // when a writer had not yet published its end as that leader began).
+        worst = worst.max(layer.file_syncs() - round);
     }
+    let syncs = layer.file_syncs() - before;
+    let appends = APPENDERS * ROUNDS;
+    assert!(
+        worst <= 3 && syncs <= appends / 2,
+        "{appends} appends took {syncs} fdatasyncs (at most {worst} in a round of {APPENDERS}): group commit shares them"
+    );
+    eprintln!("group commit: {appends} appends, {syncs} fdatasyncs");
+    drop(t);
+    layer.cut();
+    drop(store);
+    layer.reboot();
+    let (store, _) = layer.open().unwrap();
+    let t = store.topic("t").unwrap();
     let p = t.partition(0).unwrap();
-    assert_eq!(p.end_offset(), 200);
+    assert_eq!(
+        p.end_offset(),
+        appends,
+        "every acknowledged append survives the cut"
+    );
     let mut values: Vec<_> = p
         .read(0, 1000, usize::MAX)
         .unwrap()
@@ -331,7 +361,7 @@ fn concurrent_batch_appenders_share_fsyncs_and_lose_nothing() {
         .collect();
     values.sort();
     values.dedup();
-    assert_eq!(values.len(), 200);
+    assert_eq!(values.len() as u64, appends);
 }
 
 #[test]

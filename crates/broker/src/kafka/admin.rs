@@ -10,7 +10,7 @@
 //! for side by side with the topic's config.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
@@ -48,11 +48,16 @@ pub(crate) struct Admin {
     retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Redacts the client settings from errors.
     props: BTreeMap<String, String>,
+    /// The admin client of consumer-group requests (list, describe, offsets, delete),
+    /// made at the first and kept: a process that asks for groups asks several times.
+    groups: OnceLock<Arc<AdminClient<LogContext>>>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
     /// positions, whether another instance finished a partition).
     committed_by_group: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
+    /// How the clients made here log.
+    log: LogContext,
 }
 
 /// An admin client for one request, retired (dropped off the caller's thread) when done.
@@ -96,6 +101,7 @@ impl Admin {
         props: &BTreeMap<String, String>,
         setup_ms: &str,
         lookup: Arc<Producer>,
+        log: LogContext,
     ) -> Admin {
         let admin_config = config::client_config(
             bootstrap,
@@ -110,22 +116,36 @@ impl Admin {
             admin_config,
             retiring: Mutex::new(Vec::new()),
             props: props.clone(),
+            groups: OnceLock::new(),
             bootstrap: bootstrap.to_string(),
             committed_by_group: Mutex::new(HashMap::new()),
+            log,
         }
     }
 
-    /// A new admin client, for one request.
-    fn admin_client(&self) -> Result<AdminHandle<'_>> {
-        let client: AdminClient<LogContext> = self
-            .admin_config
-            .create_with_context(LogContext)
+    /// The admin client of consumer-group requests, made at the first.
+    pub(crate) fn groups_client(&self) -> Result<Arc<AdminClient<LogContext>>> {
+        if let Some(c) = self.groups.get() {
+            return Ok(Arc::clone(c));
+        }
+        let made = Arc::new(self.new_admin_client()?);
+        Ok(Arc::clone(self.groups.get_or_init(|| made)))
+    }
+
+    fn new_admin_client(&self) -> Result<AdminClient<LogContext>> {
+        self.admin_config
+            .create_with_context(self.log)
             .map_err(|e| {
                 BrokerError::Invalid(format!(
                     "client settings: {}",
                     config::redact(&e.to_string(), &self.props)
                 ))
-            })?;
+            })
+    }
+
+    /// A new admin client, for one request.
+    fn admin_client(&self) -> Result<AdminHandle<'_>> {
+        let client = self.new_admin_client()?;
         Ok(AdminHandle {
             client: Some(client),
             admin: self,
@@ -387,7 +407,7 @@ impl Admin {
         );
         cfg.set("group.id", group);
         let consumer: BaseConsumer<LogContext> =
-            cfg.create_with_context(LogContext).map_err(|e| {
+            cfg.create_with_context(self.log).map_err(|e| {
                 BrokerError::Invalid(format!(
                     "client settings: {}",
                     config::redact(&e.to_string(), props)

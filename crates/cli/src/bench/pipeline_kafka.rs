@@ -52,12 +52,14 @@ impl Names {
         }
     }
 
-    /// Every topic the run may create: input, output and the default dead-letter topic.
-    fn topics(&self) -> [String; 3] {
+    /// Every topic the run may create: input, output, and the default dead-letter and
+    /// redrive topics.
+    fn topics(&self) -> [String; 4] {
         [
             self.input.clone(),
             self.output.clone(),
             format!("{}.dlq", self.pipeline),
+            millrace_runtime::redrive::topic(&self.pipeline),
         ]
     }
 

@@ -1,9 +1,13 @@
-//! One file per command, and what several of them share.
+//! One file per command (`dlq` is a folder: list, show, redrive), and what several of
+//! them share.
 pub mod bench;
 pub mod consume;
+pub mod dlq;
 pub mod graph;
+pub mod groups;
 pub mod produce;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod topics;
 

@@ -1,11 +1,10 @@
-//! `millrace run FILE [--batch]`: validates the file, opens the backend, serves the
-//! local endpoint (embedded store) and HTTP, and runs the stages until the batch is
-//! done or SIGINT/SIGTERM arrives.
+//! `millrace run FILE [--batch]`: validates the file, opens the backend (on the
+//! embedded store, holding and serving it or reaching its holder), serves HTTP, and
+//! runs the stages until the batch is done or SIGINT/SIGTERM arrives.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use millrace_broker::Broker;
 use millrace_runtime::{RunOptions, Runtime};
 use tokio::sync::watch;
 
@@ -25,39 +24,25 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     let spec = millrace_runtime::build::from_plan(&plan)
         .with_context(|| format!("cannot start {}", args.file.display()))?;
     let dead_letter = spec.dead_letter.clone();
+    let redrive = redrive_help(g, &args.file, &plan);
     let runtime = Runtime::new(spec);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(watch_signals(stop_tx.clone()));
 
     // Kafka when asked for (flag, env, or the file's backend); otherwise the embedded
-    // store, held by this process and served to the other terminals.
+    // store: held by this process and served to the other terminals, or reached
+    // through the process that holds it (`connect`).
     let (g, file_props) = crate::connect::for_plan(g, &plan);
     let g = &g;
-    let mut endpoint = None;
-    let broker: Arc<dyn Broker> = match &g.bootstrap_server {
-        Some(_) => crate::connect::connect_with_properties(g, file_props, DataDir::Create).await?,
-        None => {
-            let embedded = Arc::new(crate::connect::open_embedded(g).await?);
-            let served: Arc<dyn Broker> = embedded.clone();
-            let dir = g.data.clone();
-            let mut stop = stop_rx.clone();
-            endpoint = Some(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = millrace_broker::remote::serve(served, &dir, shutdown).await {
-                    tracing::warn!(
-                        "local endpoint not served ({e}); other terminals cannot reach this store while it runs"
-                    );
-                }
-            }));
-            embedded
-        }
-    };
+    let broker = crate::connect::connect_with_properties(g, file_props, DataDir::Create).await?;
+
+    // A topic that conflicts with the file stops the run before it says it serves.
+    runtime.ensure_topics(broker.as_ref()).await?;
 
     if !args.no_http {
-        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter);
+        let state = http::AppState::new(graph, runtime.state(), broker.clone(), dead_letter)
+            .with_redrive(redrive);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut stop = stop_rx.clone();
         let addr = args.http.clone();
@@ -80,12 +65,42 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     };
     let result = runtime.run(broker, opts, stop_rx).await;
     let _ = stop_tx.send(true);
-    if let Some(e) = endpoint {
-        let _ = e.await;
-    }
     let summary = result?;
     print_summary(&summary);
     Ok(0)
+}
+
+/// How the page tells a user to redrive each stage's dead letters: the command with the
+/// backend flags this run was given, and the stages that cannot take them.
+fn redrive_help(
+    g: &Global,
+    file: &std::path::Path,
+    plan: &millrace_pipeline::Plan,
+) -> http::Redrive {
+    use crate::cmd::dlq::{refusal, shell_word};
+    let file = file.display().to_string();
+    let mut command = vec!["millrace".to_string(), "dlq".into(), "redrive".into()];
+    command.push(shell_word(&file));
+    if let Some(b) = &g.bootstrap_server {
+        command.extend(["--bootstrap-server".into(), shell_word(b)]);
+    }
+    if let Some(c) = &g.command_config {
+        command.extend([
+            "--command-config".into(),
+            shell_word(&c.display().to_string()),
+        ]);
+    }
+    if g.bootstrap_server.is_none() && g.data != std::path::Path::new(crate::args::DEFAULT_DATA) {
+        command.extend(["--data".into(), shell_word(&g.data.display().to_string())]);
+    }
+    http::Redrive {
+        command: command.join(" "),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), refusal(plan, &s.name, &file)))
+            .collect(),
+    }
 }
 
 fn print_summary(s: &millrace_runtime::RunSummary) {

@@ -287,6 +287,7 @@ function draw() {
   // stages that sent records to it instead.
   if (dlNode) drawDeadLetter(svg, dlNode, P.dlq);
   if (lastStats) paint(lastStats);
+  if (typeof deadLetters !== "undefined" && deadLetters) paintDeadLetters(deadLetters);
 }
 
 // The drawing at `fitScale` (the whole pipeline in the window) or, when the reader asks

@@ -1,5 +1,6 @@
 // The live part of the page: polls /api/stats every second and paints the table,
-// the stages' count lines and the dead-letter node; starts everything on load.
+// the stages' count lines and the dead-letter node (with /api/dead-letters' top errors
+// and redrive commands when its count changes); starts everything on load.
 "use strict";
 
 const fmt = n => (typeof n === "number" ? n.toLocaleString("en-US") : String(n));
@@ -30,6 +31,87 @@ async function refresh() {
   }
   lastStats = s;
   paint(s);
+  refreshDeadLetters(s.dead_letter.records);
+}
+
+// /api/dead-letters, read again whenever the dead-letter topic's count moves (or the
+// server had not read all of it yet); one request at a time.
+let deadLetters = null, deadLettersAsked = -1, deadLettersBusy = false;
+async function refreshDeadLetters(records) {
+  const behind = deadLetters && !deadLetters.complete;
+  if (deadLettersBusy || (records === deadLettersAsked && !behind)) return;
+  deadLettersBusy = true;
+  try {
+    const r = await fetch("/api/dead-letters", { cache: "no-store" });
+    if (r.ok) {
+      deadLetters = await r.json();
+      deadLettersAsked = records;
+      paintDeadLetters(deadLetters);
+    }
+  } catch (e) {
+    // The stats poll reports a server that is gone.
+  } finally {
+    deadLettersBusy = false;
+  }
+}
+
+// The dead-letter panel under the drawing, and the node's tooltip: each stage's top
+// errors and the command that sends its dead letters back.
+function paintDeadLetters(d) {
+  const panel = document.getElementById("dead-letters");
+  const list = document.getElementById("dlq-stages");
+  list.innerHTML = "";
+  panel.hidden = !d.stages.length;
+  const tip = [`dead-letter topic ${d.topic}: records no stage could process, with the reason in their headers`];
+  for (const st of d.stages) {
+    const box = el2("div", { class: "dl-stage", "data-dl-stage": st.stage, "data-count": st.records }, list);
+    const head = el2("div", {}, box);
+    el2("b", {}, head).textContent = st.stage;
+    const errs = st.errors === 1 ? "1 error" : `${fmt(st.errors)} errors`;
+    head.append(` · ${plural(st.records, "dead letter", "dead letters")} · ${errs}` +
+      (st.errors > st.top.length ? `, the ${st.top.length} most frequent:` : ":"));
+    const ol = el2("ol", {}, box);
+    tip.push(`${st.stage}: ${plural(st.records, "dead letter", "dead letters")}`);
+    for (const e of st.top) {
+      const li = el2("li", { "data-count": e.records, title: `last seen ${e.last}` }, ol);
+      el2("span", { class: "n" }, li).textContent = `${fmt(e.records)} ×`;
+      el2("span", { class: "err" }, li).textContent = e.error;
+      if (e.command) li.setAttribute("data-error-command", e.command);
+      tip.push(`  ${fmt(e.records)} × ${e.error.length > 80 ? e.error.slice(0, 80) + "…" : e.error}`);
+    }
+    if (st.command) {
+      const row = el2("div", { class: "cmd" }, box);
+      const code = el2("code", { "data-command": st.stage }, row);
+      code.textContent = st.command;
+      const b = el2("button", { type: "button", "data-copy": st.stage, title: "copy the command" }, row);
+      b.textContent = "copy";
+      b.addEventListener("click", () => copyText(code, b));
+      tip.push(`  send back: ${st.command}`);
+    } else {
+      el2("div", { class: "refusal" }, box).textContent = st.refusal;
+      tip.push(`  ${st.refusal}`);
+    }
+  }
+  if (d.unnamed) tip.push(`${plural(d.unnamed, "record names", "records name")} no stage (not written by a stage)`);
+  const g = document.querySelector("g.dlq");
+  if (g) g.querySelector("title").textContent = tip.join("\n");
+}
+
+// Copies a command: the clipboard where the page may write it, else the text selected
+// for Ctrl-C.
+async function copyText(code, button) {
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    button.textContent = "copied";
+  } catch (e) {
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    button.textContent = "selected: Ctrl-C";
+  }
+  setTimeout(() => { button.textContent = "copy"; }, 2000);
 }
 
 function paint(s) {
@@ -170,6 +252,10 @@ function el2(name, attrs, parent) {
   document.getElementById("fit").addEventListener("click", () => {
     fitAll = !fitAll;
     scaleTo(+document.getElementById("dag").dataset.fitScale);
+  });
+  document.getElementById("dag").addEventListener("click", ev => {
+    if (ev.target.closest && ev.target.closest("g.dlq") && deadLetters && deadLetters.stages.length)
+      document.getElementById("dead-letters").scrollIntoView({ behavior: "smooth", block: "start" });
   });
   let resizing = null;
   window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(draw, 150); });

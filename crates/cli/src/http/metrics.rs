@@ -21,6 +21,8 @@ const OUT: &str = "millrace_stage_records_out_total";
 const FILTERED: &str = "millrace_stage_records_filtered_total";
 const DEAD_LETTERED: &str = "millrace_stage_records_dead_lettered_total";
 const EMITTED: &str = "millrace_stage_records_emitted_total";
+const REDRIVEN: &str = "millrace_stage_records_redriven_total";
+const REDRIVE_FAILED: &str = "millrace_stage_records_redrive_failed_total";
 const IN_FLIGHT: &str = "millrace_stage_records_in_flight";
 const LAG: &str = "millrace_stage_lag";
 const DEAD_LETTER: &str = "millrace_dead_letter_records";
@@ -29,7 +31,7 @@ const DONE: &str = "millrace_barrier_partitions_done";
 const PARTITIONS: &str = "millrace_barrier_partitions";
 const RELEASED: &str = "millrace_barrier_batches_released_total";
 
-const COUNTERS: [(&str, &str); 6] = [
+const COUNTERS: [(&str, &str); 8] = [
     (IN, "Records the stage has read from its input topics."),
     (
         OUT,
@@ -48,6 +50,14 @@ const COUNTERS: [(&str, &str); 6] = [
         "Output records the stage wrote (a copier to three topics emits three per input; a barrier join emits what it releases).",
     ),
     (RELEASED, "Batches a join or reduce stage has released."),
+    (
+        REDRIVEN,
+        "Records redriven to the stage from the dead-letter topic (millrace dlq redrive) that it is done with, whatever their outcome; counted in out, filtered or dead-lettered too.",
+    ),
+    (
+        REDRIVE_FAILED,
+        "Redriven records that failed again and went back to the dead-letter topic; counted in dead-lettered too.",
+    ),
 ];
 
 const GAUGES: [(&str, &str); 6] = [
@@ -121,6 +131,8 @@ fn record(
             (FILTERED, c.filtered),
             (DEAD_LETTERED, c.dead_lettered),
             (EMITTED, c.emitted),
+            (REDRIVEN, c.redriven),
+            (REDRIVE_FAILED, c.redrive_failed),
         ] {
             counter!(name, &labels).absolute(value);
         }

@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - `stats`: `/api/stats`, and the lag per input partition that `/metrics` reports too.
+//! - `dead_letters`: `/api/dead-letters`, each stage's top errors and the command that
+//!   redrives them.
 //! - `rates`: records per second per stage over the last seconds, for `/api/stats`.
 //! - `metrics`: `/metrics` in Prometheus' text exposition format.
 //! - `page.html` and its scripts `patterns.js`, `dag.js`, `live.js`: the page, served
@@ -16,6 +18,7 @@
 //! `/api/stats` and `/metrics` are counters and offsets; `tests.rs` checks all of them
 //! against a Kafka-backed file holding a password.
 
+mod dead_letters;
 mod metrics;
 mod rates;
 mod stats;
@@ -38,7 +41,11 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub dead_letter: String,
     rates: Arc<rates::Rates>,
+    dead_letters: Arc<tokio::sync::Mutex<dead_letters::Reader>>,
+    redrive: Arc<Redrive>,
 }
+
+pub use dead_letters::Redrive;
 
 impl AppState {
     /// The state of a run's HTTP surface. Rates are measured from now on, so the first
@@ -56,7 +63,15 @@ impl AppState {
             broker,
             dead_letter,
             rates,
+            dead_letters: Arc::default(),
+            redrive: Arc::default(),
         }
+    }
+
+    /// How the page tells a user to redrive each stage's dead letters.
+    pub fn with_redrive(mut self, redrive: Redrive) -> AppState {
+        self.redrive = Arc::new(redrive);
+        self
     }
 }
 
@@ -87,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/graph", get(graph))
         .route("/api/stats", get(stats::stats))
+        .route("/api/dead-letters", get(dead_letters::dead_letters))
         .with_state(state)
 }
 

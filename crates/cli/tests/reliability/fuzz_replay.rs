@@ -1,7 +1,7 @@
-//! The fuzz targets' checks on stable Rust, inside the CI suite: every input saved in
-//! fuzz/regressions/<target>/ (a crash cargo-fuzz once found, named after what it found)
-//! is replayed, then a short seeded mutation loop runs over real seeds. The long runs
-//! are cargo-fuzz's (scripts/fuzz.sh); this keeps what they found fixed.
+//! The fuzz targets' checks on stable Rust, inside the CI suite: every input kept in
+//! fuzz/regressions/<target>/ is replayed, then a short seeded mutation loop runs over
+//! real seeds. The checks are the cargo-fuzz targets' own (`fuzz/checks.rs`); the long
+//! runs are cargo-fuzz's (scripts/fuzz.sh), and this keeps what they found fixed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,79 +12,48 @@ use millrace_store::{Record, Store, StoreOptions};
 use crate::common::repo_root;
 use crate::support::{Rng, figure};
 
-fn decode_batches(data: &[u8]) {
-    let _ = millrace_store::codec::decode_batches(&Bytes::copy_from_slice(data));
-}
-
-fn pipeline_parse(data: &[u8]) {
-    if let Ok(src) = std::str::from_utf8(data)
-        && let Err(d) = millrace_pipeline::parse_str(src, "fuzz.yaml")
-    {
-        let _ = d.to_string();
-    }
-}
-
-/// Same layout as fuzz/fuzz_targets/store_recovery.rs.
-fn store_recovery(data: &[u8]) {
-    let Some((&mode, seg)) = data.split_first() else {
-        return;
-    };
-    let dir = scratch_dir();
-    let part = dir.path().join("topics/t/0");
-    std::fs::create_dir_all(&part).expect("mkdir");
-    std::fs::write(
-        dir.path().join("topics/t/topic.json"),
-        br#"{"version":1,"partitions":1,"config":{"durability":"none"}}"#,
-    )
-    .expect("topic.json");
-    std::fs::write(part.join("00000000000000000000.log"), seg).expect("segment");
-    if mode & 2 != 0 {
-        std::fs::write(part.join("00000000000000001000.log"), b"").expect("segment");
-    }
-    if mode & 1 != 0 {
-        std::fs::write(dir.path().join("offsets.log"), seg).expect("journal");
-    }
-    let Ok((store, _)) = Store::open(dir.path(), StoreOptions::default()) else {
-        return;
-    };
-    let Ok(topic) = store.topic("t") else { return };
-    let Ok(p) = topic.partition(0) else { return };
-    let readable = p.read(0, usize::MAX, 1 << 26).is_ok();
-    let appended = p
-        .append(&[Record::new(None, Bytes::from_static(b"after"), 1)])
-        .is_ok();
-    drop(topic);
-    drop(store);
-    if readable && appended && mode & 2 == 0 {
-        let (_, report) = Store::open(dir.path(), StoreOptions::default())
-            .expect("a store that opened and took an append reopens");
-        assert!(report.is_clean(), "second open still cut: {report}");
-    }
-}
+#[path = "../../../../fuzz/checks.rs"]
+mod checks;
 
 type Target = (&'static str, fn(&[u8]));
 const TARGETS: [Target; 3] = [
-    ("decode_batches", decode_batches),
-    ("store_recovery", store_recovery),
-    ("pipeline_parse", pipeline_parse),
+    ("decode_batches", checks::decode_batches),
+    ("store_recovery", checks::store_recovery),
+    ("pipeline_parse", checks::pipeline_parse),
 ];
 
 #[test]
 fn fuzz_regressions_stay_fixed() {
-    let mut replayed = 0;
+    let mut replayed = Vec::new();
     for (name, f) in TARGETS {
         let dir = repo_root().join("fuzz/regressions").join(name);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let data = std::fs::read(e.path()).expect("read regression");
-            eprintln!("replaying {}", e.path().display());
-            f(&data);
-            replayed += 1;
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").path())
+            .collect();
+        inputs.sort();
+        for path in &inputs {
+            let data = std::fs::read(path).expect("read regression");
+            eprintln!("replaying {}", path.display());
+            // On a stack as big as the main thread's, where libFuzzer and the `millrace`
+            // command parse (a test thread has 2 MiB: 10 000 nested YAML maps overflow
+            // it in a debug build).
+            let replay = std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || f(&data))
+                .expect("spawn");
+            if replay.join().is_err() {
+                panic!("{name} fails again on {}", path.display());
+            }
         }
+        assert!(
+            !inputs.is_empty(),
+            "no inputs to replay in {}",
+            dir.display()
+        );
+        replayed.push((name, inputs.len().to_string()));
     }
-    figure("fuzz_regressions", &[("replayed", replayed.to_string())]);
+    figure("fuzz_regressions", &replayed);
 }
 
 /// A real segment: what `millrace produce` writes, made by the store itself.
@@ -174,16 +143,4 @@ fn fuzz_targets_short_mutation_loop_on_stable() {
             ("pipeline_parse", execs[2].to_string()),
         ],
     );
-}
-
-/// A scratch directory on tmpfs when there is one: recovery fsyncs, and fsync on a disk
-/// would make each execution cost milliseconds.
-fn scratch_dir() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::tempdir().expect("tempdir")
 }

@@ -232,7 +232,7 @@ fn hostile_records_are_dead_lettered_with_reasons_and_the_pipeline_goes_on() {
     assert_eq!(b.records_in("in"), 9);
 
     let err = run_batch(&b, &file, Duration::from_secs(60));
-    let outs: Vec<serde_json::Value> = crate::crash::read_all(&b, "out")
+    let outs: Vec<serde_json::Value> = crate::kill_loop::read_all(&b, "out")
         .iter()
         .map(|v| serde_json::from_str(v).expect("out is JSON"))
         .collect();
@@ -345,7 +345,7 @@ fn a_stage_output_over_the_limit_is_dead_lettered_not_fatal() {
         "an oversize output stopped the pipeline:\n{}",
         tail(&err, 20)
     );
-    let outs = crate::crash::read_all(&b, "out");
+    let outs = crate::kill_loop::read_all(&b, "out");
     assert_eq!(
         outs,
         ["{\"n\":1}", "{\"n\":2}"],
@@ -403,7 +403,7 @@ fn misbehaving_exec_workers_end_in_dead_letters_with_reasons() {
         .collect();
     b.ok(&["produce", "--topic", "in"], input.as_bytes());
     let err = run_batch(&b, &file, Duration::from_secs(120));
-    let outs: Vec<i64> = crate::crash::read_all(&b, "out")
+    let outs: Vec<i64> = crate::kill_loop::read_all(&b, "out")
         .iter()
         .map(|v| {
             serde_json::from_str::<serde_json::Value>(v).expect("json")["i"]

@@ -2,70 +2,19 @@
 //! through `MILLRACE_TEST_CLUSTER_BOOTSTRAP`; under CI=true a missing cluster fails the
 //! run). Topics have replication factor 3 and min.insync.replicas=2, as the book's.
 //! (a) the leader of a partition is killed (SIGKILL) mid-run and restarted; (b) one of
-//! two `millrace run` instances is stopped mid-run and its partitions move to the other.
-//! Every record must reach the output; duplicates are counted (at-least-once).
+//! two `millrace run` instances is stopped mid-run and its partitions move to the other,
+//! which copies the input that arrives after the stop.
+//! Every record must reach the output exactly once: nothing lost, no output written
+//! twice (by value, and by lineage).
 
-use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, repo_root, signal, wait_until};
-use crate::support::{drain_stderr, figure, heavy, is_ci, knob, no_panic, tail};
-
-fn cluster() -> Option<String> {
-    match std::env::var("MILLRACE_TEST_CLUSTER_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            assert!(
-                !is_ci(),
-                "CI=true but MILLRACE_TEST_CLUSTER_BOOTSTRAP is not set: start the cluster \
-                 (scripts/kafka.sh start-cluster) and export it"
-            );
-            eprintln!("MILLRACE_TEST_CLUSTER_BOOTSTRAP unset: Kafka cluster fault tests not run");
-            None
-        }
-    }
-}
-
-/// Where scripts/kafka.sh keeps the cluster's nodes (node<id>/kafka.pid, server.log).
-fn cluster_run_dir() -> PathBuf {
-    let cache = std::env::var("KAFKA_HOME_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".kafka"));
-    cache.join("run").join("cluster")
-}
-
-fn create_replicated(b: &Backend, topic: &str, partitions: u32) {
-    b.ok(
-        &[
-            "topics",
-            "create",
-            "--topic",
-            topic,
-            "--partitions",
-            &partitions.to_string(),
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-        b"",
-    );
-}
-
-fn copier_file(b: &Backend, name: &str, from: &str, partitions: u32, to: &str) -> PathBuf {
-    let path = b.data_dir().join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "pipeline: {name}\ntopics:\n  {from}: {{partitions: {partitions}}}\nstages:\n  copy:\n    kind: copier\n    from: {from}\n    to: [{to}]\n"
-        ),
-    )
-    .expect("write pipeline");
-    path
-}
+use crate::cluster::{
+    KilledBroker, cluster, copier_file, create_replicated, every_record_exactly_once, leader,
+    produce_n, produce_range, stable_members,
+};
+use crate::common::{Backend, signal, wait_until};
+use crate::support::{drain_stderr, figure, heavy, knob, no_panic, tail};
 
 /// Waits until `dst` holds more than `at_least` records. Returns false if a run exits
 /// first or 90 s pass (the caller then fails with the runs' stderr).
@@ -92,149 +41,8 @@ fn wait_for_copies(
     }
 }
 
-fn produce_n(b: &Backend, topic: &str, n: u64, tag: &str) {
-    let mut s = String::with_capacity(n as usize * 16);
-    for i in 0..n {
-        s.push_str(&format!("{tag}-{i}\n"));
-    }
-    let f = b.data_dir().join(format!("{topic}.in"));
-    std::fs::write(&f, s).expect("write input");
-    b.ok(
-        &[
-            "produce",
-            "--topic",
-            topic,
-            "--file",
-            f.to_str().expect("path"),
-        ],
-        b"",
-    );
-}
-
-/// Reads `topic` whole and checks every `tag-i` for i < n is there; returns duplicates.
-fn every_record_once_or_more(b: &Backend, topic: &str, n: u64, tag: &str) -> u64 {
-    let total = b.records_in(topic);
-    let out = b.ok(
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--max-messages",
-            &total.to_string(),
-            "--timeout-ms",
-            "30000",
-        ],
-        b"",
-    );
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
-        *seen.entry(l.to_string()).or_insert(0) += 1;
-    }
-    let missing: Vec<String> = (0..n)
-        .map(|i| format!("{tag}-{i}"))
-        .filter(|v| !seen.contains_key(v))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "LOST {} of {n} records, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    assert_eq!(
-        seen.len() as u64,
-        n,
-        "values that were never produced appeared"
-    );
-    seen.values().map(|c| c - 1).sum()
-}
-
-/// The leader broker id of `topic`'s partition 0, from `millrace topics describe`.
-fn leader(b: &Backend, topic: &str) -> Option<i32> {
-    let out = b.run(&["topics", "describe", "--topic", topic], b"");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.contains("Partition: 0\t"))
-        .and_then(|l| l.split("Leader: ").nth(1))
-        .and_then(|r| r.split('\t').next())
-        .and_then(|id| id.trim().parse().ok())
-}
-
-/// A broker killed with SIGKILL; restarted with the same command line when dropped (so
-/// a failing test still gives the cluster its node back).
-struct KilledBroker {
-    node_dir: PathBuf,
-    argv: Vec<String>,
-    cwd: PathBuf,
-    restarted: bool,
-}
-
-impl KilledBroker {
-    fn kill(node: i32) -> KilledBroker {
-        let node_dir = cluster_run_dir().join(format!("node{node}"));
-        let pid: i32 = std::fs::read_to_string(node_dir.join("kafka.pid"))
-            .unwrap_or_else(|e| panic!("{}: {e}", node_dir.display()))
-            .trim()
-            .parse()
-            .expect("pid");
-        let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .expect("broker cmdline")
-            .split(|&c| c == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect();
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("broker cwd");
-        let ok = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -9 {pid}");
-        let gone = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists()
-            && gone.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        KilledBroker {
-            node_dir,
-            argv,
-            cwd,
-            restarted: false,
-        }
-    }
-
-    fn restart(&mut self) {
-        if self.restarted {
-            return;
-        }
-        self.restarted = true;
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.node_dir.join("server.log"))
-            .expect("server.log");
-        let child = Command::new(&self.argv[0])
-            .args(&self.argv[1..])
-            .current_dir(&self.cwd)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0) // outlives this test, as scripts/kafka.sh's nodes do
-            .spawn()
-            .expect("restart broker");
-        std::fs::write(self.node_dir.join("kafka.pid"), child.id().to_string()).expect("pid file");
-        std::mem::forget(child);
-    }
-}
-
-impl Drop for KilledBroker {
-    fn drop(&mut self) {
-        self.restart();
-    }
-}
-
 #[test]
-fn kafka_leader_killed_mid_run_loses_nothing() {
+fn kafka_leader_killed_mid_run_loses_nothing_and_copies_nothing_twice() {
     let Some(bootstrap) = cluster() else { return };
     let _heavy = heavy();
     let n = knob("MILLRACE_REL_KAFKA_RECORDS", 200_000, 1_000_000);
@@ -281,25 +89,26 @@ fn kafka_leader_killed_mid_run_loses_nothing() {
         "copier failed across the leader kill:\n{}",
         tail(&e, 30)
     );
-    let dups = every_record_once_or_more(&b, &dst, n, "leader");
+    let checked = every_record_exactly_once(&b, &dst, n, "leader");
     figure(
         "kafka_leader_kill",
         &[
             ("records", n.to_string()),
             ("brokers_killed", "1".into()),
             ("copied_at_kill", copied_at_kill.to_string()),
-            ("duplicates", dups.to_string()),
+            ("outputs_checked_by_lineage", checked.to_string()),
+            ("duplicates", "0".into()),
             ("lost", "0".into()),
         ],
     );
 }
 
 #[test]
-fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
+fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other_exactly_once() {
     let Some(bootstrap) = cluster() else { return };
     let _heavy = heavy();
     let n = knob("MILLRACE_REL_KAFKA_RECORDS", 200_000, 1_000_000);
-    let b = Backend::kafka(bootstrap);
+    let b = Backend::kafka(bootstrap.clone());
     let (src, dst) = (b.topic("rel-two-src"), b.topic("rel-two-dst"));
     create_replicated(&b, &src, 6);
     create_replicated(&b, &dst, 6);
@@ -309,8 +118,17 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
     let a_err = drain_stderr(&mut a);
     let mut c = b.spawn(&["run", f, "--no-http"]);
     let c_err = drain_stderr(&mut c);
-    std::thread::sleep(Duration::from_secs(3)); // both join the group
-    produce_n(&b, &src, n, "two");
+    // Both in the group, each with some of the six partitions, before any input: the
+    // partitions A has when it stops must move.
+    let group = format!("{}.copy", b.topic("rel-two"));
+    wait_until(
+        Duration::from_secs(120),
+        "both instances to be members of a stable group",
+        || stable_members(&bootstrap, &group) == 2,
+    );
+    // Half the input now; the other half once A is gone, so that B must copy records of
+    // the partitions A had.
+    produce_range(&b, &src, 0..n / 2, "two");
     if !wait_for_copies(&b, &mut [&mut a, &mut c], &dst, (n / 5) as i64) {
         let _ = a.kill();
         let _ = c.kill();
@@ -342,13 +160,13 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
         "instance A exited {a_out} on SIGTERM:\n{}",
         tail(&ae, 20)
     );
+    produce_range(&b, &src, n / 2..n, "two");
     // B alone must finish the job.
     wait_until(
         Duration::from_secs(180),
         "instance B to copy everything",
         || b.records_in(&dst) >= n as i64,
     );
-    std::thread::sleep(Duration::from_secs(2));
     signal(&c, "TERM");
     let start = Instant::now();
     let c_status = loop {
@@ -368,14 +186,15 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other() {
         "instance B: {c_status}\n{}",
         tail(&ce, 20)
     );
-    let dups = every_record_once_or_more(&b, &dst, n, "two");
+    let checked = every_record_exactly_once(&b, &dst, n, "two");
     figure(
         "kafka_instance_stopped",
         &[
             ("records", n.to_string()),
             ("instances_stopped", "1".into()),
             ("copied_at_stop", at_stop.to_string()),
-            ("duplicates", dups.to_string()),
+            ("outputs_checked_by_lineage", checked.to_string()),
+            ("duplicates", "0".into()),
             ("lost", "0".into()),
         ],
     );

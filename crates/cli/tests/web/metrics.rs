@@ -45,7 +45,7 @@ fn payments(ids: &[u32]) -> Vec<u8> {
 /// The families the run serves (without a join or reduce barrier: see the barrier
 /// test in http.rs), as the parser names them, with their type and a phrase of their
 /// help.
-const FAMILIES: [(&str, &str, &str); 8] = [
+const FAMILIES: [(&str, &str, &str); 10] = [
     (
         "millrace_stage_records_in",
         "counter",
@@ -74,6 +74,16 @@ const FAMILIES: [(&str, &str, &str); 8] = [
         "consumer group has not committed",
     ),
     ("millrace_dead_letter_records", "gauge", "dead-letter topic"),
+    (
+        "millrace_stage_records_redriven",
+        "counter",
+        "Records redriven to the stage",
+    ),
+    (
+        "millrace_stage_records_redrive_failed",
+        "counter",
+        "failed again",
+    ),
 ];
 
 /// The conventions every family keeps: a help text, the `millrace_` prefix, counters'

@@ -2,11 +2,13 @@
 //! plain HTTP/1.1 client over `std::net::TcpStream` (no client crate: the tests speak
 //! the wire themselves), headless Chromium in `chromium.rs` (driven over the DevTools
 //! protocol by `cdp.rs`), and the Prometheus parser in `prometheus.rs`. The tests of
-//! `/metrics` and of the page are `metrics.rs` and `page.rs`.
+//! `/metrics` and of the page are `metrics.rs` and `page.rs`; of the page's dead
+//! letters, `dead_letters.rs`.
 #![allow(dead_code)]
 
 pub mod cdp;
 pub mod chromium;
+mod dead_letters;
 mod metrics;
 mod page;
 pub mod prometheus;

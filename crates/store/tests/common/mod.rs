@@ -144,3 +144,5 @@ pub fn segments(dir: &Path, topic: &str, partition: u32) -> Vec<std::path::PathB
     v.sort();
     v
 }
+
+pub mod power_loss;
