@@ -155,11 +155,8 @@ async fn copier(
     for round in 0..ROUNDS {
         let pipeline = format!("millrace-bench-peers-copy-{stamp}-{round}");
         let (out_ours, out_peer) = (format!("{pipeline}-out"), format!("{pipeline}-py"));
-        made.extend([
-            out_ours.clone(),
-            out_peer.clone(),
-            format!("{pipeline}.dlq"),
-        ]);
+        made.extend([out_ours.clone(), out_peer.clone()]);
+        made.extend(made_by_run(&pipeline));
         for t in [&out_ours, &out_peer] {
             kafka
                 .create_topic(&NewTopic::new(t.as_str(), PARTITIONS))
@@ -256,6 +253,14 @@ async fn until_copied(
     })
 }
 
+/// The topics a run of `pipeline` makes itself: its dead-letter and redrive topics.
+fn made_by_run(pipeline: &str) -> [String; 2] {
+    [
+        format!("{pipeline}.dlq"),
+        millrace_runtime::redrive::topic(pipeline),
+    ]
+}
+
 /// A copier pipeline's file in `dir`.
 fn copier_yaml(dir: &Path, pipeline: &str, input: &str, output: &str) -> anyhow::Result<PathBuf> {
     let yaml = dir.join(format!("{pipeline}.yaml"));
@@ -292,7 +297,8 @@ async fn start_up(
     for run in 0..START_UP_RUNS {
         let pipeline = format!("millrace-bench-peers-copier-{stamp}-{run}");
         let output = format!("{pipeline}-out");
-        made.extend([output.clone(), format!("{pipeline}.dlq")]);
+        made.push(output.clone());
+        made.extend(made_by_run(&pipeline));
         kafka
             .create_topic(&NewTopic::new(output.as_str(), PARTITIONS))
             .await?;
