@@ -163,7 +163,12 @@ pub fn encode(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<BytesMut, ServerError> {
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch response is mostly its records: sized up front, they are copied once.
+    let body_size = match body {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body_size);
     buf.extend_from_slice(&[0; 4]);
     let failed = |e: anyhow::Error| {
         ServerError::Io(std::io::Error::other(format!(

@@ -10,7 +10,8 @@
 //!   `produce`, `fetch`, `list_offsets`, `topics`, `configs`, `cluster`,
 //!   `delete_records`, `producer_id`, `unsupported`).
 //! - `hub`: [`Hub`] — what the server and in-process users of one store share.
-//! - `batches`: Kafka record batches to and from the store's records;
+//! - `batches`: produced Kafka record batches read into the store's records;
+//!   `batch_writer`: the store's records written as Kafka batches for Fetch;
 //!   `compression`: inflating compressed batches with a bound.
 //! - `producers`: idempotent producers' sequence state.
 //! - `topic_configs`: Kafka topic configs over the store's.
@@ -19,6 +20,7 @@
 //! - `group`: the group coordinator (Kafka's classic protocol), independent of the wire.
 
 pub mod auth;
+pub mod batch_writer;
 pub mod batches;
 mod compression;
 pub mod config;
