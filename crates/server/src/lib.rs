@@ -13,6 +13,7 @@
 //! - `batches`: Kafka record batches to and from the store's records;
 //!   `compression`: inflating compressed batches with a bound.
 //! - `producers`: idempotent producers' sequence state.
+//! - `stats`: [`ServerStats`] — connections, and requests and bytes per API.
 //! - `topic_configs`: Kafka topic configs over the store's.
 //! - `auth`: SASL/SCRAM-SHA-256 and the loopback owner check.
 //! - `config`: [`ServerConfig`]; `error`: [`ServerError`].
@@ -30,6 +31,7 @@ pub mod handlers;
 pub mod hub;
 pub mod producers;
 mod server;
+pub mod stats;
 pub mod topic_configs;
 
 pub use auth::Users;
@@ -37,3 +39,4 @@ pub use config::{Access, ListenerPolicy, ServerConfig};
 pub use error::ServerError;
 pub use hub::Hub;
 pub use server::{cluster_id, serve};
+pub use stats::ServerStats;
