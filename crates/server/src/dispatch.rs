@@ -81,7 +81,9 @@ pub async fn dispatch(
     let ours = api_versions::supported(key);
     let served = ours.is_some_and(|(min, max)| (min..=max).contains(&f.api_version));
     if key == ApiKey::ApiVersions && ours.is_some_and(|(_, max)| f.api_version > max) {
-        return Ok(Some(too_new_api_versions(ctx, f.correlation_id)?));
+        let r = too_new_api_versions(ctx, f.correlation_id)?;
+        stats.response(key, r.len());
+        return Ok(Some(r));
     }
     readable(key, &f)?;
     let (header, request) = decode(key, f.api_version, frame)?;
