@@ -14,6 +14,7 @@
 //!   `batch_writer`: the store's records written as Kafka batches for Fetch;
 //!   `compression`: inflating compressed batches with a bound.
 //! - `producers`: idempotent producers' sequence state.
+//! - `stats`: [`ServerStats`] — connections, and requests and bytes per API.
 //! - `topic_configs`: Kafka topic configs over the store's.
 //! - `auth`: SASL/SCRAM-SHA-256 and the loopback owner check.
 //! - `config`: [`ServerConfig`]; `error`: [`ServerError`].
@@ -32,6 +33,7 @@ pub mod handlers;
 pub mod hub;
 pub mod producers;
 mod server;
+pub mod stats;
 pub mod topic_configs;
 
 pub use auth::Users;
@@ -39,3 +41,4 @@ pub use config::{Access, ListenerPolicy, ServerConfig};
 pub use error::ServerError;
 pub use hub::Hub;
 pub use server::{cluster_id, serve};
+pub use stats::ServerStats;
