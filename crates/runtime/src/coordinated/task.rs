@@ -50,11 +50,8 @@ impl CoordinatedTask {
         let mut config = ConsumerConfig::new(self.inputs.clone());
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
-        // Joins by key and reduces need partition p of every input in one consumer:
-        // Kafka's range assignor gives that for co-partitioned topics.
-        config
-            .properties
-            .insert("partition.assignment.strategy".into(), "range".into());
+        // Joins by key and reduces need partition p of every input in one consumer.
+        config.co_partitioned = true;
         let mut consumer = self.broker.consumer(config).await?;
         let partitions_of = output_partitions(
             self.broker.as_ref(),
