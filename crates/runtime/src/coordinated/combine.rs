@@ -34,7 +34,7 @@ use super::key::InlineKey;
 use super::reduce::{COMBINED_HEADER, Partial, Reduce};
 use super::{Coordinated, FinishContext, Progress, Tally};
 use crate::error::RuntimeError;
-use crate::lineage;
+use crate::lineage::{self, LineageTag};
 use crate::operator::{Emit, RecordError, derived};
 use crate::patterns::map::Map;
 use crate::patterns::{value_of, with_vars};
@@ -61,7 +61,7 @@ pub struct Combiner {
     /// One per thread.
     scratch: [Scratch; 2],
     /// The lineage of the last `finish`'s emits.
-    finished: Vec<(String, i64, u32)>,
+    finished: Vec<LineageTag>,
 }
 
 /// What combining does, shared by the threads.
@@ -123,7 +123,7 @@ struct Range {
 struct Absorbed {
     emits: Vec<Emit>,
     /// The lineage of each of `emits`.
-    tags: Vec<(String, i64, u32)>,
+    tags: Vec<LineageTag>,
     dead: Vec<(ConsumedRecord, RecordError)>,
     tally: Tally,
 }
@@ -418,12 +418,7 @@ impl How {
 
     /// Writes out `range`: its combined records go to `emits`, their lineage to `tags`
     /// (named after the range's last record, as a replay of the range names them).
-    fn flush(
-        &self,
-        range: &mut Range,
-        emits: &mut Vec<Emit>,
-        tags: &mut Vec<(String, i64, u32)>,
-    ) -> Tally {
+    fn flush(&self, range: &mut Range, emits: &mut Vec<Emit>, tags: &mut Vec<LineageTag>) -> Tally {
         let tally = Tally {
             out: range.emitted,
             filtered: range.inputs - range.emitted,
@@ -447,7 +442,7 @@ impl How {
             emits.push(Emit { output: 0, record });
         }
         for i in 0..range.groups_written {
-            tags.push((range.origin.clone(), range.last, i));
+            tags.push(LineageTag::new(range.origin.clone(), range.last, i));
         }
         range.reset();
         tally
@@ -541,7 +536,7 @@ impl Coordinated for Combiner {
         _progress: Progress,
         emits: &mut Vec<Emit>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        tags: &mut Vec<(String, i64, u32)>,
+        tags: &mut Vec<LineageTag>,
     ) -> Option<Tally> {
         // Runs of one partition (a poll returns each partition's records together).
         let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
@@ -609,7 +604,7 @@ impl Coordinated for Combiner {
         Ok(t)
     }
 
-    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+    fn finish_tags(&mut self) -> Option<Vec<LineageTag>> {
         Some(std::mem::take(&mut self.finished))
     }
 

@@ -16,48 +16,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use millrace_broker::{
-    ConsumedRecord, ConsumerConfig, Header, OffsetReset, ProduceRecord, Seek, TopicPartition,
+    ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, Seek, TopicPartition,
 };
 use millrace_pipeline::expr::not_json_because;
 use millrace_pipeline::{Format, Selector};
 
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
+use crate::batch::{BATCH_HEADER, batch_header, own_batch};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
 use crate::patterns::{value_of, with_vars};
-
-/// Header that names the batch of a released item.
-pub const BATCH_HEADER: &str = "millrace.batch";
-
-/// The batch a record came in, from its `millrace.batch` header.
-pub fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
-    let h = rec.headers.iter().rev().find(|h| &*h.key == BATCH_HEADER)?;
-    std::str::from_utf8(&h.value).ok()?.parse().ok()
-}
-
-/// The batch an item belongs to while `batch` is in hand: the one it came in when that
-/// is an earlier one (held over from a run that died mid-release), else `batch`. A
-/// record naming a later batch (which only topics deleted and made again could bring
-/// back) counts in the batch in hand: a result is never named after a batch that has
-/// not ended. The barrier and the reduce both go by this.
-pub(crate) fn own_batch(rec: &ConsumedRecord, batch: u64) -> u64 {
-    batch_of(rec).filter(|b| *b < batch).unwrap_or(batch)
-}
-
-/// The `millrace.batch` header naming `batch`.
-pub fn batch_header(batch: u64) -> Header {
-    Header::new(BATCH_HEADER, Bytes::from(batch.to_string()))
-}
-
-/// Adds `stamp` (a `millrace.batch` header) unless the headers already name a batch:
-/// a record keeps the batch it came in.
-pub fn stamp_batch(headers: &mut Vec<Header>, stamp: &Header) {
-    if !headers.iter().any(|h| &*h.key == BATCH_HEADER) {
-        headers.push(stamp.clone());
-    }
-}
 
 fn tp_of(rec: &ConsumedRecord) -> TopicPartition {
     TopicPartition::new(rec.topic.clone(), rec.partition)
@@ -566,7 +535,11 @@ mod tests {
     use millrace_broker::embedded::EmbeddedBroker;
     use millrace_broker::{Broker, NewTopic};
 
+    use bytes::Bytes;
+    use millrace_broker::Header;
+
     use super::*;
+    use crate::batch::batch_of;
 
     const BATCH_9: Progress = Progress {
         batch: 9,

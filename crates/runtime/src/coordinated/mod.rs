@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use millrace_broker::{Broker, ConsumedRecord, ProduceRecord, TopicPartition};
 
 use crate::error::RuntimeError;
+use crate::lineage::LineageTag;
 use crate::operator::{Emit, RecordError};
 
 /// How many input records ended where, reported by a coordinated pattern so the task
@@ -92,15 +93,15 @@ pub trait Coordinated: Send + Sync {
     ) -> Tally;
 
     /// Takes in a whole poll at once, for a pattern that spreads it over threads and
-    /// names its outputs itself: `tags` gets the lineage (origin, offset, index) of
-    /// each output pushed onto `emits`. `None`: the task calls `absorb` per record.
+    /// names its outputs itself: `tags` gets the lineage of each output pushed onto
+    /// `emits`. `None`: the task calls `absorb` per record.
     fn absorb_all(
         &mut self,
         _batch: &[ConsumedRecord],
         _progress: Progress,
         _emits: &mut Vec<Emit>,
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        _tags: &mut Vec<(String, i64, u32)>,
+        _tags: &mut Vec<LineageTag>,
     ) -> Option<Tally> {
         None
     }
@@ -127,9 +128,9 @@ pub trait Coordinated: Send + Sync {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError>;
 
-    /// The lineage (origin, offset, index) of the last `finish`'s emits, when the
-    /// pattern names them itself; else they are named after the batch.
-    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+    /// The lineage of the last `finish`'s emits, when the pattern names them itself;
+    /// else they are named after the batch.
+    fn finish_tags(&mut self) -> Option<Vec<LineageTag>> {
         None
     }
 

@@ -19,9 +19,9 @@ use millrace_pipeline::expr::{Picked, PlainPath, Val, key_bytes, pick, val_to_js
 use millrace_pipeline::{Emit as EmitPolicy, Format, Reducer, Selector};
 use serde_json::{Value, json};
 
-use super::join::{batch_header, own_batch};
 use super::key::InlineKey;
 use super::{Coordinated, FinishContext, Progress, Tally, emit_json};
+use crate::batch::{batch_header, own_batch};
 use crate::error::RuntimeError;
 use crate::operator::{Emit, RecordError};
 use crate::patterns::{value_of, with_vars};

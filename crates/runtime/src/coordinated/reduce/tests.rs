@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use millrace_pipeline::Expr;
 
-use super::super::join::BATCH_HEADER;
 use super::*;
+use crate::batch::BATCH_HEADER;
 
 fn sel(src: &str) -> Selector {
     Selector::Jq(Expr::compile(src).expect("compiles"))
