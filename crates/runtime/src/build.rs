@@ -1,10 +1,10 @@
 //! Turns a validated `Plan` into stages ready to run: each stage's kind picks its
 //! pattern's constructor.
 
-use millrace_pipeline::{JoinMode, Plan, Stage, StageKind};
+use millrace_pipeline::{Plan, Stage, StageKind};
 
 use crate::coordinated::combine::Combiner;
-use crate::coordinated::join::{Barrier, KeyJoin, Zip};
+use crate::coordinated::join;
 use crate::coordinated::reduce::Reduce;
 use crate::error::RuntimeError;
 use crate::operator::{PerRecord, RecordOperator};
@@ -70,17 +70,7 @@ fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
             }
         }
         StageKind::Exec(e) => StageLogic::Event(Box::new(exec::Exec::start(s, e)?)),
-        StageKind::Join(j) => StageLogic::Coordinated(match j.mode {
-            JoinMode::Barrier => Box::new(Barrier::new(j.combine, String::new(), 1)),
-            JoinMode::Zip => Box::new(Zip::new(s.inputs.clone(), format)),
-            JoinMode::Key => {
-                let key = j.key.clone().ok_or_else(|| RuntimeError::Stage {
-                    stage: s.name.clone(),
-                    message: "a key join needs `key`".into(),
-                })?;
-                Box::new(KeyJoin::new(s.inputs.clone(), key, j.timeout, format))
-            }
-        }),
+        StageKind::Join(j) => StageLogic::Coordinated(join::for_stage(s, j)?),
         StageKind::Reduce(r) => StageLogic::Coordinated(Box::new(Reduce::new(
             r.group_by.clone(),
             r.reducer.clone(),

@@ -4,11 +4,14 @@
 //! longer held: a held record holds back its partition's committed offset, and a
 //! crash replays it instead of losing it.
 //!
-//! - `join`: barrier (release a batch once all of it is there), key (combine equal keys
-//!   from every input), zip (pair items by arrival order).
+//! - `join/`: barrier (release a batch once all of it is there), by key (combine
+//!   equal keys from every input), zip (pair items by arrival order), a file each.
 //! - `reduce`: count, sum, min, max, mean, histogram, collect and custom jq reducers,
 //!   per group key, with partial results as items arrive and the final result at the
 //!   batch's end.
+//! - `combine`: a map that pre-aggregates for a reduce downstream (`combine: true`).
+//! - `key`: group keys as the reduce and the combiner index them.
+//! - `task`: the stage task that runs them.
 
 pub mod combine;
 pub mod join;
@@ -128,8 +131,8 @@ pub trait Coordinated: Send + Sync {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError>;
 
-    /// The lineage of the last `finish`'s emits, when the pattern names them itself;
-    /// else they are named after the batch.
+    /// The lineage of the last `finish`'s emits, when the
+    /// pattern names them itself; else they are named after the batch.
     fn finish_tags(&mut self) -> Option<Vec<LineageTag>> {
         None
     }
@@ -140,6 +143,11 @@ pub trait Coordinated: Send + Sync {
     /// Partitions moved to another instance: forget what is held of them (it was not
     /// committed, so the new owner reads it again).
     fn revoke(&mut self, tps: &[TopicPartition]) -> u64;
+}
+
+/// The partition a record was read from.
+pub fn tp_of(rec: &ConsumedRecord) -> TopicPartition {
+    TopicPartition::new(rec.topic.clone(), rec.partition)
 }
 
 /// A record emitted by a coordinated pattern: a JSON value with a key.

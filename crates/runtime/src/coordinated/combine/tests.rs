@@ -1,8 +1,10 @@
 use std::sync::Arc;
 
+use bytes::Bytes;
 use millrace_pipeline::{Expr, Format, Mapper, Reducer, Selector};
 
 use super::*;
+use crate::coordinated::reduce::COMBINED_HEADER;
 
 fn combiner(max_groups: usize) -> Combiner {
     let expr = r#"ascii_downcase | scan("[a-z]+") | {word: .}"#;
