@@ -315,9 +315,15 @@ fn second_opener_names_the_holder() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let out = b.run(&["topics", "list"], b"");
     let pid = child.id();
+    // The holder has the store once its pid is in the lock file.
+    let lock = b.data_dir().join("LOCK");
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the consumer to hold the store",
+        || std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid.to_string()),
+    );
+    let out = b.run(&["topics", "list"], b"");
     let _ = child.kill();
     let _ = child.wait();
     assert!(!out.status.success());

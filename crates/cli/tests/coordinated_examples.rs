@@ -1,12 +1,16 @@
 //! The coordinated examples through the real `millrace` binary on every
 //! backend, with several partitions, and on Kafka with two `millrace run` processes
-//! sharing the work: examples/wordcount.yaml, examples/images.yaml, examples/zip.yaml.
+//! sharing the work: examples/wordcount.yaml, examples/images.yaml, examples/zip.yaml;
+//! and a barrier join seen holding across two processes until its last part arrives.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -310,6 +314,253 @@ fn zip_prints_the_two_topics_as_pairs() {
             b.name
         );
     }
+}
+
+/// An exec worker that echoes each item, but holds one marked `"hold": true` until the
+/// file named by its argument exists.
+const GATED_WORKER: &str = r#"
+import json, os, sys, time
+gate = sys.argv[1]
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["value"].get("hold"):
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+    print(json.dumps({"id": req["id"], "out": [req["value"]]}), flush=True)
+"#;
+
+/// A `millrace run` whose standard error is collected as it comes.
+struct Instance {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Instance {
+    fn start(b: &Backend, file: &Path) -> Instance {
+        let mut child = b
+            .cmd()
+            .current_dir(repo())
+            .args([
+                "run",
+                file.to_str().expect("path"),
+                "--batch",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn run");
+        let pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Instance { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The `host:port` the run serves HTTP on, once it says so.
+    fn address(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let err = self.stderr();
+            if let Some(rest) = err.split("serving http://").nth(1) {
+                return rest.split('/').next().expect("address").to_string();
+            }
+            assert!(
+                Instant::now() < deadline && self.child.try_wait().expect("try_wait").is_none(),
+                "the run never served HTTP:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `GET path` from a run's HTTP endpoint, as JSON.
+fn get_json(addr: &str, path: &str) -> Option<Value> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// A stage's barrier progress in `/api/stats`: (batch, done, of, released).
+fn barrier(stats: &Value, stage: &str) -> Option<(u64, u64, u64, u64)> {
+    let st = stats["stages"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == stage)?;
+    let b = &st["barrier"];
+    Some((
+        b["batch"].as_u64()?,
+        b["done"].as_u64()?,
+        b["of"].as_u64()?,
+        b["released"].as_u64()?,
+    ))
+}
+
+/// Two processes share a barrier join over two inputs: one a source read to its end at
+/// once, the other written by an exec stage whose worker holds one item. Both processes
+/// report the barrier holding at k < n (the source's partitions read, the other's not
+/// complete) in `/api/stats`, nothing is released and the join's group commits nothing,
+/// until the held item is let go: then both finish, and every item is released once.
+#[test]
+fn barrier_join_holds_at_k_of_n_across_two_processes_until_the_last_part_arrives() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let b = Backend::kafka(bootstrap);
+    let dir = b.data_dir();
+    let worker = dir.join("gated.py");
+    std::fs::write(&worker, GATED_WORKER).expect("write worker");
+    let gate = dir.join("let-go");
+    let (pipeline, parts, direct, worked, released) = (
+        b.topic("holding"),
+        b.topic("parts"),
+        b.topic("direct"),
+        b.topic("worked"),
+        b.topic("released"),
+    );
+    let file = dir.join("holding.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "pipeline: {pipeline}\ntopics:\n  {parts}: {{partitions: 2}}\n  {direct}: {{partitions: 2}}\n  {worked}: {{partitions: 2}}\nstages:\n  work:\n    kind: exec\n    from: {parts}\n    to: {worked}\n    command: [python3, {}, {}]\n  all-in:\n    kind: join\n    from: [{direct}, {worked}]\n    to: {released}\n    mode: barrier\n",
+            worker.display(),
+            gate.display()
+        ),
+    )
+    .expect("write pipeline");
+    run_batch(&b, &file, 1);
+    let items = |tag: &str, hold: Option<usize>| -> String {
+        (0..20)
+            .map(|i| {
+                let held = if Some(i) == hold {
+                    ", \"hold\": true"
+                } else {
+                    ""
+                };
+                format!("{{\"{tag}\": {i}{held}}}\n")
+            })
+            .collect()
+    };
+    b.ok(
+        &["produce", "--topic", &direct],
+        items("d", None).as_bytes(),
+    );
+    b.ok(
+        &["produce", "--topic", &parts],
+        items("p", Some(7)).as_bytes(),
+    );
+
+    let mut runs = [Instance::start(&b, &file), Instance::start(&b, &file)];
+    let addrs: Vec<String> = runs.iter_mut().map(Instance::address).collect();
+    // Holding: between them the two have read both partitions of the source (k = 2),
+    // of the join's n = 4 input partitions, and released nothing.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let seen;
+    loop {
+        let now: Vec<_> = addrs
+            .iter()
+            .map(|a| get_json(a, "/api/stats").and_then(|s| barrier(&s, "all-in")))
+            .collect();
+        let holding = now.iter().all(|p| {
+            p.is_some_and(|(batch, done, of, released)| {
+                batch > 0 && of == 4 && done < of && released == 0
+            })
+        }) && now.iter().flatten().map(|p| p.1).sum::<u64>() == 2;
+        if holding {
+            seen = now;
+            break;
+        }
+        for r in runs.iter_mut() {
+            assert!(
+                r.child.try_wait().expect("try_wait").is_none(),
+                "a run ended while an item was held:\n{}",
+                r.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the barrier never showed k < n in both processes: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        b.records_in(&released),
+        0,
+        "released before the last part arrived"
+    );
+    let group = format!("{pipeline}.all-in");
+    let held_back = committed(&b, &group, &direct);
+    assert!(
+        held_back.iter().all(|(_, o)| o.unwrap_or(0) == 0),
+        "the join committed past items it holds: {held_back:?}"
+    );
+
+    std::fs::write(&gate, b"").expect("open the gate");
+    for r in runs {
+        let out = wait_for_exit(r.child, Duration::from_secs(180));
+        assert!(
+            out.status.success(),
+            "run failed:\n{}",
+            r.stderr.lock().unwrap_or_else(|e| e.into_inner())
+        );
+    }
+    let got = consume_json(&b, &released);
+    assert_eq!(got.len(), 40, "every item released once: {got:?}");
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|v| {
+            v.as_object()
+                .map(|o| format!("{:?}", o.iter().next()))
+                .unwrap_or_default()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "each item once");
+    let all: i64 = committed(&b, &group, &direct)
+        .iter()
+        .chain(&committed(&b, &group, &worked))
+        .map(|(_, o)| o.unwrap_or(0))
+        .sum();
+    assert_eq!(all, 40, "the join committed everything once it released");
+    eprintln!("barrier held at {seen:?} (batch, done, of, released per process)");
+}
+
+/// The committed offsets of `group` on `topic`, from the broker.
+fn committed(b: &Backend, group: &str, topic: &str) -> Vec<(i32, Option<i64>)> {
+    let bootstrap = b.bootstrap.clone().expect("kafka");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            use millrace_broker::Broker;
+            let k = millrace_broker::kafka::KafkaBroker::connect(
+                &bootstrap,
+                BTreeMap::new(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("connect");
+            k.committed(group, topic).await.expect("committed")
+        })
 }
 
 #[test]

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -602,7 +601,6 @@ stages:
             .sum();
         assert_eq!(total, 2000, "[{}] {out:?}", b.name);
         assert_eq!(out.len(), 7);
-        let _ = Arc::new(());
     }
 }
 
@@ -646,6 +644,8 @@ stages:
         // Three more records are not a batch yet; two more make five.
         b.produce_values(&b.t("in"), &[r#""b""#, r#""b""#, r#""c""#])
             .await;
+        // A window far longer than a due batch takes: the stage does not read records
+        // until a batch is due, so nothing else can be waited on.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             finals(&b).await.len(),

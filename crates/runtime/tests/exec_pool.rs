@@ -249,8 +249,9 @@ async fn hung_worker_times_out_and_is_replaced() {
     let fx = Fixture::new();
     let mut cfg = fx.config(1);
     cfg.timeout = Duration::from_millis(300);
-    // Enough for python to start on a loaded machine, small enough to keep this fast.
-    cfg.startup_timeout = Duration::from_millis(700);
+    // Enough for python to start on a loaded machine; the hang's second attempt, on a
+    // new worker, waits all of it.
+    cfg.startup_timeout = Duration::from_secs(4);
     cfg.retries = 1;
     let pool = WorkerPool::start(cfg).expect("start");
     let before = pool.call(item(json!({"seq": 0}))).await.expect("ok")[0]["pid"].clone();
@@ -281,7 +282,9 @@ async fn slow_starting_worker_gets_the_startup_allowance() {
     let mut cfg = fx.config(1);
     cfg.env.push(("STARTUP_SLEEP_MS".into(), "600".into()));
     cfg.timeout = Duration::from_millis(200);
-    cfg.startup_timeout = Duration::from_secs(3);
+    // Far more than the start takes even on a loaded machine; the test ends when the
+    // worker answers.
+    cfg.startup_timeout = Duration::from_secs(30);
     cfg.retries = 0;
     let pool = WorkerPool::start(cfg).expect("start");
     // Slower than `timeout`, but the worker is new: no restart loop.

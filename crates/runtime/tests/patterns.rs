@@ -220,13 +220,16 @@ stages:
         }
         // Topics as shards: every word in one topic only.
         let mut seen = std::collections::HashMap::new();
+        let mut hashed = 0;
         for (i, t) in ["h0", "h1", "h2"].iter().enumerate() {
             for v in b.values(&b.t(t)).await {
+                hashed += 1;
                 let w: serde_json::Value = serde_json::from_str(&v).expect("json");
                 let prev = seen.insert(w["word"].as_str().expect("word").to_string(), i);
                 assert!(prev.is_none() || prev == Some(i), "a word in two shards");
             }
         }
+        assert_eq!(hashed, 60, "[{}] every record in one topic shard", b.name);
         assert_eq!(seen.len(), 5);
     }
 }

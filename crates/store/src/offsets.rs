@@ -250,6 +250,11 @@ impl OffsetsJournal {
             .storage
             .open(&path, true)
             .map_err(|e| StoreError::io_at(&path, e))?;
+        // The file may be new, or made by a run that stopped before syncing its name:
+        // until the directory is synced, a power cut can take the file and its commits.
+        ctx.storage
+            .sync_dir(dir)
+            .map_err(|e| StoreError::io_at(dir, e))?;
         let file_len = file.len().map_err(|e| StoreError::io_at(&path, e))?;
         let mut bytes = vec![
             0u8;

@@ -177,7 +177,8 @@ impl Store {
     }
 
     /// Deletes a topic, its data and its committed offsets. Holders of its `Arc<Topic>`
-    /// can still read what they have; appends fail with `UnknownTopic`.
+    /// can still read what they have; appends fail with `UnknownTopic`. Should the
+    /// process stop before it returns, the topic may remain without its committed offsets.
     pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
         self.shared.ctx.poison.check()?;
         let mut topics = self
@@ -189,6 +190,10 @@ impl Store {
             .remove(name)
             .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
         t.close();
+        // Forget the offsets first: a crash before the removal is durable then leaves the
+        // topic without its groups' offsets, never offsets that a topic made again under
+        // the name would start from.
+        self.offsets().forget_topic(name)?;
         let dir = topic::topic_dir(&self.shared.topics_dir, name);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -205,8 +210,7 @@ impl Store {
             .sync_dir(&self.shared.topics_dir)
             .map_err(|e| StoreError::io_at(&self.shared.topics_dir, e))?;
         drop(topics);
-        std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io_at(&doomed, e))?;
-        self.offsets().forget_topic(name)
+        std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io_at(&doomed, e))
     }
 
     fn offsets(&self) -> MutexGuard<'_, OffsetsJournal> {

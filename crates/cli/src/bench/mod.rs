@@ -74,6 +74,7 @@ pub fn print_rows(rows: &[BenchRow], json: bool) -> std::io::Result<()> {
 pub mod coordinated;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod load;
 pub mod log;
 pub mod pipeline;
 #[cfg(feature = "kafka")]

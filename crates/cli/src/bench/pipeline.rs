@@ -19,7 +19,11 @@
 //!   (the highest of its runs), on every row, and a last row with the highest against
 //!   the 256 MiB target.
 //!
-//! The whole run takes under a minute (45 s here); its files are removed at the end.
+//! Then the `load:` rows (`bench/load.rs`): an exec stage under a producer faster than
+//! it, its rate over the run and its peak memory.
+//!
+//! The whole run takes under a minute and a half (45 s here, and the load rows' 20 s);
+//! its files are removed at the end.
 //! For profiling: `MILLRACE_BENCH_PATTERNS=copier` (a comma-separated list) runs only
 //! those patterns, `MILLRACE_BENCH_MAX_BATCH=N` sets the stages' batch bound,
 //! `MILLRACE_BENCH_CPU=1` prints each batch run's CPU time per record, and
@@ -208,6 +212,9 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
         target: Some(256.0),
         ..BenchRow::default()
     });
+    if selected("load") {
+        rows.extend(super::load::run(&broker, work).await?);
+    }
     Ok(rows)
 }
 

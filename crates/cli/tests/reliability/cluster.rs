@@ -60,10 +60,7 @@ pub fn wait_for_brokers(bootstrap: &str) {
          assert len(c['brokers']) == 3 and c['controller_id'] != -1, c\n"
     );
     loop {
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .expect("python3 (kafka-python)");
+        let out = kafka_python(&script);
         if out.status.success() {
             return;
         }
@@ -119,15 +116,41 @@ pub fn create_placed(bootstrap: &str, topics: &[&str], replicas: [i32; 3]) {
          a.create_topics([NewTopic(t, -1, -1, replica_assignments={{0: {replicas:?}}}, \
          topic_configs={{'min.insync.replicas': '2'}}) for t in {topics:?}])\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3 (kafka-python)");
+    let out = kafka_python(&script);
     assert!(
         out.status.success(),
         "creating {topics:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `script` in python3, which has kafka-python.
+fn kafka_python(script: &str) -> std::process::Output {
+    Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3 (kafka-python)")
+}
+
+/// How many members consumer group `group` has once it is stable: 0 while it is empty,
+/// rebalancing or not known yet. From Kafka's own admin API (kafka-python; 3.x names it
+/// `describe_groups`, 2.x `describe_consumer_groups`).
+pub fn stable_members(bootstrap: &str, group: &str) -> usize {
+    let script = format!(
+        "from kafka.admin import KafkaAdminClient\n\
+         a = KafkaAdminClient(bootstrap_servers={bootstrap:?}.split(','))\n\
+         g = {group:?}\n\
+         d = a.describe_groups([g])[g] if hasattr(a, 'describe_groups') \
+         else a.describe_consumer_groups([g])[0]\n\
+         state, members = (d['group_state'], d['members']) if isinstance(d, dict) \
+         else (d.state, d.members)\n\
+         print(len(members) if state == 'Stable' else 0)\n"
+    );
+    let out = kafka_python(&script);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Bytes in the log of `topic`'s partition `partition` on node `node`: what the broker

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{
     KilledBroker, cluster, copier_file, create_replicated, every_record_exactly_once, leader,
-    produce_n, produce_range,
+    produce_n, produce_range, stable_members,
 };
 use crate::common::{Backend, signal, wait_until};
 use crate::support::{drain_stderr, figure, heavy, knob, no_panic, tail};
@@ -108,7 +108,7 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other_exactly_once(
     let Some(bootstrap) = cluster() else { return };
     let _heavy = heavy();
     let n = knob("MILLRACE_REL_KAFKA_RECORDS", 200_000, 1_000_000);
-    let b = Backend::kafka(bootstrap);
+    let b = Backend::kafka(bootstrap.clone());
     let (src, dst) = (b.topic("rel-two-src"), b.topic("rel-two-dst"));
     create_replicated(&b, &src, 6);
     create_replicated(&b, &dst, 6);
@@ -118,7 +118,14 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other_exactly_once(
     let a_err = drain_stderr(&mut a);
     let mut c = b.spawn(&["run", f, "--no-http"]);
     let c_err = drain_stderr(&mut c);
-    std::thread::sleep(Duration::from_secs(3)); // both join the group
+    // Both in the group, each with some of the six partitions, before any input: the
+    // partitions A has when it stops must move.
+    let group = format!("{}.copy", b.topic("rel-two"));
+    wait_until(
+        Duration::from_secs(120),
+        "both instances to be members of a stable group",
+        || stable_members(&bootstrap, &group) == 2,
+    );
     // Half the input now; the other half once A is gone, so that B must copy records of
     // the partitions A had.
     produce_range(&b, &src, 0..n / 2, "two");

@@ -104,9 +104,21 @@ fn exec_never_runs_record_content_through_a_shell() {
 #[test]
 fn data_directory_is_created_private_to_its_user() {
     let parent = tempfile::tempdir().expect("tempdir");
+    let pipeline = parent.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "pipeline: p\ntopics:\n  a: {partitions: 1}\nstages:\n  c: {kind: copier, from: a, to: [b]}\n",
+    )
+    .expect("write pipeline");
+    // The commands that make a data directory make it mode 0700.
     for (i, args) in [
         vec!["topics", "create", "--topic", "t"],
-        vec!["topics", "list"],
+        vec![
+            "run",
+            pipeline.to_str().expect("path"),
+            "--batch",
+            "--no-http",
+        ],
     ]
     .iter()
     .enumerate()
@@ -129,4 +141,17 @@ fn data_directory_is_created_private_to_its_user() {
             data.display()
         );
     }
+    // One that only looks makes none, and says so.
+    let data = parent.path().join("fresh-list/data");
+    let b = Backend::embedded();
+    let mut c = b.cmd();
+    c.env("MILLRACE_DATA", &data);
+    let out = crate::common::run_with(c, &["topics", "list"], b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no data directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.exists(), "`topics list` made {}", data.display());
 }

@@ -144,7 +144,7 @@ impl State {
 
     /// Counts an op; cuts first if this is the op to cut at. Fails once cut.
     fn op(&mut self, links: &Path) -> io::Result<()> {
-        if self.image.is_none() && self.cut_at == Some(self.ops) {
+        if self.image.is_none() && self.cut_at.is_some_and(|at| self.ops >= at) {
             self.freeze(links);
         }
         if self.image.is_some() {
@@ -343,6 +343,14 @@ impl PowerLoss {
     /// Cuts the power just before op number `op` (counting from 0) would run.
     pub fn cut_at(&self, op: u64) {
         self.state().cut_at = Some(op);
+    }
+
+    /// Cuts the power after `more` ops from now; returns the op it cuts before.
+    pub fn cut_in(&self, more: u64) -> u64 {
+        let mut s = self.state();
+        let at = s.ops + more;
+        s.cut_at = Some(at);
+        at
     }
 
     /// Cuts the power now. Appends acknowledged before this returns are in the image;

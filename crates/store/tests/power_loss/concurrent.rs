@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use millrace_store::{Durability, Record};
@@ -17,14 +17,13 @@ fn batch_appenders_and_commits_running_together_lose_nothing_acknowledged() {
     for round in 0..16u64 {
         let tear = [Tear::Nothing, Tear::Random][(round % 2) as usize];
         let (layer, store) = store_with(round + 1, tear, "c", 3, Durability::Batch, 2048);
-        let cut_at = layer.ops() + 40 + next() % 600;
-        layer.cut_at(cut_at);
         let store = Arc::new(store);
+        let acks = Arc::new(AtomicU64::new(0));
         // Four appenders, each its own sequence spread over the partitions; each
         // returns the batches acknowledged to it: (partition, base offset, records).
         let appenders: Vec<_> = (0..4u64)
             .map(|w| {
-                let store = Arc::clone(&store);
+                let (store, acks) = (Arc::clone(&store), Arc::clone(&acks));
                 std::thread::spawn(move || {
                     let t = store.topic("c").unwrap();
                     let mut acked = Vec::new();
@@ -34,7 +33,10 @@ fn batch_appenders_and_commits_running_together_lose_nothing_acknowledged() {
                             .map(|k| value(&format!("w{w}"), seq * 10 + k))
                             .collect();
                         match t.partition(p).unwrap().append(&records) {
-                            Ok(base) => acked.push((p, base, records)),
+                            Ok(base) => {
+                                acked.push((p, base, records));
+                                acks.fetch_add(1, Ordering::SeqCst);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -63,6 +65,11 @@ fn batch_appenders_and_commits_running_together_lose_nothing_acknowledged() {
                 acked
             })
         };
+        // The cut comes at a random write or sync once the appenders are under way.
+        wait_until("the first acknowledgements", || {
+            acks.load(Ordering::SeqCst) >= 4
+        });
+        let cut_at = layer.cut_in(1 + next() % 600);
         let acked: Vec<(u32, u64, Vec<Record>)> = appenders
             .into_iter()
             .flat_map(|h| h.join().unwrap())

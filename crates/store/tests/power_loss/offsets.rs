@@ -59,9 +59,6 @@ fn compacting_the_offsets_journal_keeps_every_acknowledged_commit_at_every_crash
 }
 
 #[test]
-#[ignore = "fails today: a new data directory's offsets journal is created without an fsync \
-            of the directory, so a power cut loses every commit until the journal is first \
-            compacted"]
 fn committed_offsets_of_a_new_data_directory_survive_a_power_cut() {
     let layer = PowerLoss::new(1);
     let (store, _) = layer.open().unwrap();
@@ -73,9 +70,6 @@ fn committed_offsets_of_a_new_data_directory_survive_a_power_cut() {
 }
 
 #[test]
-#[ignore = "fails today: delete_topic makes the topic's removal durable before it journals \
-            that its offsets are forgotten; a cut between the two keeps them, and a topic \
-            made again under the name starts its groups there"]
 fn a_topic_deleted_as_the_power_is_cut_leaves_no_committed_offsets() {
     let prepare = |dir: &std::path::Path| {
         let (store, _) = Store::open(dir, Default::default()).unwrap();
