@@ -6,7 +6,8 @@
 #
 # Targets (fuzz/fuzz_targets/): decode_batches (the store's batch decoder),
 # store_recovery (opening a data directory whose segment bytes are the input),
-# pipeline_parse (the pipeline-file parser and planner).
+# pipeline_parse (the pipeline-file parser and planner), kafka_request (the Kafka
+# server's request decoder and, for produce requests, its record batch decoder).
 #
 # Seeds come from the real thing: segment files written by `millrace produce` and the
 # example pipeline files. Prints the executions per target (and appends them as JSON
@@ -22,7 +23,7 @@ ROOT="$PWD"
 SECONDS_EACH="${1:-20}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(decode_batches store_recovery pipeline_parse)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(decode_batches store_recovery pipeline_parse kafka_request)
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/fuzz}"
 
 say() { printf 'fuzz.sh: %s\n' "$*" >&2; }
@@ -41,7 +42,42 @@ seed() {
   local work millrace
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
-  mkdir -p fuzz/corpus/decode_batches fuzz/corpus/store_recovery fuzz/corpus/pipeline_parse
+  mkdir -p fuzz/corpus/decode_batches fuzz/corpus/store_recovery fuzz/corpus/pipeline_parse \
+    fuzz/corpus/kafka_request
+  # Kafka requests as clients send them: Metadata v12 for one topic, and Produce v9
+  # with one uncompressed record batch (CRC-32C and all).
+  python3 - fuzz/corpus/kafka_request <<'PY'
+import struct, sys
+out = sys.argv[1]
+def crc32c(b):
+    crc = 0xffffffff
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+def uvar(n):
+    o = b""
+    while n >= 0x80:
+        o += bytes([(n & 0x7f) | 0x80]); n >>= 7
+    return o + bytes([n])
+def svar(n):
+    return uvar((n << 1) ^ (n >> 63))
+def header(key, version):
+    return struct.pack(">hhih", key, version, 1, 4) + b"seed" + b"\x00"
+topic = b"seed-topic"
+meta = header(3, 12) + uvar(2) + b"\x00" * 16 + uvar(len(topic) + 1) + topic + b"\x00" + b"\x01\x00\x00"
+open(out + "/metadata", "wb").write(meta)
+record = b"\x00" + svar(0) + svar(0) + svar(-1) + svar(5) + b"hello" + uvar(0)
+record = svar(len(record)) + record
+body = struct.pack(">hiqqqhii", 0, 0, 1000, 1000, -1, -1, -1, 1) + record
+batch_tail = struct.pack(">ib", -1, 2) + struct.pack(">I", crc32c(body)) + body
+batch = struct.pack(">qi", 0, len(batch_tail)) + batch_tail
+part = struct.pack(">i", 0) + uvar(len(batch) + 1) + batch + b"\x00"
+topics = uvar(2) + uvar(len(topic) + 1) + topic + uvar(2) + part + b"\x00"
+produce = header(0, 9) + b"\x00" + struct.pack(">hi", -1, 5000) + topics + b"\x00"
+open(out + "/produce", "wb").write(produce)
+PY
   cp examples/*.yaml fuzz/corpus/pipeline_parse/ 2>/dev/null || true
   # MILLRACE_BIN: a built millrace to write real segments with (else it is built).
   millrace="${MILLRACE_BIN:-}"

@@ -2,6 +2,7 @@
 # A real Apache Kafka for millrace's tests, without Docker.
 #
 #   scripts/kafka.sh fetch          download Kafka's jars from Maven Central (cached)
+#   scripts/kafka.sh fetch-streams  download Kafka Streams' jars the same way (cached)
 #   scripts/kafka.sh start          one combined broker+controller on 127.0.0.1:9092
 #   scripts/kafka.sh start-cluster  three brokers on 127.0.0.1:19092,19093,19094
 #   scripts/kafka.sh stop [single|cluster]  stop what this script started (by pid)
@@ -23,6 +24,7 @@ SLF4J_VERSION="${SLF4J_VERSION:-2.0.17}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${KAFKA_HOME_CACHE:-$REPO_ROOT/.kafka}"
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+STREAMS_LIBS="$CACHE/kafka-streams-$KAFKA_VERSION/libs"
 RUN="$CACHE/run"
 HEAP="${KAFKA_HEAP:-512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
@@ -40,18 +42,26 @@ need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed ($2)"; }
 
 # ---------------------------------------------------------------- fetch
 
-fetch() {
-  if [[ -f "$LIBS/.complete" ]]; then
-    say "Kafka $KAFKA_VERSION already in $LIBS"
+# mvn_fetch DIR WHAT DEPENDENCY... : Maven resolves the runtime dependencies of the
+# named artifacts (groupId:artifactId:version) into DIR, once (DIR/.complete).
+mvn_fetch() {
+  local dir=$1 what=$2
+  shift 2
+  if [[ -f "$dir/.complete" ]]; then
+    say "$what already in $dir"
     return 0
   fi
   need mvn "apt-get install -y maven"
   need java "apt-get install -y openjdk-17-jre-headless"
-  mkdir -p "$LIBS"
-  local work
+  mkdir -p "$dir"
+  local work deps="" dep g a v
   work="$(mktemp -d)"
-  # A throwaway POM whose only job is to name Kafka's server, tools and a logging
-  # backend, so that Maven resolves their runtime dependencies for us.
+  for dep in "$@"; do
+    IFS=: read -r g a v <<<"$dep"
+    deps+="    <dependency><groupId>$g</groupId><artifactId>$a</artifactId><version>$v</version></dependency>"$'\n'
+  done
+  # A throwaway POM whose only job is to name what is wanted, so that Maven resolves
+  # its runtime dependencies for us.
   cat >"$work/pom.xml" <<EOF
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -60,26 +70,42 @@ fetch() {
   <version>1</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-storage</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
-  </dependencies>
+$deps  </dependencies>
 </project>
 EOF
-  say "fetching Kafka $KAFKA_VERSION from Maven Central into $LIBS"
+  say "fetching $what from Maven Central into $dir"
   if ! mvn -B -ntp -q -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$LIBS" </dev/null >"$work/mvn.log" 2>&1; then
+      -DincludeScope=runtime -DoutputDirectory="$dir" </dev/null >"$work/mvn.log" 2>&1; then
     sed 's/\x1b\[[0-9;]*m//g' "$work/mvn.log" | tail -n 40 >&2
     rm -rf "$work"
-    die "mvn could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable? try KAFKA_VERSION=4.1.1)"
+    die "mvn could not fetch $what (is Maven Central reachable? try KAFKA_VERSION=4.1.1)"
   fi
   rm -rf "$work"
+  touch "$dir/.complete"
+  say "fetched $(find "$dir" -name '*.jar' | wc -l) jars"
+}
+
+# Kafka's server, tools and a logging backend.
+fetch() {
+  mvn_fetch "$LIBS" "Kafka $KAFKA_VERSION" \
+    "org.apache.kafka:kafka_2.13:$KAFKA_VERSION" \
+    "org.apache.kafka:kafka-tools:$KAFKA_VERSION" \
+    "org.apache.kafka:kafka-storage:$KAFKA_VERSION" \
+    "org.slf4j:slf4j-api:$SLF4J_VERSION" \
+    "org.apache.logging.log4j:log4j-core:$LOG4J_VERSION" \
+    "org.apache.logging.log4j:log4j-slf4j2-impl:$LOG4J_VERSION"
   ls "$LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after fetch"
-  touch "$LIBS/.complete"
-  say "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars"
+}
+
+# Kafka Streams and a logging backend: the Streams application the server's tests run
+# against `millrace serve` (crates/server/tests/streams.rs) is compiled against these.
+fetch_streams() {
+  mvn_fetch "$STREAMS_LIBS" "Kafka Streams $KAFKA_VERSION" \
+    "org.apache.kafka:kafka-streams:$KAFKA_VERSION" \
+    "org.slf4j:slf4j-api:$SLF4J_VERSION" \
+    "org.apache.logging.log4j:log4j-core:$LOG4J_VERSION" \
+    "org.apache.logging.log4j:log4j-slf4j2-impl:$LOG4J_VERSION"
+  ls "$STREAMS_LIBS"/kafka-streams-*.jar >/dev/null 2>&1 || die "kafka-streams jar missing after fetch"
 }
 
 # ---------------------------------------------------------------- helpers
@@ -269,6 +295,7 @@ status_nodes() {
 cmd="${1:-}"
 case "$cmd" in
   fetch) fetch ;;
+  fetch-streams) fetch_streams ;;
   start) start_nodes single "$SINGLE_PORT" "$SINGLE_CONTROLLER_PORT" ;;
   start-cluster) start_nodes cluster "${CLUSTER_PORTS[@]}" "${CLUSTER_CONTROLLER_PORTS[@]}" ;;
   stop)
@@ -284,7 +311,7 @@ case "$cmd" in
     status_nodes cluster
     ;;
   *)
-    echo "usage: scripts/kafka.sh fetch|start|start-cluster|stop [single|cluster]|status" >&2
+    echo "usage: scripts/kafka.sh fetch|fetch-streams|start|start-cluster|stop [single|cluster]|status" >&2
     exit 2
     ;;
 esac

@@ -29,13 +29,15 @@ install_tools() {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # javac too: the Kafka Streams test compiles its application.
   command -v java >/dev/null 2>&1 || missing_jdk=1
+  command -v javac >/dev/null 2>&1 || missing_jdk=1
   command -v mvn >/dev/null 2>&1 || missing_jdk=1
   if [ -n "${missing_jdk:-}" ]; then
-    say "installing a JRE and Maven (to fetch and run Apache Kafka)"
+    say "installing a JDK and Maven (to fetch and run Apache Kafka and Kafka Streams)"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
   fi
   if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     say "installing kafka-python"
@@ -55,8 +57,12 @@ cleanup() {
 trap cleanup EXIT
 
 install_tools
+# Kafka's jars: the brokers below, and the Java tools the server's tests run against
+# `millrace serve` (crates/server/tests/java_tools.rs), even with a broker given; Kafka
+# Streams' for the Streams application run against it (crates/server/tests/streams.rs).
+scripts/kafka.sh fetch
+scripts/kafka.sh fetch-streams
 if [ -z "${MILLRACE_TEST_BOOTSTRAP:-}" ]; then
-  scripts/kafka.sh fetch
   scripts/kafka.sh start
   started_kafka=1
   export MILLRACE_TEST_BOOTSTRAP=127.0.0.1:9092

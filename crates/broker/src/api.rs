@@ -247,10 +247,127 @@ pub enum Rebalance {
     Revoked(Vec<TopicPartition>),
 }
 
-/// A backend: the embedded store, a store held by another process, or Kafka.
+/// A consumer group's state, in Kafka's names (`kafka-consumer-groups` prints them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupState {
+    /// No live members (only committed offsets, or nothing yet).
+    Empty,
+    /// A member joined or left: the members are rejoining.
+    PreparingRebalance,
+    /// The members rejoined and wait for the leader's assignment.
+    CompletingRebalance,
+    /// Every member has its partitions.
+    Stable,
+    /// Deleted, or never existed.
+    Dead,
+    /// A state this millrace does not know (a newer broker's).
+    Unknown,
+}
+
+impl GroupState {
+    pub const ALL: [GroupState; 5] = [
+        GroupState::Empty,
+        GroupState::PreparingRebalance,
+        GroupState::CompletingRebalance,
+        GroupState::Stable,
+        GroupState::Dead,
+    ];
+
+    /// Kafka's name: `Stable`, `Empty`, `PreparingRebalance`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+            GroupState::Unknown => "Unknown",
+        }
+    }
+
+    /// The state Kafka names `name` (in any case); [`GroupState::Unknown`] for others.
+    pub fn parse(name: &str) -> GroupState {
+        GroupState::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name.trim()))
+            .unwrap_or(GroupState::Unknown)
+    }
+
+    /// Whether a group in this state may have its offsets reset or be deleted: Kafka
+    /// refuses both while members are live.
+    pub fn is_inactive(self) -> bool {
+        matches!(self, GroupState::Empty | GroupState::Dead)
+    }
+}
+
+impl std::fmt::Display for GroupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One consumer group as `groups list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub state: GroupState,
+}
+
+/// One live member of a consumer group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// The id the coordinator gave it (Kafka's CONSUMER-ID).
+    pub member_id: String,
+    /// Its `group.instance.id`, for a static member (when the backend reports it).
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    /// Where it connects from, as Kafka shows it (`/127.0.0.1`).
+    pub host: String,
+    /// The partitions it owns, sorted; empty while the group rebalances, or when there
+    /// are more members than partitions.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// The partitions in a consumer's assignment bytes (the consumer protocol's
+/// `ConsumerProtocolAssignment`, which every Kafka consumer's group leader writes),
+/// sorted. Bytes that do not decode are the member's business: logged, read as none.
+pub fn consumer_assignment(group: &str, member: &str, bytes: &[u8]) -> Vec<TopicPartition> {
+    use millrace_server::group::consumer_protocol::Assignment;
+    match Assignment::decode(bytes) {
+        Ok(a) => a
+            .topic_partitions()
+            .into_iter()
+            .map(|(t, p)| TopicPartition::new(t, p))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(%group, %member, error = %e, "a member's assignment does not decode");
+            Vec::new()
+        }
+    }
+}
+
+/// One consumer group as `groups describe` shows it: its members and its committed
+/// offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: GroupState,
+    /// `consumer` for consumers (Kafka Connect's workers say `connect`).
+    pub protocol_type: String,
+    /// The assignor the members agreed on (`range`, `cooperative-sticky`, …); empty
+    /// unless the group is Stable.
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+    /// The next offset to read of every partition the group committed for, sorted.
+    pub offsets: Vec<(TopicPartition, i64)>,
+}
+
+/// A backend: the embedded store (held by this process), or Kafka (a cluster, or the
+/// store held by another millrace process).
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// "embedded", "remote" or "kafka", for messages and `/api`.
+    /// "embedded", "kafka", or the name of a store held by another process, for
+    /// messages and `/api`.
     fn backend(&self) -> &'static str;
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<()>;
@@ -309,6 +426,63 @@ pub trait Broker: Send + Sync + 'static {
     /// Committed offsets of a group for a topic, one entry per partition
     /// (`None`: nothing committed).
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<(i32, Option<i64>)>>;
+
+    // Consumer groups, as `kafka-consumer-groups` manages them. A group is what has
+    // live members or committed offsets; whoever its members are (millrace stages,
+    // Kafka clients), it is one group.
+
+    /// Every consumer group, sorted by name.
+    async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        Err(groups_unsupported(self.backend()))
+    }
+
+    /// One group's state, members and committed offsets;
+    /// [`BrokerError::UnknownGroup`] if it has neither members nor offsets.
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let _ = group;
+        Err(groups_unsupported(self.backend()))
+    }
+
+    /// Every group [`list_groups`](Self::list_groups) lists, described, in name order
+    /// (a group deleted meanwhile is left out). The default describes one at a time.
+    async fn describe_groups(&self) -> Result<Vec<GroupDescription>> {
+        let mut all = Vec::new();
+        for l in self.list_groups().await? {
+            match self.describe_group(&l.group).await {
+                Ok(d) => all.push(d),
+                Err(BrokerError::UnknownGroup(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Commits `offsets` (the next offset to read of each partition) for a group
+    /// without live members, as Kafka's AlterConsumerGroupOffsets does; a group with
+    /// live members refuses ([`BrokerError::GroupNotEmpty`]): they would overwrite the
+    /// offsets with their own. Durable when it returns.
+    async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        let _ = (group, offsets);
+        Err(groups_unsupported(self.backend()))
+    }
+
+    /// Deletes a group without live members and its committed offsets;
+    /// [`BrokerError::GroupNotEmpty`] while it has members,
+    /// [`BrokerError::UnknownGroup`] if there is no such group.
+    async fn delete_group(&self, group: &str) -> Result<()> {
+        let _ = group;
+        Err(groups_unsupported(self.backend()))
+    }
+}
+
+fn groups_unsupported(backend: &str) -> BrokerError {
+    BrokerError::Invalid(format!(
+        "consumer groups are not supported by the {backend} backend"
+    ))
 }
 
 #[async_trait]
@@ -347,9 +521,8 @@ pub trait Consumer: Send {
     /// consumer losing partitions in a rebalance waits for it (up to
     /// [`HAND_OVER_WAIT`](crate::hand_over::HAND_OVER_WAIT)) before another member may
     /// take them, so their next owner finds everything the old one wrote
-    /// (see [`hand_over`](crate::hand_over)). The embedded store's groups live in the
-    /// one process that holds the store, where a stage is the only member of its
-    /// group: there is nobody to hand over to, and this does nothing.
+    /// (see [`hand_over`](crate::hand_over)). A consumer without a group has nobody to
+    /// hand over to, and ignores it.
     fn hand_over_after(&mut self, work: InFlight) {
         let _ = work;
     }

@@ -17,6 +17,13 @@ pub enum BrokerError {
         timeout_ms: u64,
         reason: String,
     },
+    /// The address recorded in a data directory is served by something other than the
+    /// directory's store (another broker, a holder of another directory).
+    #[error("{addr} does not serve the store in {}", dir.display())]
+    NotTheStore {
+        addr: String,
+        dir: std::path::PathBuf,
+    },
     /// The consumer group moved on (a rebalance) and the request was for a generation
     /// that is gone: the partitions' records are delivered again to their new owner.
     #[error("the consumer group rebalanced: {0}")]
@@ -25,6 +32,15 @@ pub enum BrokerError {
     /// leader moving): retrying later is safe.
     #[error("the broker is not available right now: {0}")]
     Transient(String),
+    #[error("consumer group '{0}' does not exist")]
+    UnknownGroup(String),
+    /// The group has live members: its offsets cannot be reset nor the group deleted
+    /// until they leave.
+    #[error("consumer group '{group}' has live members (state {state})")]
+    GroupNotEmpty {
+        group: String,
+        state: crate::api::GroupState,
+    },
     #[error("timed out after {0} ms")]
     Timeout(u64),
     #[error(transparent)]

@@ -4,16 +4,18 @@
 //! - `api`: the `Broker` and `Consumer` traits and the types they speak in (Kafka's names).
 //! - `error`: `BrokerError`, the one error type of this layer.
 //! - `hand_over`: `InFlight`, the work a consumer waits for before it gives partitions up.
-//! - `embedded`: the embedded store (`millrace-store`) behind the traits.
-//! - `remote`: a store held by another process, reached through its local endpoint.
+//! - `embedded`: the embedded store (`millrace-store`) behind the traits, on the hub it
+//!   shares with the Kafka server of the same store.
+//! - `holder`: a data directory held by this process and served with Kafka's protocol,
+//!   and the watch of a process that reaches it as a client, ready to take it over.
 //! - `kafka` (feature `kafka`): Apache Kafka through rdkafka.
 pub mod api;
 pub mod embedded;
 pub mod error;
 pub mod hand_over;
+pub mod holder;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-pub mod remote;
 
 pub use api::*;
 pub use error::BrokerError;

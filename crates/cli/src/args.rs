@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// The embedded store's data directory unless told otherwise.
 pub const DEFAULT_DATA: &str = "./millrace-data";
@@ -47,6 +47,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
     /// Produce one record per line of standard input (or of --file).
     Produce(ProduceArgs),
     /// Print the records of a topic, one value per line.
@@ -73,6 +78,8 @@ pub enum Command {
     },
     /// Measure throughput against a baseline measured in the same run.
     Bench(BenchArgs),
+    /// Serve the embedded store as a single-node Kafka broker.
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +183,59 @@ pub enum TopicsCommand {
     },
 }
 
+/// `millrace groups …`: what Kafka's kafka-consumer-groups does, with its flags.
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// List consumer groups, one per line.
+    List {
+        /// Show each group's state; given states (Stable,Empty,…) list only those.
+        #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "STATES")]
+        state: Option<String>,
+    },
+    /// Show groups' state and members, and per partition the committed offset, end
+    /// offset and lag.
+    Describe {
+        /// The group to describe (default: every group).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Move a group's committed offsets on a topic: a dry run unless --execute.
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets.
+    Delete {
+        #[arg(long)]
+        group: String,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("to")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "shift_by"])
+))]
+pub struct ResetOffsetsArgs {
+    #[arg(long)]
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+    /// To each partition's first stored offset.
+    #[arg(long = "to-earliest")]
+    pub to_earliest: bool,
+    /// To each partition's end (skip everything not read yet).
+    #[arg(long = "to-latest")]
+    pub to_latest: bool,
+    /// To this offset on every partition (kept within each partition's offsets).
+    #[arg(long = "to-offset", value_name = "N")]
+    pub to_offset: Option<i64>,
+    /// Move each committed offset by N (negative: back).
+    #[arg(long = "shift-by", value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// Commit the new offsets (without it, only print them).
+    #[arg(long)]
+    pub execute: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct ProduceArgs {
     #[arg(long)]
@@ -231,6 +291,23 @@ pub struct RunArgs {
     /// Do not serve HTTP.
     #[arg(long = "no-http")]
     pub no_http: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address Kafka clients connect to.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: String,
+    /// Users for SASL/SCRAM-SHA-256, one `name:password` per line (mode 600).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Serve on an address other than loopback without authentication.
+    #[arg(long)]
+    pub insecure: bool,
+    /// On loopback, accept clients of any local user, not only the data directory's
+    /// owner.
+    #[arg(long = "allow-any-user")]
+    pub allow_any_user: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,11 @@
-//! Picks the backend a command talks to: Kafka with --bootstrap-server, otherwise the
-//! embedded store in --data — opened directly, or, while a running pipeline holds it,
-//! reached through the endpoint that pipeline serves.
+//! Picks the backend a command talks to: Kafka with --bootstrap-server; otherwise the
+//! embedded store in --data — held by this process when its lock is free (opened, and
+//! served to other processes with Kafka's protocol on loopback), or else reached with
+//! the Kafka backend at the address its holder records in `<data>/endpoint`, ready to
+//! take the store over should the holder leave (`millrace_broker::holder`).
+//!
+//! Holding and standing by outlive the command's own use of the broker: [`release`]
+//! ends them once the command is done, so the store is served until then.
 //!
 //! Only the commands that define topics (`topics create`, `run`) create a missing data
 //! directory, and say so: any other command given a directory that does not exist
@@ -9,11 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use millrace_broker::embedded::EmbeddedBroker;
+use millrace_broker::holder::{Holder, Listen, Standby};
 use millrace_broker::{Broker, BrokerError};
 use millrace_pipeline::diagnostics::did_you_mean;
 use millrace_store::StoreError;
@@ -30,64 +35,138 @@ pub enum DataDir {
     Existing,
 }
 
+/// What this process does for the data directories it reached: holds and serves
+/// them, or stands by to take them over.
+enum Sharing {
+    Held(Holder),
+    Standby(Standby),
+}
+
+static SHARING: Mutex<Vec<Sharing>> = Mutex::new(Vec::new());
+
+fn share(s: Sharing) {
+    SHARING.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+}
+
+/// Ends what this process does for the data directories it reached: a store it holds
+/// is served until the requests in hand are answered, then let go (another process
+/// takes it over); a standby stops watching. Called once the command is done.
+pub async fn release() {
+    let all = std::mem::take(&mut *SHARING.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in all {
+        match s {
+            Sharing::Held(h) => {
+                if let Err(e) = h.stop().await {
+                    tracing::warn!("{e}");
+                }
+            }
+            Sharing::Standby(s) => s.stop().await,
+        }
+    }
+}
+
 /// Opens the backend the global flags select.
 pub async fn connect(g: &Global, dir: DataDir) -> anyhow::Result<Arc<dyn Broker>> {
     if let Some(bootstrap) = &g.bootstrap_server {
         return connect_kafka(g, bootstrap, BTreeMap::new()).await;
     }
     let creating = check_data_dir(&g.data, dir)?;
-    // A short-lived command may hold the store for a moment, and a pipeline that is
-    // starting holds it before its endpoint answers: retry briefly before giving up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    // The holder answers within moments unless it is starting or leaving: wait for the
+    // one or for the lock to come free, as long as a Kafka connection would wait.
+    let deadline = std::time::Instant::now() + Duration::from_millis(g.connect_timeout_ms);
+    let holder = loop {
+        match Holder::open(&g.data, Listen::Recorded).await {
+            Err(BrokerError::Store(StoreError::Locked { pid, .. })) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                // A holder that is a short command (a `topics describe`) often stops
+                // serving while a client is still connecting: whichever comes first,
+                // the holder's answer or its lock, wins.
+                tokio::select! {
+                    reached = reach_holder(&g.data, pid, left) => match reached {
+                        Ok(broker) => return Ok(broker),
+                        Err(e) if left.is_zero() => return Err(e),
+                        Err(_) => tokio::time::sleep(TRY_LOCK_EVERY).await,
+                    },
+                    opened = open_when_free(&g.data) => break opened,
+                }
+            }
+            opened => break opened,
+        }
+    };
+    let holder = holder.with_context(|| format!("cannot open {}", g.data.display()))?;
+    if creating {
+        note_created(&g.data);
+    }
+    let broker = holder.broker().clone();
+    share(Sharing::Held(holder));
+    Ok(Arc::new(broker))
+}
+
+/// How often a command waiting for a store's holder tries the store's lock (a try
+/// costs a file open and a `flock`).
+const TRY_LOCK_EVERY: Duration = Duration::from_millis(10);
+
+/// Holds the store in `dir` as soon as its lock comes free.
+async fn open_when_free(dir: &Path) -> Result<Holder, BrokerError> {
     loop {
-        match EmbeddedBroker::open(&g.data) {
-            Ok(b) => {
-                if creating {
-                    note_created(&g.data);
-                }
-                return Ok(Arc::new(b));
-            }
-            Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
-                // A running pipeline serves the store it holds.
-                if let Ok(remote) = millrace_broker::remote::RemoteBroker::connect(&g.data).await {
-                    return Ok(Arc::new(remote));
-                }
-                if std::time::Instant::now() >= deadline {
-                    return Err(anyhow::anyhow!(
-                        "{locked}; it does not serve the store to other commands (only `millrace run` does)"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot open {}", g.data.display()));
-            }
+        tokio::time::sleep(TRY_LOCK_EVERY).await;
+        match Holder::open(dir, Listen::Recorded).await {
+            Err(BrokerError::Store(StoreError::Locked { .. })) => {}
+            opened => return opened,
         }
     }
 }
 
-/// Opens the embedded store for exclusive use (a pipeline that will serve others),
-/// creating its directory if need be. Another command holding it for a moment is
-/// waited for, briefly.
-pub async fn open_embedded(g: &Global) -> anyhow::Result<EmbeddedBroker> {
-    let creating = check_data_dir(&g.data, DataDir::Create)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match EmbeddedBroker::open(&g.data) {
-            Err(BrokerError::Store(StoreError::Locked { .. }))
-                if std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(b) => {
-                if creating {
-                    note_created(&g.data);
-                }
-                return Ok(b);
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot open {}", g.data.display())),
+/// The store held by process `pid`, as a Kafka client of the address it records, and
+/// a standby that takes the store over when the holder leaves.
+#[cfg(feature = "kafka")]
+async fn reach_holder(dir: &Path, pid: u32, left: Duration) -> anyhow::Result<Arc<dyn Broker>> {
+    use millrace_broker::holder::{Moved, read_endpoint};
+    use millrace_broker::kafka::KafkaBroker;
+    let Some(addr) = read_endpoint(dir) else {
+        return Err(hinted(
+            format!(
+                "data directory {} is held by process {pid}, which records no address to reach it at",
+                dir.display()
+            ),
+            "it may be a millrace that does not serve the store to other commands: stop it, or use another --data",
+        ));
+    };
+    let timeout = left.max(Duration::from_secs(1));
+    match KafkaBroker::connect_to_holder(dir, addr, timeout).await {
+        Ok(broker) => {
+            let shown = dir.display().to_string();
+            share(Sharing::Standby(Standby::start(
+                dir.to_path_buf(),
+                addr,
+                move |m: Moved| {
+                    crate::report::exit_on_error(&hinted(
+                        format!(
+                            "the store in {shown} is now served at {}, not at {} where this command reached it",
+                            m.to, m.from
+                        ),
+                        "run the command again",
+                    ))
+                },
+            )));
+            Ok(Arc::new(broker))
         }
+        Err(e) => Err(hinted(
+            format!(
+                "data directory {} is held by process {pid}, which does not answer at {addr}: {e}",
+                dir.display()
+            ),
+            "is that process stopped (Ctrl-Z, kill -STOP)? it serves the store to every other command",
+        )),
     }
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn reach_holder(dir: &Path, pid: u32, _left: Duration) -> anyhow::Result<Arc<dyn Broker>> {
+    Err(hinted(
+        format!("data directory {} is held by process {pid}", dir.display()),
+        "this millrace was built without Kafka support, which reaches a store another process holds; rebuild with `cargo build --release --features kafka`",
+    ))
 }
 
 /// The flags a pipeline file's commands run with: the file's own backend (its Kafka

@@ -2,8 +2,8 @@
 //!
 //! Layout:
 //! - `args`: the command line (flags named as Kafka's console tools name them).
-//! - `connect`: picks the backend (Kafka, the embedded store, or a store held by a
-//!   running pipeline).
+//! - `connect`: picks the backend (Kafka, or the embedded store: held and served by
+//!   this process, or reached through the process holding it).
 //! - `cmd/`: one file per command (a folder for `dlq`, with its three subcommands).
 //! - `log`: log lines on standard error (colour on a terminal only, librdkafka's
 //!   repeats folded).
@@ -49,7 +49,12 @@ fn main() {
         Ok(r) => r,
         Err(e) => report::exit_on_error(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    let result = runtime.block_on(dispatch(cli));
+    let result = runtime.block_on(async {
+        let result = dispatch(cli).await;
+        // A store this process holds is served until the command is done.
+        connect::release().await;
+        result
+    });
     // Blocking readers of stdin must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -74,6 +79,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let broker = connect::connect(&g, dir).await?;
             cmd::topics::run(broker.as_ref(), command).await?;
         }
+        Command::Groups { command } => {
+            let broker = connect::connect(&g, DataDir::Existing).await?;
+            cmd::groups::run(broker.as_ref(), command).await?;
+        }
         Command::Produce(args) => {
             let broker = connect::connect(&g, DataDir::Existing).await?;
             cmd::produce::run(broker.as_ref(), args).await?;
@@ -88,6 +97,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => return cmd::run::run(&g, args).await,
         Command::Dlq { command } => cmd::dlq::run(&g, command).await?,
         Command::Bench(args) => cmd::bench::run(&g, args).await?,
+        Command::Serve(args) => return cmd::serve::run(&g, args).await,
     }
     Ok(0)
 }

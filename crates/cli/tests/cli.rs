@@ -303,34 +303,50 @@ fn produce_from_file() {
 }
 
 #[test]
-fn second_opener_names_the_holder() {
-    // A process holding the store without serving it (a crashed holder's endpoint, or
-    // any other holder) leaves other commands with a clear message naming its pid.
+fn a_holder_that_does_not_answer_is_named() {
+    // Every process holding a data directory serves it to the others. One that does
+    // not answer (stopped here, as Ctrl-Z would) leaves other commands with a clear
+    // message naming its pid and the address it was asked at, once the connect
+    // timeout has passed.
     let b = Backend::embedded();
     b.ok(&["topics", "create", "--topic", "held"], b"");
     let mut child = b
         .cmd()
-        .args(["consume", "--topic", "held", "--timeout-ms", "8000"])
+        .args(["consume", "--topic", "held"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let pid = child.id();
-    // The holder has the store once its pid is in the lock file.
+    let pid = child.id().to_string();
     let lock = b.data_dir().join("LOCK");
-    wait_until(
-        std::time::Duration::from_secs(60),
-        "the consumer to hold the store",
-        || std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid.to_string()),
-    );
-    let out = b.run(&["topics", "list"], b"");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&lock).unwrap_or_default() != pid
+        || !b.run(&["topics", "list"], b"").status.success()
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the consumer never held and served the store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let addr = std::fs::read_to_string(b.data_dir().join("endpoint")).expect("endpoint");
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+    };
+    assert!(kill("-STOP").success());
+    let out = b.run(&["--connect-timeout-ms", "2000", "topics", "list"], b"");
+    kill("-CONT");
     let _ = child.kill();
     let _ = child.wait();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains(&pid.to_string()),
-        "should name pid {pid}: {err}"
+        err.contains(&format!("held by process {pid}"))
+            && err.contains(&format!("does not answer at {}", addr.trim())),
+        "should name pid {pid} and {addr}: {err}"
     );
 }
 

@@ -108,7 +108,7 @@ impl Running {
     }
 }
 
-/// Waits until the held store's topics are reachable through the running pipeline
+/// Waits until the held store's topics are reachable through the pipeline holding it
 /// (embedded) or the pipeline created them (Kafka).
 fn wait_for_topic(b: &Backend, topic: &str) {
     wait_until(Duration::from_secs(60), "the pipeline's topics", || {
@@ -166,7 +166,7 @@ fn copier_three_terminal_session() {
         });
         if b.bootstrap.is_none() {
             let s = stdout(&b.ok(&["status"], b""));
-            assert!(s.contains("through the running pipeline"), "{s}");
+            assert!(s.contains("through the process holding the store"), "{s}");
             assert!(
                 s.contains(&format!("topic {dst}: 10 partitions, 3 records")),
                 "{s}"

@@ -87,11 +87,12 @@ fn no_http_serves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Once the store is served to other processes (its socket exists and a describe
-    // goes through it), HTTP would long have been announced. Waiting for the socket
-    // first keeps the describe from opening the store itself before the pipeline does.
-    wait_until("the store's socket", Duration::from_secs(30), || {
-        b.data_dir().join("millrace.sock").exists().then_some(())
+    // Once the store is served to other processes (its address is recorded and a
+    // describe goes through it), HTTP would long have been announced. Waiting for the
+    // address first keeps the describe from holding the store itself before the
+    // pipeline does.
+    wait_until("the store's endpoint", Duration::from_secs(30), || {
+        b.data_dir().join("endpoint").exists().then_some(())
     });
     wait_for_topic(&b, "orders");
     web::signal(child.id(), "TERM");

@@ -8,7 +8,7 @@
 //! tailing readers (`wait_for`), since readers only see durable records.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
@@ -43,6 +43,34 @@ impl Poison {
     }
 }
 
+/// Told whenever records become readable in a partition (its end offset moves), by
+/// whichever thread made them so: an appender, a group-commit leader, the interval
+/// flusher. Also told once when a partition's topic is deleted, so waiters look again.
+/// Called with the partition's sync lock held: it must be quick and must not block or
+/// call back into the store (waking an async task is the intended use).
+pub trait AppendListener: Send + Sync {
+    fn appended(&self, topic: &str, partition: u32, end_offset: u64);
+}
+
+/// The store's listener, set at most once ([`crate::Store::set_append_listener`]),
+/// shared by every partition.
+pub(crate) type ListenerSlot = Arc<OnceLock<Arc<dyn AppendListener>>>;
+
+/// What a partition's committer needs to tell the listener who it is.
+pub(crate) struct Wake {
+    pub slot: ListenerSlot,
+    pub topic: Arc<str>,
+    pub partition: u32,
+}
+
+impl Wake {
+    fn tell(&self, end: u64) {
+        if let Some(l) = self.slot.get() {
+            l.appended(&self.topic, self.partition, end);
+        }
+    }
+}
+
 /// Where a partition's log is written to and durable to. Guarded by [`Committer::state`].
 pub(crate) struct SyncState {
     /// Offset after the last record written to the file.
@@ -64,10 +92,11 @@ pub(crate) struct Committer {
     pub advanced: Condvar,
     /// Mirror of `durable_end` for lock-free `end_offset()`.
     pub durable_end: AtomicU64,
+    wake: Wake,
 }
 
 impl Committer {
-    pub fn new(end: u64, file: Arc<dyn StorageFile>) -> Self {
+    pub fn new(end: u64, file: Arc<dyn StorageFile>, wake: Wake) -> Self {
         Committer {
             state: Mutex::new(SyncState {
                 written_end: end,
@@ -79,6 +108,7 @@ impl Committer {
             }),
             advanced: Condvar::new(),
             durable_end: AtomicU64::new(end),
+            wake,
         }
     }
 
@@ -92,7 +122,16 @@ impl Committer {
             s.durable_end = end;
             self.durable_end.store(end, Ordering::Release);
             self.advanced.notify_all();
+            self.wake.tell(end);
         }
+    }
+
+    /// Marks the partition closed (its topic was deleted) and wakes every waiter.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        self.advanced.notify_all();
+        self.wake.tell(s.durable_end);
     }
 
     /// Runs one `fdatasync` as the leader, releasing the lock meanwhile. Returns the
@@ -252,7 +291,15 @@ mod tests {
         let disk = Arc::new(Disk::default());
         let file: Arc<dyn StorageFile> = Arc::new(Arc::clone(&disk));
         (
-            Arc::new(Committer::new(0, file)),
+            Arc::new(Committer::new(
+                0,
+                file,
+                Wake {
+                    slot: ListenerSlot::default(),
+                    topic: Arc::from("t"),
+                    partition: 0,
+                },
+            )),
             disk,
             Arc::new(Poison::default()),
         )

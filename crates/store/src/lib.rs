@@ -10,9 +10,12 @@
 //! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
 //! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
 //! - `encoded`: records moved as stored (a copier's reads and appends).
-//! - `durability`: group commit (leader/follower fdatasync), the poison flag.
+//! - `durability`: group commit (leader/follower fdatasync), the poison flag, and the
+//!   `AppendListener` told when records become readable.
+//! - `log_start`: a partition's durable log start offset (records deleted on request).
 //! - `recovery`: opening a partition: cut a torn tail and report it, refuse a corrupt middle.
-//! - `offsets`: the committed-offsets journal. `groups`: in-process consumer groups.
+//! - `offsets`: the committed-offsets journal (commits with their metadata, deleted
+//!   offsets and groups; `offsets/entry` holds its bytes). `groups`: in-process consumer groups.
 //! - `config`: `TopicConfig`, `Durability`, `StoreOptions`.
 //! - `io`: the file I/O seam (`Storage`/`StorageFile`) that tests use to inject faults.
 //! - `lock`: one process per data directory. `murmur2`: Kafka's key partitioner.
@@ -27,6 +30,7 @@ pub mod groups;
 mod index;
 pub mod io;
 mod lock;
+mod log_start;
 pub mod murmur2;
 mod offsets;
 pub mod partition;
@@ -38,12 +42,13 @@ pub mod topic;
 
 pub use codec::RecordSink;
 pub use config::{Durability, StoreOptions, TopicConfig};
+pub use durability::AppendListener;
 pub use encoded::{EncodedBatch, EncodedRecord, EncodedRecords};
 pub use error::StoreError;
 pub use groups::GroupMember;
 pub use io::{OsStorage, Storage, StorageFile};
 pub use murmur2::{murmur2, partition_for_key};
-pub use offsets::OffsetCommit;
+pub use offsets::{CommittedOffset, OffsetCommit, OffsetCommitWithMetadata};
 pub use partition::Partition;
 pub use record::{Header, Names, Record, RecordRef, StoredRecord};
 pub use recovery::{RecoveryReport, Truncation};

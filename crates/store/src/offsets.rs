@@ -1,11 +1,14 @@
 //! Committed consumer-group offsets: an append-only journal (`offsets.log`), one
-//! CRC-framed entry per committed partition. A commit of several partitions writes all
-//! of their entries with one write and one `fdatasync`, before the commit returns.
+//! CRC-framed entry per committed partition (bytes in `entry`). A commit of several
+//! partitions writes all of their entries with one write and one `fdatasync`, before the
+//! commit returns. Deleting a partition's offset or a whole group's is an entry too.
 //! Replayed on open (last entry wins) and compacted when it holds many more entries than
 //! live keys. Format in `docs/format.md`.
 //!
 //! The offsets a reader sees live in a [`SharedOffsets`] map beside the journal: it is
 //! updated only once the entries are durable, and reading it never waits for a sync.
+
+mod entry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,30 +18,41 @@ use crate::error::StoreError;
 use crate::io::{self, StorageFile};
 use crate::recovery::{RecoveryReport, Truncation};
 use crate::store::Ctx;
+use entry::{DecodeError, Entry};
 
-const KIND_COMMIT: u8 = 1;
-const KIND_DELETE_TOPIC: u8 = 2;
-const MAX_ENTRY: usize = 64 * 1024;
+/// A group's committed position in one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset the group will consume.
+    pub next: u64,
+    /// The string the committing client attached (Kafka's commit metadata); empty when
+    /// it gave none.
+    pub metadata: String,
+}
 
-/// group → topic → partition → next offset to consume. Nested so that a lookup borrows
-/// the names instead of building an owned key.
+/// group → topic → partition → committed offset. Nested so that a lookup borrows the
+/// names instead of building an owned key.
 #[derive(Default)]
-pub(crate) struct OffsetMap(BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>);
+pub(crate) struct OffsetMap(BTreeMap<String, BTreeMap<String, BTreeMap<u32, CommittedOffset>>>);
 
 impl OffsetMap {
-    pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.0.get(group)?.get(topic)?.get(&partition).copied()
+    pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<&CommittedOffset> {
+        self.0.get(group)?.get(topic)?.get(&partition)
     }
 
-    fn insert(&mut self, group: &str, topic: &str, partition: u32, next: u64) {
-        // Look up before inserting, so the common case (a known key) allocates nothing.
+    fn insert(&mut self, group: &str, topic: &str, partition: u32, next: u64, metadata: &str) {
+        // Look up before inserting, so the common case (a known key, no metadata)
+        // allocates nothing.
         if let Some(slot) = self
             .0
             .get_mut(group)
             .and_then(|t| t.get_mut(topic))
             .and_then(|p| p.get_mut(&partition))
         {
-            *slot = next;
+            slot.next = next;
+            if slot.metadata != metadata {
+                slot.metadata = metadata.to_string();
+            }
             return;
         }
         self.0
@@ -46,7 +60,28 @@ impl OffsetMap {
             .or_default()
             .entry(topic.to_string())
             .or_default()
-            .insert(partition, next);
+            .insert(
+                partition,
+                CommittedOffset {
+                    next,
+                    metadata: metadata.to_string(),
+                },
+            );
+    }
+
+    fn remove(&mut self, group: &str, topic: &str, partition: u32) {
+        let Some(topics) = self.0.get_mut(group) else {
+            return;
+        };
+        if let Some(parts) = topics.get_mut(topic) {
+            parts.remove(&partition);
+            if parts.is_empty() {
+                topics.remove(topic);
+            }
+        }
+        if topics.is_empty() {
+            self.0.remove(group);
+        }
     }
 
     fn forget_topic(&mut self, topic: &str) {
@@ -54,6 +89,10 @@ impl OffsetMap {
             topics.remove(topic);
         }
         self.0.retain(|_, topics| !topics.is_empty());
+    }
+
+    fn forget_group(&mut self, group: &str) -> bool {
+        self.0.remove(group).is_some()
     }
 
     /// Number of live (group, topic, partition) keys.
@@ -66,14 +105,24 @@ impl OffsetMap {
     }
 
     /// Every key and offset, sorted.
-    fn iter(&self) -> impl Iterator<Item = (&str, &str, u32, u64)> {
-        self.0.iter().flat_map(|(g, topics)| {
-            topics.iter().flat_map(move |(t, parts)| {
-                parts
-                    .iter()
-                    .map(move |(p, n)| (g.as_str(), t.as_str(), *p, *n))
-            })
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, u32, &CommittedOffset)> {
+        self.0
+            .keys()
+            .flat_map(|g| self.group(g).map(move |(t, p, c)| (g.as_str(), t, p, c)))
+    }
+
+    /// Every offset `group` has committed, sorted by topic and partition.
+    pub fn group(&self, group: &str) -> impl Iterator<Item = (&str, u32, &CommittedOffset)> {
+        self.0.get(group).into_iter().flat_map(|topics| {
+            topics
+                .iter()
+                .flat_map(|(t, parts)| parts.iter().map(move |(p, c)| (t.as_str(), *p, c)))
         })
+    }
+
+    /// The groups with at least one committed offset, sorted.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
     }
 }
 
@@ -95,135 +144,16 @@ pub(crate) struct OffsetsJournal {
 /// One committed position: (topic, partition, next offset to consume).
 pub type OffsetCommit<'a> = (&'a str, u32, u64);
 
-enum Entry {
-    Commit {
-        group: String,
-        topic: String,
-        partition: u32,
-        next: u64,
-    },
-    DeleteTopic(String),
-}
-
-fn put_str(b: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
-    let n = u16::try_from(s.len()).map_err(|_| {
-        StoreError::InvalidArgument(format!("name longer than 65535 bytes: {s:.40}…"))
-    })?;
-    b.extend_from_slice(&n.to_le_bytes());
-    b.extend_from_slice(s.as_bytes());
-    Ok(())
-}
-
-/// Appends one framed commit entry to `b`.
-fn encode_commit(
-    b: &mut Vec<u8>,
-    group: &str,
-    topic: &str,
-    partition: u32,
-    next: u64,
-) -> Result<(), StoreError> {
-    let start = begin(b);
-    b.push(KIND_COMMIT);
-    put_str(b, group)?;
-    put_str(b, topic)?;
-    b.extend_from_slice(&partition.to_le_bytes());
-    b.extend_from_slice(&next.to_le_bytes());
-    finish(b, start)
-}
-
-/// Appends one framed topic-deleted entry to `b`.
-fn encode_delete_topic(b: &mut Vec<u8>, topic: &str) -> Result<(), StoreError> {
-    let start = begin(b);
-    b.push(KIND_DELETE_TOPIC);
-    put_str(b, topic)?;
-    finish(b, start)
-}
-
-/// Reserves the length and CRC fields of an entry that starts at the end of `b`.
-fn begin(b: &mut Vec<u8>) -> usize {
-    let start = b.len();
-    b.extend_from_slice(&[0u8; 8]);
-    start
-}
-
-/// Fills in the length and CRC of the entry that starts at `start` and runs to the end.
-fn finish(b: &mut [u8], start: usize) -> Result<(), StoreError> {
-    let len = u32::try_from(b.len() - start - 4)
-        .ok()
-        .filter(|&n| n as usize <= MAX_ENTRY)
-        .ok_or_else(|| StoreError::InvalidArgument("offset entry too large".into()))?;
-    b[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c::crc32c(&b[start + 8..]);
-    b[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
-}
-
-/// A bounds-checked reader over one entry's body.
-struct Body<'a>(&'a [u8]);
-impl Body<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn str(&mut self) -> Option<String> {
-        let n = usize::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?));
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-}
-
-/// Decodes the entry at the start of `b`: `Ok((entry, size))`, or why it is bad.
-fn decode(b: &[u8]) -> Result<(Entry, usize), String> {
-    let head = b.get(..8).ok_or("torn entry header")?;
-    let len = usize::try_from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]))
-        .map_err(|_| "bad length")?;
-    if !(1..=MAX_ENTRY).contains(&len) {
-        return Err(format!("entry length {len} out of range"));
-    }
-    let whole = b
-        .get(..4 + len)
-        .ok_or("entry runs past the end of the file (torn write)")?;
-    if len < 4
-        || crc32c::crc32c(&whole[8..]) != u32::from_le_bytes([head[4], head[5], head[6], head[7]])
-    {
-        return Err("entry checksum (crc32c) mismatch".into());
-    }
-    let mut body = Body(&whole[8..]);
-    let bad = || "malformed entry".to_string();
-    let kind = body.take(1).ok_or_else(bad)?[0];
-    let entry = match kind {
-        KIND_COMMIT => {
-            let group = body.str().ok_or_else(bad)?;
-            let topic = body.str().ok_or_else(bad)?;
-            let partition = u32::from_le_bytes(
-                body.take(4)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .map_err(|_| bad())?,
-            );
-            let next = u64::from_le_bytes(
-                body.take(8)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .map_err(|_| bad())?,
-            );
-            Entry::Commit {
-                group,
-                topic,
-                partition,
-                next,
-            }
-        }
-        KIND_DELETE_TOPIC => Entry::DeleteTopic(body.str().ok_or_else(bad)?),
-        k => return Err(format!("unknown entry kind {k}")),
-    };
-    if !body.0.is_empty() {
-        return Err(bad());
-    }
-    Ok((entry, 4 + len))
+/// One committed position with the string the client attached to it, as Kafka's
+/// OffsetCommit carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetCommitWithMetadata<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    /// The next offset to consume.
+    pub next: u64,
+    /// Empty for none; at most a few KiB (the whole entry is limited to 64 KiB).
+    pub metadata: &'a str,
 }
 
 fn apply(map: &mut OffsetMap, e: Entry) {
@@ -233,8 +163,17 @@ fn apply(map: &mut OffsetMap, e: Entry) {
             topic,
             partition,
             next,
-        } => map.insert(&group, &topic, partition, next),
+            metadata,
+        } => map.insert(&group, &topic, partition, next, &metadata),
         Entry::DeleteTopic(topic) => map.forget_topic(&topic),
+        Entry::DeleteOffset {
+            group,
+            topic,
+            partition,
+        } => map.remove(&group, &topic, partition),
+        Entry::DeleteGroup(group) => {
+            map.forget_group(&group);
+        }
     }
 }
 
@@ -269,14 +208,26 @@ impl OffsetsJournal {
         let mut pos = 0usize;
         let mut entries = 0u64;
         while pos < bytes.len() {
-            match decode(&bytes[pos..]) {
+            match entry::decode(&bytes[pos..]) {
                 Ok((e, n)) => {
                     apply(&mut map, e);
                     entries += 1;
                     pos += n;
                 }
-                Err(reason) => {
-                    if let Some(p) = (pos + 1..bytes.len()).find(|&p| decode(&bytes[p..]).is_ok()) {
+                Err(DecodeError::UnknownKind(kind)) => {
+                    return Err(StoreError::corrupt(
+                        &path,
+                        pos as u64,
+                        format!(
+                            "entry of kind {kind}, which this version of millrace does not \
+                             know (written by a newer version?)"
+                        ),
+                    ));
+                }
+                Err(DecodeError::Bad(reason)) => {
+                    if let Some(p) =
+                        (pos + 1..bytes.len()).find(|&p| entry::decode(&bytes[p..]).is_ok())
+                    {
                         return Err(StoreError::corrupt(
                             &path,
                             pos as u64,
@@ -353,41 +304,92 @@ impl OffsetsJournal {
         Ok(())
     }
 
-    /// Records the next offsets of `group` for several partitions: every entry is
-    /// written, then one `fdatasync` covers them all. Durable when it returns; readers
-    /// see the new offsets only then.
-    /// Journals `commits`; with `sync`, durably (one `fdatasync`).
-    pub fn commit(
-        &mut self,
-        group: &str,
-        commits: &[OffsetCommit<'_>],
-        sync: bool,
-    ) -> Result<(), StoreError> {
-        if commits.is_empty() {
+    /// Records the next offsets of `group` for several partitions, given as
+    /// `(topic, partition, next, metadata)`: every entry is written with one write, then
+    /// with `sync` one `fdatasync` covers them all. Readers see the new offsets only once
+    /// it returns.
+    pub fn commit<'a, I>(&mut self, group: &str, commits: I, sync: bool) -> Result<(), StoreError>
+    where
+        I: Iterator<Item = (&'a str, u32, u64, &'a str)> + Clone,
+    {
+        let mut b = Vec::new();
+        let mut count = 0u64;
+        for (topic, partition, next, metadata) in commits.clone() {
+            entry::encode_commit(&mut b, group, topic, partition, next, metadata)?;
+            count += 1;
+        }
+        if count == 0 {
             return Ok(());
         }
-        let mut b = Vec::with_capacity(commits.len() * (8 + 1 + 4 + group.len() + 32 + 12));
-        for &(topic, partition, next) in commits {
-            encode_commit(&mut b, group, topic, partition, next)?;
-        }
-        self.append(&b, commits.len() as u64, sync)?;
+        self.append(&b, count, sync)?;
         {
             let mut map = self.write_map();
-            for &(topic, partition, next) in commits {
-                map.insert(group, topic, partition, next);
+            for (topic, partition, next, metadata) in commits {
+                map.insert(group, topic, partition, next, metadata);
             }
         }
-        if self.should_compact() {
-            self.compact()?;
-        }
-        Ok(())
+        self.compact_if_due()
     }
 
     pub fn forget_topic(&mut self, topic: &str) -> Result<(), StoreError> {
         let mut b = Vec::new();
-        encode_delete_topic(&mut b, topic)?;
+        entry::encode_delete_topic(&mut b, topic)?;
         self.append(&b, 1, true)?;
         self.write_map().forget_topic(topic);
+        Ok(())
+    }
+
+    /// Deletes the offsets `group` committed for `partitions` (topic, partition), durably;
+    /// returns how many there were. Partitions without one write nothing.
+    pub fn delete_offsets(
+        &mut self,
+        group: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<usize, StoreError> {
+        let mut b = Vec::new();
+        let mut doomed = Vec::new();
+        {
+            let map = self.read_map();
+            for &(topic, partition) in partitions {
+                if map.get(group, topic, partition).is_some()
+                    && !doomed.contains(&(topic, partition))
+                {
+                    entry::encode_delete_offset(&mut b, group, topic, partition)?;
+                    doomed.push((topic, partition));
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.append(&b, doomed.len() as u64, true)?;
+        {
+            let mut map = self.write_map();
+            for &(topic, partition) in &doomed {
+                map.remove(group, topic, partition);
+            }
+        }
+        self.compact_if_due()?;
+        Ok(doomed.len())
+    }
+
+    /// Deletes every offset of `group` with one durable entry; whether it had any.
+    pub fn delete_group(&mut self, group: &str) -> Result<bool, StoreError> {
+        if self.read_map().group(group).next().is_none() {
+            return Ok(false);
+        }
+        let mut b = Vec::new();
+        entry::encode_delete_group(&mut b, group)?;
+        self.append(&b, 1, true)?;
+        self.write_map().forget_group(group);
+        self.compact_if_due()?;
+        Ok(true)
+    }
+
+    fn compact_if_due(&mut self) -> Result<(), StoreError> {
+        if self.should_compact() {
+            self.compact()?;
+        }
         Ok(())
     }
 
@@ -398,8 +400,8 @@ impl OffsetsJournal {
         let mut b = Vec::new();
         let live = {
             let map = self.read_map();
-            for (group, topic, partition, next) in map.iter() {
-                encode_commit(&mut b, group, topic, partition, next)?;
+            for (group, topic, partition, c) in map.iter() {
+                entry::encode_commit(&mut b, group, topic, partition, c.next, &c.metadata)?;
             }
             map.len()
         };

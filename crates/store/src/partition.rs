@@ -26,12 +26,15 @@ pub struct Partition {
     pub(crate) topic: String,
     pub(crate) id: u32,
     pub(crate) dir: PathBuf,
-    pub(crate) config: TopicConfig,
+    /// The topic's config; changed in place when the topic's config is altered.
+    pub(crate) config: RwLock<TopicConfig>,
     pub(crate) ctx: Arc<Ctx>,
     pub(crate) writer: Mutex<Writer>,
     /// All segments, oldest first; the last one is active.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) committer: Committer,
+    /// The first readable offset: the first segment's base, or further on where
+    /// records were deleted on request (`log-start`). Only ever moves forward.
     pub(crate) start_offset: AtomicU64,
     pub(crate) deleted: AtomicBool,
 }
@@ -59,6 +62,27 @@ pub(crate) fn now_ms() -> i64 {
 impl Partition {
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The topic's config as it is now.
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies an altered topic config. Under the writer lock, so no append sees half of
+    /// it; a topic that becomes `durability=none` makes what it already wrote readable.
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        let _w = self.lock_writer();
+        let none = config.durability == Durability::None;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        if none {
+            let mut s = self.committer.lock();
+            let written = s.written_end;
+            self.committer.publish(&mut s, written);
+        }
     }
 
     /// Appends `records` as one batch and returns the offset of the first. Returns once
@@ -102,7 +126,7 @@ impl Partition {
     /// The end of an append: `base` once the batch up to `end` is as durable as the
     /// topic's durability asks (`batch` waits for its fdatasync).
     fn durable(&self, base: u64, end: u64) -> Result<u64, StoreError> {
-        if self.config.durability == Durability::Batch {
+        if self.config().durability == Durability::Batch {
             self.committer.wait_durable(end, &self.ctx.poison)?;
         }
         Ok(base)
@@ -141,6 +165,7 @@ impl Partition {
         let mut w = self.lock_writer();
         // Checked again under the lock: a poisoned store must not write another byte.
         self.check_writable()?;
+        let config = self.config();
         let base = w.next_offset;
         codec::seal(buf, base, info);
         let header = BatchHeader {
@@ -151,7 +176,7 @@ impl Partition {
             max_timestamp: info.max_timestamp,
         };
         let active_len = read_index(&w.active).len;
-        if active_len > 0 && active_len + buf.len() as u64 > self.config.segment_bytes {
+        if active_len > 0 && active_len + buf.len() as u64 > config.segment_bytes {
             self.roll(&mut w)?;
         }
         let seg = Arc::clone(&w.active);
@@ -172,7 +197,7 @@ impl Partition {
         w.next_offset = end;
         let mut s = self.committer.lock();
         s.written_end = end;
-        if self.config.durability == Durability::None {
+        if config.durability == Durability::None {
             self.committer.publish(&mut s, end);
         }
         Ok((base, end))
@@ -184,7 +209,7 @@ impl Partition {
         let storage = &self.ctx.storage;
         let poison = &self.ctx.poison;
         let old = Arc::clone(&w.active);
-        let sync = self.config.durability != Durability::None;
+        let sync = self.config().durability != Durability::None;
         if sync {
             // Everything in the old segment becomes durable before the new one gets data,
             // so recovery only ever has to repair the last segment.
@@ -243,9 +268,15 @@ impl Partition {
     /// partition stays at least `retention.bytes` without them) and by age (their newest
     /// record is older than `retention.ms`). The active segment is never deleted.
     pub(crate) fn retain(&self, _w: &Writer, now_ms: i64) -> Result<(), StoreError> {
-        let (by_bytes, by_ms) = (self.config.retention_bytes, self.config.retention_ms);
+        let config = self.config();
+        let (by_bytes, by_ms) = (config.retention_bytes, config.retention_ms);
+        let start = self.start_offset();
+        let second_base = |segs: &[Arc<Segment>]| segs.get(1).map(|s| s.base_offset);
         if by_bytes.is_none() && by_ms.is_none() {
-            return Ok(());
+            let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+            if second_base(&segs).is_none_or(|b| b > start) {
+                return Ok(());
+            }
         }
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
         let mut total: u64 = segs.iter().map(|s| read_index(s).len).sum();
@@ -259,13 +290,16 @@ impl Partition {
             let too_old = by_ms.is_some_and(|ms| {
                 max_ts < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
             });
-            if !too_big && !too_old {
+            // Every record of a segment that ends at or before the log start was
+            // deleted on request.
+            let deleted = segs[1].base_offset <= start;
+            if !too_big && !too_old && !deleted {
                 break;
             }
             let seg = segs.remove(0);
             total -= len;
             self.start_offset
-                .store(segs[0].base_offset, Ordering::Release);
+                .fetch_max(segs[0].base_offset, Ordering::AcqRel);
             // Readers holding the segment keep reading from the open file; unlink is safe.
             for p in [seg.path.clone(), segment::index_path(&seg.path)] {
                 match std::fs::remove_file(&p) {
@@ -291,6 +325,30 @@ impl Partition {
     pub fn apply_retention(&self) -> Result<(), StoreError> {
         let w = self.lock_writer();
         self.retain(&w, now_ms())
+    }
+
+    /// Deletes every record before `offset` (Kafka's DeleteRecords): the log start
+    /// moves there durably (`log-start`, see `docs/format.md`) and segments wholly
+    /// before it are removed. `offset` may be at most the end offset; a start already
+    /// past it stays. Returns the log start offset now.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64, StoreError> {
+        self.check_writable()?;
+        let w = self.lock_writer();
+        let end = self.end_offset();
+        if offset > end {
+            return Err(StoreError::InvalidArgument(format!(
+                "cannot delete records before offset {offset} of {}/{}: its end offset is {end}",
+                self.topic, self.id
+            )));
+        }
+        if offset <= self.start_offset() {
+            return Ok(self.start_offset());
+        }
+        // The file is replaced whole, so a failure leaves the old start in force.
+        crate::log_start::write(&*self.ctx.storage, &self.dir, offset)?;
+        self.start_offset.fetch_max(offset, Ordering::AcqRel);
+        self.retain(&w, now_ms())?;
+        Ok(self.start_offset())
     }
 
     /// Reads durable records from `from` (or the start offset, if `from` is before it), up
@@ -408,7 +466,7 @@ impl Partition {
 
     /// The interval flusher's per-partition step.
     pub(crate) fn flush_if_due(&self) {
-        if let Durability::Interval(every) = self.config.durability {
+        if let Durability::Interval(every) = self.config().durability {
             self.committer.flush_if_due(every, &self.ctx.poison);
         }
     }
@@ -416,9 +474,7 @@ impl Partition {
     /// Marks the partition deleted: appends fail, waiting appenders and readers wake.
     pub(crate) fn close(&self) {
         self.deleted.store(true, Ordering::Release);
-        let mut s = self.committer.lock();
-        s.closed = true;
-        self.committer.advanced.notify_all();
+        self.committer.close();
     }
 
     /// Total bytes of the partition's segments.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::TopicConfig;
-use crate::durability::Committer;
+use crate::durability::{Committer, Wake};
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
 use crate::partition::{Partition, Writer};
@@ -202,13 +202,23 @@ pub(crate) fn open_partition(
 
     let active = Arc::clone(&segments[last_i]);
     let end = segment::read_index(&active).next_offset;
-    let start = segments[0].base_offset;
-    let committer = Committer::new(end, Arc::clone(&active.file));
+    // A start recorded by DeleteRecords counts when it is inside the log; one past the
+    // end (the tail it pointed into was cut as torn) is held at the end.
+    let start = match crate::log_start::read(&dir)? {
+        Some(s) => s.clamp(segments[0].base_offset, end),
+        None => segments[0].base_offset,
+    };
+    let wake = Wake {
+        slot: Arc::clone(&ctx.listener),
+        topic: Arc::from(topic),
+        partition: id,
+    };
+    let committer = Committer::new(end, Arc::clone(&active.file), wake);
     Ok(Partition {
         topic: topic.to_string(),
         id,
         dir,
-        config: config.clone(),
+        config: RwLock::new(config.clone()),
         ctx: Arc::clone(ctx),
         writer: Mutex::new(Writer {
             active,

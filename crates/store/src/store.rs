@@ -8,12 +8,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Durability, StoreOptions, TopicConfig};
-use crate::durability::Poison;
+use crate::durability::{AppendListener, ListenerSlot, Poison};
 use crate::error::StoreError;
 use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
 use crate::lock::{self, DirLock};
-use crate::offsets::{OffsetCommit, OffsetsJournal, SharedOffsets};
+use crate::offsets::{
+    CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
+    SharedOffsets,
+};
 use crate::recovery::RecoveryReport;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
 
@@ -22,6 +25,7 @@ pub(crate) struct Ctx {
     pub storage: Arc<dyn Storage>,
     pub poison: Poison,
     pub index_interval: u64,
+    pub listener: ListenerSlot,
 }
 
 struct Shared {
@@ -65,6 +69,7 @@ impl Store {
             storage: opts.storage,
             poison: Poison::default(),
             index_interval: opts.index_interval_bytes.max(1),
+            listener: ListenerSlot::default(),
         });
         let topics_dir = dir.join("topics");
         if !topics_dir.exists() {
@@ -124,12 +129,42 @@ impl Store {
         self.shared.topics.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The topics, for a change to the set or to one topic's files; held, it keeps
+    /// any other such change from interleaving.
+    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.shared
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the one listener told whenever records become readable in any partition
+    /// (see [`AppendListener`]): how a server wakes its waiting readers whoever appends.
+    /// Fails if one is set already.
+    pub fn set_append_listener(&self, listener: Arc<dyn AppendListener>) -> Result<(), StoreError> {
+        self.shared.ctx.listener.set(listener).map_err(|_| {
+            StoreError::InvalidArgument("the store has an append listener already".into())
+        })
+    }
+
     /// Creates a topic with `partitions` partitions (1..=10000).
     pub fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         config: TopicConfig,
+    ) -> Result<(), StoreError> {
+        self.create_topic_with(name, partitions, config, BTreeMap::new())
+    }
+
+    /// [`create_topic`](Self::create_topic) with settings the topic keeps but does not
+    /// act on ([`Topic::extra_config`]).
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        extra: BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         self.shared.ctx.poison.check()?;
         topic::validate_name(name)?;
@@ -138,18 +173,8 @@ impl Store {
                 "a topic needs 1 to {MAX_PARTITIONS} partitions, not {partitions}"
             )));
         }
-        if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
-            return Err(StoreError::InvalidConfig(format!(
-                "segment.bytes={}: must be at least {}",
-                config.segment_bytes,
-                crate::config::MIN_SEGMENT_BYTES
-            )));
-        }
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        check_segment_bytes(&config)?;
+        let mut topics = self.topics_mut();
         if topics.contains_key(name) {
             return Err(StoreError::TopicExists(name.to_string()));
         }
@@ -159,8 +184,62 @@ impl Store {
             name,
             partitions,
             config,
+            extra,
         )?;
         topics.insert(name.to_string(), Arc::new(t));
+        Ok(())
+    }
+
+    /// Replaces a topic's config and extra settings: `topic.json` is rewritten durably,
+    /// then every partition applies the config (a new `segment.bytes` at the next roll,
+    /// retention at its next pass, durability from the next append).
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        extra: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        check_segment_bytes(&config)?;
+        let topics = self.topics_mut();
+        let t = topics
+            .get(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        let dir = topic::topic_dir(&self.shared.topics_dir, name);
+        topic::write_meta(&self.shared.ctx, &dir, t.partition_count(), &config, &extra)?;
+        t.set_config(config, extra);
+        Ok(())
+    }
+
+    /// Grows a topic to `partitions` partitions (more than it has, at most 10000). The
+    /// new partitions' directories are made durably before `topic.json` counts them.
+    /// Holders of the topic's old `Arc<Topic>` keep seeing the old partitions, which
+    /// the new one shares.
+    pub fn create_partitions(&self, name: &str, partitions: u32) -> Result<(), StoreError> {
+        self.shared.ctx.poison.check()?;
+        let mut topics = self.topics_mut();
+        let t = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
+        let now = t.partition_count();
+        if partitions <= now || partitions > MAX_PARTITIONS {
+            return Err(StoreError::InvalidArgument(format!(
+                "topic '{name}' has {now} partitions: it can grow to {} to {MAX_PARTITIONS}, not {partitions}",
+                now + 1
+            )));
+        }
+        let dir = topic::topic_dir(&self.shared.topics_dir, name);
+        topic::add_partition_dirs(&self.shared.ctx, &dir, now, partitions)?;
+        topic::write_meta(
+            &self.shared.ctx,
+            &dir,
+            partitions,
+            &t.config(),
+            &t.extra_config(),
+        )?;
+        let grown = t.grown(&self.shared.ctx, &dir, partitions)?;
+        topics.insert(name.to_string(), Arc::new(grown));
         Ok(())
     }
 
@@ -181,11 +260,7 @@ impl Store {
     /// process stop before it returns, the topic may remain without its committed offsets.
     pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
         self.shared.ctx.poison.check()?;
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut topics = self.topics_mut();
         let t = topics
             .remove(name)
             .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?;
@@ -242,6 +317,32 @@ impl Store {
         group: &str,
         commits: &[OffsetCommit<'_>],
     ) -> Result<(), StoreError> {
+        let sync = self.check_commit(group, commits.iter().map(|&(t, p, _)| (t, p)))?;
+        self.offsets()
+            .commit(group, commits.iter().map(|&(t, p, n)| (t, p, n, "")), sync)
+    }
+
+    /// [`Store::commit_offsets`] with the string a Kafka client attaches to each
+    /// commit, kept beside the offset and given back by [`Store::committed`].
+    pub fn commit_offsets_with_metadata(
+        &self,
+        group: &str,
+        commits: &[OffsetCommitWithMetadata<'_>],
+    ) -> Result<(), StoreError> {
+        let sync = self.check_commit(group, commits.iter().map(|c| (c.topic, c.partition)))?;
+        let entries = commits
+            .iter()
+            .map(|c| (c.topic, c.partition, c.next, c.metadata));
+        self.offsets().commit(group, entries, sync)
+    }
+
+    /// Checks that the group is named and every partition exists; whether the commit
+    /// needs an `fdatasync`.
+    fn check_commit<'a>(
+        &self,
+        group: &str,
+        partitions: impl Iterator<Item = (&'a str, u32)>,
+    ) -> Result<bool, StoreError> {
         if group.is_empty() {
             return Err(StoreError::InvalidArgument("group name is empty".into()));
         }
@@ -251,7 +352,7 @@ impl Store {
         // those records do) but not fdatasynced — the sync would cost more than the
         // records it guards are worth after a power loss.
         let mut sync = false;
-        for &(topic, partition, _) in commits {
+        for (topic, partition) in partitions {
             let t = match &last {
                 Some((name, t)) if *name == topic => Arc::clone(t),
                 _ => self.topic(topic)?,
@@ -260,17 +361,57 @@ impl Store {
             sync |= t.config().durability != Durability::None;
             last = Some((topic, t));
         }
-        self.offsets().commit(group, commits, sync)
+        Ok(sync)
+    }
+
+    fn committed_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
+        self.shared
+            .committed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next offset `group` will consume of `topic`/`partition`, as last committed
     /// (durably). Never waits for a commit in progress.
     pub fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.shared
-            .committed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.committed_map()
             .get(group, topic, partition)
+            .map(|c| c.next)
+    }
+
+    /// [`Store::committed_offset`] with the metadata the committing client attached.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<CommittedOffset> {
+        self.committed_map().get(group, topic, partition).cloned()
+    }
+
+    /// Every offset `group` has committed, as `(topic, partition, offset)` sorted by
+    /// topic and partition.
+    pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
+        self.committed_map()
+            .group(group)
+            .map(|(t, p, c)| (t.to_string(), p, c.clone()))
+            .collect()
+    }
+
+    /// The groups that have committed offsets, sorted.
+    pub fn offset_groups(&self) -> Vec<String> {
+        self.committed_map().groups().map(str::to_string).collect()
+    }
+
+    /// Deletes the offsets `group` committed for `partitions` (topic, partition) — Kafka's
+    /// OffsetDelete. Durable when it returns; how many offsets there were.
+    pub fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(&str, u32)],
+    ) -> Result<usize, StoreError> {
+        self.offsets().delete_offsets(group, partitions)
+    }
+
+    /// Deletes every offset `group` committed — Kafka's DeleteGroups. Durable when it
+    /// returns; whether it had any.
+    pub fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
+        self.offsets().delete_group(group)
     }
 
     /// Joins `group` as a new member subscribed to `topics`; members of one group in this
@@ -298,6 +439,17 @@ impl Store {
     }
 }
 
+fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
+    if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
+        return Err(StoreError::InvalidConfig(format!(
+            "segment.bytes={}: must be at least {}",
+            config.segment_bytes,
+            crate::config::MIN_SEGMENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
 fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
     let topics: Vec<Arc<Topic>> = shared
         .topics
@@ -306,11 +458,11 @@ fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
         .values()
         .cloned()
         .collect();
+    // Every partition: besides retention, a pass removes segments wholly before a log
+    // start moved by DeleteRecords (a crash may have kept them).
     for t in topics {
-        if t.config().retention_bytes.is_some() || t.config().retention_ms.is_some() {
-            for p in t.partitions() {
-                p.apply_retention()?;
-            }
+        for p in t.partitions() {
+            p.apply_retention()?;
         }
     }
     Ok(())

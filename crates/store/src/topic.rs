@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +17,11 @@ use crate::store::Ctx;
 
 pub struct Topic {
     name: String,
-    config: TopicConfig,
-    partitions: Vec<Partition>,
+    config: RwLock<TopicConfig>,
+    /// Settings kept for clients but not acted on (see [`Topic::extra_config`]).
+    extra: RwLock<BTreeMap<String, String>>,
+    /// Shared with the `Topic` that replaces this one when partitions are added.
+    partitions: Vec<Arc<Partition>>,
 }
 
 /// The most partitions a topic may have; more would be a typo, not a plan.
@@ -33,14 +36,26 @@ impl Topic {
         u32::try_from(self.partitions.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn config(&self) -> &TopicConfig {
-        &self.config
+    /// The topic's config as it is now (it can be altered while the store runs).
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Settings the topic was given that the store keeps and reports but does not act
+    /// on — Kafka's `cleanup.policy` and the like, which a Kafka client sets and later
+    /// reads back. Which keys are accepted is the caller's decision.
+    pub fn extra_config(&self) -> BTreeMap<String, String> {
+        self.extra.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn partition(&self, p: u32) -> Result<&Partition, StoreError> {
         usize::try_from(p)
             .ok()
             .and_then(|i| self.partitions.get(i))
+            .map(|p| &**p)
             .ok_or_else(|| StoreError::UnknownPartition {
                 topic: self.name.clone(),
                 partition: p,
@@ -48,7 +63,7 @@ impl Topic {
             })
     }
 
-    pub fn partitions(&self) -> &[Partition] {
+    pub fn partitions(&self) -> &[Arc<Partition>] {
         &self.partitions
     }
 
@@ -62,6 +77,44 @@ impl Topic {
             p.close();
         }
     }
+
+    /// Applies an altered config and extra settings (already written to `topic.json`).
+    pub(crate) fn set_config(&self, config: TopicConfig, extra: BTreeMap<String, String>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        *self.extra.write().unwrap_or_else(|e| e.into_inner()) = extra;
+        for p in &self.partitions {
+            p.set_config(config.clone());
+        }
+    }
+
+    /// This topic with `partitions` partitions: its own, shared, and new ones opened
+    /// from `dir` (which `add_partition_dirs` made).
+    pub(crate) fn grown(
+        &self,
+        ctx: &Arc<Ctx>,
+        dir: &Path,
+        partitions: u32,
+    ) -> Result<Topic, StoreError> {
+        let config = self.config();
+        let mut all = self.partitions.clone();
+        let mut report = RecoveryReport::default();
+        for p in self.partition_count()..partitions {
+            all.push(Arc::new(recovery::open_partition(
+                ctx,
+                &self.name,
+                p,
+                dir.join(p.to_string()),
+                &config,
+                &mut report,
+            )?));
+        }
+        Ok(Topic {
+            name: self.name.clone(),
+            config: RwLock::new(config),
+            extra: RwLock::new(self.extra_config()),
+            partitions: all,
+        })
+    }
 }
 
 impl std::fmt::Debug for Topic {
@@ -69,7 +122,7 @@ impl std::fmt::Debug for Topic {
         f.debug_struct("Topic")
             .field("name", &self.name)
             .field("partitions", &self.partitions.len())
-            .field("config", &self.config)
+            .field("config", &self.config())
             .finish()
     }
 }
@@ -81,6 +134,55 @@ struct TopicMeta {
     version: u32,
     partitions: u32,
     config: BTreeMap<String, String>,
+    /// Settings kept but not acted on ([`Topic::extra_config`]); absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    extra: BTreeMap<String, String>,
+}
+
+/// Rewrites `dir/topic.json` whole (see `log_start::replace_file`).
+pub(crate) fn write_meta(
+    ctx: &Ctx,
+    dir: &Path,
+    partitions: u32,
+    config: &TopicConfig,
+    extra: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let meta = TopicMeta {
+        version: 1,
+        partitions,
+        config: config.to_pairs(),
+        extra: extra.clone(),
+    };
+    let json =
+        serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
+    crate::log_start::replace_file(&*ctx.storage, dir, "topic.json", &json)
+}
+
+/// Makes the directories of partitions `from..to` of the topic in `dir`, each with its
+/// empty first segment, durably. A directory left by an earlier attempt that crashed
+/// before `topic.json` counted it is not part of the topic: it is made anew.
+pub(crate) fn add_partition_dirs(
+    ctx: &Ctx,
+    dir: &Path,
+    from: u32,
+    to: u32,
+) -> Result<(), StoreError> {
+    let storage = &ctx.storage;
+    for p in from..to {
+        let pdir = dir.join(p.to_string());
+        if pdir.exists() {
+            std::fs::remove_dir_all(&pdir).map_err(|e| StoreError::io_at(&pdir, e))?;
+        }
+        mkdir(&pdir)?;
+        let seg = pdir.join(segment::log_file_name(0));
+        storage
+            .open(&seg, true)
+            .map_err(|e| StoreError::io_at(&seg, e))?;
+        storage
+            .sync_dir(&pdir)
+            .map_err(|e| StoreError::io_at(&pdir, e))?;
+    }
+    storage.sync_dir(dir).map_err(|e| StoreError::io_at(dir, e))
 }
 
 /// Kafka's topic name rules: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`. They also keep
@@ -122,6 +224,7 @@ pub(crate) fn create(
     name: &str,
     partitions: u32,
     config: TopicConfig,
+    extra: BTreeMap<String, String>,
 ) -> Result<Topic, StoreError> {
     let storage = &ctx.storage;
     let io = |p: &Path| {
@@ -137,6 +240,7 @@ pub(crate) fn create(
         version: 1,
         partitions,
         config: config.to_pairs(),
+        extra,
     };
     let json =
         serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
@@ -179,11 +283,15 @@ pub(crate) fn load(
     }
     let config = TopicConfig::from_pairs(&meta.config)?;
     let partitions = (0..meta.partitions)
-        .map(|p| recovery::open_partition(ctx, name, p, dir.join(p.to_string()), &config, report))
+        .map(|p| {
+            recovery::open_partition(ctx, name, p, dir.join(p.to_string()), &config, report)
+                .map(Arc::new)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Topic {
         name: name.to_string(),
-        config,
+        config: RwLock::new(config),
+        extra: RwLock::new(meta.extra),
         partitions,
     })
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use millrace_store::{Durability, EncodedBatch, EncodedRecords, Record, RecordSink};
 
-use super::{EmbeddedBroker, Positions, blocking, map_store, partition_index, shares, to_i64};
+use super::read::{Positions, shares};
+use super::{EmbeddedBroker, blocking, map_store, partition_index, to_i64};
 use crate::api::{EncodedPoll, Result, TopicPartition};
 use crate::error::BrokerError;
 
@@ -84,7 +85,6 @@ pub(super) async fn produce(
         *batch = owned;
         base?
     };
-    broker.notifier(topic).notify_waiters();
     Ok(to_i64(base))
 }
 

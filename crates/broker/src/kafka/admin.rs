@@ -28,12 +28,14 @@ use crate::error::BrokerError;
 const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
 
 pub(crate) struct Admin {
-    client: Arc<AdminClient<LogContext>>,
+    pub(crate) client: Arc<AdminClient<LogContext>>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
     /// positions, whether another instance finished a partition).
     committed_by_group: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
+    /// How the clients made here log.
+    log: LogContext,
 }
 
 impl Admin {
@@ -41,6 +43,7 @@ impl Admin {
         bootstrap: &str,
         props: &BTreeMap<String, String>,
         setup_ms: &str,
+        log: LogContext,
     ) -> Result<Admin> {
         let cfg = config::client_config(
             bootstrap,
@@ -50,7 +53,7 @@ impl Admin {
             ],
             props,
         );
-        let client: AdminClient<LogContext> = cfg.create_with_context(LogContext).map_err(|e| {
+        let client: AdminClient<LogContext> = cfg.create_with_context(log).map_err(|e| {
             BrokerError::Invalid(format!(
                 "client settings: {}",
                 config::redact(&e.to_string(), props)
@@ -60,6 +63,7 @@ impl Admin {
             client: Arc::new(client),
             bootstrap: bootstrap.to_string(),
             committed_by_group: Mutex::new(HashMap::new()),
+            log,
         })
     }
 
@@ -301,7 +305,7 @@ impl Admin {
         );
         cfg.set("group.id", group);
         let consumer: BaseConsumer<LogContext> =
-            cfg.create_with_context(LogContext).map_err(|e| {
+            cfg.create_with_context(self.log).map_err(|e| {
                 BrokerError::Invalid(format!(
                     "client settings: {}",
                     config::redact(&e.to_string(), props)

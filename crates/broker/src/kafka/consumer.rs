@@ -36,7 +36,9 @@ use tokio::sync::Notify;
 
 use super::errors::{self, Subject};
 use super::fetched::{Fetched, FetchedRecord, Taken};
-use super::{KafkaBroker, LogContext, blocking, config, log_librdkafka};
+use super::{
+    KafkaBroker, LogContext, blocking, config, is_transport, log_client_error, log_librdkafka,
+};
 use crate::api::{
     ConsumedRecord, Consumer, ConsumerConfig, Header, Names, OffsetReset, Rebalance, Result, Seek,
     TopicPartition,
@@ -93,6 +95,8 @@ pub(crate) struct GroupContext {
     /// Where assigned partitions without a committed offset start (set once, before
     /// the consumer subscribes).
     start: OnceLock<StartLookup>,
+    /// Lost and refused connections are expected (see `Flavour::quiet_transport`).
+    quiet_transport: bool,
 }
 
 /// Names the start of assigned partitions the group has committed nothing for.
@@ -157,11 +161,11 @@ fn to_tps(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka(level, fac, msg);
+        log_librdkafka(level, fac, msg, self.quiet_transport);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+        log_client_error(&error, reason, self.quiet_transport);
     }
 }
 
@@ -294,6 +298,7 @@ impl KafkaConsumer {
             OffsetReset::Latest => "latest",
         };
         let mut defaults = CONSUMER_DEFAULTS.to_vec();
+        defaults.extend_from_slice(inner.flavour.consumer_defaults);
         defaults.push(("auto.offset.reset", reset));
         let mut cfg = config::client_config(&inner.bootstrap, &defaults, &props);
         match &config.group {
@@ -309,14 +314,17 @@ impl KafkaConsumer {
                 );
             }
         }
-        let mut consumer: Inner =
-            cfg.create_with_context(GroupContext::default())
-                .map_err(|e| {
-                    BrokerError::Invalid(format!(
-                        "client settings: {}",
-                        config::redact(&e.to_string(), &props)
-                    ))
-                })?;
+        let mut consumer: Inner = cfg
+            .create_with_context(GroupContext {
+                quiet_transport: inner.flavour.quiet_transport,
+                ..GroupContext::default()
+            })
+            .map_err(|e| {
+                BrokerError::Invalid(format!(
+                    "client settings: {}",
+                    config::redact(&e.to_string(), &props)
+                ))
+            })?;
         let wake = consumer.context().wake.clone();
         consumer.set_nonempty_callback(move || wake.notify_one());
         let ctx = consumer.context();
@@ -378,6 +386,7 @@ impl KafkaConsumer {
         m: std::result::Result<BorrowedMessage<'_>, KafkaError>,
         names: &mut Names,
         arena: &mut BytesMut,
+        quiet_transport: bool,
     ) -> Result<Option<ConsumedRecord>> {
         match m {
             Ok(m) => Ok(Some(ConsumedRecord {
@@ -400,7 +409,7 @@ impl KafkaConsumer {
                 timestamp: m.timestamp().to_millis().unwrap_or(-1),
             })),
             Err(e) => {
-                consumer_error(e.rdkafka_error_code(), &e)?;
+                consumer_error(e.rdkafka_error_code(), &e, quiet_transport)?;
                 Ok(None)
             }
         }
@@ -455,7 +464,7 @@ impl KafkaConsumer {
             drop_revoked(out, &mut lock(&ctx.revoked_in_poll));
             match polled {
                 Some(m) => {
-                    if let Some(r) = Self::record(m, &mut self.names, arena)? {
+                    if let Some(r) = Self::record(m, &mut self.names, arena, ctx.quiet_transport)? {
                         out.push(r);
                         if out.len() >= max {
                             return Ok(());
@@ -498,7 +507,11 @@ fn copy(arena: &mut BytesMut, b: &[u8]) -> Bytes {
 
 /// A consumer error from librdkafka: `Err` for those the user must act on, else
 /// logged (librdkafka retries).
-fn consumer_error(code: Option<RDKafkaErrorCode>, what: &dyn std::fmt::Display) -> Result<()> {
+fn consumer_error(
+    code: Option<RDKafkaErrorCode>,
+    what: &dyn std::fmt::Display,
+    quiet_transport: bool,
+) -> Result<()> {
     match code {
         Some(
             c @ (RDKafkaErrorCode::TopicAuthorizationFailed
@@ -507,6 +520,10 @@ fn consumer_error(code: Option<RDKafkaErrorCode>, what: &dyn std::fmt::Display) 
             | RDKafkaErrorCode::Authentication
             | RDKafkaErrorCode::Fatal),
         ) => Err(errors::from_code(c, Subject::None)),
+        c if quiet_transport && is_transport(c) => {
+            tracing::debug!("kafka consumer: {what} (librdkafka retries)");
+            Ok(())
+        }
         _ => {
             tracing::warn!("kafka consumer: {what} (librdkafka retries)");
             Ok(())
@@ -566,7 +583,7 @@ impl Consumer for KafkaConsumer {
                     }
                     Taken::Error(code, text) => {
                         if failed.is_ok() {
-                            failed = consumer_error(Some(code), &text);
+                            failed = consumer_error(Some(code), &text, ctx.quiet_transport);
                         }
                     }
                 });

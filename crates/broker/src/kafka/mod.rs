@@ -6,6 +6,9 @@
 //! - `producer`: the producer, acknowledging each send as a whole.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
+//! - `groups`: consumer groups listed, described, their offsets altered, deleted.
+//! - `holder`: the store of a data directory another millrace process holds, as the
+//!   Kafka broker that process serves.
 //! - `config`: client settings, the `.properties` reader, secret redaction.
 //! - `errors`: Kafka's error codes in plain words.
 //!
@@ -28,6 +31,8 @@ mod config;
 mod consumer;
 mod errors;
 mod fetched;
+mod groups;
+mod holder;
 mod producer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,8 +47,8 @@ use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::api::{
-    Acks, Broker, Consumer, ConsumerConfig, Delivered, NewTopic, ProduceRecord, Result,
-    TopicDescription,
+    Acks, Broker, Consumer, ConsumerConfig, Delivered, GroupDescription, GroupListing, NewTopic,
+    ProduceRecord, Result, TopicDescription, TopicPartition,
 };
 use crate::error::BrokerError;
 
@@ -89,7 +94,28 @@ pub(crate) struct Inner {
     pub(crate) admin: admin::Admin,
     /// Partition counts of topics known to exist, so `produce` checks a topic once.
     pub(crate) known_topics: Mutex<HashMap<String, i32>>,
+    pub(crate) flavour: &'static Flavour,
 }
+
+/// What kind of broker is at the other end, for what differs: the backend's name and
+/// consumer settings.
+#[derive(Debug)]
+pub(crate) struct Flavour {
+    pub(crate) backend: &'static str,
+    /// Consumer settings over [`CONSUMER_DEFAULTS`], under the user's.
+    pub(crate) consumer_defaults: &'static [(&'static str, &'static str)],
+    /// Lost and refused connections are part of how the broker works (a store's
+    /// holder leaving, another taking over): librdkafka's lines about them, which it
+    /// retries, are logged at debug level only.
+    pub(crate) quiet_transport: bool,
+}
+
+/// A Kafka cluster.
+pub(crate) static KAFKA: Flavour = Flavour {
+    backend: "kafka",
+    consumer_defaults: &[],
+    quiet_transport: false,
+};
 
 impl std::fmt::Debug for KafkaBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +137,15 @@ impl KafkaBroker {
         properties: BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<KafkaBroker> {
+        KafkaBroker::connect_as(bootstrap, properties, timeout, &KAFKA).await
+    }
+
+    pub(crate) async fn connect_as(
+        bootstrap: &str,
+        properties: BTreeMap<String, String>,
+        timeout: Duration,
+        flavour: &'static Flavour,
+    ) -> Result<KafkaBroker> {
         let props = config::to_librdkafka(&properties)?;
         let timeout_ms = millis(timeout);
         let setup_ms = timeout_ms.clamp(1000, 30_000).to_string();
@@ -118,10 +153,10 @@ impl KafkaBroker {
         defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
         let cfg = config::client_config(bootstrap, &defaults, &props);
         let producer: Arc<producer::Producer> = Arc::new(
-            cfg.create_with_context(LogContext)
+            cfg.create_with_context(LogContext::of(flavour))
                 .map_err(|e| invalid_config(&e, &props))?,
         );
-        let admin = admin::Admin::new(bootstrap, &props, &setup_ms)?;
+        let admin = admin::Admin::new(bootstrap, &props, &setup_ms, LogContext::of(flavour))?;
 
         // Ask for the cluster's metadata once, so a wrong address fails here, in
         // bounded time, rather than at the first produce.
@@ -160,6 +195,7 @@ impl KafkaBroker {
                 producer,
                 admin,
                 known_topics: Mutex::new(HashMap::new()),
+                flavour,
             }),
         })
     }
@@ -195,7 +231,7 @@ impl KafkaBroker {
 #[async_trait]
 impl Broker for KafkaBroker {
     fn backend(&self) -> &'static str {
-        "kafka"
+        self.inner.flavour.backend
     }
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<()> {
@@ -309,6 +345,30 @@ impl Broker for KafkaBroker {
             )
             .await
     }
+
+    async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.list_consumer_groups().await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.describe_consumer_group(group).await
+    }
+
+    async fn describe_groups(&self) -> Result<Vec<GroupDescription>> {
+        self.describe_consumer_groups().await
+    }
+
+    async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        self.alter_consumer_group_offsets(group, offsets).await
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<()> {
+        self.delete_consumer_group(group).await
+    }
 }
 
 /// One record for rdkafka, with its place in its batch; borrows the record's bytes.
@@ -369,21 +429,54 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// rates them: millrace reports the errors that matter itself, in plain words. As the
 /// producer's context it also hands delivery reports to their batches (`producer`).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LogContext;
+pub(crate) struct LogContext {
+    /// Lost and refused connections are expected (see [`Flavour::quiet_transport`]).
+    pub(crate) quiet_transport: bool,
+}
+
+impl LogContext {
+    pub(crate) fn of(flavour: &Flavour) -> LogContext {
+        LogContext {
+            quiet_transport: flavour.quiet_transport,
+        }
+    }
+}
 
 impl rdkafka::consumer::ConsumerContext for LogContext {}
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka(level, fac, msg);
+        log_librdkafka(level, fac, msg, self.quiet_transport);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason, self.quiet_transport);
+    }
+}
+
+/// Whether a librdkafka error is about connections to brokers (which it retries).
+pub(crate) fn is_transport(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+    )
+}
+
+pub(crate) fn log_client_error(error: &KafkaError, reason: &str, quiet_transport: bool) {
+    if quiet_transport && is_transport(error.rdkafka_error_code()) {
+        tracing::debug!(target: "librdkafka", "{error}: {reason}");
+    } else {
         tracing::warn!(target: "librdkafka", "{error}: {reason}");
     }
 }
 
-pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, msg: &str, quiet_transport: bool) {
+    // `FAIL`: a connection lost or refused.
+    let level = if quiet_transport && fac == "FAIL" {
+        RDKafkaLogLevel::Debug
+    } else {
+        level
+    };
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

@@ -15,12 +15,25 @@ use millrace_broker::{Broker, ConsumedRecord, Consumer, TopicPartition};
 /// Every wait in these tests ends by this bound.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A backend under test. Holds what must live as long as the broker (a data directory).
+/// A backend under test. Holds what must live as long as the broker (the process's
+/// hold on a data directory, and the directory).
 pub struct Backend {
     pub name: &'static str,
     pub broker: Arc<dyn Broker>,
+    _holder: Option<millrace_broker::holder::Holder>,
     _guard: Option<tempfile::TempDir>,
 }
+
+impl Backend {
+    /// Whether a record's headers with the same name twice are both read back: not
+    /// through the store's Kafka server (see `millrace_server::batches`).
+    pub fn keeps_repeated_header_names(&self) -> bool {
+        self.name != KAFKA_TO_HOLDER
+    }
+}
+
+/// The Kafka backend against the Kafka server of a process holding a data directory.
+pub const KAFKA_TO_HOLDER: &str = "kafka-to-holder";
 
 /// The broker a Kafka test talks to, if any; panics in CI when it is missing.
 pub fn kafka_bootstrap() -> Option<String> {
@@ -59,7 +72,9 @@ pub fn cluster_bootstrap() -> Option<String> {
 }
 
 /// The backends every conformance test runs against: the embedded store always, Kafka
-/// when `MILLRACE_TEST_BOOTSTRAP` is set.
+/// when `MILLRACE_TEST_BOOTSTRAP` is set, and (with the `kafka` feature) the Kafka
+/// backend against the store's own Kafka server, as the process holding a data
+/// directory serves it.
 pub async fn backends() -> Vec<Backend> {
     let mut out = Vec::new();
     // BEGIN EMBEDDED
@@ -69,6 +84,7 @@ pub async fn backends() -> Vec<Backend> {
     out.push(Backend {
         name: "embedded",
         broker: Arc::new(embedded),
+        _holder: None,
         _guard: Some(dir),
     });
     // END EMBEDDED
@@ -84,7 +100,31 @@ pub async fn backends() -> Vec<Backend> {
         out.push(Backend {
             name: "kafka",
             broker: Arc::new(kafka),
+            _holder: None,
             _guard: None,
+        });
+    }
+    // Kafka's protocol against the store itself: the Kafka backend reaching a data
+    // directory through the process that holds it, as every millrace command does.
+    #[cfg(feature = "kafka")]
+    {
+        use millrace_broker::holder::{Holder, Listen};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let holder = Holder::open(dir.path(), Listen::Recorded)
+            .await
+            .expect("hold and serve the store");
+        let kafka = millrace_broker::kafka::KafkaBroker::connect_to_holder(
+            dir.path(),
+            holder.addr(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the holder at {}: {e}", holder.addr()));
+        out.push(Backend {
+            name: KAFKA_TO_HOLDER,
+            broker: Arc::new(kafka),
+            _holder: Some(holder),
+            _guard: Some(dir),
         });
     }
     #[cfg(not(feature = "kafka"))]

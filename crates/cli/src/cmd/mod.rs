@@ -4,8 +4,10 @@ pub mod bench;
 pub mod consume;
 pub mod dlq;
 pub mod graph;
+pub mod groups;
 pub mod produce;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod topics;
 

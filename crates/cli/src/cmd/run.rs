@@ -1,11 +1,10 @@
-//! `millrace run FILE [--batch]`: validates the file, opens the backend, serves the
-//! local endpoint (embedded store) and HTTP, and runs the stages until the batch is
-//! done or SIGINT/SIGTERM arrives.
+//! `millrace run FILE [--batch]`: validates the file, opens the backend (on the
+//! embedded store, holding and serving it or reaching its holder), serves HTTP, and
+//! runs the stages until the batch is done or SIGINT/SIGTERM arrives.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use millrace_broker::Broker;
 use millrace_runtime::{RunOptions, Runtime};
 use tokio::sync::watch;
 
@@ -32,30 +31,11 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     tokio::spawn(watch_signals(stop_tx.clone()));
 
     // Kafka when asked for (flag, env, or the file's backend); otherwise the embedded
-    // store, held by this process and served to the other terminals.
+    // store: held by this process and served to the other terminals, or reached
+    // through the process that holds it (`connect`).
     let (g, file_props) = crate::connect::for_plan(g, &plan);
     let g = &g;
-    let mut endpoint = None;
-    let broker: Arc<dyn Broker> = match &g.bootstrap_server {
-        Some(_) => crate::connect::connect_with_properties(g, file_props, DataDir::Create).await?,
-        None => {
-            let embedded = Arc::new(crate::connect::open_embedded(g).await?);
-            let served: Arc<dyn Broker> = embedded.clone();
-            let dir = g.data.clone();
-            let mut stop = stop_rx.clone();
-            endpoint = Some(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = millrace_broker::remote::serve(served, &dir, shutdown).await {
-                    tracing::warn!(
-                        "local endpoint not served ({e}); other terminals cannot reach this store while it runs"
-                    );
-                }
-            }));
-            embedded
-        }
-    };
+    let broker = crate::connect::connect_with_properties(g, file_props, DataDir::Create).await?;
 
     // A topic that conflicts with the file stops the run before it says it serves.
     runtime.ensure_topics(broker.as_ref()).await?;
@@ -85,9 +65,6 @@ pub async fn run(g: &Global, args: RunArgs) -> anyhow::Result<i32> {
     };
     let result = runtime.run(broker, opts, stop_rx).await;
     let _ = stop_tx.send(true);
-    if let Some(e) = endpoint {
-        let _ = e.await;
-    }
     let summary = result?;
     print_summary(&summary);
     Ok(0)

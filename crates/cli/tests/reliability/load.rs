@@ -41,13 +41,15 @@ fn fast_producer_slow_pipeline_stops_with_a_committed_ordered_prefix_of_its_inpu
     let mut run = b.spawn(&["run", f, "--no-http"]);
     let pid = run.id();
     let run_err = crate::support::drain_stderr(&mut run);
-    // The run holds the store once it serves the other commands through its socket.
-    let socket = b.data_dir().join("millrace.sock");
+    // The run holds the store once its lock names it and it records the address it
+    // serves the other commands at.
+    let data = b.data_dir();
     crate::common::wait_until(Duration::from_secs(60), "the run to hold the store", || {
-        socket.exists()
+        std::fs::read_to_string(data.join("LOCK")).is_ok_and(|l| l.trim() == pid.to_string())
+            && data.join("endpoint").exists()
     });
 
-    // The producer reaches the store through the running pipeline's local endpoint.
+    // The producer reaches the store through the pipeline, which holds and serves it.
     let mut producer = b
         .root_cmd()
         .args(["produce", "--topic", "in"])

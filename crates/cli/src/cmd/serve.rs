@@ -1,0 +1,110 @@
+//! `millrace serve`: the embedded store as a single-node Kafka broker. Holds the data
+//! directory (its lock), serves Kafka's protocol on `--listen` until SIGINT or
+//! SIGTERM, and records the address in `<data>/endpoint` (`HOST:PORT`, owner-only) so
+//! other millrace commands reach the store through it — as they reach any millrace
+//! process that holds a data directory (`millrace_broker::holder`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use millrace_broker::BrokerError;
+use millrace_broker::embedded::EmbeddedBroker;
+use millrace_broker::holder::{Holder, Listen, open_store_with, read_endpoint};
+use millrace_server::group::CoordinatorConfig;
+use millrace_server::{ListenerPolicy, ServerConfig, Users};
+use millrace_store::StoreError;
+
+use crate::args::{Global, ServeArgs};
+use crate::report::hinted;
+
+pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
+    let addr = resolve(&args.listen).await?;
+    let users = args
+        .users
+        .as_deref()
+        .map(Users::load)
+        .transpose()?
+        .map(Arc::new);
+    let broker = open_store(&g.data).await?;
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&g.data)
+            .with_context(|| format!("cannot read {}", g.data.display()))?
+            .uid()
+    };
+    let policy = ListenerPolicy {
+        insecure: args.insecure,
+        allow_any_user: args.allow_any_user,
+    };
+    let access = policy.access(addr, users, owner)?;
+    let config = ServerConfig {
+        access,
+        ..ServerConfig::default()
+    };
+    let holder = Holder::serve(broker, Listen::At(addr), config).await?;
+    eprintln!(
+        "millrace: serving Kafka on {} over {} (stop with Ctrl-C)",
+        holder.bound(),
+        g.data.display()
+    );
+    signal().await;
+    holder.stop().await?;
+    eprintln!("millrace: stopped");
+    Ok(0)
+}
+
+/// `HOST:PORT` to one socket address (the first a name resolves to).
+async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("--listen {listen}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--listen {listen}: the name resolves to no address"))
+}
+
+/// Opens the store with Kafka's group settings (Kafka clients expect its 3 s
+/// `group.initial.rebalance.delay.ms`), waiting briefly for a command that holds it
+/// for a moment. A store held for longer is served by its holder already.
+async fn open_store(dir: &Path) -> anyhow::Result<EmbeddedBroker> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match open_store_with(dir, CoordinatorConfig::default()).await {
+            Ok(b) => return Ok(b),
+            Err(BrokerError::Store(StoreError::Locked { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(BrokerError::Store(locked @ StoreError::Locked { .. })) => {
+                let hint = match read_endpoint(dir) {
+                    Some(at) => format!(
+                        "that process serves the store with Kafka's protocol at {at} already: point Kafka clients there"
+                    ),
+                    None => "stop that process first".to_string(),
+                };
+                return Err(hinted(locked.to_string(), hint));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the server runs until the process is killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("millrace: stopping");
+}
