@@ -220,6 +220,11 @@ pub struct ConsumerConfig {
     pub offset_reset: OffsetReset,
     /// Extra client settings (Kafka properties); the embedded store ignores them.
     pub properties: BTreeMap<String, String>,
+    /// Whether one group member takes partition p of every topic together, so that
+    /// the records of one key in co-partitioned topics meet in one consumer (a join
+    /// by key, a grouped reduce). Kafka uses its range assignor then, instead of the
+    /// cooperative-sticky one; the embedded store always assigns so.
+    pub co_partitioned: bool,
 }
 
 impl ConsumerConfig {
@@ -229,6 +234,7 @@ impl ConsumerConfig {
             topics,
             offset_reset: OffsetReset::Latest,
             properties: BTreeMap::new(),
+            co_partitioned: false,
         }
     }
 }

@@ -44,6 +44,7 @@ fn group_config(group: &str, topic: &str, reset: OffsetReset) -> ConsumerConfig 
         topics: vec![topic.to_string()],
         offset_reset: reset,
         properties: BTreeMap::new(),
+        co_partitioned: false,
     }
 }
 
@@ -53,6 +54,7 @@ fn all_config(topic: &str, reset: OffsetReset) -> ConsumerConfig {
         topics: vec![topic.to_string()],
         offset_reset: reset,
         properties: BTreeMap::new(),
+        co_partitioned: false,
     }
 }
 

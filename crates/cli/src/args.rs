@@ -308,6 +308,11 @@ pub struct ServeArgs {
     /// owner.
     #[arg(long = "allow-any-user")]
     pub allow_any_user: bool,
+    /// Serve /metrics (Prometheus: offsets, consumer group lag, connections, requests),
+    /// /api/stats and /healthz on this address, e.g. 127.0.0.1:9308 (port 0 picks a
+    /// free one). Without it, no HTTP is served.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -34,6 +34,33 @@ pub const HEADER: &str = "millrace.from";
 /// Records read back from the end of each output partition.
 pub const WINDOW: i64 = 65_536;
 
+/// Where an output came from, as its lineage header names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageTag {
+    /// The input's `<topic>/<partition>` ([`origin_of`]), or `batch:<b>` and
+    /// `batch:<b>/<key>` for a result released at a batch's end.
+    pub origin: String,
+    /// The input's offset (a batch's results: 0).
+    pub offset: i64,
+    /// The output's place among the outputs of that input.
+    pub index: u32,
+}
+
+impl LineageTag {
+    pub fn new(origin: impl Into<String>, offset: i64, index: u32) -> Self {
+        LineageTag {
+            origin: origin.into(),
+            offset,
+            index,
+        }
+    }
+
+    /// The lineage header of an output of `stage` so tagged.
+    pub fn header(&self, stage: &str) -> Header {
+        header(stage, &self.origin, self.offset, self.index)
+    }
+}
+
 /// What is already written, per (output topic, output partition, origin).
 #[derive(Default)]
 pub struct Lineage {

@@ -23,7 +23,7 @@ use millrace_broker::{
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::Completion;
-use crate::coordinated::join::{batch_header, stamp_batch};
+use crate::batch::{batch_header, stamp_batch};
 use crate::counters::StageCounters;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};

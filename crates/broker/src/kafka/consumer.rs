@@ -317,6 +317,10 @@ impl KafkaConsumer {
         let inner = &broker.inner;
         let mut props = inner.properties.clone();
         props.extend(config::to_librdkafka(&config.properties)?);
+        if config.co_partitioned {
+            // The range assignor gives one member partition p of every topic.
+            props.insert("partition.assignment.strategy".into(), "range".into());
+        }
         let reset = match config.offset_reset {
             OffsetReset::Earliest => "earliest",
             OffsetReset::Latest => "latest",

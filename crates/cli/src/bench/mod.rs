@@ -105,6 +105,12 @@ impl Drop for WorkDir {
     }
 }
 
+/// Resets this process's peak RSS (`VmHWM`) so the next reading covers only what runs
+/// after it (Linux: writing 5 to /proc/self/clear_refs).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident set size of this process so far, from /proc (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
