@@ -416,7 +416,7 @@ fn bench_peers_reports_produce_and_the_copier_against_their_peers() {
 }
 
 /// `bench pipeline` given a broker runs the copier on Kafka and reports it against the
-/// Kafka produce rate measured in the same run (issue 4's Kafka row), then removes its
+/// Kafka produce rate measured in the same run, then removes its
 /// topics.
 #[test]
 fn bench_pipeline_on_kafka_reports_the_copier_against_the_produce_rate() {
