@@ -2,7 +2,14 @@
 # Kafka's own perf tools against `millrace serve` and against Apache Kafka, in the
 # same run, alternating: records/s, MB/s and latency of kafka-producer-perf-test, and
 # records/s of kafka-consumer-perf-test, with the ratio millrace/Kafka, plus each
-# server's peak resident memory.
+# server's peak resident memory and the CPU seconds each server spent on a round
+# (producing and consuming).
+#
+# kafka-consumer-perf-test reports two rates: fetch/s (its fetch.nMsg.sec: records over
+# the time spent fetching) and consume/s (its nMsg.sec: over the whole run, the
+# consumer group's first join included). The join differs by configuration, not by
+# fetching: `millrace serve` keeps Kafka's default group.initial.rebalance.delay.ms
+# (3 s) while scripts/kafka.sh's broker sets it to 0, so fetch/s is the one to compare.
 #
 #   scripts/serve-vs-kafka.sh [RECORDS] [RECORD_SIZE] [ACKS] [ROUNDS]
 #        (defaults: 500000 100 1 2)
@@ -46,6 +53,15 @@ java_tool() { java -Xmx512m -cp "$LIBS/*" "$@"; }
 
 rss_kb() { [ -n "$1" ] && awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# CPU seconds (user + system) a process has used so far; 0 when it is not known.
+cpu_s() {
+  if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+    sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($12 + $13) / hz}'
+  else
+    echo 0
+  fi
+}
+
 create() { # bootstrap topic config
   java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$1" --create --topic "$2" \
     --partitions 1 --config "$3" >/dev/null
@@ -58,32 +74,42 @@ produce() { # bootstrap topic -> "records/s MB/s avg_ms p99_ms"
     sed -E 's/.*records sent, ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\), ([0-9.]+) ms avg latency.* ([0-9]+) ms 99th.*/\1 \2 \3 \4/'
 }
 
-consume() { # bootstrap topic -> records/s
+consume() { # bootstrap topic -> "fetch_records/s records/s"
   java_tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$1" --topic "$2" \
-    --messages "$RECORDS" --timeout 60000 2>/dev/null | tail -n1 | cut -d, -f6 | tr -d ' '
+    --messages "$RECORDS" --timeout 60000 2>/dev/null | tail -n1 | awk -F', *' '{print $10, $6}'
 }
 
 if [ "$DURABILITY" = batch ]; then kafka_cfg=flush.messages=1; else kafka_cfg=flush.messages=9223372036854775807; fi
 mill_cfg=$kafka_cfg
 
-printf '%-8s %-6s %12s %8s %9s %8s %12s\n' server round produce/s MB/s avg_ms p99_ms consume/s
+printf '%-8s %-6s %12s %8s %9s %8s %12s %12s %6s\n' \
+  server round produce/s MB/s avg_ms p99_ms fetch/s consume/s cpu_s
 for round in $(seq "$ROUNDS"); do
   for side in millrace kafka; do
-    if [ "$side" = millrace ]; then b="$MILLRACE"; cfg="$mill_cfg"; else b="$KAFKA"; cfg="$kafka_cfg"; fi
+    if [ "$side" = millrace ]; then
+      b="$MILLRACE" cfg="$mill_cfg" pid="$serve_pid"
+    else
+      b="$KAFKA" cfg="$kafka_cfg" pid="$kafka_pid"
+    fi
     topic="perf-$$-$round-$side"
     create "$b" "$topic" "$cfg"
+    cpu0="$(cpu_s "$pid")"
     read -r rate mbs avg p99 <<<"$(produce "$b" "$topic")"
-    crate="$(consume "$b" "$topic")"
-    printf '%-8s %-6s %12s %8s %9s %8s %12s\n' "$side" "$round" "$rate" "$mbs" "$avg" "$p99" "$crate"
-    echo "$side $rate $p99 $crate" >>"$work/rows"
+    read -r frate crate <<<"$(consume "$b" "$topic")"
+    cpu="$(awk -v a="$cpu0" -v b="$(cpu_s "$pid")" 'BEGIN {printf "%.2f", b - a}')"
+    printf '%-8s %-6s %12s %8s %9s %8s %12s %12s %6s\n' \
+      "$side" "$round" "$rate" "$mbs" "$avg" "$p99" "$frate" "$crate" "$cpu"
+    echo "$side $rate $p99 $frate $crate $cpu" >>"$work/rows"
   done
 done
 awk '
-  { n[$1]++; p[$1]+=$2; l[$1]+=$3; c[$1]+=$4 }
+  { n[$1]++; p[$1]+=$2; l[$1]+=$3; f[$1]+=$4; c[$1]+=$5; s[$1]+=$6 }
   END {
-    printf "ratio millrace/kafka: produce %.2f, consume %.2f, p99 latency %.2f\n",
+    printf "ratio millrace/kafka: produce %.2f, fetch %.2f, consume %.2f, p99 latency %.2f, server CPU %.2f\n",
       (p["millrace"]/n["millrace"])/(p["kafka"]/n["kafka"]),
+      (f["millrace"]/n["millrace"])/(f["kafka"]/n["kafka"]),
       (c["millrace"]/n["millrace"])/(c["kafka"]/n["kafka"]),
-      (l["millrace"]/n["millrace"])/(l["kafka"]/n["kafka"])
+      (l["millrace"]/n["millrace"])/(l["kafka"]/n["kafka"]),
+      (s["kafka"] > 0 ? (s["millrace"]/n["millrace"])/(s["kafka"]/n["kafka"]) : 0)
   }' "$work/rows"
 echo "peak resident memory: millrace serve $(( $(rss_kb "$serve_pid") / 1024 )) MiB, Kafka $(( $(rss_kb "$kafka_pid") / 1024 )) MiB"

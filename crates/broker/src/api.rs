@@ -220,6 +220,11 @@ pub struct ConsumerConfig {
     pub offset_reset: OffsetReset,
     /// Extra client settings (Kafka properties); the embedded store ignores them.
     pub properties: BTreeMap<String, String>,
+    /// Whether one group member takes partition p of every topic together, so that
+    /// the records of one key in co-partitioned topics meet in one consumer (a join
+    /// by key, a grouped reduce). Kafka uses its range assignor then, instead of the
+    /// cooperative-sticky one; the embedded store always assigns so.
+    pub co_partitioned: bool,
 }
 
 impl ConsumerConfig {
@@ -229,6 +234,7 @@ impl ConsumerConfig {
             topics,
             offset_reset: OffsetReset::Latest,
             properties: BTreeMap::new(),
+            co_partitioned: false,
         }
     }
 }
@@ -367,6 +373,14 @@ pub trait Broker: Send + Sync + 'static {
     async fn create_topic(&self, topic: &NewTopic) -> Result<()>;
     async fn list_topics(&self) -> Result<Vec<String>>;
     async fn describe_topic(&self, topic: &str) -> Result<TopicDescription>;
+
+    /// The partitions of a topic, as [`describe_topic`](Self::describe_topic) gives them,
+    /// without the topic's config: what stages ask for, many times as a run starts (on
+    /// Kafka the config is a request of its own, through a client of its own).
+    async fn partitions(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        Ok(self.describe_topic(topic).await?.partitions)
+    }
+
     async fn delete_topic(&self, topic: &str) -> Result<()>;
 
     /// Produces a batch to one topic and returns once every record is acknowledged

@@ -210,6 +210,7 @@ async fn a_closed_consumer_leaves_at_once_and_an_idle_poll_is_bounded() {
             topics: vec![t.clone()],
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
+            co_partitioned: false,
         })
         .await
         .expect("consumer");
@@ -269,6 +270,7 @@ fn member_of(group: &str, topic: &str) -> ConsumerConfig {
         topics: vec![topic.to_string()],
         offset_reset: OffsetReset::Earliest,
         properties: BTreeMap::new(),
+        co_partitioned: false,
     }
 }
 

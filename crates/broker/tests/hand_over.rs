@@ -41,6 +41,7 @@ async fn an_in_process_member_gives_partitions_up_only_after_its_work_in_flight(
         topics: vec![t.clone()],
         offset_reset: OffsetReset::Earliest,
         properties: Default::default(),
+        co_partitioned: false,
     };
     let mut a = local.consumer(config()).await.expect("in-process member");
     let work = InFlight::default();

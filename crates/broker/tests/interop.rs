@@ -193,6 +193,7 @@ async fn read_all(k: &KafkaBroker, topic: &str, n: usize) -> Vec<ConsumedRecord>
             topics: vec![topic.to_string()],
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
+            co_partitioned: false,
         })
         .await
         .expect("consumer");

@@ -308,6 +308,11 @@ pub struct ServeArgs {
     /// owner.
     #[arg(long = "allow-any-user")]
     pub allow_any_user: bool,
+    /// Serve /metrics (Prometheus: offsets, consumer group lag, connections, requests),
+    /// /api/stats and /healthz on this address, e.g. 127.0.0.1:9308 (port 0 picks a
+    /// free one). Without it, no HTTP is served.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -334,6 +339,10 @@ pub enum BenchKind {
     Pipeline,
     /// Word count, reduce and join pipelines on the embedded store.
     Coordinated,
+    /// The Kafka client path against what a user runs instead: `produce --file` against
+    /// kcat, and a 1000-record `run --batch` copier start to exit (needs
+    /// --bootstrap-server, and kcat on the PATH).
+    Peers,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

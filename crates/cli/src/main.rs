@@ -84,7 +84,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             cmd::groups::run(broker.as_ref(), command).await?;
         }
         Command::Produce(args) => {
-            let broker = connect::connect(&g, DataDir::Existing).await?;
+            let extra = cmd::produce::kafka_properties();
+            let broker = connect::connect_with_properties(&g, extra, DataDir::Existing).await?;
             cmd::produce::run(broker.as_ref(), args).await?;
         }
         Command::Consume(args) => {

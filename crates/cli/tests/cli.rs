@@ -350,8 +350,73 @@ fn a_holder_that_does_not_answer_is_named() {
     );
 }
 
+/// Runs `bench <kind> --json` over 20 000 records (`env` sets the count), bounded by
+/// `secs`; its pid and rows.
+fn bench_json(b: &Backend, kind: &str, env: &str, secs: u64) -> (u32, Vec<serde_json::Value>) {
+    let child = b
+        .cmd()
+        .env(env, "20000")
+        .args(["bench", kind, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let out = wait_for_exit(child, std::time::Duration::from_secs(secs));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    (pid, rows)
+}
+
+/// `bench peers` runs `produce --file` against kcat and the `--batch` copier against the
+/// confluent-kafka loop as processes on the broker, each ratio from the same rounds,
+/// times a 1000-record run start to exit, and removes its topics.
+#[test]
+fn bench_peers_reports_produce_and_the_copier_against_their_peers() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let b = Backend::kafka(bootstrap);
+    let (pid, rows) = bench_json(&b, "peers", "MILLRACE_BENCH_PEERS_RECORDS", 300);
+    let named = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name:?} in {rows:?}"))
+    };
+    for (name, target) in [
+        ("produce --file 100B on Kafka", 0.9),
+        ("copier 100B on Kafka (run --batch)", 1.0),
+    ] {
+        for (row, target) in [
+            (named(name), target),
+            (named(&format!("{name}, records per CPU second")), 1.0 / 1.1),
+        ] {
+            assert_eq!(row["records"].as_u64(), Some(20_000), "{row}");
+            assert!(row["records_per_s"].as_f64().expect("rate") > 0.0, "{row}");
+            assert!(row["baseline_value"].as_f64().expect("peer") > 0.0, "{row}");
+            assert!(row["ratio"].as_f64().expect("ratio") > 0.0, "{row}");
+            let got = row["target"].as_f64().expect("target");
+            assert!((got - target).abs() < 1e-9, "{row}");
+        }
+    }
+    let start_up = named("run --batch copier, 1000 records, start to exit");
+    let p50 = start_up["p50_ms"].as_f64().expect("p50_ms");
+    assert!(p50 > 0.0 && p50 < 60_000.0, "{start_up}");
+    assert_eq!(start_up["target"].as_f64(), Some(150.0));
+
+    let ours = |t: &str| t.starts_with("millrace-bench-peers-") && t.contains(&pid.to_string());
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "bench topics deleted",
+        || !stdout(&b.ok(&["topics", "list"], b"")).lines().any(ours),
+    );
+}
+
 /// `bench pipeline` given a broker runs the copier on Kafka and reports it against the
-/// Kafka produce rate measured in the same run (issue 4's Kafka row), then removes its
+/// Kafka produce rate measured in the same run, then removes its
 /// topics.
 #[test]
 fn bench_pipeline_on_kafka_reports_the_copier_against_the_produce_rate() {
@@ -359,21 +424,7 @@ fn bench_pipeline_on_kafka_reports_the_copier_against_the_produce_rate() {
         return;
     };
     let b = Backend::kafka(bootstrap);
-    let child = b
-        .cmd()
-        .env("MILLRACE_BENCH_KAFKA_RECORDS", "20000")
-        .args(["bench", "pipeline", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    let out = wait_for_exit(child, std::time::Duration::from_secs(120));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let (pid, rows) = bench_json(&b, "pipeline", "MILLRACE_BENCH_KAFKA_RECORDS", 120);
     let named = |name: &str| {
         rows.iter()
             .find(|r| r["name"] == name)

@@ -305,14 +305,7 @@ impl PipelineBuilder {
 
     /// A worker command with the file's defaults (1 worker, 30s timeout, 3 retries).
     pub fn exec(self, name: &str, from: &str, to: &str, command: &[&str]) -> Self {
-        let kind = StageKind::Exec(Exec {
-            command: names(command),
-            workers: 1,
-            timeout: std::time::Duration::from_secs(30),
-            retries: 3,
-            ordered_by_key: false,
-            env: BTreeMap::new(),
-        });
+        let kind = StageKind::Exec(Exec::new(names(command)));
         self.add(name, kind, vec![from.to_owned()], vec![to.to_owned()])
     }
 

@@ -26,32 +26,35 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
 
 use crate::regex_cache;
+pub use compiled::{CompiledConditions, CompiledMapper, CompiledSelector};
 pub use jaq_json::Val;
+pub use logic::{Mapper, MapperFn, Predicate, PredicateFn, Selector, SelectorFn};
 pub use native::NativeMap;
 pub use not_json::{not_json, not_json_because};
 pub use path::{Picked, PlainPath, pick};
 pub use predicate::NativePredicates;
 pub use projection::Projection;
+pub use size::MAX_OPERATORS;
+pub use value::{MAX_JSON_DEPTH, json_to_val, key_bytes, parse_value, to_json_bytes, val_to_json};
+pub use vars::{HeaderSource, RECORD_VARS, RecordVars};
 
+use size::check_size;
+use vars::{UsedVars, mentions_var, record_vals};
+
+mod compiled;
+mod logic;
 mod native;
 mod not_json;
 mod path;
 mod predicate;
 mod projection;
+mod size;
+mod value;
+mod vars;
 
 /// The filter type jaq compiles to when values are [`Val`] and the only global data
 /// is the look-up table.
 type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
-
-/// The record variables every expression can use, in the order they are bound.
-pub const RECORD_VARS: [&str; 6] = [
-    "$key",
-    "$headers",
-    "$topic",
-    "$partition",
-    "$offset",
-    "$timestamp",
-];
 
 /// How a stage reads a record value before handing it to jq.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -94,108 +97,6 @@ pub enum ExprError {
     #[error("expression produced no output")]
     NoOutput,
 }
-
-/// Where the record headers come from. Implemented for slices of pairs and for
-/// closures, so a caller with its own header type can pass
-/// `&|f: &mut dyn FnMut(&str, &[u8])| for h in &headers { f(&h.key, &h.value) }`
-/// without building anything unless the expression uses `$headers`.
-pub trait HeaderSource {
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &[u8]));
-}
-
-impl<F: Fn(&mut dyn FnMut(&str, &[u8]))> HeaderSource for F {
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
-        self(f)
-    }
-}
-
-impl<N: AsRef<str>, V: AsRef<[u8]>> HeaderSource for [(N, V)] {
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
-        for (n, v) in self {
-            f(n.as_ref(), v.as_ref())
-        }
-    }
-}
-
-impl<N: AsRef<str>, V: AsRef<[u8]>> HeaderSource for Vec<(N, V)> {
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &[u8])) {
-        self.as_slice().for_each_header(f)
-    }
-}
-
-/// The record's metadata, borrowed for one evaluation.
-#[derive(Clone, Copy)]
-pub struct RecordVars<'a> {
-    pub key: Option<&'a [u8]>,
-    pub headers: &'a dyn HeaderSource,
-    pub topic: &'a str,
-    pub partition: u32,
-    pub offset: Option<u64>,
-    pub timestamp: Option<i64>,
-}
-
-/// No headers at all.
-struct NoHeaders;
-
-impl HeaderSource for NoHeaders {
-    fn for_each_header(&self, _f: &mut dyn FnMut(&str, &[u8])) {}
-}
-
-impl Default for RecordVars<'_> {
-    fn default() -> Self {
-        RecordVars {
-            key: None,
-            headers: &NoHeaders,
-            topic: "",
-            partition: 0,
-            offset: None,
-            timestamp: None,
-        }
-    }
-}
-
-impl fmt::Debug for RecordVars<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordVars")
-            .field("key", &self.key.map(String::from_utf8_lossy))
-            .field("topic", &self.topic)
-            .field("partition", &self.partition)
-            .field("offset", &self.offset)
-            .field("timestamp", &self.timestamp)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> RecordVars<'a> {
-    /// Variables of a record read from `topic`/`partition`, with no key or headers yet.
-    pub fn new(topic: &'a str, partition: u32) -> Self {
-        RecordVars {
-            topic,
-            partition,
-            ..RecordVars::default()
-        }
-    }
-    pub fn key(mut self, key: Option<&'a [u8]>) -> Self {
-        self.key = key;
-        self
-    }
-    pub fn headers(mut self, headers: &'a dyn HeaderSource) -> Self {
-        self.headers = headers;
-        self
-    }
-    pub fn offset(mut self, offset: u64) -> Self {
-        self.offset = Some(offset);
-        self
-    }
-    pub fn timestamp(mut self, timestamp: i64) -> Self {
-        self.timestamp = Some(timestamp);
-        self
-    }
-}
-
-/// Which record variables an expression names; only those are built per record.
-#[derive(Clone, Copy, Debug, Default)]
-struct UsedVars([bool; 6]);
 
 struct Inner {
     filter: JqFilter,
@@ -375,142 +276,9 @@ impl Expr {
     }
 }
 
-/// Operators, brackets and keywords an expression may hold. jaq's parser, compiler
-/// and interpreter recurse along chains of them (`a | a | …`, `1 + 1 + …`, `((…))`):
-/// about 4000 overflowed the main thread's stack when compiled, which aborts the
-/// process, so a pipeline file with such an expression is refused with an error
-/// instead. Compiling runs on a thread with a large stack, and evaluating on the
-/// runtime's threads (16 MiB stacks) handles chains of this length. Expressions in
-/// pipeline files hold tens of them.
-pub const MAX_OPERATORS: usize = 1000;
-
 /// Stack of the thread that compiles an expression (reserved, touched only as deep as
 /// the compiler goes).
 const COMPILE_STACK: usize = 64 << 20;
-
-/// Counts what [`MAX_OPERATORS`] bounds, outside string literals and comments.
-fn check_size(source: &str) -> Result<(), Vec<CompileError>> {
-    let b = source.as_bytes();
-    // Open strings (`"`) and parentheses (`(`, also a string's `\(` interpolation, which
-    // returns to the string at its `)`).
-    let mut open: Vec<u8> = Vec::new();
-    let mut n = 0usize;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        let mut step = 1;
-        if open.last() == Some(&b'"') {
-            match (c, b.get(i + 1)) {
-                (b'\\', Some(b'(')) => {
-                    open.push(b'(');
-                    n += 1;
-                    step = 2;
-                }
-                (b'\\', _) => step = 2,
-                (b'"', _) => {
-                    open.pop();
-                }
-                _ => {}
-            }
-        } else {
-            match c {
-                b'"' => open.push(b'"'),
-                b'#' => {
-                    while i + step < b.len() && b[i + step] != b'\n' {
-                        step += 1;
-                    }
-                }
-                b'(' => {
-                    open.push(b'(');
-                    n += 1;
-                }
-                b')' => {
-                    open.pop();
-                }
-                // (`:` and `;` separate, they do not chain.)
-                b'[' | b'{' | b'|' | b',' | b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'<'
-                | b'>' | b'?' => n += 1,
-                c if c.is_ascii_alphabetic() => {
-                    while b
-                        .get(i + step)
-                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                    {
-                        step += 1;
-                    }
-                    let word = &source[i..i + step];
-                    let keyword = matches!(
-                        word,
-                        "and"
-                            | "or"
-                            | "if"
-                            | "elif"
-                            | "reduce"
-                            | "foreach"
-                            | "def"
-                            | "try"
-                            | "label"
-                            | "as"
-                    );
-                    // A path's field (`.and`) or a variable (`$or`) is not a keyword.
-                    let named = i > 0 && matches!(b[i - 1], b'.' | b'$');
-                    n += usize::from(keyword && !named);
-                }
-                _ => {}
-            }
-        }
-        if n > MAX_OPERATORS {
-            return Err(vec![CompileError {
-                offset: i,
-                message: format!(
-                    "expression too large: more than {MAX_OPERATORS} operators, brackets and \
-                     keywords (jq would recurse too deep); split the work across stages"
-                ),
-            }]);
-        }
-        i += step;
-    }
-    Ok(())
-}
-
-/// Does `source` name `$var` as a whole identifier (`$key` but not `$keys`)?
-/// A false positive only costs building one unused variable.
-fn mentions_var(source: &str, var: &str) -> bool {
-    source.match_indices(var).any(|(i, _)| {
-        let next = source[i + var.len()..].chars().next();
-        !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
-    })
-}
-
-fn record_vals<'v>(used: UsedVars, vars: &RecordVars<'v>) -> impl Iterator<Item = Val> + use<'v> {
-    let vars = *vars;
-    (0..RECORD_VARS.len()).map(move |i| {
-        if !used.0[i] {
-            return Val::Null;
-        }
-        match i {
-            0 => vars.key.map_or(Val::Null, bytes_to_str),
-            1 => {
-                let mut map = jaq_json::Map::default();
-                vars.headers.for_each_header(&mut |name, value| {
-                    map.insert(Val::from(name.to_owned()), bytes_to_str(value));
-                });
-                Val::obj(map)
-            }
-            2 => Val::from(vars.topic.to_owned()),
-            3 => Val::from(vars.partition as usize),
-            4 => vars.offset.map_or(Val::Null, |o| int_val(o as i128)),
-            _ => vars.timestamp.map_or(Val::Null, |t| int_val(t as i128)),
-        }
-    })
-}
-
-fn int_val(i: i128) -> Val {
-    Val::Num(jaq_json::Num::from_integral(i))
-}
-
-fn bytes_to_str(bytes: &[u8]) -> Val {
-    Val::utf8_str(bytes.to_vec())
-}
 
 fn exn_to_error(e: jaq_core::Exn<'_, Val>) -> ExprError {
     match e.get_err() {
@@ -559,147 +327,6 @@ fn load_errors(source: &str, errs: jaq_core::load::Errors<&str, ()>) -> Vec<Comp
         }
     }
     out
-}
-
-/// Parse record value bytes once for evaluation. Not JSON (in `Format::Json`) is a
-/// record error, never a panic.
-pub fn parse_value(bytes: &[u8], format: Format) -> Result<Val, ExprError> {
-    match format {
-        Format::Json => {
-            // jaq's reader (and dropping its values) recurses once per level: a hostile
-            // `[[[[…` record would overflow the stack and abort the process.
-            check_json_depth(bytes)?;
-            // JSON text is UTF-8; jaq would carry invalid bytes inside strings through to
-            // the outputs, so they are refused here as a record error.
-            if let Err(e) = std::str::from_utf8(bytes) {
-                return Err(ExprError::NotJson(format!(
-                    "not UTF-8 at byte {}",
-                    e.valid_up_to()
-                )));
-            }
-            jaq_json::read::parse_single(bytes).map_err(|e| not_json(bytes, &e))
-        }
-        Format::Text => Ok(bytes_to_str(bytes)),
-    }
-}
-
-/// Deepest nesting of arrays and objects a JSON record value may have (serde_json's
-/// default limit is 128; this is more generous and still far from the stack's limit).
-pub const MAX_JSON_DEPTH: usize = 512;
-
-/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], in one pass that skips strings.
-fn check_json_depth(bytes: &[u8]) -> Result<(), ExprError> {
-    // Each level opens with a byte of its own: a document this short cannot be too
-    // deep, and most records are (the pass costs a fifth of a small record's parse).
-    if bytes.len() <= MAX_JSON_DEPTH {
-        return Ok(());
-    }
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for (at, &b) in bytes.iter().enumerate() {
-        if in_str {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(ExprError::NotJson(format!(
-                        "nested more than {MAX_JSON_DEPTH} levels deep at byte {at}"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Serialize a value as compact JSON, the bytes a stage writes for an output value.
-pub fn to_json_bytes(v: &Val) -> Vec<u8> {
-    let mut buf = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = jaq_json::write::write(&mut buf, &jaq_json::write::Pp::default(), 0, v);
-    buf
-}
-
-/// The bytes a value stands for as a key (shard key, join key, group key): a string's
-/// own bytes, any other value's compact JSON.
-pub fn key_bytes(v: &Val) -> Vec<u8> {
-    match v {
-        Val::TStr(b) | Val::BStr(b) => b.to_vec(),
-        other => to_json_bytes(other),
-    }
-}
-
-/// Convert JSON to a jaq value.
-pub fn json_to_val(v: &serde_json::Value) -> Val {
-    use serde_json::Value as J;
-    match v {
-        J::Null => Val::Null,
-        J::Bool(b) => Val::Bool(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                int_val(i128::from(i))
-            } else if let Some(u) = n.as_u64() {
-                int_val(i128::from(u))
-            } else {
-                Val::from(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        J::String(s) => Val::from(s.clone()),
-        J::Array(a) => a.iter().map(json_to_val).collect(),
-        J::Object(o) => {
-            let map = o
-                .iter()
-                .map(|(k, v)| (Val::from(k.clone()), json_to_val(v)))
-                .collect();
-            Val::obj(map)
-        }
-    }
-}
-
-/// Convert a jaq value to JSON. Values JSON cannot hold (NaN, byte strings that are not
-/// UTF-8, non-string object keys) are converted as jq prints them or reported.
-pub fn val_to_json(v: &Val) -> Result<serde_json::Value, ExprError> {
-    use serde_json::Value as J;
-    Ok(match v {
-        Val::Null => J::Null,
-        Val::Bool(b) => J::Bool(*b),
-        Val::Num(n) => {
-            if let Some(i) = n.as_isize() {
-                J::from(i as i64)
-            } else {
-                // Big integers, decimals and floats: go through their text form.
-                let text = n.to_string();
-                serde_json::from_str(&text).unwrap_or(J::Null)
-            }
-        }
-        Val::TStr(b) | Val::BStr(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-        Val::Arr(a) => J::Array(a.iter().map(val_to_json).collect::<Result<_, _>>()?),
-        Val::Obj(o) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in o.iter() {
-                let key = match k {
-                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => {
-                        return Err(ExprError::Runtime(format!(
-                            "object key {other} is not a string"
-                        )));
-                    }
-                };
-                map.insert(key, val_to_json(v)?);
-            }
-            J::Object(map)
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The validated pipeline the runtime runs: topics with resolved partition counts and
-//! stages in topological order, each carrying compiled expressions or closures.
+//! stages in topological order, each carrying compiled expressions or closures. What
+//! each kind of stage carries is defined with the kind, in [`crate::patterns`].
 //!
 //! A `Plan` is only ever produced by the planner (from a file) or by the builder (from
 //! code), and both check the same invariants, so the runtime can trust it:
@@ -7,17 +8,19 @@
 //! group by key read co-partitioned inputs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::diagnostics::Diagnostic;
-use crate::expr::{
-    Expr, ExprError, Format, PlainPath, RecordVars, Val, json_to_val, key_bytes, val_to_json,
-};
+use crate::expr::Format;
+pub use crate::expr::{Mapper, MapperFn, Predicate, PredicateFn, Selector, SelectorFn};
+pub use crate::patterns::exec::Exec;
+pub use crate::patterns::join::{Join, JoinMode};
+use crate::patterns::kind::Kind;
+pub use crate::patterns::reduce::{Combine, Emit, Reduce, Reducer};
+pub use crate::patterns::sharder::{ShardTarget, Sharder};
+pub use crate::patterns::splitter::{Route, SplitMode};
+use crate::patterns::{copier, exec, filter, join, map, merger, reduce, sharder, splitter};
 
 /// Where the topics live.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -53,258 +56,6 @@ pub enum BatchPolicy {
     Every(Duration),
 }
 
-/// A closure over the JSON value, for pipelines built in Rust.
-pub type PredicateFn = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
-pub type MapperFn = Arc<dyn Fn(&Value) -> Vec<Value> + Send + Sync>;
-pub type SelectorFn = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
-
-/// A yes/no question about a record: a filter's `where`, a route's `when`.
-#[derive(Clone)]
-pub enum Predicate {
-    Jq(Expr),
-    Fn(PredicateFn),
-}
-
-/// A record → 0..n records function: a map stage.
-#[derive(Clone)]
-pub enum Mapper {
-    Jq(Expr),
-    Fn(MapperFn),
-}
-
-/// Picks one value out of a record: a shard key, join key, group key or reduce operand.
-#[derive(Clone)]
-pub enum Selector {
-    Jq(Expr),
-    Fn(SelectorFn),
-}
-
-impl Predicate {
-    /// The jq source, or `None` for a closure.
-    pub fn source(&self) -> Option<&str> {
-        match self {
-            Predicate::Jq(e) => Some(e.source()),
-            Predicate::Fn(_) => None,
-        }
-    }
-
-    /// Evaluate on a parsed record value.
-    pub fn test(&self, value: &Val, vars: &RecordVars<'_>) -> Result<bool, ExprError> {
-        match self {
-            Predicate::Jq(e) => e.eval_bool(value, vars),
-            Predicate::Fn(f) => Ok(f(&val_to_json(value)?)),
-        }
-    }
-}
-
-impl Mapper {
-    /// Call `out` with every output for `value`.
-    pub fn apply(
-        &self,
-        value: Val,
-        vars: &RecordVars<'_>,
-        mut out: impl FnMut(Val),
-    ) -> Result<(), ExprError> {
-        match self {
-            Mapper::Jq(e) => e.run_with(value, vars, &[], out),
-            Mapper::Fn(f) => {
-                for v in f(&val_to_json(&value)?) {
-                    out(json_to_val(&v));
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Selector {
-    /// The selected value (a jq expression's first output; no output is an error).
-    pub fn select(&self, value: &Val, vars: &RecordVars<'_>) -> Result<Val, ExprError> {
-        match self {
-            Selector::Jq(e) => e.first(value.clone(), vars)?.ok_or(ExprError::NoOutput),
-            Selector::Fn(f) => Ok(json_to_val(&f(&val_to_json(value)?))),
-        }
-    }
-
-    /// The selected value as key bytes: a string's bytes, else its compact JSON.
-    pub fn key(&self, value: &Val, vars: &RecordVars<'_>) -> Result<Vec<u8>, ExprError> {
-        self.select(value, vars).map(|v| key_bytes(&v))
-    }
-
-    /// The jq source, or `None` for a closure.
-    pub fn source(&self) -> Option<&str> {
-        match self {
-            Selector::Jq(e) => Some(e.source()),
-            Selector::Fn(_) => None,
-        }
-    }
-
-    /// The plain path (`.`, `.user`, `.a.b`) this selector is, if it is one: such a
-    /// selector can be picked from a record's bytes with [`crate::expr::pick`].
-    pub fn as_plain_path(&self) -> Option<PlainPath> {
-        self.source().and_then(PlainPath::parse)
-    }
-}
-
-macro_rules! debug_logic {
-    ($t:ty) => {
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    Self::Jq(e) => write!(f, "jq({:?})", e.source()),
-                    Self::Fn(_) => f.write_str("<closure>"),
-                }
-            }
-        }
-    };
-}
-debug_logic!(Predicate);
-debug_logic!(Mapper);
-debug_logic!(Selector);
-
-/// Splitter routing: the first matching route only, or every matching route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SplitMode {
-    #[default]
-    First,
-    All,
-}
-
-#[derive(Clone, Debug)]
-pub struct Route {
-    pub when: Predicate,
-    pub to: String,
-}
-
-/// Where a sharder sends a record once it has the shard key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ShardTarget {
-    /// Shard `murmur2(key) & 0x7fffffff % topics.len()` goes to `topics[shard]`.
-    Topics(Vec<String>),
-    /// The shard key (as a string) names the topic; other keys go to `default`, or are
-    /// record errors (dead letter) when there is none.
-    Named {
-        shards: Vec<(String, String)>,
-        default: Option<String>,
-    },
-    /// The partitions of one topic are the shards: partition = murmur2(key) % count.
-    Partitions { topic: String, count: u32 },
-}
-
-#[derive(Clone, Debug)]
-pub struct Sharder {
-    /// `None`: the record key. A record without a key is a record error then.
-    /// `Some`: the selector's value; the output record is keyed by it (so downstream
-    /// stages and Kafka tools see the same partitioning).
-    pub by: Option<Selector>,
-    pub target: ShardTarget,
-}
-
-/// A long-running worker command speaking newline-delimited JSON.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Exec {
-    /// argv; never run through a shell.
-    pub command: Vec<String>,
-    pub workers: u32,
-    /// Per item.
-    pub timeout: Duration,
-    /// Attempts after the first, before dead-lettering.
-    pub retries: u32,
-    /// Keep output order per record key (items with one key go to one worker in turn).
-    pub ordered_by_key: bool,
-    pub env: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinMode {
-    Barrier,
-    Key,
-    Zip,
-}
-
-#[derive(Clone, Debug)]
-pub struct Join {
-    pub mode: JoinMode,
-    /// Required for `Key` mode, absent otherwise.
-    pub key: Option<Selector>,
-    /// `Key` mode: how long a key may wait for its other parts.
-    pub timeout: Option<Duration>,
-    /// `Barrier` mode: release one combined item per batch instead of the items.
-    pub combine: bool,
-}
-
-#[derive(Clone, Debug)]
-pub enum Reducer {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Mean,
-    Histogram,
-    Collect,
-    /// `init` runs on `null`; `update` has the accumulator as `.` and the item as
-    /// `$item`; `merge` has one accumulator as `.` and the other as `$other`.
-    Custom {
-        init: Expr,
-        update: Expr,
-        merge: Expr,
-    },
-}
-
-impl Reducer {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Reducer::Count => "count",
-            Reducer::Sum => "sum",
-            Reducer::Min => "min",
-            Reducer::Max => "max",
-            Reducer::Mean => "mean",
-            Reducer::Histogram => "histogram",
-            Reducer::Collect => "collect",
-            Reducer::Custom { .. } => "custom",
-        }
-    }
-}
-
-/// When a reduce emits partial results; the final result is always emitted at the
-/// batch's end.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Emit {
-    pub every_records: Option<u64>,
-    pub every: Option<Duration>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Reduce {
-    /// `None`: one group per batch.
-    pub group_by: Option<Selector>,
-    pub reducer: Reducer,
-    /// The operand (`of:`); `None` means the whole value. Always `None` for count.
-    pub of: Option<Selector>,
-    pub emit: Emit,
-    /// Pre-aggregate in the map upstream before the shuffle (see [`Combine`]).
-    pub combine: bool,
-}
-
-/// A map stage's combiner: the map aggregates its outputs per group as the reduce
-/// downstream would, and writes one record per group and range of its input instead of
-/// one per output, so far fewer records go through the sharder and the reduce. Set by
-/// the planner on the map a `combine: true` reduce reads from, through sharders,
-/// copiers and mergers only.
-#[derive(Clone, Debug)]
-pub struct Combine {
-    /// The reduce stage it aggregates for.
-    pub reduce: String,
-    pub group_by: Option<Selector>,
-    pub reducer: Reducer,
-    pub of: Option<Selector>,
-    /// How the reduce reads the values (its `format`).
-    pub format: Format,
-    /// The shard keys of the sharders on the way: outputs combine only when these are
-    /// equal too, so a combined record goes where each of its parts would have gone.
-    pub route_by: Vec<Selector>,
-}
-
 /// What a stage does: one of the book's patterns.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -329,19 +80,24 @@ pub enum StageKind {
 }
 
 impl StageKind {
+    /// The kind of stage, as the pipeline file knows it.
+    pub fn kind(&self) -> &'static Kind {
+        match self {
+            StageKind::Copier => &copier::KIND,
+            StageKind::Filter { .. } => &filter::KIND,
+            StageKind::Splitter { .. } => &splitter::KIND,
+            StageKind::Sharder(_) => &sharder::KIND,
+            StageKind::Merger => &merger::KIND,
+            StageKind::Map { .. } => &map::KIND,
+            StageKind::Exec(_) => &exec::KIND,
+            StageKind::Join(_) => &join::KIND,
+            StageKind::Reduce(_) => &reduce::KIND,
+        }
+    }
+
     /// The pattern name as the file writes it.
     pub fn name(&self) -> &'static str {
-        match self {
-            StageKind::Copier => "copier",
-            StageKind::Filter { .. } => "filter",
-            StageKind::Splitter { .. } => "splitter",
-            StageKind::Sharder(_) => "sharder",
-            StageKind::Merger => "merger",
-            StageKind::Map { .. } => "map",
-            StageKind::Exec(_) => "exec",
-            StageKind::Join(_) => "join",
-            StageKind::Reduce(_) => "reduce",
-        }
+        self.kind().name
     }
 }
 

@@ -2,25 +2,27 @@
 //! a [`Plan`]. Every problem is reported at once; a file with any error yields no plan.
 //!
 //! Passes, each collecting diagnostics:
-//! 1. YAML syntax ([`crate::spec::node`]); nothing else can run without a tree.
+//! 1. YAML syntax ([`crate::yaml::node`]); nothing else can run without a tree.
 //! 2. Fields and types of every part ([`crate::spec::read`]).
 //! 3. The graph ([`topology`]): unknown input topics, repeated topics, cycles, order.
 //! 4. Partitions ([`partitions`]): undeclared topics, sharder counts, co-partitioning.
 //! 5. Batches ([`batches`]): `batch:` on a stage reading a source; a reduce or barrier
 //!    join that a continuous run would never release (a warning).
-//! 6. Stages ([`stages`]): jq expressions compiled, errors placed inside them.
+//! 6. Stages ([`stages`]): each kind plans itself ([`crate::patterns`]), its jq
+//!    expressions compiled with errors placed inside them.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::plan::{Backend, Plan, Stage};
-use crate::spec::read::{error_at, read_pipeline};
-use crate::spec::{BackendSpec, KindSpec, node};
+use crate::spec::read::read_pipeline;
+use crate::spec::{BackendSpec, KindSpec};
+use crate::yaml::node;
+use crate::yaml::reader::error_at;
 
 pub mod batches;
 pub mod combine;
-pub mod exprs;
 pub mod partitions;
 pub mod stages;
 pub mod topology;
@@ -172,9 +174,11 @@ fn plan(src: &str, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
         .stages
         .iter()
         .filter_map(|s| match &s.kind {
-            Some(KindSpec::Reduce {
-                combine: Some(c), ..
-            }) if c.value => Some((s.name.value.clone(), c.pos)),
+            Some(KindSpec::Reduce(r)) => r
+                .combine
+                .as_ref()
+                .filter(|c| c.value)
+                .map(|c| (s.name.value.clone(), c.pos)),
             _ => None,
         })
         .collect();

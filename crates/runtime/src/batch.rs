@@ -1,3 +1,5 @@
+//! Batches: which records make one, and the header that names it.
+//!
 //! `--batch` runs: the batch is everything between the committed offsets and the end
 //! offsets of the source topics snapshotted at start.
 //!
@@ -6,12 +8,18 @@
 //! that topic's target. A source topic's target is the start snapshot; a topic written
 //! by stages gets its target when all of its writers are done — their outputs are
 //! durable by then, so the end offsets at that moment hold the whole batch.
+//!
+//! In batched runs of a pipeline with a join or a reduce, outputs carry a
+//! `millrace.batch` header with their batch's id ([`Completion::batch_id`]): a sink can
+//! upsert by it, and a join or reduce that meets an item of an earlier batch (held over
+//! from a run that died mid-release) counts it in that batch ([`own_batch`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use millrace_broker::{Broker, ConsumedRecord, TopicPartition, committed_offset};
+use bytes::Bytes;
+use millrace_broker::{Broker, ConsumedRecord, Header, TopicPartition, committed_offset};
 
 use crate::error::RuntimeError;
 
@@ -103,9 +111,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn end_offsets(broker: &dyn Broker, topic: &str) -> Result<Vec<i64>, RuntimeError> {
-    let d = broker.describe_topic(topic).await?;
-    let mut ends = vec![0; d.partitions.len()];
-    for p in d.partitions {
+    let d = broker.partitions(topic).await?;
+    let mut ends = vec![0; d.len()];
+    for p in d {
         if let Some(slot) = usize::try_from(p.partition)
             .ok()
             .and_then(|i| ends.get_mut(i))
@@ -295,5 +303,36 @@ impl Completion {
 
     pub fn mark_done(&self, stage: &str) {
         lock(&self.shared.done).insert(stage.to_string());
+    }
+}
+
+/// Header that names the batch of a released item.
+pub const BATCH_HEADER: &str = "millrace.batch";
+
+/// The batch a record came in, from its `millrace.batch` header.
+pub fn batch_of(rec: &ConsumedRecord) -> Option<u64> {
+    let h = rec.headers.iter().rev().find(|h| &*h.key == BATCH_HEADER)?;
+    std::str::from_utf8(&h.value).ok()?.parse().ok()
+}
+
+/// The batch an item belongs to while `batch` is in hand: the one it came in when that
+/// is an earlier one (held over from a run that died mid-release), else `batch`. A
+/// record naming a later batch (which only topics deleted and made again could bring
+/// back) counts in the batch in hand: a result is never named after a batch that has
+/// not ended. The barrier and the reduce both go by this.
+pub(crate) fn own_batch(rec: &ConsumedRecord, batch: u64) -> u64 {
+    batch_of(rec).filter(|b| *b < batch).unwrap_or(batch)
+}
+
+/// The `millrace.batch` header naming `batch`.
+pub fn batch_header(batch: u64) -> Header {
+    Header::new(BATCH_HEADER, Bytes::from(batch.to_string()))
+}
+
+/// Adds `stamp` (a `millrace.batch` header) unless the headers already name a batch:
+/// a record keeps the batch it came in.
+pub fn stamp_batch(headers: &mut Vec<Header>, stamp: &Header) {
+    if !headers.iter().any(|h| &*h.key == BATCH_HEADER) {
+        headers.push(stamp.clone());
     }
 }

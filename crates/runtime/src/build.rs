@@ -1,15 +1,13 @@
-//! Turns a validated `Plan` into stages ready to run.
+//! Turns a validated `Plan` into stages ready to run: each stage's kind picks its
+//! pattern's constructor.
 
-use std::collections::HashMap;
-
-use millrace_pipeline::{JoinMode, Plan, Stage, StageKind};
+use millrace_pipeline::{Plan, Stage, StageKind};
 
 use crate::coordinated::combine::Combiner;
-use crate::coordinated::join::{Barrier, KeyJoin, Zip};
+use crate::coordinated::join;
 use crate::coordinated::reduce::Reduce;
 use crate::error::RuntimeError;
-use crate::exec::{ExecConfig, WorkerPool};
-use crate::operator::{Operator, PerRecord};
+use crate::operator::{PerRecord, RecordOperator};
 use crate::patterns::{copier, exec, filter, map, merger, sharder, splitter};
 use crate::runtime::{RunSpec, StageDef, StageLogic, TopicDef};
 
@@ -44,31 +42,35 @@ pub fn from_plan(plan: &Plan) -> Result<RunSpec, RuntimeError> {
     })
 }
 
-fn output_index(stage: &Stage, topic: &str) -> Result<usize, RuntimeError> {
-    stage
-        .outputs
-        .iter()
-        .position(|t| t == topic)
-        .ok_or_else(|| RuntimeError::Stage {
-            stage: stage.name.clone(),
-            message: format!("writes '{topic}', which is not among its outputs"),
-        })
-}
-
+/// A stage's logic: the kind's own constructor, in `patterns/` (event-driven) or
+/// `coordinated/` (holds records until their batch ends).
 fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
     let format = s.format;
     Ok(match &s.kind {
-        StageKind::Join(j) => StageLogic::Coordinated(match j.mode {
-            JoinMode::Barrier => Box::new(Barrier::new(j.combine, String::new(), 1)),
-            JoinMode::Zip => Box::new(Zip::new(s.inputs.clone(), format)),
-            JoinMode::Key => {
-                let key = j.key.clone().ok_or_else(|| RuntimeError::Stage {
-                    stage: s.name.clone(),
-                    message: "a key join needs `key`".into(),
-                })?;
-                Box::new(KeyJoin::new(s.inputs.clone(), key, j.timeout, format))
-            }
+        StageKind::Copier => event(copier::Copier {
+            outputs: s.outputs.len(),
         }),
+        StageKind::Merger => event(merger::Merger),
+        StageKind::Filter { predicate } => event(filter::Filter::new(predicate.clone(), format)),
+        StageKind::Splitter {
+            mode,
+            routes,
+            default,
+        } => event(splitter::Splitter::for_stage(s, *mode, routes, default)?),
+        StageKind::Sharder(sh) => {
+            let target = sharder::Target::of_stage(s, &sh.target)?;
+            event(sharder::Sharder::new(sh.by.clone(), target, format))
+        }
+        StageKind::Map { mapper } => {
+            let map = map::Map::new(mapper.clone(), format);
+            match &s.combine {
+                // The reduce downstream asked this map to combine for it.
+                Some(c) => StageLogic::Coordinated(Box::new(Combiner::new(map, c))),
+                None => event(map),
+            }
+        }
+        StageKind::Exec(e) => StageLogic::Event(Box::new(exec::Exec::start(s, e)?)),
+        StageKind::Join(j) => StageLogic::Coordinated(join::for_stage(s, j)?),
         StageKind::Reduce(r) => StageLogic::Coordinated(Box::new(Reduce::new(
             r.group_by.clone(),
             r.reducer.clone(),
@@ -76,108 +78,6 @@ fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
             r.emit,
             format,
         ))),
-        StageKind::Map { mapper } if s.combine.is_some() => {
-            let map = map::Map::new(mapper.clone(), format);
-            let c = s.combine.as_ref().ok_or_else(|| RuntimeError::Stage {
-                stage: s.name.clone(),
-                message: "no combiner".into(),
-            })?;
-            StageLogic::Coordinated(Box::new(Combiner::new(map, c)))
-        }
-        _ => StageLogic::Event(operator(s)?),
-    })
-}
-
-fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
-    let format = s.format;
-    Ok(match &s.kind {
-        StageKind::Copier => Box::new(PerRecord(copier::Copier {
-            outputs: s.outputs.len(),
-        })),
-        StageKind::Merger => Box::new(PerRecord(merger::Merger)),
-        StageKind::Filter { predicate } => {
-            Box::new(PerRecord(filter::Filter::new(predicate.clone(), format)))
-        }
-        StageKind::Map { mapper } => Box::new(PerRecord(map::Map::new(mapper.clone(), format))),
-        StageKind::Splitter {
-            mode,
-            routes,
-            default,
-        } => {
-            let mut rs = Vec::new();
-            for r in routes {
-                rs.push(splitter::Route {
-                    when: r.when.clone(),
-                    output: output_index(s, &r.to)?,
-                });
-            }
-            Box::new(PerRecord(splitter::Splitter::new(
-                rs,
-                output_index(s, default)?,
-                *mode,
-                format,
-            )))
-        }
-        StageKind::Sharder(sh) => {
-            let target = match &sh.target {
-                millrace_pipeline::ShardTarget::Topics(ts) => {
-                    // Shard i must be outputs[i]; the plan lists shards in order.
-                    for (i, t) in ts.iter().enumerate() {
-                        if output_index(s, t)? != i {
-                            return Err(RuntimeError::Stage {
-                                stage: s.name.clone(),
-                                message: "shard topics out of order".into(),
-                            });
-                        }
-                    }
-                    sharder::Target::Outputs(u32::try_from(ts.len()).unwrap_or(1))
-                }
-                millrace_pipeline::ShardTarget::Named { shards, default } => {
-                    let mut map = HashMap::new();
-                    for (k, t) in shards {
-                        map.insert(k.as_bytes().to_vec(), output_index(s, t)?);
-                    }
-                    sharder::Target::Named {
-                        shards: map,
-                        default: default.as_deref().map(|d| output_index(s, d)).transpose()?,
-                    }
-                }
-                millrace_pipeline::ShardTarget::Partitions { count, .. } => {
-                    sharder::Target::Partitions(*count)
-                }
-            };
-            Box::new(PerRecord(sharder::Sharder::new(
-                sh.by.clone(),
-                target,
-                format,
-            )))
-        }
-        StageKind::Exec(e) => {
-            let mut cfg = ExecConfig::new(e.command.clone());
-            cfg.workers = usize::try_from(e.workers).unwrap_or(1).max(1);
-            cfg.timeout = e.timeout;
-            cfg.retries = e.retries;
-            cfg.env = e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let pool = WorkerPool::start(cfg).map_err(|err| RuntimeError::Stage {
-                stage: s.name.clone(),
-                message: err.to_string(),
-            })?;
-            Box::new(exec::Exec {
-                pool: Some(pool),
-                ordered_by_key: e.ordered_by_key,
-                format,
-            })
-        }
-        StageKind::Join(_) | StageKind::Reduce(_) => {
-            return Err(RuntimeError::Stage {
-                stage: s.name.clone(),
-                message: format!(
-                    "the {} pattern is not available in this build yet",
-                    s.kind.name()
-                ),
-            });
-        }
-        #[allow(unreachable_patterns)]
         _ => {
             return Err(RuntimeError::Stage {
                 stage: s.name.clone(),
@@ -185,4 +85,9 @@ fn operator(s: &Stage) -> Result<Box<dyn Operator>, RuntimeError> {
             });
         }
     })
+}
+
+/// An event-driven stage of a pattern that looks at one record at a time.
+fn event(op: impl RecordOperator + 'static) -> StageLogic {
+    StageLogic::Event(Box::new(PerRecord(op)))
 }

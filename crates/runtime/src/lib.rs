@@ -4,12 +4,15 @@
 //! - `runtime`: runs a pipeline — creates its topics, one task per stage, `--batch`.
 //! - `task`: the stage task: read, process, produce, wait for durability, commit.
 //! - `operator`: what a pattern is (`Operator`) and what it returns per record.
-//! - `patterns/`: copier, filter, splitter, sharder, merger, map — one file each.
-//! - `coordinated/`: join (barrier, key, zip) and reduce, and their task, which holds
-//!   records until their batch is complete.
+//! - `build`: turns a validated `Plan` into stages, each kind by its own constructor.
+//! - `patterns/`: the event-driven kinds, one file each (copier, filter, splitter,
+//!   sharder, merger, map, exec).
+//! - `coordinated/`: the kinds that hold records until their batch is complete —
+//!   `join/` (barrier, by key, zip), `reduce` (with its accumulators), `combine` (a
+//!   map pre-aggregating for a reduce) — and their task.
 //! - `exec/`: the exec pattern's worker processes (work queue, multi-worker).
-//! - `batch`: completion of a `--batch` run across stages.
-//! - `build`: turns a validated `Plan` into stages.
+//! - `batch`: what a batch is: completion of a `--batch` run across stages, and the
+//!   `millrace.batch` header that names a record's batch.
 //! - `lineage`: idempotent outputs — replays after a crash or a rebalance skip what
 //!   was already written.
 //! - `counters`: per-stage counters that obey conservation.
@@ -17,6 +20,8 @@
 //! - `redrive`: dead letters sent back to the stage that failed them — the redrive
 //!   topic's records and headers.
 //! - `error`: `RuntimeError`.
+//!
+//! CONTRIBUTING.md says how to add a stage kind.
 
 pub mod batch;
 pub mod build;

@@ -34,6 +34,33 @@ pub const HEADER: &str = "millrace.from";
 /// Records read back from the end of each output partition.
 pub const WINDOW: i64 = 65_536;
 
+/// Where an output came from, as its lineage header names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageTag {
+    /// The input's `<topic>/<partition>` ([`origin_of`]), or `batch:<b>` and
+    /// `batch:<b>/<key>` for a result released at a batch's end.
+    pub origin: String,
+    /// The input's offset (a batch's results: 0).
+    pub offset: i64,
+    /// The output's place among the outputs of that input.
+    pub index: u32,
+}
+
+impl LineageTag {
+    pub fn new(origin: impl Into<String>, offset: i64, index: u32) -> Self {
+        LineageTag {
+            origin: origin.into(),
+            offset,
+            index,
+        }
+    }
+
+    /// The lineage header of an output of `stage` so tagged.
+    pub fn header(&self, stage: &str) -> Header {
+        header(stage, &self.origin, self.offset, self.index)
+    }
+}
+
 /// What is already written, per (output topic, output partition, origin).
 #[derive(Default)]
 pub struct Lineage {
@@ -169,8 +196,15 @@ impl Lineage {
         outputs: &[String],
     ) -> Result<(), RuntimeError> {
         self.written.clear();
-        for topic in outputs {
-            let d = broker.describe_topic(topic).await?;
+        // Every output's partitions at once; an output with nothing written has no tail
+        // to read, and needs no reader (on Kafka a client of its own).
+        let described =
+            futures::future::join_all(outputs.iter().map(|t| broker.partitions(t))).await;
+        for (topic, d) in outputs.iter().zip(described) {
+            let d = d?;
+            if d.iter().all(|p| p.end_offset <= p.start_offset) {
+                continue;
+            }
             let mut cfg = ConsumerConfig::new(vec![topic.clone()]);
             // Earliest: should a seek not take hold, reading more is slower but right.
             cfg.offset_reset = OffsetReset::Earliest;
@@ -180,7 +214,7 @@ impl Lineage {
                 .insert("fetch.wait.max.ms".into(), "10".into());
             let mut reader = broker.consumer(cfg).await?;
             let mut upto: HashMap<i32, i64> = HashMap::new();
-            for p in &d.partitions {
+            for p in &d {
                 if p.end_offset > p.start_offset {
                     let from = (p.end_offset - WINDOW).max(p.start_offset);
                     reader

@@ -7,6 +7,21 @@
 
 use async_trait::async_trait;
 use millrace_broker::{ConsumedRecord, ProduceRecord};
+use millrace_pipeline::Stage;
+
+use crate::error::RuntimeError;
+
+/// The number of `topic` among the stage's outputs, as an [`Emit`] names it.
+pub fn output_index(stage: &Stage, topic: &str) -> Result<usize, RuntimeError> {
+    stage
+        .outputs
+        .iter()
+        .position(|t| t == topic)
+        .ok_or_else(|| RuntimeError::Stage {
+            stage: stage.name.clone(),
+            message: format!("writes '{topic}', which is not among its outputs"),
+        })
+}
 
 /// One output record for the stage's output topic number `output`.
 #[derive(Debug)]

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use millrace_broker::{ConsumedRecord, Header, ProduceRecord};
 
-use crate::coordinated::join::BATCH_HEADER;
+use crate::batch::BATCH_HEADER;
 use crate::dead_letter;
 
 pub const STAGE: &str = "millrace.redrive.stage";

@@ -393,18 +393,23 @@ async fn ensure_topics(
             });
         }
     }
-    for t in &wanted {
-        match broker.describe_topic(&t.name).await {
+    // The topics are looked up side by side, then the missing ones made side by side:
+    // on Kafka each is a few round trips, and a start-up does little else. A topic with
+    // the wrong partition count stops the run before anything is made.
+    let found = futures::future::join_all(wanted.iter().map(|t| broker.partitions(&t.name))).await;
+    let mut missing = Vec::new();
+    for (t, d) in wanted.iter().zip(found) {
+        match d {
             Ok(d) => {
                 // Dead letters and redriven records need no particular partitioning:
                 // one made beforehand with any count will do, unless the pipeline
                 // declares one.
                 let any_count = (t.name == dead_letter || t.name == redrive) && !t.declared;
-                if !any_count && usize::try_from(t.partitions).ok() != Some(d.partitions.len()) {
+                if !any_count && usize::try_from(t.partitions).ok() != Some(d.len()) {
                     return Err(RuntimeError::PartitionMismatch {
                         topic: t.name.clone(),
                         wanted: t.partitions,
-                        actual: d.partitions.len(),
+                        actual: d.len(),
                         declared: t.declared,
                     });
                 }
@@ -412,11 +417,15 @@ async fn ensure_topics(
             Err(BrokerError::UnknownTopic(_)) => {
                 let mut new = NewTopic::new(t.name.clone(), t.partitions);
                 new.config = t.config.clone();
-                match broker.create_topic(&new).await {
-                    Ok(()) | Err(BrokerError::TopicExists(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                missing.push(new);
             }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let made = futures::future::join_all(missing.iter().map(|t| broker.create_topic(t))).await;
+    for r in made {
+        match r {
+            Ok(()) | Err(BrokerError::TopicExists(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -452,9 +461,8 @@ async fn cut_batches(
         }
         let mut pending_total = 0u64;
         for t in &sources {
-            if let Ok(d) = broker.describe_topic(t).await {
+            if let Ok(d) = broker.partitions(t).await {
                 pending_total += d
-                    .partitions
                     .iter()
                     .map(|p| u64::try_from(p.end_offset).unwrap_or(0))
                     .sum::<u64>();

@@ -23,7 +23,7 @@ use millrace_broker::{
 use tokio::sync::{oneshot, watch};
 
 use crate::batch::Completion;
-use crate::coordinated::join::{batch_header, stamp_batch};
+use crate::batch::{batch_header, stamp_batch};
 use crate::counters::StageCounters;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
@@ -79,19 +79,22 @@ impl StageTask {
         let mut config = ConsumerConfig::new(self.inputs.clone());
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
-        let mut consumer = self.broker.consumer(config).await?;
+        // Joining the group, the outputs' partition counts and where each input
+        // partition stands (the next offset to process) are asked for at once: on
+        // Kafka each is a few round trips.
+        let broker = self.broker.as_ref();
+        let outputs = self
+            .outputs
+            .iter()
+            .chain(std::iter::once(&self.dead_letter));
+        let (mut consumer, partitions_of, mut next) = tokio::try_join!(
+            async { Ok::<_, RuntimeError>(broker.consumer(config).await?) },
+            output_partitions(broker, outputs),
+            start_positions(broker, &group, &self.inputs),
+        )?;
         // A rebalance that takes partitions away waits for the batch in flight.
         let in_flight = InFlight::default();
         consumer.hand_over_after(in_flight.clone());
-        let partitions_of = output_partitions(
-            self.broker.as_ref(),
-            self.outputs
-                .iter()
-                .chain(std::iter::once(&self.dead_letter)),
-        )
-        .await?;
-        // Where each input partition stands: the next offset to process.
-        let mut next = start_positions(self.broker.as_ref(), &group, &self.inputs).await?;
 
         let result = self
             .run_loop(consumer.as_mut(), &partitions_of, &mut next, &in_flight)
@@ -710,12 +713,12 @@ pub(crate) async fn output_partitions<'a>(
     broker: &dyn Broker,
     topics: impl Iterator<Item = &'a String>,
 ) -> Result<HashMap<String, i32>, RuntimeError> {
-    let mut partitions_of = HashMap::new();
-    for t in topics {
-        let d = broker.describe_topic(t).await?;
-        partitions_of.insert(t.clone(), i32::try_from(d.partitions.len()).unwrap_or(1));
-    }
-    Ok(partitions_of)
+    let described = futures::future::join_all(topics.map(|t| async move {
+        let d = broker.partitions(t).await?;
+        Ok::<_, RuntimeError>((t.clone(), i32::try_from(d.len()).unwrap_or(1)))
+    }))
+    .await;
+    described.into_iter().collect()
 }
 
 /// Where each input partition stands for a group: its committed offset, or the start
@@ -726,10 +729,14 @@ pub(crate) async fn start_positions(
     inputs: &[String],
 ) -> Result<BTreeMap<TopicPartition, i64>, RuntimeError> {
     let mut next = BTreeMap::new();
-    for t in inputs {
-        let committed = broker.committed(group, t).await?;
-        let d = broker.describe_topic(t).await?;
-        for p in &d.partitions {
+    let looked_up = futures::future::join_all(inputs.iter().map(|t| async move {
+        let (committed, d) = tokio::try_join!(broker.committed(group, t), broker.partitions(t))?;
+        Ok::<_, RuntimeError>((t, committed, d))
+    }))
+    .await;
+    for found in looked_up {
+        let (t, committed, d) = found?;
+        for p in &d {
             let c = committed_offset(&committed, p.partition).unwrap_or(p.start_offset);
             next.insert(
                 TopicPartition::new(t.clone(), p.partition),

@@ -75,10 +75,15 @@ pub async fn dispatch(
     frame: Bytes,
 ) -> Result<Option<BytesMut>, ServerError> {
     let (f, key) = front_and_key(&frame)?;
+    let stats = ctx.hub.stats();
+    // Counted as on the wire: the frame and its 4-byte length.
+    stats.request(key, frame.len() + 4);
     let ours = api_versions::supported(key);
     let served = ours.is_some_and(|(min, max)| (min..=max).contains(&f.api_version));
     if key == ApiKey::ApiVersions && ours.is_some_and(|(_, max)| f.api_version > max) {
-        return Ok(Some(too_new_api_versions(ctx, f.correlation_id)?));
+        let r = too_new_api_versions(ctx, f.correlation_id)?;
+        stats.response(key, r.len());
+        return Ok(Some(r));
     }
     readable(key, &f)?;
     let (header, request) = decode(key, f.api_version, frame)?;
@@ -100,9 +105,14 @@ pub async fn dispatch(
             },
         )?)
     };
-    response
+    let encoded = response
         .map(|r| encode(key, f.api_version, f.correlation_id, &r))
-        .transpose()
+        .transpose()?;
+    if let Some(r) = &encoded {
+        // `encode` leaves room for the length at the front: this is the whole frame.
+        stats.response(key, r.len());
+    }
+    Ok(encoded)
 }
 
 /// Decodes a request frame (without its length): its header and body, for the API
@@ -163,7 +173,12 @@ pub fn encode(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<BytesMut, ServerError> {
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch response is mostly its records: sized up front, they are copied once.
+    let body_size = match body {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body_size);
     buf.extend_from_slice(&[0; 4]);
     let failed = |e: anyhow::Error| {
         ServerError::Io(std::io::Error::other(format!(

@@ -10,7 +10,8 @@
 //!   ([`Hub::wait_for_records`]);
 //! - idempotent producers' sequence state ([`Producers`]);
 //! - the group coordinator ([`Coordinator`]): one set of consumer groups and committed
-//!   offsets, whether a member is a Kafka client or an in-process consumer.
+//!   offsets, whether a member is a Kafka client or an in-process consumer;
+//! - what the Kafka server counts as it serves ([`ServerStats`]).
 //!
 //! A process builds one hub per store ([`Hub::new`] takes the store's one listener
 //! slot) and hands `Arc<Hub>` to the server and to its own consumers and producers.
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use crate::error::ServerError;
 use crate::group::{Coordinator, CoordinatorConfig};
 use crate::producers::Producers;
+use crate::stats::ServerStats;
 
 /// Shared by a Kafka server and the in-process users of one store.
 pub struct Hub {
@@ -32,6 +34,7 @@ pub struct Hub {
     tails: Arc<Tails>,
     producers: Producers,
     coordinator: Coordinator,
+    stats: ServerStats,
 }
 
 impl std::fmt::Debug for Hub {
@@ -62,6 +65,7 @@ impl Hub {
             tails,
             producers: Producers::default(),
             coordinator,
+            stats: ServerStats::default(),
         }))
     }
 
@@ -77,6 +81,11 @@ impl Hub {
     /// The group coordinator: consumer groups and their committed offsets.
     pub fn coordinator(&self) -> &Coordinator {
         &self.coordinator
+    }
+
+    /// Connections, requests and bytes the Kafka server serving this hub counted.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
     }
 
     /// A handle that is told when records become readable in any partition of `topic`.

@@ -10,15 +10,18 @@
 //!   `produce`, `fetch`, `list_offsets`, `topics`, `configs`, `cluster`,
 //!   `delete_records`, `producer_id`, `unsupported`).
 //! - `hub`: [`Hub`] — what the server and in-process users of one store share.
-//! - `batches`: Kafka record batches to and from the store's records;
+//! - `batches`: produced Kafka record batches read into the store's records;
+//!   `batch_writer`: the store's records written as Kafka batches for Fetch;
 //!   `compression`: inflating compressed batches with a bound.
 //! - `producers`: idempotent producers' sequence state.
+//! - `stats`: [`ServerStats`] — connections, and requests and bytes per API.
 //! - `topic_configs`: Kafka topic configs over the store's.
 //! - `auth`: SASL/SCRAM-SHA-256 and the loopback owner check.
 //! - `config`: [`ServerConfig`]; `error`: [`ServerError`].
 //! - `group`: the group coordinator (Kafka's classic protocol), independent of the wire.
 
 pub mod auth;
+pub mod batch_writer;
 pub mod batches;
 mod compression;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod handlers;
 pub mod hub;
 pub mod producers;
 mod server;
+pub mod stats;
 pub mod topic_configs;
 
 pub use auth::Users;
@@ -37,3 +41,4 @@ pub use config::{Access, ListenerPolicy, ServerConfig};
 pub use error::ServerError;
 pub use hub::Hub;
 pub use server::{cluster_id, serve};
+pub use stats::ServerStats;

@@ -90,6 +90,7 @@ async fn connection(ctx: Arc<Ctx>, stream: TcpStream, mut stop: watch::Receiver<
         tracing::warn!(%peer, "{e}");
         return;
     }
+    let _open = ctx.hub.stats().connected();
     // Requests and responses are small and latency matters (a produce waits for it).
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(stream, ctx.config.max_request_bytes);

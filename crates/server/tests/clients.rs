@@ -88,6 +88,34 @@ fn kcat_lists_produces_consumes_and_consumes_in_a_group() {
     assert_eq!(out.lines().count(), 20, "{out}");
 }
 
+/// A record's headers are a list: two of one name both come back, in order.
+#[test]
+fn kcat_reads_back_every_header_of_a_record_in_order() {
+    if !have_kcat() {
+        return;
+    }
+    let server = Server::start();
+    let topic = unique("kcat-headers");
+    server
+        .hub
+        .store()
+        .create_topic(&topic, 1, Default::default())
+        .unwrap();
+    let headers = ["-H", "a=1", "-H", "b=2", "-H", "a=3", "-H", "a=1"];
+    let mut produce = vec!["-P", "-t", &topic];
+    produce.extend(headers);
+    run(&mut kcat(&server, &produce), b"v\n", LIMIT);
+    let out = run(
+        &mut kcat(
+            &server,
+            &["-C", "-t", &topic, "-o", "beginning", "-e", "-f", "%h|%s\n"],
+        ),
+        b"",
+        LIMIT,
+    );
+    assert_eq!(out, "a=1,b=2,a=3,a=1|v\n");
+}
+
 /// kafka-python: produce, then consume in a group from the beginning. With `sasl`, as
 /// user `alice` (password `secret`) over SCRAM-SHA-256.
 fn kafka_python(server: &Server, topic: &str, sasl: Option<&str>) -> String {

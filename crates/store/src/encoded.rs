@@ -181,10 +181,52 @@ impl<'a> EncodedRecord<'a> {
             .saturating_sub(MIN_RECORD_LEN + 8 * self.header_count as usize)
     }
 
+    /// Its headers in order, duplicate names included, as (name, value) bytes: for a
+    /// server writing the record in another format without decoding it.
+    pub fn headers(&self) -> EncodedHeaders<'a> {
+        EncodedHeaders {
+            bytes: self.raw.get(self.headers_at + 4..).unwrap_or_default(),
+            left: self.header_count,
+        }
+    }
+
     /// The record decoded, for the rare record a forwarding stage cannot forward as it
     /// is (one it dead-letters).
     pub fn to_record(&self, names: &mut Names) -> Result<Record, String> {
         Cursor::decode_one(self.raw, names)
+    }
+}
+
+/// The headers of an [`EncodedRecord`], in order: (name, value). The name is the
+/// stored UTF-8 bytes. Ends early on bytes that do not parse, as [`EncodedIter`] does.
+#[derive(Clone, Debug)]
+pub struct EncodedHeaders<'a> {
+    bytes: &'a [u8],
+    left: u32,
+}
+
+impl<'a> EncodedHeaders<'a> {
+    fn field(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(le_u32(self.bytes, 0)?).ok()?;
+        let field = self.bytes.get(4..4usize.checked_add(n)?)?;
+        self.bytes = self.bytes.get(4 + n..)?;
+        Some(field)
+    }
+}
+
+impl<'a> Iterator for EncodedHeaders<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let header = self.field().zip(self.field());
+        if header.is_none() {
+            self.left = 0;
+        }
+        header
     }
 }
 
@@ -345,6 +387,32 @@ mod tests {
         assert_eq!(sizes, vec![5, 2 + 2 + 2 + 1, 0]);
         let keys: Vec<Option<&[u8]>> = run.iter().map(|r| r.key).collect();
         assert_eq!(keys, vec![None, Some(&b"k1"[..]), Some(&b""[..])]);
+    }
+
+    #[test]
+    fn headers_come_in_order_with_duplicate_names_and_stop_on_bad_bytes() {
+        let run = encoded(0, &records());
+        let headers: Vec<Vec<(&[u8], &[u8])>> = run.iter().map(|r| r.headers().collect()).collect();
+        assert_eq!(
+            headers,
+            vec![
+                vec![],
+                vec![(&b"a"[..], &b"1"[..]), (&b"a"[..], &b""[..])],
+                vec![]
+            ]
+        );
+        // A header count the bytes do not hold ends the walk, without a panic.
+        let rec = run.iter().nth(1).unwrap();
+        let lying = EncodedHeaders {
+            bytes: rec.headers().bytes,
+            left: 3,
+        };
+        assert_eq!(lying.count(), 2);
+        let cut = EncodedHeaders {
+            bytes: &rec.headers().bytes[..10],
+            left: 2,
+        };
+        assert_eq!(cut.count(), 1);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub mod topic;
 pub use codec::RecordSink;
 pub use config::{Durability, StoreOptions, TopicConfig};
 pub use durability::{AppendListener, Pending};
-pub use encoded::{EncodedBatch, EncodedRecord, EncodedRecords};
+pub use encoded::{EncodedBatch, EncodedHeaders, EncodedRecord, EncodedRecords};
 pub use error::StoreError;
 pub use groups::GroupMember;
 pub use io::{OsStorage, Storage, StorageFile};

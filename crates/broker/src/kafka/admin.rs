@@ -4,21 +4,29 @@
 //! leaders yet, a deleted one may still be listed for a moment. Both calls here wait
 //! (bounded) until the metadata agrees, so a caller can produce right after a create
 //! and see the topic gone right after a delete, as on the embedded store.
+//!
+//! A description's partition offsets come from one ListOffsets request per end for all
+//! partitions (librdkafka's offsets-for-times call, its one `unsafe` line here), asked
+//! for side by side with the topic's config.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigSource, NewTopic as KNewTopic, ResourceSpecifier,
     TopicReplication,
 };
+use rdkafka::bindings as rd;
+use rdkafka::client::Client;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::errors::{self, Subject};
+use super::producer::Producer;
 use super::{LogContext, blocking, config};
 use crate::api::{NewTopic, PartitionInfo, Result, TopicDescription};
 use crate::error::BrokerError;
@@ -28,7 +36,21 @@ use crate::error::BrokerError;
 const MILLRACE_ONLY_CONFIGS: &[&str] = &["durability"];
 
 pub(crate) struct Admin {
-    pub(crate) client: Arc<AdminClient<LogContext>>,
+    /// Metadata and offsets are asked for through the producer's client, which is
+    /// connected from the start and lives as long as the broker.
+    lookup: Arc<Producer>,
+    /// What an admin client is made from, for each create, delete or config request.
+    admin_config: ClientConfig,
+    /// Admin clients done with, each being dropped on a thread of its own: rdkafka's
+    /// admin client waits out its polling thread's 100 ms step when dropped, which a
+    /// client kept for the broker's life made every process wait at its exit. Joined
+    /// (long done, as a rule) when the broker goes.
+    retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Redacts the client settings from errors.
+    props: BTreeMap<String, String>,
+    /// The admin client of consumer-group requests (list, describe, offsets, delete),
+    /// made at the first and kept: a process that asks for groups asks several times.
+    groups: OnceLock<Arc<AdminClient<LogContext>>>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
@@ -38,14 +60,50 @@ pub(crate) struct Admin {
     log: LogContext,
 }
 
+/// An admin client for one request, retired (dropped off the caller's thread) when done.
+struct AdminHandle<'a> {
+    client: Option<AdminClient<LogContext>>,
+    admin: &'a Admin,
+}
+
+impl std::ops::Deref for AdminHandle<'_> {
+    type Target = AdminClient<LogContext>;
+
+    fn deref(&self) -> &Self::Target {
+        // Set from creation until `drop`.
+        self.client
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("admin client taken"))
+    }
+}
+
+impl Drop for AdminHandle<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let dropping = std::thread::Builder::new()
+                .name("admin client close".into())
+                .spawn(move || drop(c));
+            if let Ok(handle) = dropping {
+                lock(&self.admin.retiring).push(handle);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every entry is pushed or inserted whole: a poisoned value is still sound.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Admin {
     pub(crate) fn new(
         bootstrap: &str,
         props: &BTreeMap<String, String>,
         setup_ms: &str,
+        lookup: Arc<Producer>,
         log: LogContext,
-    ) -> Result<Admin> {
-        let cfg = config::client_config(
+    ) -> Admin {
+        let admin_config = config::client_config(
             bootstrap,
             &[
                 ("allow.auto.create.topics", "false"),
@@ -53,17 +111,44 @@ impl Admin {
             ],
             props,
         );
-        let client: AdminClient<LogContext> = cfg.create_with_context(log).map_err(|e| {
-            BrokerError::Invalid(format!(
-                "client settings: {}",
-                config::redact(&e.to_string(), props)
-            ))
-        })?;
-        Ok(Admin {
-            client: Arc::new(client),
+        Admin {
+            lookup,
+            admin_config,
+            retiring: Mutex::new(Vec::new()),
+            props: props.clone(),
+            groups: OnceLock::new(),
             bootstrap: bootstrap.to_string(),
             committed_by_group: Mutex::new(HashMap::new()),
             log,
+        }
+    }
+
+    /// The admin client of consumer-group requests, made at the first.
+    pub(crate) fn groups_client(&self) -> Result<Arc<AdminClient<LogContext>>> {
+        if let Some(c) = self.groups.get() {
+            return Ok(Arc::clone(c));
+        }
+        let made = Arc::new(self.new_admin_client()?);
+        Ok(Arc::clone(self.groups.get_or_init(|| made)))
+    }
+
+    fn new_admin_client(&self) -> Result<AdminClient<LogContext>> {
+        self.admin_config
+            .create_with_context(self.log)
+            .map_err(|e| {
+                BrokerError::Invalid(format!(
+                    "client settings: {}",
+                    config::redact(&e.to_string(), &self.props)
+                ))
+            })
+    }
+
+    /// A new admin client, for one request.
+    fn admin_client(&self) -> Result<AdminHandle<'_>> {
+        let client = self.new_admin_client()?;
+        Ok(AdminHandle {
+            client: Some(client),
+            admin: self,
         })
     }
 
@@ -75,9 +160,9 @@ impl Admin {
 
     /// Metadata for one topic (`Some`) or all; `None` topic errors are left to the caller.
     async fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata> {
-        let client = self.client.clone();
+        let client = Arc::clone(&self.lookup);
         let topic = topic.map(str::to_string);
-        blocking(move || client.inner().fetch_metadata(topic.as_deref(), timeout))
+        blocking(move || client.client().fetch_metadata(topic.as_deref(), timeout))
             .await?
             .map_err(|e| errors::from_kafka(&e, Subject::None))
     }
@@ -121,7 +206,7 @@ impl Admin {
             nt = nt.set(k, v);
         }
         let results = self
-            .client
+            .admin_client()?
             .create_topics([&nt], &Self::options(timeout))
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(&topic.name)))?;
@@ -168,11 +253,12 @@ impl Admin {
         Ok(names)
     }
 
-    pub(crate) async fn describe_topic(
+    /// The topic's partitions with their leaders, replicas and offsets.
+    pub(crate) async fn partitions(
         &self,
         topic: &str,
         timeout: Duration,
-    ) -> Result<TopicDescription> {
+    ) -> Result<Vec<PartitionInfo>> {
         let md = self.metadata(Some(topic), timeout).await?;
         let t = md
             .topics()
@@ -189,20 +275,20 @@ impl Admin {
             .collect();
         layout.sort_by_key(|p| p.0);
 
-        let client = self.client.clone();
-        let name = topic.to_string();
+        // The first and next offsets of every partition, one request each for all
+        // partitions, both at once.
         let ids: Vec<i32> = layout.iter().map(|p| p.0).collect();
-        let marks = blocking(move || {
-            ids.iter()
-                .map(|p| watermarks(&client, &name, *p, timeout))
-                .collect::<std::result::Result<Vec<(i64, i64)>, _>>()
-        })
-        .await?
-        .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
-
-        let partitions = layout
+        let offsets_at = |at: Offset| {
+            let client = Arc::clone(&self.lookup);
+            let (name, ids) = (topic.to_string(), ids.clone());
+            blocking(move || list_offsets(client.client(), &name, &ids, at, timeout))
+        };
+        let (starts, ends) = tokio::join!(offsets_at(Offset::Beginning), offsets_at(Offset::End));
+        let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
+        let (starts, ends) = (starts?.map_err(in_topic)?, ends?.map_err(in_topic)?);
+        Ok(layout
             .into_iter()
-            .zip(marks)
+            .zip(starts.into_iter().zip(ends))
             .map(|((id, leader, replicas), (low, high))| PartitionInfo {
                 partition: id,
                 start_offset: low,
@@ -210,16 +296,28 @@ impl Admin {
                 leader: (leader >= 0).then_some(leader),
                 replicas,
             })
-            .collect();
+            .collect())
+    }
+
+    pub(crate) async fn describe_topic(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<TopicDescription> {
+        // The partitions and the config at once.
+        let options = Self::options(timeout);
+        let resource = ResourceSpecifier::Topic(topic);
+        let client = self.admin_client()?;
+        let (partitions, configs) = tokio::join!(
+            self.partitions(topic, timeout),
+            client.describe_configs([&resource], &options)
+        );
+        let partitions = partitions?;
+        let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
 
         // Like `kafka-topics --describe`: the topic's own overrides, not every default.
         let mut config = BTreeMap::new();
-        let res = self
-            .client
-            .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options(timeout))
-            .await
-            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
-        for r in res {
+        for r in configs.map_err(in_topic)? {
             let r = r.map_err(|code| errors::from_code(code, Subject::Topic(topic)))?;
             for e in r.entries {
                 if matches!(e.source, ConfigSource::DynamicTopic)
@@ -240,7 +338,7 @@ impl Admin {
     /// Deletes a topic and waits until the metadata no longer lists it.
     pub(crate) async fn delete_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
         let results = self
-            .client
+            .admin_client()?
             .delete_topics(&[topic], &Self::options(timeout))
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
@@ -257,7 +355,9 @@ impl Admin {
         .await
     }
 
-    /// Polls the topic's metadata until `done` holds or `timeout` passes.
+    /// Polls the topic's metadata until `done` holds or `timeout` passes, in steps that
+    /// start short: a topic made on a local broker has its leaders within tens of
+    /// milliseconds, which fixed 100 ms steps rounded up to a tenth of a second or more.
     async fn wait_until(
         &self,
         timeout: Duration,
@@ -265,6 +365,7 @@ impl Admin {
         done: impl Fn(&Metadata) -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut step = WAIT_STEP_MIN;
         loop {
             // A metadata error (the topic is not there yet or any more) is just "not yet".
             if let Ok(md) = self.metadata(Some(topic), timeout).await
@@ -275,7 +376,8 @@ impl Admin {
             if Instant::now() >= deadline {
                 return Err(BrokerError::Timeout(super::millis(timeout)));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(step).await;
+            step = (step * 2).min(WAIT_STEP_MAX);
         }
     }
 
@@ -359,20 +461,88 @@ impl Admin {
     }
 }
 
-/// A partition's low and high watermarks. Right after a create the leader may not serve
-/// offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`); right after a broker is
-/// lost, a query sent to it fails once librdkafka learns it is gone (`DestroyBroker`,
-/// `BrokerTransportFailure`) and the next goes to the new leader: retried until
-/// `timeout`.
-fn watermarks(
-    client: &AdminClient<LogContext>,
+impl Drop for Admin {
+    /// Waits for the admin clients being dropped, and closes the group handles without rdkafka's 100 ms poll steps (its consumer's
+    /// `Drop` polls in those until the close is done: a tenth of a second at the end of
+    /// every `--batch` run); rdkafka's `Drop` then finds them closed (see the consumer's
+    /// `close_blocking`).
+    fn drop(&mut self) {
+        for t in std::mem::take(&mut *lock(&self.retiring)) {
+            let _ = t.join();
+        }
+        let handles = std::mem::take(
+            &mut *self
+                .committed_by_group
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for c in handles.into_values().filter_map(Arc::into_inner) {
+            if c.close_queue().is_ok() {
+                let deadline = Instant::now() + CLOSE_AT_MOST;
+                while !c.closed() && Instant::now() < deadline {
+                    c.poll(CLOSE_POLL);
+                }
+            }
+        }
+    }
+}
+
+/// The first and the longest step of `wait_until`.
+const WAIT_STEP_MIN: Duration = Duration::from_millis(5);
+const WAIT_STEP_MAX: Duration = Duration::from_millis(100);
+
+/// How long a group handle's close is waited for at most.
+const CLOSE_AT_MOST: Duration = Duration::from_secs(1);
+
+/// The steps a closing group handle is polled in.
+const CLOSE_POLL: Duration = Duration::from_millis(5);
+
+/// Each partition's offset at `at` (`Offset::Beginning`: the first offset still
+/// stored; `Offset::End`: the next one to be written), in the order of `partitions`,
+/// from one ListOffsets request per leader (where asking for each partition's
+/// watermarks took two requests per partition, one after another). Right after a create
+/// the leader may not serve offsets yet (`NotLeaderForPartition`,
+/// `LeaderNotAvailable`); right after a broker is lost, a query sent to it fails once
+/// librdkafka learns it is gone (`DestroyBroker`, `BrokerTransportFailure`) and the
+/// next goes to the new leader: retried until `timeout`.
+#[allow(unsafe_code)]
+fn list_offsets(
+    client: &Client<LogContext>,
     topic: &str,
-    partition: i32,
+    partitions: &[i32],
+    at: Offset,
     timeout: Duration,
-) -> std::result::Result<(i64, i64), rdkafka::error::KafkaError> {
+) -> std::result::Result<Vec<i64>, KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
-        match client.inner().fetch_watermarks(topic, partition, timeout) {
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for p in partitions {
+            tpl.add_partition_offset(topic, *p, at)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: a live client and partition list; librdkafka's offsets-for-times call
+        // reads each element's offset as the position to look up (the logical
+        // beginning and end are what ListOffsets takes as the earliest and latest
+        // timestamps) and writes back each partition's offset or error.
+        let err =
+            unsafe { rd::rd_kafka_offsets_for_times(client.native_ptr(), tpl.ptr(), timeout_ms) };
+        let result = if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            partitions
+                .iter()
+                .map(|p| match tpl.find_partition(topic, *p) {
+                    Some(e) => e.error().map(|()| match e.offset() {
+                        Offset::Offset(o) => o,
+                        // No offset there: an empty partition's, for either end.
+                        _ => 0,
+                    }),
+                    None => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownPartition)),
+                })
+                .collect()
+        } else {
+            Err(KafkaError::OffsetFetch(err.into()))
+        };
+        match result {
             Err(e)
                 if matches!(
                     e.rdkafka_error_code(),

@@ -15,9 +15,9 @@
 //! forward fails. Records of a revoked or sought partition that were fetched before are
 //! dropped by librdkafka's version check, in this queue as in the consumer queue.
 //!
-//! This is the only `unsafe` of the Kafka backend: the calls below are librdkafka's
-//! documented C API, on handles this type owns and releases before the client is
-//! destroyed (`release`).
+//! Like `producer`, `delivery` and one look-up in `admin`, this uses `unsafe`: the calls
+//! below are librdkafka's documented C API, on handles this type owns and releases
+//! before the client is destroyed (`release`).
 
 #![allow(unsafe_code)]
 

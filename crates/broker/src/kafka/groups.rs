@@ -77,7 +77,7 @@ impl Described {
 impl KafkaBroker {
     /// librdkafka's group list: every group, or only `group`.
     async fn described(&self, group: Option<&str>) -> Result<Vec<Described>> {
-        let client = self.inner.admin.client.clone();
+        let client = self.inner.admin.groups_client()?;
         let group = group.map(str::to_string);
         let timeout = self.inner.timeout;
         let subject = group.clone();
@@ -186,7 +186,7 @@ impl KafkaBroker {
     /// Every offset each of `groups` committed, in their order (see [`native`]).
     async fn offsets_of(&self, groups: Vec<String>) -> Result<Vec<native::Offsets>> {
         let timeout = self.inner.timeout;
-        let client = self.inner.admin.client.clone();
+        let client = self.inner.admin.groups_client()?;
         blocking(move || native::committed_offsets(client.inner().native_ptr(), &groups, timeout))
             .await
     }
@@ -248,7 +248,7 @@ impl KafkaBroker {
         let results = self
             .inner
             .admin
-            .client
+            .groups_client()?
             .delete_groups(&[group], &opts)
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Group(group)))?;

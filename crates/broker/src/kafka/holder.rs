@@ -18,8 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::Producer as _;
-
 use super::{Flavour, KafkaBroker, blocking};
 use crate::error::BrokerError;
 

@@ -3,7 +3,8 @@
 //! Layout:
 //! - `mod.rs` (here): `KafkaBroker`: connecting, producing, and the shared client state.
 //! - `admin`: topics create / list / describe / delete, committed offsets.
-//! - `producer`: the producer, acknowledging each send as a whole.
+//! - `producer`: the producer: a topic handle per topic, records handed over in runs.
+//! - `delivery`: each send's acknowledgements, and the thread serving librdkafka's reports.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `groups`: consumer groups listed, described, their offsets altered, deleted.
@@ -29,6 +30,7 @@
 mod admin;
 mod config;
 mod consumer;
+mod delivery;
 mod errors;
 mod fetched;
 mod groups;
@@ -43,12 +45,10 @@ use async_trait::async_trait;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::api::{
     Acks, Broker, Consumer, ConsumerConfig, Delivered, GroupDescription, GroupListing, NewTopic,
-    ProduceRecord, Result, TopicDescription, TopicPartition,
+    PartitionInfo, ProduceRecord, Result, TopicDescription, TopicPartition,
 };
 use crate::error::BrokerError;
 
@@ -59,6 +59,10 @@ pub use consumer::{CONSUMER_DEFAULTS, KafkaConsumer};
 pub use rdkafka;
 
 use errors::Subject;
+
+/// How long connecting waits for the cluster's id before it asks for the metadata,
+/// whose error says what is wrong (see `connect`).
+const FIRST_ANSWER: Duration = Duration::from_millis(500);
 
 /// The default bound on connecting and on each admin request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,7 +83,7 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "0"),
 ];
 
-/// Kafka through rdkafka. Cheap to clone; clones share the producer and admin client.
+/// Kafka through rdkafka. Cheap to clone; clones share the producer and admin clients.
 #[derive(Clone)]
 pub struct KafkaBroker {
     inner: Arc<Inner>,
@@ -152,24 +156,39 @@ impl KafkaBroker {
         let mut defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
         defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
         let cfg = config::client_config(bootstrap, &defaults, &props);
-        let producer: Arc<producer::Producer> = Arc::new(
-            cfg.create_with_context(LogContext::of(flavour))
-                .map_err(|e| invalid_config(&e, &props))?,
+        let client = cfg
+            .create_with_context(LogContext::of(flavour))
+            .map_err(|e| invalid_config(&e, &props))?;
+        let producer = Arc::new(producer::Producer::new(client).map_err(|e| {
+            BrokerError::Other(format!("cannot start the producer's polling thread: {e}"))
+        })?);
+        let admin = admin::Admin::new(
+            bootstrap,
+            &props,
+            &setup_ms,
+            Arc::clone(&producer),
+            LogContext::of(flavour),
         );
-        let admin = admin::Admin::new(bootstrap, &props, &setup_ms, LogContext::of(flavour))?;
 
-        // Ask for the cluster's metadata once, so a wrong address fails here, in
-        // bounded time, rather than at the first produce.
+        // A wrong address fails here, in bounded time, rather than at the first produce.
+        // The cluster's id comes with the bootstrap broker's first answer: when it does,
+        // the cluster answers. (A metadata request of our own would go to the bootstrap
+        // broker too, which librdkafka retires for the cluster's own broker as that
+        // answer comes, failing the request and sending it again only after its retry
+        // back-off: some 50 ms more at every start.) Without the id, the metadata
+        // request says why.
         let probe = Arc::clone(&producer);
-        let answered = blocking(move || {
-            probe
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|m| m.brokers().len())
-        })
-        .await?;
+        let first_answer = timeout.min(FIRST_ANSWER);
+        let id = blocking(move || probe.client().fetch_cluster_id(first_answer)).await?;
+        let probe = Arc::clone(&producer);
+        let answered = match id {
+            Some(_) => Ok(()),
+            None => {
+                blocking(move || probe.client().fetch_metadata(None, timeout).map(|_| ())).await?
+            }
+        };
         match answered {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(e) => {
                 let reason = config::redact(&e.to_string(), &props);
                 return Err(match e.rdkafka_error_code() {
@@ -255,6 +274,10 @@ impl Broker for KafkaBroker {
             .await
     }
 
+    async fn partitions(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        self.inner.admin.partitions(topic, self.inner.timeout).await
+    }
+
     async fn delete_topic(&self, topic: &str) -> Result<()> {
         self.known().remove(topic);
         self.inner
@@ -281,43 +304,24 @@ impl Broker for KafkaBroker {
                 )));
             }
         }
-        let batch = producer::Batch::new(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut record = base_record(topic, r, batch.slot(i));
-            loop {
-                match self.inner.producer.send(record) {
-                    Ok(()) => break,
-                    // librdkafka's queue is full: it empties as acknowledgements come.
-                    Err((e, back)) if is_queue_full(&e) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, back)) => {
-                        // The record's slot answers for itself as it is dropped; the
-                        // records after it were never handed over.
-                        drop(back);
-                        batch.handed_over(records.len() - i - 1);
-                        return Err(errors::from_kafka(&e, Subject::Topic(topic)));
-                    }
-                }
-            }
-        }
-        batch.handed_over(0);
+        let batch = self
+            .inner
+            .producer
+            .send(topic, records)
+            .await
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
         // Every record is in librdkafka's queue, in order: the rest is waiting.
         let topic = topic.to_string();
         Ok(Acks::new(async move {
             batch
-                .answers()
+                .delivered()
                 .await
-                .into_iter()
-                .map(|answer| match answer {
-                    Some(Ok(d)) => Ok(d),
-                    Some(Err(KafkaError::Canceled)) | None => Err(BrokerError::Kafka(
+                .map_err(|(_, failure)| match failure {
+                    Some(KafkaError::Canceled) | None => BrokerError::Kafka(
                         "the producer shut down before the record was acknowledged".to_string(),
-                    )),
-                    Some(Err(e)) => Err(errors::from_kafka(&e, Subject::Topic(&topic))),
+                    ),
+                    Some(e) => errors::from_kafka(&e, Subject::Topic(&topic)),
                 })
-                .collect()
         }))
     }
 
@@ -369,40 +373,6 @@ impl Broker for KafkaBroker {
     async fn delete_group(&self, group: &str) -> Result<()> {
         self.delete_consumer_group(group).await
     }
-}
-
-/// One record for rdkafka, with its place in its batch; borrows the record's bytes.
-fn base_record<'a>(
-    topic: &'a str,
-    r: &'a ProduceRecord,
-    slot: Box<producer::Slot>,
-) -> BaseRecord<'a, [u8], [u8], Box<producer::Slot>> {
-    // An empty value is sent as empty, not null: the payload is always set.
-    let mut record = BaseRecord::with_opaque_to(topic, slot).payload(&r.value[..]);
-    if let Some(k) = r.key.as_deref() {
-        record = record.key(k);
-    }
-    if let Some(p) = r.partition {
-        record = record.partition(p);
-    }
-    if let Some(t) = r.timestamp {
-        record = record.timestamp(t);
-    }
-    if !r.headers.is_empty() {
-        let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
-        for x in &r.headers {
-            h = h.insert(KHeader {
-                key: &x.key,
-                value: Some(&x.value[..]),
-            });
-        }
-        record = record.headers(h);
-    }
-    record
-}
-
-fn is_queue_full(e: &KafkaError) -> bool {
-    e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
 }
 
 fn invalid_config(e: &KafkaError, props: &BTreeMap<String, String>) -> BrokerError {

@@ -24,14 +24,6 @@ pub struct Backend {
     _guard: Option<tempfile::TempDir>,
 }
 
-impl Backend {
-    /// Whether a record's headers with the same name twice are both read back: not
-    /// through the store's Kafka server (see `millrace_server::batches`).
-    pub fn keeps_repeated_header_names(&self) -> bool {
-        self.name != KAFKA_TO_HOLDER
-    }
-}
-
 /// The Kafka backend against the Kafka server of a process holding a data directory.
 pub const KAFKA_TO_HOLDER: &str = "kafka-to-holder";
 

@@ -219,6 +219,7 @@ async fn consume_millrace(
             topics: vec![topic.to_string()],
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
+            co_partitioned: false,
         })
         .await?;
     let started = Instant::now();

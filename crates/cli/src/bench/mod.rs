@@ -76,6 +76,8 @@ pub mod coordinated;
 pub mod kafka;
 pub mod load;
 pub mod log;
+#[cfg(feature = "kafka")]
+pub mod peers;
 pub mod pipeline;
 #[cfg(feature = "kafka")]
 pub mod pipeline_kafka;
@@ -101,6 +103,12 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Resets this process's peak RSS (`VmHWM`) so the next reading covers only what runs
+/// after it (Linux: writing 5 to /proc/self/clear_refs).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak resident set size of this process so far, from /proc (Linux), in MiB.

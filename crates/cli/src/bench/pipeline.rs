@@ -152,7 +152,7 @@ async fn run_in(work: &Path) -> anyhow::Result<Vec<BenchRow>> {
                 let pipeline = format!("{}-{label}-{r}", shape.name);
                 let out = format!("{pipeline}-out");
                 let yaml = shape.yaml(&pipeline, &input, &out);
-                reset_peak_rss();
+                super::reset_peak_rss();
                 let cpu = process_cpu_secs();
                 let secs = run_batch(&broker, &yaml).await?;
                 if std::env::var_os("MILLRACE_BENCH_CPU").is_some() {
@@ -327,12 +327,6 @@ fn process_cpu_secs() -> f64 {
         .filter_map(|f| f.parse().ok())
         .collect();
     ticks.iter().sum::<f64>() / 100.0
-}
-
-/// Resets this process's peak RSS (`VmHWM`) so the next reading covers only what runs
-/// after it (Linux: writing 5 to /proc/self/clear_refs).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Runs a pipeline file in `--batch` mode over what its input holds; seconds taken.

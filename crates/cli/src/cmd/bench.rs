@@ -1,4 +1,4 @@
-//! `millrace bench log|kafka|pipeline|coordinated`.
+//! `millrace bench log|kafka|pipeline|coordinated|peers`.
 
 use crate::args::{BenchArgs, BenchKind, Global};
 use crate::bench;
@@ -23,6 +23,10 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
             None => bench::pipeline::run(&dir).await?,
         },
         BenchKind::Coordinated => bench::coordinated::run(&dir).await?,
+        BenchKind::Peers => {
+            let bootstrap = kafka_bootstrap(g)?;
+            peers_rows(&bootstrap, &dir).await?
+        }
     };
     bench::print_rows(&rows, args.json)?;
     Ok(())
@@ -30,7 +34,9 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
 
 fn kafka_bootstrap(g: &Global) -> anyhow::Result<String> {
     g.bootstrap_server.clone().ok_or_else(|| {
-        anyhow::anyhow!("bench kafka needs a running broker: pass --bootstrap-server HOST:PORT")
+        anyhow::anyhow!(
+            "bench kafka and bench peers need a running broker: pass --bootstrap-server HOST:PORT"
+        )
     })
 }
 
@@ -42,6 +48,22 @@ async fn kafka_rows(bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
 #[cfg(feature = "kafka")]
 async fn kafka_pipeline_rows(bootstrap: &str) -> anyhow::Result<Vec<bench::BenchRow>> {
     bench::pipeline_kafka::run(bootstrap).await
+}
+
+#[cfg(feature = "kafka")]
+async fn peers_rows(
+    bootstrap: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<bench::BenchRow>> {
+    bench::peers::run(bootstrap, dir).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn peers_rows(
+    _bootstrap: &str,
+    _dir: &std::path::Path,
+) -> anyhow::Result<Vec<bench::BenchRow>> {
+    no_kafka()
 }
 
 #[cfg(not(feature = "kafka"))]

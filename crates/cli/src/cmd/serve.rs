@@ -2,7 +2,8 @@
 //! directory (its lock), serves Kafka's protocol on `--listen` until SIGINT or
 //! SIGTERM, and records the address in `<data>/endpoint` (`HOST:PORT`, owner-only) so
 //! other millrace commands reach the store through it — as they reach any millrace
-//! process that holds a data directory (`millrace_broker::holder`).
+//! process that holds a data directory (`millrace_broker::holder`). With `--http`, it
+//! also serves the broker's `/metrics`, `/api/stats` and `/healthz` (`http::broker`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ use millrace_server::{ListenerPolicy, ServerConfig, Users};
 use millrace_store::StoreError;
 
 use crate::args::{Global, ServeArgs};
+use crate::http;
 use crate::report::hinted;
 
 pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
@@ -45,15 +47,61 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
         ..ServerConfig::default()
     };
     let holder = Holder::serve(broker, Listen::At(addr), config).await?;
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    if let Some(at) = &args.http {
+        let router = http::broker::router(Arc::clone(holder.broker().hub()));
+        match serve_http(at, router, http_stopped).await {
+            Ok(bound) => eprintln!("millrace: serving http://{bound}/metrics"),
+            Err(e) => {
+                holder.stop().await?;
+                return Err(e);
+            }
+        }
+    }
     eprintln!(
         "millrace: serving Kafka on {} over {} (stop with Ctrl-C)",
         holder.bound(),
         g.data.display()
     );
     signal().await;
+    let _ = stop_http.send(true);
     holder.stop().await?;
     eprintln!("millrace: stopped");
     Ok(0)
+}
+
+/// Serves `router` on `at` until `stopped` turns true; returns once bound, with the
+/// bound address, or with why it could not bind.
+async fn serve_http(
+    at: &str,
+    router: axum::Router,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let (bound_tx, bound) = tokio::sync::oneshot::channel();
+    let at_owned = at.to_owned();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        http::serve_router(&at_owned, router, bound_tx, shutdown).await
+    });
+    match bound.await {
+        Ok(addr) => {
+            // Serving goes on in its task; an error after binding is only logged.
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = server.await {
+                    tracing::warn!("--http: {e:#}");
+                }
+            });
+            Ok(addr)
+        }
+        // The sender is dropped unsent only when binding failed: the task says why.
+        Err(_) => match server.await {
+            Ok(Err(e)) => Err(e.context(format!("--http {at}"))),
+            Ok(Ok(())) => anyhow::bail!("--http {at}: stopped before binding"),
+            Err(e) => anyhow::bail!("--http {at}: {e}"),
+        },
+    }
 }
 
 /// `HOST:PORT` to one socket address (the first a name resolves to).

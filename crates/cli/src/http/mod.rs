@@ -1,10 +1,12 @@
-//! The HTTP surface of `millrace run`: `/metrics` (Prometheus), `/healthz`,
+//! The HTTP surfaces: `millrace serve`'s in `broker`, and `millrace run`'s: `/metrics` (Prometheus), `/healthz`,
 //! `/api/graph`, `/api/stats` and a page that draws the pipeline in the patterns' own
 //! terms with live rates, lag, barrier progress (join and reduce: the batch in hand, how
 //! many input partitions have their part of it, batches released) and dead-letter
 //! counts. Bound to 127.0.0.1 unless an address is given.
 //!
 //! Layout:
+//! - `broker`: `millrace serve --http` — `/metrics`, `/api/stats` and `/healthz` of
+//!   the broker (topics' offsets, groups' lag, connections and requests).
 //! - `stats`: `/api/stats`, and the lag per input partition that `/metrics` reports too.
 //! - `dead_letters`: `/api/dead-letters`, each stage's top errors and the command that
 //!   redrives them.
@@ -18,6 +20,7 @@
 //! `/api/stats` and `/metrics` are counters and offsets; `tests.rs` checks all of them
 //! against a Kafka-backed file holding a password.
 
+pub mod broker;
 mod dead_letters;
 mod metrics;
 mod rates;
@@ -106,10 +109,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Binds and serves until `shutdown`; returns the bound address through `bound`.
+/// Binds and serves a run's surface until `shutdown`; returns the bound address
+/// through `bound`.
 pub async fn serve(
     addr: &str,
     state: AppState,
+    bound: tokio::sync::oneshot::Sender<SocketAddr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_router(addr, router(state), bound, shutdown).await
+}
+
+/// Binds `addr` and serves `router` until `shutdown`; returns the bound address
+/// through `bound`.
+pub async fn serve_router(
+    addr: &str,
+    router: Router,
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -117,7 +132,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Json;
-use millrace_broker::{TopicDescription, committed_offset};
+use millrace_broker::{PartitionInfo, committed_offset};
 use millrace_runtime::RunSummary;
 
 use super::AppState;
@@ -23,7 +23,7 @@ pub struct PartitionLag {
 /// group has committed nothing. A topic that cannot be described right now (a Kafka
 /// broker away) is left out, not reported as 0.
 pub async fn lags(s: &AppState, summary: &RunSummary) -> Vec<Vec<PartitionLag>> {
-    let mut described: HashMap<String, Option<TopicDescription>> = HashMap::new();
+    let mut described: HashMap<String, Option<Vec<PartitionInfo>>> = HashMap::new();
     let mut all = Vec::with_capacity(summary.stages.len());
     for (st, live) in summary.stages.iter().zip(&s.run.stages) {
         // The group the runtime gives every stage.
@@ -31,7 +31,7 @@ pub async fn lags(s: &AppState, summary: &RunSummary) -> Vec<Vec<PartitionLag>> 
         let mut stage = Vec::new();
         for input in &live.inputs {
             if !described.contains_key(input) {
-                let d = s.broker.describe_topic(input).await.ok();
+                let d = s.broker.partitions(input).await.ok();
                 described.insert(input.clone(), d);
             }
             let (Some(Some(d)), Ok(committed)) = (
@@ -40,7 +40,7 @@ pub async fn lags(s: &AppState, summary: &RunSummary) -> Vec<Vec<PartitionLag>> 
             ) else {
                 continue;
             };
-            for p in &d.partitions {
+            for p in d {
                 let at = committed_offset(&committed, p.partition).unwrap_or(p.start_offset);
                 stage.push(PartitionLag {
                     topic: input.clone(),
@@ -56,13 +56,8 @@ pub async fn lags(s: &AppState, summary: &RunSummary) -> Vec<Vec<PartitionLag>> 
 
 /// Records stored in the dead-letter topic (all runs'), if it can be described.
 pub async fn dead_letter_records(s: &AppState) -> Option<i64> {
-    let d = s.broker.describe_topic(&s.dead_letter).await.ok()?;
-    Some(
-        d.partitions
-            .iter()
-            .map(|p| p.end_offset - p.start_offset)
-            .sum(),
-    )
+    let d = s.broker.partitions(&s.dead_letter).await.ok()?;
+    Some(d.iter().map(|p| p.end_offset - p.start_offset).sum())
 }
 
 pub async fn stats(State(s): State<AppState>) -> Json<serde_json::Value> {

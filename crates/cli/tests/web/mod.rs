@@ -3,7 +3,7 @@
 //! the wire themselves), headless Chromium in `chromium.rs` (driven over the DevTools
 //! protocol by `cdp.rs`), and the Prometheus parser in `prometheus.rs`. The tests of
 //! `/metrics` and of the page are `metrics.rs` and `page.rs`; of the page's dead
-//! letters, `dead_letters.rs`.
+//! letters, `dead_letters.rs`; of `millrace serve --http`, `serve.rs`.
 #![allow(dead_code)]
 
 pub mod cdp;
@@ -12,6 +12,7 @@ mod dead_letters;
 mod metrics;
 mod page;
 pub mod prometheus;
+mod serve;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -56,8 +57,8 @@ pub fn page_dom(browser: &mut cdp::Browser, url: &str) -> String {
         .to_owned()
 }
 
-/// `millrace run FILE ARGS…` on a backend, with its HTTP address parsed from the line
-/// it prints. Dropping it sends SIGTERM (then SIGKILL if it does not stop).
+/// `millrace run FILE ARGS…` on a backend, or `millrace serve`, with its HTTP address
+/// parsed from the line it prints. Dropping it sends SIGTERM (then SIGKILL if it does not stop).
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
@@ -79,12 +80,28 @@ impl Server {
         if let Some(d) = cwd {
             c.current_dir(d);
         }
+        Server::spawn(c)
+    }
+
+    /// `millrace serve --data DATA ARGS…` (ARGS with `--http`).
+    pub fn serve(data: &Path, args: &[&str]) -> Server {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.env_remove("MILLRACE_BOOTSTRAP")
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(args);
+        Server::spawn(c)
+    }
+
+    /// Spawns `c` and waits for the HTTP address it prints.
+    fn spawn(mut c: std::process::Command) -> Server {
         let mut child = c
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn millrace run");
+            .expect("spawn millrace");
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let pipe = child.stderr.take().expect("stderr");
@@ -115,7 +132,7 @@ impl Server {
                     if let Ok(Some(status)) = child.try_wait() {
                         std::thread::sleep(Duration::from_millis(100));
                         panic!(
-                            "millrace run exited ({status}) before serving; stderr:\n{}",
+                            "millrace exited ({status}) before serving; stderr:\n{}",
                             stderr.lock().expect("log")
                         );
                     }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use super::topology::StageIo;
 use crate::diagnostics::{Diagnostic, NO_BATCH_END};
 use crate::plan::JoinMode;
-use crate::spec::read::error_at;
 use crate::spec::{KindSpec, StageSpec};
+use crate::yaml::reader::error_at;
 
 /// Batch policies belong on stages that read a source (a topic no stage writes).
 pub fn check_placement(stages: &[StageSpec], ios: &[StageIo], diags: &mut Vec<Diagnostic>) {
@@ -32,8 +32,8 @@ pub fn warn_unreleased(stages: &[StageSpec], ios: &[StageIo], diags: &mut Vec<Di
     }
     for (i, stage) in stages.iter().enumerate() {
         let (what, does) = match &stage.kind {
-            Some(KindSpec::Reduce { .. }) => ("reduce", "emits no final result"),
-            Some(KindSpec::Join { mode, .. }) if mode.value == JoinMode::Barrier => {
+            Some(KindSpec::Reduce(_)) => ("reduce", "emits no final result"),
+            Some(KindSpec::Join(j)) if j.mode.value == JoinMode::Barrier => {
                 ("barrier join", "releases nothing")
             }
             _ => continue,

@@ -8,8 +8,8 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::plan::{Combine, Stage, StageKind};
-use crate::spec::node::Pos;
-use crate::spec::read::error_at;
+use crate::yaml::node::Pos;
+use crate::yaml::reader::error_at;
 
 /// Sets `combine` on the maps that combine for the reduces listed (name, where
 /// `combine` is written); reports why when there is no such map.

@@ -15,22 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use super::topology::StageIo;
 use crate::diagnostics::{Diagnostic, count as count_of};
 use crate::plan::{JoinMode, Topic};
-use crate::spec::read::error_at;
-use crate::spec::{KindSpec, ShardsSpec, StageSpec, TopicSpec};
+use crate::spec::{KindSpec, Sp, StageSpec, TopicSpec};
+use crate::yaml::reader::error_at;
 
-/// Partitions a sharder writing the partitions of one topic wants, with its topic.
-fn partition_sharder(stage: &StageSpec) -> Option<(&str, Option<u32>)> {
+/// The topic a sharder writes into the partitions of, and its `shards` count if given.
+fn partition_sharder(stage: &StageSpec) -> Option<(&str, Option<&Sp<u32>>)> {
     match &stage.kind {
-        Some(KindSpec::Sharder { shards, .. })
-            if !stage.to_is_list && !matches!(shards, Some(ShardsSpec::Named(_))) =>
-        {
-            let topic = stage.to.first()?.value.as_str();
-            let count = match shards {
-                Some(ShardsSpec::Count(c)) => Some(c.value),
-                _ => None,
-            };
-            Some((topic, count))
-        }
+        Some(KindSpec::Sharder(s)) => s.partitioned_topic(&stage.to, stage.to_is_list),
         _ => None,
     }
 }
@@ -66,15 +57,9 @@ pub fn resolve(
             continue;
         };
         let Some(count) = count else { continue };
+        let (at, count) = (count.pos, count.value);
         if let Some(&i) = index.get(topic) {
             if topics[i].partitions != count {
-                let at = match &stage.kind {
-                    Some(KindSpec::Sharder {
-                        shards: Some(ShardsSpec::Count(c)),
-                        ..
-                    }) => c.pos,
-                    _ => stage.name.pos,
-                };
                 diags.push(
                     error_at(
                         at,
@@ -165,12 +150,8 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
 
     for stage in stages {
         let grouping = match &stage.kind {
-            Some(KindSpec::Join { mode, .. }) if mode.value == JoinMode::Key => {
-                Some("a join by key")
-            }
-            Some(KindSpec::Reduce {
-                group_by: Some(_), ..
-            }) => Some("a reduce with `group_by`"),
+            Some(KindSpec::Join(j)) if j.mode.value == JoinMode::Key => Some("a join by key"),
+            Some(KindSpec::Reduce(r)) if r.group_by.is_some() => Some("a reduce with `group_by`"),
             _ => None,
         };
         let Some(grouping) = grouping else { continue };
@@ -198,9 +179,8 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
             );
         }
         // A multi-partition input of a keyed reduce should be sharded by the same key.
-        if let Some(KindSpec::Reduce {
-            group_by: Some(g), ..
-        }) = &stage.kind
+        if let Some(KindSpec::Reduce(r)) = &stage.kind
+            && let Some(g) = &r.group_by
         {
             for input in &stage.from {
                 if partitions(&input.value) < 2 {
@@ -213,10 +193,10 @@ pub fn check(stages: &[StageSpec], ios: &[StageIo], topics: &[Topic], diags: &mu
                         .then_some(s)
                 });
                 let keyed = match writer_by.and_then(|s| s.kind.as_ref()) {
-                    Some(KindSpec::Sharder { by: Some(by), .. }) => {
-                        by.source.trim() == g.source.trim()
+                    Some(KindSpec::Sharder(s)) => {
+                        s.by.as_ref()
+                            .is_some_and(|by| by.source.trim() == g.source.trim())
                     }
-                    Some(KindSpec::Sharder { by: None, .. }) => false,
                     _ => false,
                 };
                 if !keyed {

@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
-use crate::spec::read::error_at;
-use crate::spec::{KindSpec, ShardsSpec, Sp, StageSpec, TopicSpec};
+use crate::spec::{Sp, StageSpec, TopicSpec};
+use crate::yaml::reader::error_at;
 
 /// A stage's topics, with the place each was named.
 pub struct StageIo {
@@ -17,22 +17,8 @@ pub struct StageIo {
 /// routes then default; a sharder's `to`, named shards and default).
 pub fn stage_io(stage: &StageSpec) -> StageIo {
     let mut outputs: Vec<Sp<String>> = stage.to.clone();
-    match &stage.kind {
-        Some(KindSpec::Splitter {
-            routes, default, ..
-        }) => {
-            outputs.extend(routes.iter().map(|r| r.to.clone()));
-            outputs.push(default.clone());
-        }
-        Some(KindSpec::Sharder {
-            shards, default, ..
-        }) => {
-            if let Some(ShardsSpec::Named(named)) = shards {
-                outputs.extend(named.iter().map(|(_, t)| t.clone()));
-            }
-            outputs.extend(default.iter().cloned());
-        }
-        _ => {}
+    if let Some(kind) = &stage.kind {
+        outputs.extend(kind.named_outputs().into_iter().cloned());
     }
     let mut seen = BTreeSet::new();
     outputs.retain(|t| seen.insert(t.value.clone()));

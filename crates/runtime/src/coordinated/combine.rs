@@ -8,7 +8,7 @@
 //! committed only once the range's combined records are durable. Ranges are cut
 //! where a replay cuts them too, so a replay writes the very records the lineage
 //! finds written: each input partition's range starts at its committed offset and
-//! ends after the record that brings it to [`MAX_GROUPS`] groups or [`MAX_INPUTS`]
+//! ends after the record that brings it to [`MAX_GROUPS`] groups or [`fold::MAX_INPUTS`]
 //! records, at the batch's end, or where the lineage shows a run before this one
 //! ended it (that run's batch ended earlier). Every combined record is named after
 //! its range's last record. (Continuous runs without batches have no batch end to
@@ -19,35 +19,29 @@
 //! parts would have. When the group key, the item and the shard keys are plain paths
 //! (read from the value alone), equal outputs (same key, same bytes) are in the same
 //! group: nothing is picked from an output already seen.
+//!
+//! `fold` combines one record's outputs; this file holds a partition's range per
+//! input partition and spreads a poll's partitions over two threads.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use millrace_broker::{ConsumedRecord, Header, ProduceRecord, TopicPartition};
-use millrace_pipeline::Val;
-use millrace_pipeline::expr::{PlainPath, key_bytes, pick};
-use millrace_pipeline::{Combine, Emit as EmitPolicy, Selector};
+use millrace_broker::{ConsumedRecord, TopicPartition};
+use millrace_pipeline::Combine;
+use millrace_pipeline::expr::CompiledSelector;
 
-use self::seen::{Seen, SeenTable};
-use super::key::InlineKey;
-use super::reduce::{COMBINED_HEADER, Partial, Reduce};
+use self::fold::{Absorbed, How, Range, Scratch, absorb_runs};
+use super::reduce::PartialReduce;
 use super::{Coordinated, FinishContext, Progress, Tally};
 use crate::error::RuntimeError;
-use crate::lineage;
-use crate::operator::{Emit, RecordError, derived};
+use crate::lineage::LineageTag;
+use crate::operator::{Emit, RecordError};
 use crate::patterns::map::Map;
-use crate::patterns::{value_of, with_vars};
 
-/// Groups a range may hold before it is written out (bounds memory: one record and
-/// one accumulator per group).
-pub const MAX_GROUPS: usize = 65_536;
+pub use fold::{MAX_GROUPS, MAX_INPUTS};
 
-/// Input records a range may hold before it is written out. This bounds what a replay
-/// reads again, not memory (groups do). Long ranges combine more: the word count's
-/// 100 MB take one range per partition, and the stages downstream get ~120 k records
-/// (with 131 072 they got ~530 k, and the run took a fifth longer).
-pub const MAX_INPUTS: u64 = 1 << 20;
+mod fold;
+mod seen;
 
 /// A poll with at least this many records, from several partitions, is combined on
 /// two threads (partitions' ranges are independent).
@@ -61,96 +55,28 @@ pub struct Combiner {
     /// One per thread.
     scratch: [Scratch; 2],
     /// The lineage of the last `finish`'s emits.
-    finished: Vec<(String, i64, u32)>,
-}
-
-/// What combining does, shared by the threads.
-struct How {
-    map: Map,
-    /// The reduce's way of taking records: group key, item, accumulators.
-    reduce: Reduce,
-    /// The sharders' keys, and their plain paths where they are.
-    route_by: Vec<Selector>,
-    route_paths: Vec<Option<PlainPath>>,
-    /// Every key is a plain path, so equal outputs (bytes) are in the same group.
-    by_value: bool,
-    /// Whether the reducer reads the item (count does not: its repeats are counted in
-    /// the index, see [`Seen`]).
-    needs_item: bool,
-    format: millrace_pipeline::Format,
-    /// Output partitions of the map's topic.
-    out_partitions: i32,
-    batched: bool,
-    max_groups: usize,
-}
-
-/// Buffers reused from record to record.
-#[derive(Default)]
-struct Scratch {
-    outputs: Vec<Emit>,
-    /// The native path's outputs of one record, and where each ends.
-    native: Vec<u8>,
-    ends: Vec<usize>,
-    /// The combining key being built.
-    key: Vec<u8>,
-    /// The `by_bytes` hash of each output of a record.
-    hashes: Vec<u64>,
-}
-
-/// One input partition's open range.
-struct Range {
-    tp: TopicPartition,
-    /// Its lineage origin (`topic/partition`).
-    origin: String,
-    /// Where a run before this one ended the range (see `How::absorb`).
-    cut: Option<i64>,
-    /// Groups in the last flush.
-    groups_written: u32,
-    first: Option<i64>,
-    last: i64,
-    /// Input records in the range, and those of them that had outputs.
-    inputs: u64,
-    emitted: u64,
-    index: HashMap<ComboKey, usize, foldhash::fast::RandomState>,
-    /// Outputs seen (record key and bytes) → their group, when `by_value`.
-    by_bytes: SeenTable,
-    groups: Vec<(ProduceRecord, Partial)>,
-}
-
-/// What absorbing some records gave: outputs with the index of the record that
-/// caused each, dead letters, and the tally.
-#[derive(Default)]
-struct Absorbed {
-    emits: Vec<Emit>,
-    /// The lineage of each of `emits`.
-    tags: Vec<(String, i64, u32)>,
-    dead: Vec<(ConsumedRecord, RecordError)>,
-    tally: Tally,
+    finished: Vec<LineageTag>,
 }
 
 impl Combiner {
     pub fn new(map: Map, c: &Combine) -> Combiner {
-        let plain = |s: &Selector| {
-            matches!(c.format, millrace_pipeline::Format::Json) && s.as_plain_path().is_some()
-        };
-        let reduce = Reduce::new(
+        let route_by: Vec<CompiledSelector> = c
+            .route_by
+            .iter()
+            .map(|s| CompiledSelector::new(s.clone(), c.format))
+            .collect();
+        let reduce = PartialReduce::new(
             c.group_by.clone(),
             c.reducer.clone(),
             c.of.clone(),
-            EmitPolicy::default(),
             c.format,
         );
         Combiner {
             how: How {
                 map,
-                by_value: reduce.is_fast() && c.route_by.iter().all(plain),
+                by_value: reduce.is_fast() && route_by.iter().all(|s| s.plain_path().is_some()),
                 reduce,
-                route_by: c.route_by.clone(),
-                route_paths: c
-                    .route_by
-                    .iter()
-                    .map(|s| plain(s).then(|| s.as_plain_path()).flatten())
-                    .collect(),
+                route_by,
                 needs_item: !matches!(c.reducer, millrace_pipeline::Reducer::Count),
                 format: c.format,
                 out_partitions: 1,
@@ -175,331 +101,11 @@ impl Combiner {
         match self.ranges.iter().position(is) {
             Some(i) => i,
             None => {
-                self.ranges.push(Range {
-                    tp: TopicPartition::new(tp.0.clone(), tp.1),
-                    origin: lineage::origin_of(tp.0, tp.1),
-                    cut: None,
-                    groups_written: 0,
-                    first: None,
-                    last: -1,
-                    inputs: 0,
-                    emitted: 0,
-                    index: HashMap::default(),
-                    by_bytes: SeenTable::default(),
-                    groups: Vec::new(),
-                });
+                self.ranges
+                    .push(Range::new(TopicPartition::new(tp.0.clone(), tp.1)));
                 self.ranges.sort_by(|a, b| a.tp.cmp(&b.tp));
                 self.ranges.iter().position(is).unwrap_or(0)
             }
-        }
-    }
-}
-
-impl Range {
-    /// Empty, with no record held: after it is written out, or forgotten.
-    fn reset(&mut self) {
-        self.index.clear();
-        self.by_bytes.clear();
-        self.groups.clear();
-        self.first = None;
-        self.cut = None;
-        self.inputs = 0;
-        self.emitted = 0;
-    }
-}
-
-impl How {
-    /// Takes in one record of `range`'s partition.
-    fn absorb(
-        &self,
-        range: &mut Range,
-        s: &mut Scratch,
-        rec: &ConsumedRecord,
-        cuts: &HashMap<String, Vec<i64>>,
-        out: &mut Absorbed,
-    ) {
-        if range.first.is_none() {
-            // A range that a run before this one wrote out (its outputs are in the
-            // lineage) ends where it ended then: the replay writes the same records.
-            // (Found offsets are sorted; a tail holds up to 65 536 of them.)
-            range.cut = cuts.get(&range.origin).and_then(|found| {
-                found
-                    .get(found.partition_point(|&o| o < rec.offset))
-                    .copied()
-            });
-        }
-        s.native.clear();
-        s.ends.clear();
-        s.outputs.clear();
-        // Outputs are collected first: a record the native path gives up on midway
-        // must not have added anything.
-        let (native, ends) = (&mut s.native, &mut s.ends);
-        let answered = self.map.run_native(rec, &mut |o| {
-            native.extend_from_slice(o);
-            ends.push(native.len());
-        });
-        if !answered {
-            s.ends.clear();
-            if let Err(e) = self.map.run_jaq(rec, &mut s.outputs) {
-                out.dead.push((rec.clone(), e));
-                out.tally.dead_lettered += 1;
-                return;
-            }
-        }
-        let had_outputs = !s.ends.is_empty() || !s.outputs.is_empty();
-        let Scratch {
-            outputs,
-            native,
-            ends,
-            key,
-            hashes,
-        } = s;
-        let values = || {
-            let starts = std::iter::once(0).chain(ends.iter().copied());
-            let natives = starts
-                .zip(ends.iter())
-                .map(|(start, &end)| &native[start..end]);
-            natives.chain(outputs.iter().map(|o| &o.record.value[..]))
-        };
-        key_prefix(key, rec);
-        hashes.clear();
-        if self.by_value {
-            // All of the record's slots first, so their cache misses overlap.
-            for value in values() {
-                let h = range.by_bytes.hash(key, value);
-                range.by_bytes.prefetch(h);
-                hashes.push(h);
-            }
-        }
-        for (i, value) in values().enumerate() {
-            let hash = hashes.get(i).copied();
-            if let Err(e) = self.fold(range, key, rec, value, hash) {
-                // What the reduce would have dead-lettered: this output.
-                let mut bad = rec.clone();
-                bad.value = Bytes::copy_from_slice(value);
-                out.dead.push((bad, e));
-            }
-        }
-        range.first.get_or_insert(rec.offset);
-        range.last = rec.offset;
-        range.inputs += 1;
-        range.emitted += u64::from(had_outputs);
-        if !self.batched
-            || range.groups.len() >= self.max_groups
-            || range.inputs >= MAX_INPUTS
-            || range.cut.is_some_and(|c| rec.offset >= c)
-        {
-            out.tally
-                .add(self.flush(range, &mut out.emits, &mut out.tags));
-        }
-    }
-
-    /// Adds one output of `rec` (its JSON) to `range`. `key` holds the record key's
-    /// part of the combining key ([`key_prefix`]); `hash` is the output's `by_bytes`
-    /// hash when `by_value`.
-    fn fold(
-        &self,
-        range: &mut Range,
-        key: &mut Vec<u8>,
-        rec: &ConsumedRecord,
-        value: &[u8],
-        hash: Option<u64>,
-    ) -> Result<(), RecordError> {
-        let prefix = key.len();
-        if let Some(hash) = hash {
-            // Equal outputs have equal group keys, items and shard keys: an output
-            // seen before goes to its group without picking anything from it again.
-            if let Some(seen) = range.by_bytes.get_mut(hash, key, value) {
-                let g = seen.group as usize;
-                if !self.needs_item {
-                    seen.uncounted += 1;
-                    if seen.uncounted == u32::MAX {
-                        Reduce::add_to_count(&mut range.groups[g].1, u64::from(seen.uncounted));
-                        seen.uncounted = 0;
-                    }
-                    return Ok(());
-                }
-                let item = self.item(rec, value)?;
-                return self.reduce.fold(&mut range.groups[g].1, &item);
-            }
-        }
-        let seen_as = hash.filter(|_| range.by_bytes.len() < self.max_groups);
-        let group = self.group_of(range, key, rec, value);
-        // The prefix again, for the next output.
-        key.truncate(prefix);
-        let g = group?;
-        if let Some(hash) = seen_as {
-            let seen = Seen {
-                group: u32::try_from(g).unwrap_or(u32::MAX),
-                uncounted: 0,
-            };
-            range.by_bytes.insert(hash, key, value, seen);
-        }
-        Ok(())
-    }
-
-    /// Adds an output to its group, started if new, and returns the group's index.
-    /// Appends the group key and the shard keys to `key`.
-    fn group_of(
-        &self,
-        range: &mut Range,
-        key: &mut Vec<u8>,
-        rec: &ConsumedRecord,
-        value: &[u8],
-    ) -> Result<usize, RecordError> {
-        let (group, item) = self.key_and_item(rec, value)?;
-        key_part(key, &group);
-        let mut parsed = None;
-        for (by, path) in self.route_by.iter().zip(&self.route_paths) {
-            // A plain path is picked from the bytes, as the sharder picks it.
-            if let Some(k) = path
-                .as_ref()
-                .and_then(|p| pick(value, [p]))
-                .and_then(|[k]| k.key().ok())
-            {
-                key_part(key, &k);
-                continue;
-            }
-            if parsed.is_none() {
-                let read = as_read(rec, value);
-                parsed = Some((value_of(&read, self.format)?, read));
-            }
-            let Some((v, read)) = parsed.as_ref() else {
-                continue;
-            };
-            let k = with_vars(read, |vars| by.select(v, vars)).map_err(RecordError::new)?;
-            key_part(key, &key_bytes(&k));
-        }
-        match range.index.get(&ComboKey::new(key)) {
-            Some(&g) => {
-                self.reduce.fold(&mut range.groups[g].1, &item)?;
-                Ok(g)
-            }
-            None => {
-                self.start_group(range, rec, value, key, &item)?;
-                Ok(range.groups.len() - 1)
-            }
-        }
-    }
-
-    /// Group key and item of an output, as the reduce takes them.
-    fn key_and_item(
-        &self,
-        rec: &ConsumedRecord,
-        value: &[u8],
-    ) -> Result<(Vec<u8>, Val), RecordError> {
-        match self.reduce.key_and_item_fast(value) {
-            Some((group, item)) => Ok((group.into_owned(), item)),
-            None => self.reduce.key_and_item_general(&as_read(rec, value)),
-        }
-    }
-
-    /// The item of an output (checking, as the reduce would, that its group key can
-    /// be taken).
-    fn item(&self, rec: &ConsumedRecord, value: &[u8]) -> Result<Val, RecordError> {
-        self.key_and_item(rec, value).map(|(_, item)| item)
-    }
-
-    fn start_group(
-        &self,
-        range: &mut Range,
-        rec: &ConsumedRecord,
-        value: &[u8],
-        key: &[u8],
-        item: &Val,
-    ) -> Result<(), RecordError> {
-        let partial = self.reduce.start(item)?;
-        // Its own bytes: a slice would keep a whole buffer alive.
-        let record = derived(rec, Bytes::copy_from_slice(value));
-        range.index.insert(ComboKey::new(key), range.groups.len());
-        range.groups.push((record, partial));
-        Ok(())
-    }
-
-    /// Writes out `range`: its combined records go to `emits`, their lineage to `tags`
-    /// (named after the range's last record, as a replay of the range names them).
-    fn flush(
-        &self,
-        range: &mut Range,
-        emits: &mut Vec<Emit>,
-        tags: &mut Vec<(String, i64, u32)>,
-    ) -> Tally {
-        let tally = Tally {
-            out: range.emitted,
-            filtered: range.inputs - range.emitted,
-            ..Tally::default()
-        };
-        for seen in range.by_bytes.values().filter(|s| s.uncounted > 0) {
-            let partial = &mut range.groups[seen.group as usize].1;
-            Reduce::add_to_count(partial, u64::from(seen.uncounted));
-        }
-        let parts = self.out_partitions.max(1);
-        range.groups_written = u32::try_from(range.groups.len()).unwrap_or(u32::MAX);
-        for (mut record, partial) in range.groups.drain(..) {
-            let acc = Reduce::encode(&partial).unwrap_or_default();
-            record
-                .headers
-                .push(Header::new(COMBINED_HEADER, Bytes::from(acc)));
-            if record.key.is_none() {
-                // As the map would: unkeyed outputs stay with their input partition.
-                record.partition = Some(range.tp.partition % parts);
-            }
-            emits.push(Emit { output: 0, record });
-        }
-        for i in 0..range.groups_written {
-            tags.push((range.origin.clone(), range.last, i));
-        }
-        range.reset();
-        tally
-    }
-}
-
-/// Bytes of a combining key kept inline (most keys: the word count's are ~20).
-type ComboKey = InlineKey<39>;
-
-/// The record key's part of a combining key, the same for all outputs of a record.
-fn key_prefix(key: &mut Vec<u8>, rec: &ConsumedRecord) {
-    key.clear();
-    match rec.key.as_deref() {
-        None => key.push(0),
-        Some(k) => {
-            key.push(1);
-            key_part(key, k);
-        }
-    }
-}
-
-/// Appends one length-prefixed part to a combining key.
-fn key_part(key: &mut Vec<u8>, b: &[u8]) {
-    key.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes());
-    key.extend_from_slice(b);
-}
-
-/// An output as the reduce would read it, for the slow paths.
-fn as_read(rec: &ConsumedRecord, value: &[u8]) -> ConsumedRecord {
-    ConsumedRecord {
-        topic: rec.topic.clone(),
-        partition: rec.partition,
-        offset: rec.offset,
-        key: rec.key.clone(),
-        value: Bytes::copy_from_slice(value),
-        headers: rec.headers.clone(),
-        timestamp: rec.timestamp,
-    }
-}
-
-/// Absorbs `runs` (record index ranges of `batch`, each in one range) into `out`.
-fn absorb_runs(
-    how: &How,
-    cuts: &HashMap<String, Vec<i64>>,
-    batch: &[ConsumedRecord],
-    runs: Vec<(&mut Range, std::ops::Range<usize>)>,
-    s: &mut Scratch,
-    out: &mut Absorbed,
-) {
-    for (range, at) in runs {
-        for rec in &batch[at] {
-            how.absorb(range, s, rec, cuts, out);
         }
     }
 }
@@ -541,7 +147,7 @@ impl Coordinated for Combiner {
         _progress: Progress,
         emits: &mut Vec<Emit>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        tags: &mut Vec<(String, i64, u32)>,
+        tags: &mut Vec<LineageTag>,
     ) -> Option<Tally> {
         // Runs of one partition (a poll returns each partition's records together).
         let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
@@ -609,7 +215,7 @@ impl Coordinated for Combiner {
         Ok(t)
     }
 
-    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+    fn finish_tags(&mut self) -> Option<Vec<LineageTag>> {
         Some(std::mem::take(&mut self.finished))
     }
 
@@ -634,6 +240,5 @@ impl Coordinated for Combiner {
     }
 }
 
-mod seen;
 #[cfg(test)]
 mod tests;

@@ -4,11 +4,14 @@
 //! longer held: a held record holds back its partition's committed offset, and a
 //! crash replays it instead of losing it.
 //!
-//! - `join`: barrier (release a batch once all of it is there), key (combine equal keys
-//!   from every input), zip (pair items by arrival order).
+//! - `join/`: barrier (release a batch once all of it is there), by key (combine
+//!   equal keys from every input), zip (pair items by arrival order), a file each.
 //! - `reduce`: count, sum, min, max, mean, histogram, collect and custom jq reducers,
 //!   per group key, with partial results as items arrive and the final result at the
 //!   batch's end.
+//! - `combine`: a map that pre-aggregates for a reduce downstream (`combine: true`).
+//! - `key`: group keys as the reduce and the combiner index them.
+//! - `task`: the stage task that runs them.
 
 pub mod combine;
 pub mod join;
@@ -22,6 +25,7 @@ use async_trait::async_trait;
 use millrace_broker::{Broker, ConsumedRecord, ProduceRecord, TopicPartition};
 
 use crate::error::RuntimeError;
+use crate::lineage::LineageTag;
 use crate::operator::{Emit, RecordError};
 
 /// How many input records ended where, reported by a coordinated pattern so the task
@@ -92,15 +96,15 @@ pub trait Coordinated: Send + Sync {
     ) -> Tally;
 
     /// Takes in a whole poll at once, for a pattern that spreads it over threads and
-    /// names its outputs itself: `tags` gets the lineage (origin, offset, index) of
-    /// each output pushed onto `emits`. `None`: the task calls `absorb` per record.
+    /// names its outputs itself: `tags` gets the lineage of each output pushed onto
+    /// `emits`. `None`: the task calls `absorb` per record.
     fn absorb_all(
         &mut self,
         _batch: &[ConsumedRecord],
         _progress: Progress,
         _emits: &mut Vec<Emit>,
         _dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        _tags: &mut Vec<(String, i64, u32)>,
+        _tags: &mut Vec<LineageTag>,
     ) -> Option<Tally> {
         None
     }
@@ -127,9 +131,9 @@ pub trait Coordinated: Send + Sync {
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
     ) -> Result<Tally, RuntimeError>;
 
-    /// The lineage (origin, offset, index) of the last `finish`'s emits, when the
+    /// The lineage of the last `finish`'s emits, when the
     /// pattern names them itself; else they are named after the batch.
-    fn finish_tags(&mut self) -> Option<Vec<(String, i64, u32)>> {
+    fn finish_tags(&mut self) -> Option<Vec<LineageTag>> {
         None
     }
 
@@ -139,6 +143,11 @@ pub trait Coordinated: Send + Sync {
     /// Partitions moved to another instance: forget what is held of them (it was not
     /// committed, so the new owner reads it again).
     fn revoke(&mut self, tps: &[TopicPartition]) -> u64;
+}
+
+/// The partition a record was read from.
+pub fn tp_of(rec: &ConsumedRecord) -> TopicPartition {
+    TopicPartition::new(rec.topic.clone(), rec.partition)
 }
 
 /// A record emitted by a coordinated pattern: a JSON value with a key.

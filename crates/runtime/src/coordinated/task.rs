@@ -15,13 +15,13 @@ use millrace_broker::{
 };
 use tokio::sync::watch;
 
-use super::join::{BATCH_HEADER, batch_header, stamp_batch};
 use super::{Coordinated, FinishContext, Progress, Tally};
 use crate::batch::Completion;
+use crate::batch::{BATCH_HEADER, batch_header, stamp_batch};
 use crate::counters::StageCounters;
 use crate::dead_letter;
 use crate::error::RuntimeError;
-use crate::lineage::{self, Lineage};
+use crate::lineage::{self, Lineage, LineageTag};
 use crate::operator::{Emit, RecordError};
 use crate::task::{
     Between, Polled, between_batches, commit, output_partitions, poll_or_stop, produce_all,
@@ -50,11 +50,8 @@ impl CoordinatedTask {
         let mut config = ConsumerConfig::new(self.inputs.clone());
         config.group = Some(group.clone());
         config.offset_reset = OffsetReset::Earliest;
-        // Joins by key and reduces need partition p of every input in one consumer:
-        // Kafka's range assignor gives that for co-partitioned topics.
-        config
-            .properties
-            .insert("partition.assignment.strategy".into(), "range".into());
+        // Joins by key and reduces need partition p of every input in one consumer.
+        config.co_partitioned = true;
         let mut consumer = self.broker.consumer(config).await?;
         let partitions_of = output_partitions(
             self.broker.as_ref(),
@@ -105,8 +102,8 @@ impl CoordinatedTask {
         next: &mut BTreeMap<TopicPartition, i64>,
     ) -> Result<(), RuntimeError> {
         let mut emits: Vec<Emit> = Vec::new();
-        // Where each emit came from, for its lineage: (origin, offset, index).
-        let mut tags: Vec<Option<(String, i64, u32)>> = Vec::new();
+        // Where each emit came from, for its lineage.
+        let mut tags: Vec<Option<LineageTag>> = Vec::new();
         let lineage = std::sync::Mutex::new(Lineage::new(&self.stage));
         let mut dead: Vec<(ConsumedRecord, RecordError)> = Vec::new();
         let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
@@ -243,7 +240,7 @@ impl CoordinatedTask {
                 if emits.len() > before {
                     let origin = lineage::origin_of(&rec.topic, rec.partition);
                     for i in 0..emits.len() - before {
-                        tags.push(Some((
+                        tags.push(Some(LineageTag::new(
                             origin.clone(),
                             rec.offset,
                             u32::try_from(i).unwrap_or(u32::MAX),
@@ -294,7 +291,7 @@ impl CoordinatedTask {
         &self,
         partitions_of: &HashMap<String, i32>,
         emits: &mut Vec<Emit>,
-        tags: &mut Vec<Option<(String, i64, u32)>>,
+        tags: &mut Vec<Option<LineageTag>>,
         dead: &mut Vec<(ConsumedRecord, RecordError)>,
         lineage: &std::sync::Mutex<Lineage>,
     ) -> Result<(), RuntimeError> {
@@ -308,17 +305,16 @@ impl CoordinatedTask {
             };
             let parts = partitions_of.get(topic).copied().unwrap_or(1).max(1);
             let q = lineage::output_partition(r.partition, r.key.as_deref(), parts, None);
-            if let (Some(q), Some((origin, offset, index))) = (q, &tag) {
+            if let (Some(q), Some(tag)) = (q, &tag) {
                 r.partition = Some(q);
                 let written = lineage
                     .lock()
-                    .map(|mut l| l.already_written(topic, q, origin, *offset, *index))
+                    .map(|mut l| l.already_written(topic, q, &tag.origin, tag.offset, tag.index))
                     .unwrap_or(false);
                 if written {
                     continue;
                 }
-                r.headers
-                    .push(lineage::header(&self.stage, origin, *offset, *index));
+                r.headers.push(tag.header(&self.stage));
             }
             // An output that names its batch (a reduce result of an earlier batch)
             // keeps it.
@@ -349,7 +345,7 @@ impl CoordinatedTask {
 /// batch, or the one a rebalance handed the partition to — finds it written. Unkeyed
 /// results are numbered within their batch. A result of an earlier batch (a reduce's
 /// or a barrier's replay) is named after that batch, as when it was first written.
-fn names_of_results(emits: &[Emit], batch: u64) -> Vec<Option<(String, i64, u32)>> {
+fn names_of_results(emits: &[Emit], batch: u64) -> Vec<Option<LineageTag>> {
     let mut numbered: HashMap<String, u32> = HashMap::new();
     emits
         .iter()
@@ -360,11 +356,13 @@ fn names_of_results(emits: &[Emit], batch: u64) -> Vec<Option<(String, i64, u32)
                 None => format!("batch:{batch}"),
             };
             Some(match &e.record.key {
-                Some(k) => (format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0),
+                Some(k) => {
+                    LineageTag::new(format!("{origin}/{}", String::from_utf8_lossy(k)), 0, 0)
+                }
                 None => {
                     let n = numbered.entry(origin.clone()).or_default();
                     *n += 1;
-                    (origin, 0, *n - 1)
+                    LineageTag::new(origin, 0, *n - 1)
                 }
             })
         })
@@ -396,8 +394,7 @@ mod tests {
             result(Some("w"), Some("5")),
             result(None, None),
         ];
-        let names: Vec<(String, i64, u32)> =
-            names_of_results(&emits, 9).into_iter().flatten().collect();
+        let names: Vec<LineageTag> = names_of_results(&emits, 9).into_iter().flatten().collect();
         let want = [
             ("batch:5", 0),
             ("batch:9", 0),
@@ -405,8 +402,10 @@ mod tests {
             ("batch:5/w", 0),
             ("batch:9", 1),
         ];
-        let want: Vec<(String, i64, u32)> =
-            want.iter().map(|(o, i)| (o.to_string(), 0, *i)).collect();
+        let want: Vec<LineageTag> = want
+            .iter()
+            .map(|(o, i)| LineageTag::new(*o, 0, *i))
+            .collect();
         assert_eq!(names, want);
     }
 }

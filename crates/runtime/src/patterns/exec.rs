@@ -6,16 +6,38 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::Format;
 use millrace_pipeline::expr::not_json_because;
+use millrace_pipeline::{Format, Stage};
 
-use crate::exec::{WorkItem, WorkerPool};
+use crate::error::RuntimeError;
+use crate::exec::{ExecConfig, WorkItem, WorkerPool};
 use crate::operator::{Emit, Operator, Outcome, RecordError, derived};
 
 pub struct Exec {
     pub pool: Option<WorkerPool>,
     pub ordered_by_key: bool,
     pub format: Format,
+}
+
+impl Exec {
+    /// Starts the stage's workers, so a worker that cannot start is reported before
+    /// anything runs.
+    pub fn start(stage: &Stage, e: &millrace_pipeline::Exec) -> Result<Exec, RuntimeError> {
+        let mut cfg = ExecConfig::new(e.command.clone());
+        cfg.workers = usize::try_from(e.workers).unwrap_or(1).max(1);
+        cfg.timeout = e.timeout;
+        cfg.retries = e.retries;
+        cfg.env = e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let pool = WorkerPool::start(cfg).map_err(|err| RuntimeError::Stage {
+            stage: stage.name.clone(),
+            message: err.to_string(),
+        })?;
+        Ok(Exec {
+            pool: Some(pool),
+            ordered_by_key: e.ordered_by_key,
+            format: stage.format,
+        })
+    }
 }
 
 fn item_of(rec: &ConsumedRecord, format: Format) -> Result<WorkItem, RecordError> {

@@ -1,42 +1,22 @@
 //! filter: keeps the records whose predicate holds; the rest are counted as filtered.
 
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{NativePredicates, Projection};
+use millrace_pipeline::expr::CompiledConditions;
 use millrace_pipeline::{Format, Predicate};
 
-use super::{native_of, projection_of, value_for, with_vars};
+use super::with_vars;
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Filter {
-    predicate: Predicate,
-    format: Format,
-    /// `where` over a few plain paths: evaluated on them, picked from the bytes, by
-    /// native steps when it is within their grammar, else by jaq.
-    native: Option<NativePredicates>,
-    projection: Option<Projection>,
+    /// `where`, run by the fastest tier that answers it.
+    condition: CompiledConditions,
 }
 
 impl Filter {
     pub fn new(predicate: Predicate, format: Format) -> Self {
-        let projection = projection_of([&predicate], format);
         Filter {
-            native: native_of([&predicate], format),
-            predicate,
-            format,
-            projection,
+            condition: CompiledConditions::new(vec![predicate], format),
         }
-    }
-
-    /// Evaluates the predicate on a record; not JSON or a jq error is a record error.
-    fn test(&self, rec: &ConsumedRecord) -> Result<bool, RecordError> {
-        if let Some(n) = &self.native
-            && let Some(values) = n.pick(&rec.value)
-            && let Some(keep) = n.test(0, &values)
-        {
-            return Ok(keep);
-        }
-        let v = value_for(rec, self.format, self.projection.as_ref())?;
-        with_vars(rec, |vars| self.predicate.test(&v, vars)).map_err(RecordError::new)
     }
 }
 
@@ -46,7 +26,10 @@ impl RecordOperator for Filter {
         rec: &ConsumedRecord,
         emits: &mut Vec<Emit>,
     ) -> Result<(), RecordError> {
-        if self.test(rec)? {
+        // Not JSON or a jq error is a record error.
+        let holds = with_vars(rec, |vars| self.condition.first(&rec.value, vars))
+            .map_err(RecordError::new)?;
+        if holds.is_some() {
             emits.push(Emit {
                 output: 0,
                 record: derived(rec, rec.value.clone()),

@@ -1,22 +1,21 @@
 //! map: a jq filter (or closure) per record; each of its outputs becomes one output
 //! record (0..n: a flat map), encoded as compact JSON.
 //!
-//! A jq filter within `expr::NativeMap`'s grammar runs natively on the record's
-//! bytes; a record it cannot answer with certainty is run through jaq as before.
+//! The filter runs natively on the record's bytes when it is within
+//! `expr::NativeMap`'s grammar; a record the native tier cannot answer with certainty
+//! is run through jaq.
 
 use bytes::{Bytes, BytesMut};
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{NativeMap, to_json_bytes};
+use millrace_pipeline::expr::{CompiledMapper, to_json_bytes};
 use millrace_pipeline::{Format, Mapper};
 
-use super::{value_of, with_vars};
+use super::with_vars;
 use crate::operator::{Emit, RecordError, RecordOperator, derived};
 
 pub struct Map {
-    mapper: Mapper,
-    format: Format,
-    native: Option<NativeMap>,
-    /// Outputs of the native path are written here and handed out as slices of it.
+    mapper: CompiledMapper,
+    /// Outputs of the native tier are written here and handed out as slices of it.
     buf: BytesMut,
 }
 
@@ -25,27 +24,18 @@ const CHUNK: usize = 64 << 10;
 
 impl Map {
     pub fn new(mapper: Mapper, format: Format) -> Map {
-        let native = match &mapper {
-            Mapper::Jq(e) => NativeMap::compile(e.source()),
-            Mapper::Fn(_) => None,
-        };
         Map {
-            mapper,
-            format,
-            native,
+            mapper: CompiledMapper::new(mapper, format),
             buf: BytesMut::new(),
         }
     }
 
-    /// The outputs of the native path, or `false` when the record needs jaq (nothing
+    /// The outputs of the native tier, or `false` when the record needs jaq (nothing
     /// is left in `emits` then).
     fn native(&mut self, rec: &ConsumedRecord, emits: &mut Vec<Emit>) -> bool {
-        let Some(native) = &self.native else {
-            return false;
-        };
         let before = emits.len();
         let buf = &mut self.buf;
-        let answered = native.run(&rec.value, self.format, &mut |out| {
+        let answered = self.mapper.run_native(&rec.value, &mut |out| {
             if buf.capacity() - buf.len() < out.len() {
                 buf.reserve(CHUNK.max(out.len()));
             }
@@ -55,21 +45,30 @@ impl Map {
                 record: derived(rec, buf.split().freeze()),
             });
         });
-        if answered.is_none() {
+        if !answered {
             emits.truncate(before);
         }
-        answered.is_some()
+        answered
     }
-}
 
-impl Map {
-    /// Runs the native form on a record, handing each output's JSON to `out`; `false`
+    /// Runs the native tier on a record, handing each output's JSON to `out`; `false`
     /// when there is none or the record needs jaq (the outputs given must then be
     /// dropped).
     pub fn run_native(&self, rec: &ConsumedRecord, out: &mut dyn FnMut(&[u8])) -> bool {
-        self.native
-            .as_ref()
-            .is_some_and(|n| n.run(&rec.value, self.format, out).is_some())
+        self.mapper.run_native(&rec.value, out)
+    }
+
+    /// The outputs by jaq.
+    pub fn run_jaq(&self, rec: &ConsumedRecord, emits: &mut Vec<Emit>) -> Result<(), RecordError> {
+        with_vars(rec, |vars| {
+            self.mapper.run_jaq(&rec.value, vars, |o| {
+                emits.push(Emit {
+                    output: 0,
+                    record: derived(rec, Bytes::from(to_json_bytes(&o))),
+                })
+            })
+        })
+        .map_err(RecordError::new)
     }
 }
 
@@ -83,21 +82,5 @@ impl RecordOperator for Map {
             return Ok(());
         }
         self.run_jaq(rec, emits)
-    }
-}
-
-impl Map {
-    /// The outputs by jaq.
-    pub fn run_jaq(&self, rec: &ConsumedRecord, emits: &mut Vec<Emit>) -> Result<(), RecordError> {
-        let v = value_of(rec, self.format)?;
-        with_vars(rec, |vars| {
-            self.mapper.apply(v, vars, |o| {
-                emits.push(Emit {
-                    output: 0,
-                    record: derived(rec, Bytes::from(to_json_bytes(&o))),
-                })
-            })
-        })
-        .map_err(RecordError::new)
     }
 }

@@ -1,4 +1,6 @@
-//! The event-driven patterns, one file each, as `Operator`s.
+//! The event-driven patterns, one file each, as `Operator`s: each is built from its
+//! plan stage (`crate::build` picks the file) and runs its logic through
+//! `millrace_pipeline::expr`'s compiled types, which pick the fastest tier once.
 //!
 //! Each takes the record value untouched unless its job is to change it (map, exec):
 //! a copier or a filter writes the very bytes it read, so no JSON is re-encoded.
@@ -12,57 +14,13 @@ pub mod sharder;
 pub mod splitter;
 
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::Predicate;
-use millrace_pipeline::expr::{Format, NativePredicates, Projection, RecordVars, Val, parse_value};
+use millrace_pipeline::expr::{Format, RecordVars, Val, parse_value};
 
 use crate::operator::RecordError;
 
 /// Parses the value as the stage's format says; not JSON is a record error.
 pub fn value_of(rec: &ConsumedRecord, format: Format) -> Result<Val, RecordError> {
     parse_value(&rec.value, format).map_err(RecordError::new)
-}
-
-/// The jq sources of predicates on JSON records: `None` for text records, or when a
-/// predicate is a closure.
-fn jq_sources<'a>(
-    predicates: impl IntoIterator<Item = &'a Predicate>,
-    format: Format,
-) -> Option<Vec<&'a str>> {
-    if !matches!(format, Format::Json) {
-        return None;
-    }
-    predicates.into_iter().map(Predicate::source).collect()
-}
-
-/// The projection jq predicates are evaluated on, when they all read JSON values only
-/// through a few plain paths (see `expr::Projection`).
-pub fn projection_of<'a>(
-    predicates: impl IntoIterator<Item = &'a Predicate>,
-    format: Format,
-) -> Option<Projection> {
-    Projection::of_all(jq_sources(predicates, format)?)
-}
-
-/// Native forms of the predicates (see `NativePredicates`), when every one is a jq
-/// condition within their grammar.
-pub fn native_of<'a>(
-    predicates: impl IntoIterator<Item = &'a Predicate>,
-    format: Format,
-) -> Option<NativePredicates> {
-    NativePredicates::compile(jq_sources(predicates, format)?)
-}
-
-/// The value predicates see: the record's projection when it can be picked, else the
-/// whole record parsed.
-pub fn value_for(
-    rec: &ConsumedRecord,
-    format: Format,
-    projection: Option<&Projection>,
-) -> Result<Val, RecordError> {
-    if let Some(v) = projection.and_then(|p| p.project(&rec.value)) {
-        return Ok(v);
-    }
-    value_of(rec, format)
 }
 
 /// Runs `f` with the record's variables ($key, $headers, $topic, $partition, $offset,

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use millrace_broker::ConsumedRecord;
-use millrace_pipeline::expr::{PlainPath, pick};
-use millrace_pipeline::{Format, Selector};
+use millrace_pipeline::expr::CompiledSelector;
+use millrace_pipeline::{Format, Selector, ShardTarget, Stage};
 use millrace_store::partition_for_key;
 
-use super::{value_of, with_vars};
-use crate::operator::{Emit, RecordError, RecordOperator, derived};
+use super::with_vars;
+use crate::error::RuntimeError;
+use crate::operator::{Emit, RecordError, RecordOperator, derived, output_index};
 
 pub enum Target {
     /// Shard i goes to output i.
@@ -29,40 +30,52 @@ pub enum Target {
     Partitions(u32),
 }
 
+impl Target {
+    /// Where a plan's shards go, as the stage's output numbers.
+    pub fn of_stage(stage: &Stage, target: &ShardTarget) -> Result<Target, RuntimeError> {
+        Ok(match target {
+            ShardTarget::Topics(ts) => {
+                // Shard i must be outputs[i]; the plan lists shards in order.
+                for (i, t) in ts.iter().enumerate() {
+                    if output_index(stage, t)? != i {
+                        return Err(RuntimeError::Stage {
+                            stage: stage.name.clone(),
+                            message: "shard topics out of order".into(),
+                        });
+                    }
+                }
+                Target::Outputs(u32::try_from(ts.len()).unwrap_or(1))
+            }
+            ShardTarget::Named { shards, default } => {
+                let mut map = HashMap::new();
+                for (k, t) in shards {
+                    map.insert(k.as_bytes().to_vec(), output_index(stage, t)?);
+                }
+                Target::Named {
+                    shards: map,
+                    default: default
+                        .as_deref()
+                        .map(|d| output_index(stage, d))
+                        .transpose()?,
+                }
+            }
+            ShardTarget::Partitions { count, .. } => Target::Partitions(*count),
+        })
+    }
+}
+
 pub struct Sharder {
-    by: Option<Selector>,
+    /// `None`: the record key.
+    by: Option<CompiledSelector>,
     target: Target,
-    format: Format,
-    /// `by` as a plain path (`.user`) over JSON values: the key is picked from the
-    /// record's bytes, without parsing it into a jq value (the general path decides
-    /// whenever the pick gives up).
-    plain: Option<PlainPath>,
 }
 
 impl Sharder {
     pub fn new(by: Option<Selector>, target: Target, format: Format) -> Self {
-        let plain = match format {
-            Format::Json => by.as_ref().and_then(Selector::as_plain_path),
-            Format::Text => None,
-        };
         Sharder {
-            by,
+            by: by.map(|s| CompiledSelector::new(s, format)),
             target,
-            format,
-            plain,
         }
-    }
-
-    /// The shard key `by` selects from a record.
-    fn key_of(&self, sel: &Selector, rec: &ConsumedRecord) -> Result<Vec<u8>, RecordError> {
-        if let Some(path) = &self.plain
-            && let Some([picked]) = pick(&rec.value, [path])
-            && let Ok(key) = picked.key()
-        {
-            return Ok(key.into_owned());
-        }
-        let v = value_of(rec, self.format)?;
-        with_vars(rec, |vars| sel.key(&v, vars)).map_err(RecordError::new)
     }
 }
 
@@ -81,7 +94,9 @@ impl RecordOperator for Sharder {
                     ));
                 }
             },
-            Some(sel) => self.key_of(sel, rec)?,
+            Some(by) => {
+                with_vars(rec, |vars| by.key(&rec.value, vars)).map_err(RecordError::new)?
+            }
         };
         let mut record = derived(rec, rec.value.clone());
         let output = match &self.target {
@@ -145,52 +160,19 @@ mod tests {
     }
 
     #[test]
-    fn a_picked_shard_key_is_the_key_jq_gives() {
-        let values: &[&[u8]] = &[
-            br#"{"user":"alice","n":1}"#,
-            br#"{"n":1,"user":"bob"}"#,
-            br#"{"user":"caf\u00e9"}"#,
-            br#"{"user":"a\"b"}"#,
-            br#"{"user":42}"#,
-            br#"{"user":{"id":[1,2]}}"#,
-            br#"{"user":null}"#,
-            br#"{"other":1}"#,
-            br#"  {"user" : "spaced"}  "#,
-            br#"{"user":"x","user":"y"}"#,
-            b"[1,2]",
-            b"7",
-            b"not json",
-            b"",
-            b"{\"user\":\"\xff\"}",
-        ];
-        for target in [Target::Outputs(4), Target::Partitions(6)] {
-            let keep = match target {
-                Target::Outputs(n) => Target::Outputs(n),
-                Target::Partitions(n) => Target::Partitions(n),
-                Target::Named { .. } => unreachable!(),
-            };
-            let mut fast = Sharder::new(by(".user"), target, Format::Json);
-            assert!(fast.plain.is_some(), "`.user` is a plain path");
-            let mut general = Sharder::new(by(".user"), keep, Format::Json);
-            general.plain = None;
-            for v in values {
-                assert_eq!(
-                    shard(&mut fast, v),
-                    shard(&mut general, v),
-                    "{}",
-                    String::from_utf8_lossy(v)
-                );
-            }
-        }
+    fn a_shard_key_by_expression_keys_the_output_record() {
         // Keys reach the output record: alice's key is her name.
         let mut s = Sharder::new(by(".user"), Target::Outputs(4), Format::Json);
         let (_, _, key) = shard(&mut s, br#"{"user":"alice"}"#).expect("sharded");
         assert_eq!(key.as_deref(), Some(&b"alice"[..]));
-        // Text values are strings to jq: no plain path over them.
-        assert!(
-            Sharder::new(by("."), Target::Outputs(2), Format::Text)
-                .plain
-                .is_none()
-        );
+        // The same key, the same shard; the partition is murmur2's, as Kafka's.
+        let mut p = Sharder::new(by(".user"), Target::Partitions(6), Format::Json);
+        let (_, part, _) = shard(&mut p, br#"{"n":1,"user":"alice"}"#).expect("sharded");
+        let want = i32::try_from(partition_for_key(b"alice", 6)).expect("small");
+        assert_eq!(part, Some(want));
+        // Text values are strings to jq: the whole line is the key.
+        let mut t = Sharder::new(by("."), Target::Outputs(2), Format::Text);
+        let (_, _, key) = shard(&mut t, b"{\"user\":\"x\"}").expect("sharded");
+        assert_eq!(key.as_deref(), Some(&b"{\"user\":\"x\"}"[..]));
     }
 }

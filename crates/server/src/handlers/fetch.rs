@@ -1,22 +1,25 @@
-//! Fetch: each partition's records from the offset asked for, as one uncompressed v2
-//! batch, within the partition's and the response's byte limits (the first records
-//! found are returned even when larger, as Kafka does, so a consumer never sticks on a
-//! big record). A fetch with too little data long-polls: it waits until `min_bytes`
-//! are there or `max_wait_ms` passed, woken by the hub when records become readable.
+//! Fetch: each partition's records from the offset asked for, as uncompressed v2
+//! batches written from the stored bytes (`batch_writer`), within the partition's and
+//! the response's byte limits (the first stored batch found is returned even when
+//! larger, as Kafka does, so a consumer never sticks on a big record). A fetch with too
+//! little data long-polls: it waits until `min_bytes` are there or `max_wait_ms`
+//! passed, woken by the hub when records become readable.
 //!
 //! No fetch sessions: the response's session id is 0, which tells clients to send full
 //! fetches. Without transactions every offset is stable, so both isolation levels read
 //! the same records, up to the high watermark.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use millrace_store::Partition;
 
 use super::{Ctx, store_code};
-use crate::batches;
+use crate::batch_writer::FetchSink;
 
 pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
     let max_bytes = usize::try_from(req.max_bytes)
@@ -116,11 +119,7 @@ fn read(
                     .unwrap_or(0)
                     .min(budget)
                     .max(1);
-                let records = p
-                    .read(from, usize::MAX, limit)
-                    .map_err(|e| store_code(&e))?;
-                let bytes = batches::encode_fetched(&records)
-                    .map_err(|_| ResponseError::KafkaStorageError)?;
+                let bytes = read_batches(p, from, limit)?;
                 budget = budget.saturating_sub(bytes.len());
                 total += bytes.len();
                 data = std::mem::take(&mut data).with_records(Some(bytes));
@@ -140,4 +139,36 @@ fn read(
     }
     let response = FetchResponse::default().with_responses(responses);
     (response, total, any_failed)
+}
+
+thread_local! {
+    /// Where this thread writes fetched batches. Each partition's bytes are split off
+    /// it; once the response that held them is sent, the next fetch reuses the memory.
+    static FETCH_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A buffer that grew past this is let go after use rather than kept by the thread.
+const KEEP_BUF_BYTES: usize = 8 << 20;
+
+/// The records of partition `p` from `from` on, about `limit` bytes of them (at least
+/// one stored batch), as Kafka batches.
+fn read_batches(p: &Partition, from: u64, limit: usize) -> Result<Bytes, ResponseError> {
+    FETCH_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.reserve(limit.min(KEEP_BUF_BYTES));
+        let mut sink = FetchSink::new(&mut buf);
+        let read = p.read_into(from, usize::MAX, limit, &mut sink);
+        let written = sink.finish();
+        let grown = buf.capacity() > KEEP_BUF_BYTES;
+        let bytes = buf.split().freeze();
+        if grown {
+            *buf = BytesMut::new();
+        }
+        read.map_err(|e| store_code(&e))?;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "fetch");
+            return Err(ResponseError::KafkaStorageError);
+        }
+        Ok(bytes)
+    })
 }

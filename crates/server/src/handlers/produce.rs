@@ -138,7 +138,7 @@ fn append_partition(
     };
     let mut first_base = None;
     for batch in batches {
-        match append_batch(hub, topic.name(), p, batch) {
+        match append_batch(hub, topic.name(), p, &batch) {
             Ok(base) => {
                 first_base.get_or_insert(base);
             }
@@ -163,23 +163,22 @@ fn append_batch(
     hub: &Hub,
     topic: &str,
     p: &Partition,
-    batch: ProducedBatch,
+    batch: &ProducedBatch,
 ) -> Result<u64, Failure> {
     if batch.transactional {
         return Err(transactions_refused());
     }
-    let append =
-        |records: &[millrace_store::Record]| p.append(records).map_err(|e| store_error(&e));
+    let append = || p.append_refs(batch.records()).map_err(|e| store_error(&e));
     if batch.producer_id < 0 || batch.base_sequence < 0 {
-        return append(&batch.records);
+        return append();
     }
     let state = hub.producers().partition(batch.producer_id, topic, p.id());
     // Held across the append: the same producer's next batch waits for this one.
     let mut s = producers::lock(&state);
-    let count = batch.records.len();
+    let count = batch.len();
     match s.check(batch.producer_epoch, batch.base_sequence, count) {
         Sequence::Append => {
-            let base = append(&batch.records)?;
+            let base = append()?;
             s.appended(batch.producer_epoch, batch.base_sequence, count, base);
             Ok(base)
         }

@@ -1,8 +1,10 @@
 use std::sync::Arc;
 
+use bytes::Bytes;
 use millrace_pipeline::{Expr, Format, Mapper, Reducer, Selector};
 
 use super::*;
+use crate::coordinated::reduce::COMBINED_HEADER;
 
 fn combiner(max_groups: usize) -> Combiner {
     let expr = r#"ascii_downcase | scan("[a-z]+") | {word: .}"#;
@@ -34,7 +36,7 @@ fn line(partition: i32, offset: i64, text: &str) -> ConsumedRecord {
 type Absorbed = (
     Vec<Emit>,
     Vec<(ConsumedRecord, RecordError)>,
-    Vec<(String, i64, u32)>,
+    Vec<LineageTag>,
 );
 
 fn absorb_poll(c: &mut Combiner, batch: &[ConsumedRecord]) -> Absorbed {
@@ -91,7 +93,11 @@ async fn ranges_close_at_the_group_limit_on_the_record_that_reaches_it() {
     let origin = |p: i32| format!("lines/{p}");
     assert_eq!(
         tags,
-        vec![(origin(0), 11, 0), (origin(0), 11, 1), (origin(0), 11, 2)]
+        vec![
+            LineageTag::new(origin(0), 11, 0),
+            LineageTag::new(origin(0), 11, 1),
+            LineageTag::new(origin(0), 11, 2)
+        ]
     );
     assert_eq!(
         counts(&emits),
@@ -128,8 +134,8 @@ async fn ranges_close_at_the_group_limit_on_the_record_that_reaches_it() {
     assert_eq!(
         tags,
         vec![
-            ("lines/0".to_string(), 12, 0),
-            ("lines/1".to_string(), 6, 0)
+            LineageTag::new("lines/0", 12, 0),
+            LineageTag::new("lines/1", 6, 0)
         ]
     );
     assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), None);
@@ -163,7 +169,10 @@ fn a_replay_ends_its_ranges_where_the_lineage_found_them_ended() {
         counts(&emits),
         [("a".to_string(), 2), ("b".into(), 1)].into()
     );
-    assert_eq!(tags.iter().map(|t| t.1).collect::<Vec<_>>(), vec![11, 11]);
+    assert_eq!(
+        tags.iter().map(|t| t.offset).collect::<Vec<_>>(),
+        vec![11, 11]
+    );
     // The next range (from 12) runs to the next cut, 30.
     assert_eq!(c.held_from(&TopicPartition::new("lines", 0)), Some(12));
     assert_eq!(c.ranges[0].cut, Some(30));

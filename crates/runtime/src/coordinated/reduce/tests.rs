@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use millrace_pipeline::Expr;
 
-use super::super::join::BATCH_HEADER;
 use super::*;
+use crate::batch::BATCH_HEADER;
 
 fn sel(src: &str) -> Selector {
     Selector::Jq(Expr::compile(src).expect("compiles"))
@@ -18,15 +18,7 @@ fn reduce(group_by: Option<&str>, reducer: Reducer, of: Option<&str>, emit: Emit
     Reduce::new(group_by.map(sel), reducer, of.map(sel), emit, Format::Json)
 }
 
-const BUILTINS: [Reducer; 7] = [
-    Reducer::Count,
-    Reducer::Sum,
-    Reducer::Min,
-    Reducer::Max,
-    Reducer::Mean,
-    Reducer::Histogram,
-    Reducer::Collect,
-];
+const BUILTINS: [Reducer; 7] = Reducer::BUILT_IN;
 
 #[test]
 fn plain_paths_and_built_in_reducers_take_the_fast_path() {
@@ -205,7 +197,7 @@ fn fast_and_general_agree() {
                         let fast = reduce(group_by, r.clone(), *of, emit);
                         assert!(fast.is_fast());
                         let mut general = reduce(group_by, r.clone(), *of, emit);
-                        general.fast = None;
+                        general.items.fast = None;
                         let (a, b) = (
                             observe(fast, &recs, revoke_at),
                             observe(general, &recs, revoke_at),
@@ -304,7 +296,7 @@ fn partitions_that_come_later_or_go_keep_every_group_right() {
             EmitPolicy::default(),
         );
         if !fast {
-            r.fast = None;
+            r.items.fast = None;
         }
         let (mut emits, mut dead) = (Vec::new(), Vec::new());
         // Partition 2 first, then 0, then 1: the layout grows twice with groups in it.

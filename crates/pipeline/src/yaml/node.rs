@@ -29,6 +29,21 @@ impl Pos {
     }
 }
 
+/// A value and where the file wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sp<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+/// A jq expression as written; `pos` is the scalar's first character (the quote for a
+/// quoted scalar), from which the planner maps offsets inside the expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprSrc {
+    pub source: String,
+    pub pos: Pos,
+}
+
 /// One YAML node.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {

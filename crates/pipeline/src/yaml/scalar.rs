@@ -1,99 +1,8 @@
-//! Compiling the file's jq expressions, with errors placed *inside* the expression:
-//! an offset in the expression text is mapped back through the YAML scalar's quoting
-//! (`'…'`, `"…"`, plain, or a block scalar) to a line and column of the file.
+//! Places inside a YAML scalar: an offset in a scalar's value (a jq expression's
+//! error, say) mapped back through its quoting (`'…'`, `"…"`, plain, or a block
+//! scalar) to a line and column of the file.
 
-use crate::diagnostics::Diagnostic;
-use crate::expr::Expr;
-use crate::spec::{ExprSrc, Pos};
-
-/// Compile `e`; on failure push one diagnostic per compile error and return `None`.
-pub fn compile(
-    file_src: &str,
-    e: &ExprSrc,
-    extra_vars: &[&str],
-    what: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Expr> {
-    match Expr::compile_with(&e.source, extra_vars) {
-        Ok(x) => Some(x),
-        Err(errs) => {
-            for err in errs {
-                let pos = position_in_scalar(file_src, e.pos, &e.source, err.offset);
-                let mut d = Diagnostic::error(
-                    pos.line,
-                    pos.col,
-                    format!("{what} does not compile: {}", err.message),
-                )
-                .with_hint(hint_for(&err.message, extra_vars));
-                d.offset = pos.byte;
-                diags.push(d);
-            }
-            None
-        }
-    }
-}
-
-fn hint_for(message: &str, extra_vars: &[&str]) -> String {
-    if message.contains("undefined variable") {
-        let mut vars: Vec<String> = crate::expr::RECORD_VARS
-            .iter()
-            .map(|v| (*v).to_owned())
-            .collect();
-        vars.extend(extra_vars.iter().map(|v| format!("${v}")));
-        format!("variables available here: {}", vars.join(", "))
-    } else if let Some(filter) = message.strip_prefix("undefined filter `") {
-        undefined_filter_hint(filter.trim_end_matches('`'))
-    } else if message.contains("too large") {
-        "a map, filter or reduce per step keeps each expression small".to_owned()
-    } else {
-        "jq syntax; quote the whole expression in YAML with '…' so YAML leaves it alone".to_owned()
-    }
-}
-
-/// The hint for an undefined filter, written `name` or `name/arity` (jq's notation).
-/// A bare name like `amount` is almost always a field missing its dot; a builtin
-/// called with the wrong number of arguments is told how many it takes.
-fn undefined_filter_hint(filter: &str) -> String {
-    let (name, arity) = match filter.rsplit_once('/') {
-        Some((name, n)) => (name, n.parse::<usize>().unwrap_or(0)),
-        None => (filter, 0),
-    };
-    let identifier = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !identifier {
-        return "check the name and number of arguments against the jq manual".to_owned();
-    }
-    // The arities jq knows `name` by: compile a call with each (errors only, so rare).
-    let call = |n: usize, arg: &str| match n {
-        0 => name.to_owned(),
-        n => format!("{name}({})", vec![arg; n].join("; ")),
-    };
-    let defined: Vec<usize> = (0..=3)
-        .filter(|&n| n != arity && Expr::compile(&call(n, ".")).is_ok())
-        .collect();
-    match (arity, defined.as_slice()) {
-        (0, []) => format!("to read the field, write `.{name}`"),
-        (_, [0]) => {
-            format!("`{name}` takes no arguments: it works on its input, as in `.field | {name}`")
-        }
-        (_, [n]) => format!(
-            "`{name}` takes {}: `{}`",
-            crate::diagnostics::count(*n, "argument"),
-            call(*n, "…")
-        ),
-        (_, []) => "check the name and number of arguments against the jq manual".to_owned(),
-        (_, many) => {
-            let forms: Vec<String> = many
-                .iter()
-                .map(|&n| format!("`{}`", call(n, "…")))
-                .collect();
-            format!("`{name}` is called as {}", forms.join(" or "))
-        }
-    }
-}
+use super::node::Pos;
 
 /// Where byte `offset` of the scalar's value lies in the file. `start` is the scalar's
 /// first character: a quote, the first plain character, or (for block scalars) the
@@ -190,7 +99,7 @@ pub fn line_col(src: &str, abs: usize) -> Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::node::{Value, parse_yaml};
+    use crate::yaml::node::{Value, parse_yaml};
 
     /// The position of `offset` inside the value of top-level key `k`.
     fn pos_of(src: &str, offset: usize) -> (u32, u32) {
