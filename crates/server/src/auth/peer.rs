@@ -1,12 +1,19 @@
-//! The user id of the process at the other end of a loopback TCP connection, read
-//! from Linux's socket tables (`/proc/net/tcp` and `/proc/net/tcp6`): the peer's own
-//! socket is the row whose local address is the peer's address and whose remote
-//! address is ours, and the row names its owner's uid.
+//! The user id of the process at the other end of a loopback TCP connection: the
+//! peer's own socket is the one whose local address is the peer's address and whose
+//! remote address is ours, and the kernel knows its owner's uid.
+//!
+//! The kernel is asked for that one socket by its addresses (sock_diag over netlink,
+//! as `ss` asks): a hash lookup, whatever the number of sockets. Listing the socket
+//! tables (`/proc/net/tcp` and `/proc/net/tcp6`) instead walks every bucket of the
+//! kernel's connection hash, tens of milliseconds per connection on a large machine,
+//! so they are read only when the lookup gives no answer (a kernel without
+//! `tcp_diag`, or a socket it did not find).
 //!
 //! Addresses in those tables are hexadecimal, each 32-bit word in the machine's byte
 //! order, then `:` and the port in big-endian hex. An IPv4 peer of an IPv6 listener
 //! shows as `::ffff:a.b.c.d` on our side and in the IPv4 table on its side, so both
-//! tables are searched with addresses compared as IPv4 where they can be.
+//! tables are searched with addresses compared as IPv4 where they can be; the lookup
+//! asks for such a peer as IPv4 too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -15,6 +22,11 @@ const TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
 /// The uid owning the socket at `peer` connected to `local`, if the tables show it
 /// (they do not on systems other than Linux).
 pub fn uid_of(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    diag::uid_of(peer, local).or_else(|| uid_in_tables(peer, local))
+}
+
+/// The uid as the socket tables show it.
+fn uid_in_tables(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     TABLES.iter().find_map(|path| {
         let text = std::fs::read_to_string(path).ok()?;
         find(&text, peer, local)
@@ -36,11 +48,18 @@ fn find(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
 
 /// Compares addresses, an IPv4-mapped IPv6 address as the IPv4 one it maps.
 fn same(a: SocketAddr, b: SocketAddr) -> bool {
-    let plain = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    a.port() == b.port() && plain(a.ip()) == plain(b.ip())
+    let (a, b) = (plain(a), plain(b));
+    a.port() == b.port() && a.ip() == b.ip()
+}
+
+/// An address as the kernel looks it up: an IPv4-mapped IPv6 address as IPv4.
+fn plain(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(addr, |v4| SocketAddr::new(IpAddr::V4(v4), addr.port())),
+        IpAddr::V4(_) => addr,
+    }
 }
 
 /// Parses `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6).
@@ -64,6 +83,79 @@ fn parse(s: &str) -> Option<SocketAddr> {
         _ => return None,
     };
     Some(SocketAddr::new(ip, port))
+}
+
+/// The lookup of one TCP socket by its addresses over netlink (`NETLINK_SOCK_DIAG`).
+#[cfg(target_os = "linux")]
+mod diag {
+    use std::net::SocketAddr;
+
+    use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+    use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
+
+    /// The kernel's "no cookie": match the socket by its addresses alone.
+    const NO_COOKIE: [u8; 8] = [0xff; 8];
+
+    /// The uid owning the TCP socket whose local address is `peer` and whose remote
+    /// address is `local`; `None` when the kernel does not say (no such socket, or no
+    /// sock_diag support).
+    pub(super) fn uid_of(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+        let (src, dst) = (super::plain(peer), super::plain(local));
+        let family = match (src, dst) {
+            (SocketAddr::V4(_), SocketAddr::V4(_)) => AF_INET,
+            (SocketAddr::V6(_), SocketAddr::V6(_)) => AF_INET6,
+            _ => return None,
+        };
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        let mut request = NetlinkMessage::new(
+            header,
+            SockDiagMessage::InetRequest(InetRequest {
+                family,
+                protocol: IPPROTO_TCP,
+                extensions: ExtensionFlags::empty(),
+                states: StateFlags::all(),
+                socket_id: SocketId {
+                    source_port: src.port(),
+                    destination_port: dst.port(),
+                    source_address: src.ip(),
+                    destination_address: dst.ip(),
+                    interface_id: 0,
+                    cookie: NO_COOKIE,
+                },
+            })
+            .into(),
+        );
+        request.finalize();
+        // `serialize` writes exactly `buffer_len` bytes.
+        let mut out = vec![0; request.buffer_len()];
+        request.serialize(&mut out);
+        let socket = Socket::new(NETLINK_SOCK_DIAG).ok()?;
+        socket.connect(&NetlinkAddr::new(0, 0)).ok()?;
+        socket.send(&out, 0).ok()?;
+        // One socket's answer: its header and a few attributes (none were asked for).
+        let mut answer = Vec::with_capacity(4096);
+        socket.recv(&mut answer, 0).ok()?;
+        match NetlinkMessage::<SockDiagMessage>::deserialize(&answer)
+            .ok()?
+            .payload
+        {
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => Some(r.header.uid),
+            _ => None,
+        }
+    }
+}
+
+/// Without Linux's sock_diag, only the tables (which such systems do not have).
+#[cfg(not(target_os = "linux"))]
+mod diag {
+    pub(super) fn uid_of(_: std::net::SocketAddr, _: std::net::SocketAddr) -> Option<u32> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +188,25 @@ mod tests {
         assert_eq!(peer, client.local_addr().unwrap());
         let me = unsafe_free_uid();
         assert_eq!(uid_of(peer, local), Some(me));
+        // Both ways of asking agree, and the lookup by addresses needs no table.
+        assert_eq!(uid_in_tables(peer, local), Some(me));
+        assert_eq!(diag::uid_of(peer, local), Some(me));
+        // Our own end is a socket too, of this user; a socket nobody has is none.
+        assert_eq!(diag::uid_of(local, peer), Some(me));
+        let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(diag::uid_of(nobody, local), None);
+        assert_eq!(uid_of(nobody, local), None);
+    }
+
+    #[test]
+    fn an_ipv4_peer_of_an_ipv6_listener_is_found() {
+        let listener = std::net::TcpListener::bind("[::]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let local = server.local_addr().unwrap();
+        assert!(matches!(peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()));
+        assert_eq!(diag::uid_of(peer, local), Some(unsafe_free_uid()));
     }
 
     /// The uid of this process, from `/proc/self/status` (no unsafe needed).
