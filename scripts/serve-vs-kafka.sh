@@ -7,9 +7,9 @@
 #
 # kafka-consumer-perf-test reports two rates: fetch/s (its fetch.nMsg.sec: records over
 # the time spent fetching) and consume/s (its nMsg.sec: over the whole run, the
-# consumer group's first join included). The join differs by configuration, not by
-# fetching: `millrace serve` keeps Kafka's default group.initial.rebalance.delay.ms
-# (3 s) while scripts/kafka.sh's broker sets it to 0, so fetch/s is the one to compare.
+# consumer group's first join included). The join waits group.initial.rebalance.delay.ms
+# (Kafka's default 3 s; scripts/kafka.sh's broker sets 0): `millrace serve` is started
+# with the Kafka broker's value, read from it, so both rates compare like with like.
 #
 #   scripts/serve-vs-kafka.sh [RECORDS] [RECORD_SIZE] [ACKS] [ROUNDS]
 #        (defaults: 500000 100 1 2)
@@ -19,6 +19,8 @@
 #   MILLRACE_BIN      a release millrace (default: built with cargo build --release)
 #   DURABILITY        none (default: Kafka's default never fsyncs, so the topics on both
 #                     sides do not) or batch (Kafka's topic gets flush.messages=1)
+#   GROUP_DELAY_MS    group.initial.rebalance.delay.ms for `millrace serve` (default:
+#                     the Kafka broker's, as its DescribeConfigs tells)
 #
 # Topics have one partition each and are made fresh per round on both sides.
 set -euo pipefail
@@ -40,16 +42,28 @@ if [ -z "$BIN" ]; then
   BIN="${CARGO_TARGET_DIR:-target}/release/millrace"
 fi
 
+java_tool() { java -Xmx512m -cp "$LIBS/*" "$@"; }
+
+# The Kafka broker's group.initial.rebalance.delay.ms (the first broker's, as
+# kafka-configs --describe --all lists it).
+kafka_group_delay() {
+  java_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$KAFKA" \
+    --entity-type brokers --describe --all 2>/dev/null |
+    sed -n 's/^ *group\.initial\.rebalance\.delay\.ms=\([0-9]*\) .*/\1/p' | head -n1
+}
+GROUP_DELAY_MS="${GROUP_DELAY_MS:-$(kafka_group_delay)}"
+[ -n "$GROUP_DELAY_MS" ] || { echo "cannot read group.initial.rebalance.delay.ms from $KAFKA" >&2; exit 1; }
+say "group.initial.rebalance.delay.ms=$GROUP_DELAY_MS on both sides"
+
 work="$(mktemp -d)"
 port=$((20000 + RANDOM % 20000))
-"$BIN" serve --data "$work/data" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+"$BIN" serve --data "$work/data" --listen "127.0.0.1:$port" \
+  --group-initial-rebalance-delay-ms "$GROUP_DELAY_MS" 2>"$work/serve.log" &
 serve_pid=$!
 trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -f "$work/data/endpoint" ] && break; sleep 0.1; done
 MILLRACE="127.0.0.1:$port"
 kafka_pid="$(ss -ltnp "sport = :${KAFKA##*:}" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)"
-
-java_tool() { java -Xmx512m -cp "$LIBS/*" "$@"; }
 
 rss_kb() { [ -n "$1" ] && awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -313,6 +313,15 @@ pub struct ServeArgs {
     /// free one). Without it, no HTTP is served.
     #[arg(long, value_name = "HOST:PORT")]
     pub http: Option<String>,
+    /// Kafka's group.initial.rebalance.delay.ms: how long a new consumer group's first
+    /// rebalance waits for more members to join. Kafka's default is 3000; test brokers
+    /// often set 0, so a lone consumer starts at once.
+    #[arg(
+        long = "group-initial-rebalance-delay-ms",
+        value_name = "MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -1,7 +1,8 @@
 //! `millrace serve` as a user runs it: it records its address in `<data>/endpoint`
 //! (owner-only), which stays when it is stopped with SIGTERM; it refuses to listen off
 //! loopback without users unless `--insecure`; a users file readable by others is
-//! refused.
+//! refused; `--group-initial-rebalance-delay-ms` sets Kafka's setting, as the broker's
+//! configs show it.
 
 mod common;
 
@@ -53,6 +54,38 @@ fn api_versions(addr: SocketAddr) -> (i32, i16) {
     s.read_exact(&mut head).expect("read");
     let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
     (correlation, i16::from_be_bytes([head[8], head[9]]))
+}
+
+/// The broker's value of one config, from a DescribeConfigs v0 request for broker 1:
+/// whether the answer holds `name` with the value `value`.
+fn broker_config_is(addr: SocketAddr, name: &str, value: &str) -> bool {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let string = |b: &mut Vec<u8>, v: &str| {
+        b.extend_from_slice(&i16::try_from(v.len()).expect("short").to_be_bytes());
+        b.extend_from_slice(v.as_bytes());
+    };
+    // api key 32 (DescribeConfigs), version 0, correlation id 9, client id null; one
+    // resource: type 4 (broker), name "1", one config key.
+    let mut body = vec![0, 32, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0, 0, 0, 1, 4];
+    string(&mut body, "1");
+    body.extend_from_slice(&1i32.to_be_bytes());
+    string(&mut body, name);
+    let mut req = u32::try_from(body.len())
+        .expect("short")
+        .to_be_bytes()
+        .to_vec();
+    req.extend_from_slice(&body);
+    s.write_all(&req).expect("write");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("read");
+    let mut answer = vec![0u8; usize::try_from(u32::from_be_bytes(len)).expect("size")];
+    s.read_exact(&mut answer).expect("read");
+    let mut pair = Vec::new();
+    string(&mut pair, name);
+    string(&mut pair, value);
+    answer.windows(pair.len()).any(|w| w == pair)
 }
 
 fn stop(mut child: Child) -> std::process::ExitStatus {
@@ -131,5 +164,37 @@ fn serve_off_loopback_needs_users_or_insecure() {
         "an unspecified address is recorded as loopback"
     );
     assert_eq!(api_versions(addr), (7, 0));
+    assert!(stop(child).success());
+}
+
+#[test]
+fn serve_takes_kafkas_group_initial_rebalance_delay() {
+    let help = Command::new(bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("--group-initial-rebalance-delay-ms"),
+        "serve --help names the setting"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let delay = "group.initial.rebalance.delay.ms";
+    let child = serve(dir.path(), &["--listen", "127.0.0.1:0"]);
+    let addr = endpoint(dir.path());
+    assert!(broker_config_is(addr, delay, "3000"), "Kafka's default");
+    assert!(stop(child).success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = serve(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    );
+    let addr = endpoint(dir.path());
+    assert!(broker_config_is(addr, delay, "0"));
+    assert!(!broker_config_is(addr, delay, "3000"));
     assert!(stop(child).success());
 }

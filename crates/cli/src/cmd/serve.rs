@@ -30,7 +30,11 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<i32> {
         .map(Users::load)
         .transpose()?
         .map(Arc::new);
-    let broker = open_store(&g.data).await?;
+    let groups = CoordinatorConfig {
+        initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+        ..CoordinatorConfig::default()
+    };
+    let broker = open_store(&g.data, groups).await?;
     let owner = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&g.data)
@@ -113,13 +117,13 @@ async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--listen {listen}: the name resolves to no address"))
 }
 
-/// Opens the store with Kafka's group settings (Kafka clients expect its 3 s
-/// `group.initial.rebalance.delay.ms`), waiting briefly for a command that holds it
-/// for a moment. A store held for longer is served by its holder already.
-async fn open_store(dir: &Path) -> anyhow::Result<EmbeddedBroker> {
+/// Opens the store with Kafka's group settings (by default Kafka's own: clients expect
+/// its 3 s `group.initial.rebalance.delay.ms`), waiting briefly for a command that
+/// holds it for a moment. A store held for longer is served by its holder already.
+async fn open_store(dir: &Path, groups: CoordinatorConfig) -> anyhow::Result<EmbeddedBroker> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match open_store_with(dir, CoordinatorConfig::default()).await {
+        match open_store_with(dir, groups.clone()).await {
             Ok(b) => return Ok(b),
             Err(BrokerError::Store(StoreError::Locked { .. }))
                 if std::time::Instant::now() < deadline =>

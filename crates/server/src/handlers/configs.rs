@@ -47,6 +47,15 @@ fn broker_configs(ctx: &Ctx) -> Vec<(String, String)> {
             "message.max.bytes",
             millrace_store::codec::MAX_BATCH_BYTES.to_string(),
         ),
+        (
+            "group.initial.rebalance.delay.ms",
+            ctx.hub
+                .coordinator()
+                .config()
+                .initial_rebalance_delay
+                .as_millis()
+                .to_string(),
+        ),
         ("log.cleanup.policy", "delete".to_string()),
         ("log.message.timestamp.type", "CreateTime".to_string()),
     ]
