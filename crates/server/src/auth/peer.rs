@@ -199,6 +199,17 @@ mod tests {
     }
 
     #[test]
+    fn a_dual_stack_peer_of_an_ipv4_listener_is_found() {
+        // Java's clients connect from IPv6 sockets, to IPv4 addresses as mapped ones.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("::ffff:127.0.0.1", port)).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let local = server.local_addr().unwrap();
+        assert_eq!(diag::uid_of(peer, local), Some(unsafe_free_uid()));
+    }
+
+    #[test]
     fn an_ipv4_peer_of_an_ipv6_listener_is_found() {
         let listener = std::net::TcpListener::bind("[::]:0").unwrap();
         let port = listener.local_addr().unwrap().port();
