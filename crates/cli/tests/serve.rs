@@ -56,7 +56,7 @@ fn api_versions(addr: SocketAddr) -> (i32, i16) {
     (correlation, i16::from_be_bytes([head[8], head[9]]))
 }
 
-/// The broker's value of one config, from a DescribeConfigs v0 request for broker 1:
+/// The broker's value of one config, from a DescribeConfigs v1 request for broker 1:
 /// whether the answer holds `name` with the value `value`.
 fn broker_config_is(addr: SocketAddr, name: &str, value: &str) -> bool {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -66,12 +66,13 @@ fn broker_config_is(addr: SocketAddr, name: &str, value: &str) -> bool {
         b.extend_from_slice(&i16::try_from(v.len()).expect("short").to_be_bytes());
         b.extend_from_slice(v.as_bytes());
     };
-    // api key 32 (DescribeConfigs), version 0, correlation id 9, client id null; one
-    // resource: type 4 (broker), name "1", one config key.
-    let mut body = vec![0, 32, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0, 0, 0, 1, 4];
+    // api key 32 (DescribeConfigs), version 1, correlation id 9, client id null; one
+    // resource: type 4 (broker), name "1", one config key; no synonyms.
+    let mut body = vec![0, 32, 0, 1, 0, 0, 0, 9, 0xff, 0xff, 0, 0, 0, 1, 4];
     string(&mut body, "1");
     body.extend_from_slice(&1i32.to_be_bytes());
     string(&mut body, name);
+    body.push(0);
     let mut req = u32::try_from(body.len())
         .expect("short")
         .to_be_bytes()
