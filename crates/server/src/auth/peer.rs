@@ -198,24 +198,26 @@ mod tests {
         assert_eq!(uid_of(nobody, local), None);
     }
 
+    /// A connection from `connect` to a listener on `listen`: the server side's peer
+    /// and local addresses (the client stays open while they are looked up).
+    fn accepted(listen: &str, connect: &str) -> (std::net::TcpStream, SocketAddr, SocketAddr) {
+        let listener = std::net::TcpListener::bind(listen).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect((connect, port)).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        (client, peer, server.local_addr().unwrap())
+    }
+
     #[test]
     fn a_dual_stack_peer_of_an_ipv4_listener_is_found() {
         // Java's clients connect from IPv6 sockets, to IPv4 addresses as mapped ones.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _client = std::net::TcpStream::connect(("::ffff:127.0.0.1", port)).unwrap();
-        let (server, peer) = listener.accept().unwrap();
-        let local = server.local_addr().unwrap();
+        let (_client, peer, local) = accepted("127.0.0.1:0", "::ffff:127.0.0.1");
         assert_eq!(diag::uid_of(peer, local), Some(unsafe_free_uid()));
     }
 
     #[test]
     fn an_ipv4_peer_of_an_ipv6_listener_is_found() {
-        let listener = std::net::TcpListener::bind("[::]:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (server, peer) = listener.accept().unwrap();
-        let local = server.local_addr().unwrap();
+        let (_client, peer, local) = accepted("[::]:0", "127.0.0.1");
         assert!(matches!(peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()));
         assert_eq!(diag::uid_of(peer, local), Some(unsafe_free_uid()));
     }
