@@ -20,7 +20,9 @@ use crate::offsets::{
     CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
     SharedOffsets,
 };
+use crate::partition::Partition;
 use crate::recovery::RecoveryReport;
+use crate::tail::Budget;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
 
 /// What every partition shares with the store.
@@ -30,6 +32,8 @@ pub(crate) struct Ctx {
     pub index_interval: u64,
     pub listener: ListenerSlot,
     pub journal: Journal,
+    /// The segments' tail buffers, together.
+    pub budget: Arc<Budget>,
 }
 
 struct Shared {
@@ -81,6 +85,7 @@ impl Store {
             index_interval: opts.index_interval_bytes.max(1),
             listener: ListenerSlot::default(),
             journal,
+            budget: Budget::new(opts.segment_buffer_bytes, opts.segment_buffers_max),
         });
         let topics_dir = dir.join("topics");
         if !topics_dir.exists() {
@@ -481,6 +486,7 @@ impl Store {
     /// active file passes `StoreOptions::journal_file_bytes`.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let ctx = &self.shared.ctx;
+        flush_tails(&self.shared, |_| true)?;
         ctx.journal.checkpoint(&ctx.poison, true)
     }
 
@@ -502,18 +508,35 @@ fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
 }
 
 fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
+    // Every partition: besides retention, a pass removes segments wholly before a log
+    // start moved by DeleteRecords (a crash may have kept them).
+    for_each_partition(shared, |_| true, Partition::apply_retention)
+}
+
+/// Writes out the buffered tails of every partition of the topics whose durability
+/// `which` picks (no sync).
+fn flush_tails(shared: &Shared, which: impl Fn(Durability) -> bool) -> Result<(), StoreError> {
+    for_each_partition(shared, which, Partition::flush_tail)
+}
+
+/// Runs `f` on every partition of the topics whose durability `which` picks, on a
+/// snapshot of the topics (no lock held meanwhile); stops at the first error.
+fn for_each_partition(
+    shared: &Shared,
+    which: impl Fn(Durability) -> bool,
+    f: impl Fn(&Partition) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let topics: Vec<Arc<Topic>> = shared
         .topics
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .values()
+        .filter(|t| which(t.config().durability))
         .cloned()
         .collect();
-    // Every partition: besides retention, a pass removes segments wholly before a log
-    // start moved by DeleteRecords (a crash may have kept them).
     for t in topics {
         for p in t.partitions() {
-            p.apply_retention()?;
+            f(p)?;
         }
     }
     Ok(())
@@ -544,6 +567,13 @@ fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
                     return;
                 }
                 shared.ctx.journal.flush_if_due(tick, &shared.ctx.poison);
+                // durability=none records reach the page cache within a tick; the
+                // journal holds the others' until a checkpoint writes them out.
+                if shared.ctx.poison.check().is_ok()
+                    && let Err(e) = flush_tails(&shared, |d| d == Durability::None)
+                {
+                    tracing::warn!(error = %e, "writing segment tails failed");
+                }
                 if last_retention.elapsed() >= RETENTION_EVERY {
                     last_retention = Instant::now();
                     if let Err(e) = apply_retention(&shared) {
