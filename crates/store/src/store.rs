@@ -363,7 +363,10 @@ impl Store {
         group: &str,
         commits: &[OffsetCommit<'_>],
     ) -> Result<(), StoreError> {
-        let sync = self.check_commit(group, commits.iter().map(|&(t, p, _)| (t, p)))?;
+        // The topics stay locked until the commit is written, so no delete of a topic
+        // checked here runs in between (it would forget the offsets before they land).
+        let topics = self.topics();
+        let sync = check_commit(&topics, group, commits.iter().map(|&(t, p, _)| (t, p)))?;
         self.offsets()
             .commit(group, commits.iter().map(|&(t, p, n)| (t, p, n, "")), sync)
     }
@@ -375,39 +378,17 @@ impl Store {
         group: &str,
         commits: &[OffsetCommitWithMetadata<'_>],
     ) -> Result<(), StoreError> {
-        let sync = self.check_commit(group, commits.iter().map(|c| (c.topic, c.partition)))?;
+        // Locked until written, as in `commit_offsets`.
+        let topics = self.topics();
+        let sync = check_commit(
+            &topics,
+            group,
+            commits.iter().map(|c| (c.topic, c.partition)),
+        )?;
         let entries = commits
             .iter()
             .map(|c| (c.topic, c.partition, c.next, c.metadata));
         self.offsets().commit(group, entries, sync)
-    }
-
-    /// Checks that the group is named and every partition exists; whether the commit
-    /// needs an `fdatasync`.
-    fn check_commit<'a>(
-        &self,
-        group: &str,
-        partitions: impl Iterator<Item = (&'a str, u32)>,
-    ) -> Result<bool, StoreError> {
-        if group.is_empty() {
-            return Err(StoreError::InvalidArgument("group name is empty".into()));
-        }
-        let mut last: Option<(&str, Arc<Topic>)> = None;
-        // Offsets are made as durable as the records they point into: a commit on
-        // topics that are all durability=none is written (it survives the process, as
-        // those records do) but not fdatasynced — the sync would cost more than the
-        // records it guards are worth after a power loss.
-        let mut sync = false;
-        for (topic, partition) in partitions {
-            let t = match &last {
-                Some((name, t)) if *name == topic => Arc::clone(t),
-                _ => self.topic(topic)?,
-            };
-            t.partition(partition)?;
-            sync |= t.config().durability != Durability::None;
-            last = Some((topic, t));
-        }
-        Ok(sync)
     }
 
     fn committed_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
@@ -496,6 +477,37 @@ impl Store {
     pub fn is_poisoned(&self) -> bool {
         self.shared.ctx.poison.check().is_err()
     }
+}
+
+/// Checks that the group is named and every partition exists; whether the commit
+/// needs an `fdatasync`.
+fn check_commit<'a>(
+    topics: &BTreeMap<String, Arc<Topic>>,
+    group: &str,
+    partitions: impl Iterator<Item = (&'a str, u32)>,
+) -> Result<bool, StoreError> {
+    if group.is_empty() {
+        return Err(StoreError::InvalidArgument("group name is empty".into()));
+    }
+    let mut last: Option<(&str, Arc<Topic>)> = None;
+    // Offsets are made as durable as the records they point into: a commit on
+    // topics that are all durability=none is written (it survives the process, as
+    // those records do) but not fdatasynced — the sync would cost more than the
+    // records it guards are worth after a power loss.
+    let mut sync = false;
+    for (topic, partition) in partitions {
+        let t = match &last {
+            Some((name, t)) if *name == topic => Arc::clone(t),
+            _ => topics
+                .get(topic)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownTopic(topic.to_string()))?,
+        };
+        t.partition(partition)?;
+        sync |= t.config().durability != Durability::None;
+        last = Some((topic, t));
+    }
+    Ok(sync)
 }
 
 fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
