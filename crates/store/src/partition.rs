@@ -555,6 +555,13 @@ impl Partition {
     pub(crate) fn close(&self) {
         self.deleted.store(true, Ordering::Release);
         self.committer.close();
+        // The journal may hold the partition until its next checkpoint, long after:
+        // its buffer is written out now (to the file old handles still read), so the
+        // store's buffers do not count it meanwhile.
+        let tail = self.committer.segment_tail();
+        if let Err(e) = tail.flush() {
+            tracing::warn!(file = %tail.path().display(), error = %e, "writing a deleted partition's tail failed");
+        }
     }
 
     /// Total bytes of the partition's segments.
