@@ -230,11 +230,21 @@ impl Partition {
         }
         let seg = Arc::clone(&w.active);
         let pos = read_index(&seg).len;
-        // Usually into the segment's tail buffer, no system call (`tail`). A failed
-        // write may have left part of earlier, buffered batches in the file, whose
-        // journal entries other appenders may be waiting on: the store is poisoned,
-        // and recovery cuts the torn tail and replays the journal.
-        if let Err(e) = seg.tail.append(buf, pos) {
+        // For durability=batch into the segment's tail buffer, no system call (`tail`):
+        // the acknowledgement waits for the journal's sync, whose replay restores what a
+        // crash leaves unwritten. `none` and `interval` acknowledge before any sync, so
+        // their bytes go on to the page cache at once and a process crash keeps them. A
+        // failed write may have left part of earlier, buffered batches in the file,
+        // whose journal entries other appenders may be waiting on: the store is
+        // poisoned, and recovery cuts the torn tail and replays the journal.
+        let written = seg.tail.append(buf, pos).and_then(|()| {
+            if config.durability == Durability::Batch {
+                Ok(())
+            } else {
+                seg.tail.flush()
+            }
+        });
+        if let Err(e) = written {
             self.ctx
                 .poison
                 .set(format!("write to {} failed: {e}", seg.path.display()));

@@ -581,8 +581,9 @@ fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
                     return;
                 }
                 shared.ctx.journal.flush_if_due(tick, &shared.ctx.poison);
-                // durability=none records reach the page cache within a tick; the
-                // journal holds the others' until a checkpoint writes them out.
+                // A topic changed to durability=none may hold bytes buffered while it
+                // was `batch`: they reach the page cache within a tick. The journal
+                // holds the others' until a checkpoint writes them out.
                 if shared.ctx.poison.check().is_ok()
                     && let Err(e) = flush_tails(&shared, |d| d == Durability::None)
                 {

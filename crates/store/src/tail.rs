@@ -1,11 +1,13 @@
 //! A segment's tail buffer: the bytes appended to a segment and not yet written to its
-//! file. Appends that the journal holds (durability batch and interval), or that need
-//! no durability (`none`), land here instead of costing a `pwrite` each; the buffer
-//! goes to the file with one write when it reaches its size, when the store's buffers
-//! together pass their cap, at a roll, before a checkpoint syncs the segment (so the
-//! journal only drops entries the segment file holds), on the flusher's tick for
-//! durability=none topics, and at close. A producer that touches 1,000 partitions per
-//! batch then costs a memcpy per partition, not a system call.
+//! file. Appends whose acknowledgement waits for the journal's sync (durability=batch)
+//! land here instead of costing a `pwrite` each; the buffer goes to the file with one
+//! write when it reaches its size, when the store's buffers together pass their cap,
+//! at a roll, before a checkpoint syncs the segment (so the journal only drops entries
+//! the segment file holds), on the flusher's tick for durability=none topics (a topic
+//! changed to `none` may still hold bytes buffered before), and at close. `none` and
+//! `interval` appends are written through at once (`Partition`), so a process crash
+//! keeps what they acknowledged. A producer that touches 1,000 partitions per batch
+//! then costs a memcpy per partition, not a system call.
 //!
 //! Readers read across the file and the buffer ([`Tail::read_into`]): bytes before
 //! `file_len` from the file (they never change once written), bytes after it from the
