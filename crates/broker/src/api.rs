@@ -13,8 +13,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use millrace_store::{EncodedBatch, EncodedRecords, Header};
+/// A record header: a name and bytes, as Kafka's. The store decodes records' headers
+/// straight into this type, so a consumed record carries them without a copy; the
+/// broker's records ([`ProduceRecord`], [`ConsumedRecord`]) speak it, and no caller
+/// needs the store for it.
+pub use millrace_store::Header;
 
+use crate::encoded::{EncodedBroker, EncodedConsumer};
 use crate::error::BrokerError;
 use crate::hand_over::InFlight;
 
@@ -181,15 +186,8 @@ pub struct ConsumedRecord {
     pub timestamp: i64,
 }
 
-/// Records of one partition as stored, from [`Consumer::poll_encoded`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedPoll {
-    pub tp: TopicPartition,
-    pub records: EncodedRecords,
-}
-
-/// Names shared by the records a consumer hands out (topics, header keys); the store
-/// decodes header names with the same table.
+/// Names shared by the records a consumer hands out (topics, header keys): one
+/// `Arc<str>` per distinct name. The store decodes header names with the same table.
 pub use millrace_store::Names;
 
 /// Where to move a consumer's position.
@@ -407,37 +405,10 @@ pub trait Broker: Send + Sync + 'static {
         1
     }
 
-    /// Whether [`produce_encoded`](Self::produce_encoded) is offered: the embedded
-    /// store, where a forwarding stage appends records as stored.
-    fn writes_encoded(&self) -> bool {
-        false
-    }
-
-    /// Appends a batch built from stored records ([`Consumer::poll_encoded`]) to one
-    /// partition; returns the offset of its first record once the batch is durable.
-    /// The batch is left as it was: the caller clears it to reuse its buffer.
-    async fn produce_encoded(
-        &self,
-        topic: &str,
-        partition: i32,
-        batch: &mut EncodedBatch,
-    ) -> Result<i64> {
-        let _ = (topic, partition, batch);
-        Err(BrokerError::Invalid(format!(
-            "the {} backend does not take encoded batches",
-            self.backend()
-        )))
-    }
-
-    /// [`produce_encoded`](Self::produce_encoded) for several batches, each to its
-    /// topic and partition, written in order; returns once all are durable. The
-    /// embedded store acknowledges them together (one group commit of its journal,
-    /// however many partitions they go to). The batches are left as they were.
-    async fn produce_encoded_all(&self, batches: &mut [(&str, i32, EncodedBatch)]) -> Result<()> {
-        for (topic, partition, batch) in batches.iter_mut() {
-            self.produce_encoded(topic, *partition, batch).await?;
-        }
-        Ok(())
+    /// The stored-bytes fast path, where the backend offers it (the embedded store):
+    /// a forwarding stage appends records as stored (see [`encoded`](crate::encoded)).
+    fn encoded(&self) -> Option<&dyn EncodedBroker> {
+        None
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
@@ -498,10 +469,11 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
-fn groups_unsupported(backend: &str) -> BrokerError {
-    BrokerError::Invalid(format!(
-        "consumer groups are not supported by the {backend} backend"
-    ))
+fn groups_unsupported(backend: &'static str) -> BrokerError {
+    BrokerError::Unsupported {
+        backend,
+        what: "consumer groups",
+    }
 }
 
 #[async_trait]
@@ -510,24 +482,10 @@ pub trait Consumer: Send {
     /// result is a timeout, not the end.
     async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>>;
 
-    /// Whether [`poll_encoded`](Self::poll_encoded) is offered (the embedded store).
-    fn reads_encoded(&self) -> bool {
-        false
-    }
-
-    /// [`poll`](Self::poll) for a stage that forwards records without looking at them:
-    /// each partition's records as the store holds them, in runs of whole stored
-    /// batches from the position on (so a poll may pass `max_records` by the rest of
-    /// the batch it stops in, one per partition at most).
-    async fn poll_encoded(
-        &mut self,
-        max_records: usize,
-        timeout: Duration,
-    ) -> Result<Vec<EncodedPoll>> {
-        let _ = (max_records, timeout);
-        Err(BrokerError::Invalid(
-            "this consumer does not read encoded records".into(),
-        ))
+    /// The stored-bytes fast path, where the backend offers it (the embedded store):
+    /// a forwarding stage reads records as stored (see [`encoded`](crate::encoded)).
+    fn encoded(&mut self) -> Option<&mut dyn EncodedConsumer> {
+        None
     }
 
     /// Partitions this consumer owns now.
