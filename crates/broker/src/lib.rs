@@ -1,7 +1,8 @@
 //! millrace-broker: one broker interface, several backends.
 //!
 //! Layout:
-//! - `api`: the `Broker` and `Consumer` traits and the types they speak in (Kafka's names).
+//! - `api`: the `Broker` and `Consumer` traits and the types they speak in (Kafka's names):
+//!   records, topics, consumer groups, one file each.
 //! - `encoded`: records moved as stored, the embedded store's optional fast path
 //!   (`Broker::encoded`, `Consumer::encoded`).
 //! - `partitioner`: Kafka's keyed partitioner (murmur2), for stages that place records.
