@@ -141,7 +141,7 @@ impl Admin {
             return Err(BrokerError::UnknownTopic(topic.to_string()));
         }
         i32::try_from(t.partitions().len())
-            .map_err(|_| BrokerError::Kafka("too many partitions".into()))
+            .map_err(|_| BrokerError::KafkaClient("too many partitions".into()))
     }
 
     /// Creates a topic and waits until every partition has a leader. Returns the

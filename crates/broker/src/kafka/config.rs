@@ -39,7 +39,7 @@ pub(crate) fn redact(message: &str, props: &BTreeMap<String, String>) -> String 
 /// continues a line; `\t`, `\n`, `\\`, `\=`, `\:` and `\uXXXX` escapes are understood.
 pub fn read_properties_file(path: &Path) -> Result<BTreeMap<String, String>, BrokerError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| BrokerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| BrokerError::io(format!("cannot read {}", path.display()), e))?;
     Ok(parse_properties(&text))
 }
 

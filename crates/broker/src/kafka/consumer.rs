@@ -405,7 +405,7 @@ impl KafkaConsumer {
     fn handle(&self) -> Result<&Arc<Inner>> {
         self.consumer
             .as_ref()
-            .ok_or_else(|| BrokerError::Invalid("the consumer is closed".into()))
+            .ok_or(BrokerError::Closed("the consumer is closed"))
     }
 
     /// Turns a message from the consumer queue into a record, or an error into

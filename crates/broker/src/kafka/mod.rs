@@ -185,9 +185,10 @@ impl KafkaBroker {
         let client = cfg
             .create_with_context(LogContext::of(flavour))
             .map_err(|e| invalid_config(&e, &props))?;
-        let producer = Arc::new(producer::Producer::new(client).map_err(|e| {
-            BrokerError::Other(format!("cannot start the producer's polling thread: {e}"))
-        })?);
+        let producer = Arc::new(
+            producer::Producer::new(client)
+                .map_err(|e| BrokerError::io("cannot start the producer's polling thread", e))?,
+        );
         let admin = admin::Admin::new(
             bootstrap,
             &props,
@@ -355,8 +356,8 @@ impl Broker for KafkaBroker {
                 .delivered()
                 .await
                 .map_err(|(_, failure)| match failure {
-                    Some(KafkaError::Canceled) | None => BrokerError::Kafka(
-                        "the producer shut down before the record was acknowledged".to_string(),
+                    Some(KafkaError::Canceled) | None => BrokerError::Closed(
+                        "the producer shut down before the record was acknowledged",
                     ),
                     Some(e) => errors::from_kafka(&e, Subject::Topic(&topic)),
                 })
@@ -430,7 +431,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BrokerError::Other(format!("kafka client task failed: {e}")))
+        .map_err(|e| BrokerError::task("kafka client task", e))
 }
 
 /// Sends librdkafka's own log lines to `tracing`, one level quieter than librdkafka
