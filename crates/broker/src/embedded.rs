@@ -36,6 +36,7 @@ use millrace_store::{
 };
 
 use crate::api::*;
+use crate::encoded::{EncodedBatch, EncodedBroker};
 use crate::error::BrokerError;
 
 mod consumer;
@@ -75,7 +76,7 @@ impl EmbeddedBroker {
             tracing::warn!("recovery: {t:?}");
         }
         let hub = Hub::with_groups(Arc::new(store), groups)
-            .map_err(|e| BrokerError::Other(format!("cannot share the store: {e}")))?;
+            .map_err(|e| BrokerError::server("cannot share the store", e))?;
         Ok(EmbeddedBroker::from_hub(hub))
     }
 
@@ -137,7 +138,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BrokerError::Other(format!("store task failed: {e}")))?
+        .map_err(|e| BrokerError::task("store task", e))?
 }
 
 /// Appends `records` to the partitions `by_partition` assigns them (an empty index
@@ -313,21 +314,8 @@ impl Broker for EmbeddedBroker {
         Ok(delivered)
     }
 
-    fn writes_encoded(&self) -> bool {
-        true
-    }
-
-    async fn produce_encoded(
-        &self,
-        topic: &str,
-        partition: i32,
-        batch: &mut EncodedBatch,
-    ) -> Result<i64> {
-        encoded::produce(self, topic, partition, batch).await
-    }
-
-    async fn produce_encoded_all(&self, batches: &mut [(&str, i32, EncodedBatch)]) -> Result<()> {
-        encoded::produce_all(self, batches).await
+    fn encoded(&self) -> Option<&dyn EncodedBroker> {
+        Some(self)
     }
 
     async fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
@@ -364,6 +352,22 @@ impl Broker for EmbeddedBroker {
 
     async fn delete_group(&self, group: &str) -> Result<()> {
         groups::delete(self, group).await
+    }
+}
+
+#[async_trait]
+impl EncodedBroker for EmbeddedBroker {
+    async fn produce_encoded(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut EncodedBatch,
+    ) -> Result<i64> {
+        encoded::produce(self, topic, partition, batch).await
+    }
+
+    async fn produce_encoded_all(&self, batches: &mut [(&str, i32, EncodedBatch)]) -> Result<()> {
+        encoded::produce_all(self, batches).await
     }
 }
 

@@ -42,13 +42,30 @@ pub fn exit_on_error(e: &anyhow::Error) -> ! {
         .find_map(|c| c.downcast_ref::<millrace_pipeline::Diagnostics>());
     let _ = match planned {
         Some(d) => writeln!(err, "{d}"),
-        None => writeln!(err, "error: {e:#}"),
+        None => writeln!(err, "error: {}", message(e)),
     };
     for h in e.chain().filter_map(|c| c.downcast_ref::<Hinted>()) {
         let _ = writeln!(err, "  hint: {}", h.hint);
     }
     drop(err);
     std::process::exit(1)
+}
+
+/// `e` and its causes, joined by `: `, each cause said once: a layer's message that
+/// already says its cause (the broker's and the store's do, so a log line reads whole)
+/// is not followed by it again.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// Whether `e` is a write to standard output after its reader has gone. Only
@@ -111,6 +128,28 @@ pub(crate) use note;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = || std::io::Error::other("Address already in use");
+        // A context over a cause it does not say: both, outermost first.
+        let e = anyhow::Error::new(io()).context("cannot listen on 127.0.0.1:9092");
+        assert_eq!(
+            message(&e),
+            "cannot listen on 127.0.0.1:9092: Address already in use"
+        );
+        // A broker error whose message says its source: said once.
+        let listen = std::io::Error::other("Address already in use");
+        let e = anyhow::Error::new(millrace_broker::BrokerError::Io {
+            doing: "cannot listen on 127.0.0.1:9092".into(),
+            source: listen,
+        })
+        .context("serving the store");
+        assert_eq!(
+            message(&e),
+            "serving the store: cannot listen on 127.0.0.1:9092: Address already in use"
+        );
+    }
 
     #[test]
     fn only_standard_outputs_closed_pipe_is_a_normal_end() {

@@ -106,7 +106,7 @@ fn keys_are_parsed_and_printed_and_land_where_kafka_puts_them() {
         );
         let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
         assert_eq!(lines.len(), 3, "[{}] {lines:?}", b.name);
-        // Java's client puts "alice" in partition 3 and "bob" in 2 of 4 (murmur2).
+        // Where Java's client puts "alice" and "bob" among 4 (murmur2).
         let alice: Vec<&String> = lines.iter().filter(|l| l.contains("alice\t")).collect();
         assert_eq!(alice.len(), 2);
         let p_alice = millrace_store::partition_for_key(b"alice", 4);

@@ -158,7 +158,7 @@ pub fn output_partition(
     let partitions = partitions.max(1);
     match (partition, key) {
         (Some(q), _) => Some(q),
-        (None, Some(k)) => i32::try_from(millrace_store::partition_for_key(
+        (None, Some(k)) => i32::try_from(millrace_broker::partitioner::partition_for_key(
             k,
             u32::try_from(partitions).unwrap_or(1),
         ))
@@ -374,7 +374,7 @@ mod tests {
             output_partition(Some(2), Some(b"alice"), 4, Some(1)),
             Some(2)
         );
-        let by_key = millrace_store::partition_for_key(b"alice", 4);
+        let by_key = millrace_broker::partitioner::partition_for_key(b"alice", 4);
         assert_eq!(
             output_partition(None, Some(b"alice"), 4, Some(1)),
             i32::try_from(by_key).ok()

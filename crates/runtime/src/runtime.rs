@@ -131,6 +131,9 @@ pub struct Runtime {
     spec: RunSpec,
     state: Arc<RunState>,
     counters: Vec<Arc<StageCounters>>,
+    /// Whether [`Runtime::ensure_topics`] has made the topics already: `run` then does
+    /// not look them all up again (on Kafka, a round of requests at every start).
+    topics_ensured: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -156,6 +159,7 @@ impl Runtime {
                 .collect(),
         });
         Runtime {
+            topics_ensured: std::sync::atomic::AtomicBool::new(false),
             spec,
             state,
             counters,
@@ -167,10 +171,14 @@ impl Runtime {
     }
 
     /// Creates the declared topics that do not exist yet; a declared topic that exists
-    /// with another partition count is an error (nothing is started then).
+    /// with another partition count is an error (nothing is started then). `run`, given
+    /// the same broker, does not look them up again.
     pub async fn ensure_topics(&self, broker: &dyn Broker) -> Result<(), RuntimeError> {
         let redrive = redrive::topic(&self.spec.pipeline);
-        ensure_topics(&self.spec.topics, &self.spec.dead_letter, &redrive, broker).await
+        ensure_topics(&self.spec.topics, &self.spec.dead_letter, &redrive, broker).await?;
+        self.topics_ensured
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Runs until every stage is done (`--batch`) or `stop` turns true, then returns the
@@ -186,6 +194,7 @@ impl Runtime {
             spec,
             state,
             counters,
+            topics_ensured,
         } = self;
         let redrive = redrive::topic(&spec.pipeline);
         if let Some(s) = spec
@@ -200,7 +209,9 @@ impl Runtime {
                 ),
             });
         }
-        ensure_topics(&spec.topics, &spec.dead_letter, &redrive, broker.as_ref()).await?;
+        if !topics_ensured.into_inner() {
+            ensure_topics(&spec.topics, &spec.dead_letter, &redrive, broker.as_ref()).await?;
+        }
         let mut writers: HashMap<String, Vec<String>> = HashMap::new();
         for s in &spec.stages {
             for o in &s.outputs {

@@ -139,9 +139,8 @@ impl StageTask {
         // where nothing is added to them but the lineage (no batch stamp).
         let forwarding = self.operator.forwards()
             && !self.stamp_batch
-            && consumer.reads_encoded()
-            && self.broker.writes_encoded()
-            && self.forward_encoded;
+            && self.forward_encoded
+            && forward::offered(self.broker.as_ref(), consumer);
         loop {
             if *self.stop.borrow() {
                 return out
@@ -179,7 +178,7 @@ impl StageTask {
                 // Bounded by bytes more than records (see the embedded store's
                 // `POLL_BYTES`): small records come in polls of more of them.
                 let max = max.saturating_mul(FORWARD_POLL_FACTOR);
-                poll_or_stop(consumer.poll_encoded(max, wait), &self.stage, &mut stop)
+                poll_or_stop(forward::poll(consumer, max, wait), &self.stage, &mut stop)
                     .await?
                     .map(Input::Encoded)
             } else {
@@ -330,7 +329,7 @@ impl StageTask {
                             .into_iter()
                             .map(|(output, q, b)| (assembly.outputs[output].as_str(), q, b))
                             .collect();
-                        runtime.block_on(broker.produce_encoded_all(&mut batches))?;
+                        runtime.block_on(forward::produce(broker.as_ref(), &mut batches))?;
                         for (_, _, b) in batches {
                             assembly.buffers.give_back(b);
                         }

@@ -204,6 +204,8 @@ async fn longest_batch(b: &TestBackend, topic: &str) -> usize {
     let mut longest = 0;
     loop {
         let polls = c
+            .encoded()
+            .expect("the embedded store reads records as stored")
             .poll_encoded(1, Duration::from_millis(10))
             .await
             .expect("poll");

@@ -213,7 +213,7 @@ stages:
             );
             assert_eq!(
                 r.partition as u32,
-                millrace_store::partition_for_key(&key, 4),
+                millrace_broker::partitioner::partition_for_key(&key, 4),
                 "[{}]",
                 b.name
             );

@@ -163,6 +163,13 @@ pub struct StoreOptions {
     /// The size at which the journal's active file is rotated, and a checkpoint syncs
     /// the segments its entries went to and deletes it. Bounds what recovery replays.
     pub journal_file_bytes: u64,
+    /// A partition's appended bytes are buffered and written to its segment with one
+    /// write once they reach this size (or sooner: a roll, a checkpoint, close, the
+    /// flusher's tick for durability=none topics).
+    pub segment_buffer_bytes: usize,
+    /// The most bytes all partitions' buffers hold together; past it, an append writes
+    /// its partition's buffer out at once.
+    pub segment_buffers_max: u64,
 }
 
 impl Default for StoreOptions {
@@ -171,6 +178,8 @@ impl Default for StoreOptions {
             storage: Arc::new(OsStorage),
             index_interval_bytes: 64 * 1024,
             journal_file_bytes: crate::journal::DEFAULT_FILE_BYTES,
+            segment_buffer_bytes: 128 * 1024,
+            segment_buffers_max: 64 << 20,
         }
     }
 }
@@ -180,6 +189,8 @@ impl fmt::Debug for StoreOptions {
         f.debug_struct("StoreOptions")
             .field("index_interval_bytes", &self.index_interval_bytes)
             .field("journal_file_bytes", &self.journal_file_bytes)
+            .field("segment_buffer_bytes", &self.segment_buffer_bytes)
+            .field("segment_buffers_max", &self.segment_buffers_max)
             .finish_non_exhaustive()
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
-use crate::io::StorageFile;
 use crate::store::Ctx;
+use crate::tail::Tail;
 
 /// Set when an `fdatasync` fails. After that the kernel may have dropped dirty pages and
 /// cleared the error, so no later success can be trusted: every write is refused until
@@ -78,9 +78,9 @@ pub(crate) struct SyncState {
     pub written_end: u64,
     /// Offset after the last record known durable (what readers may see).
     pub durable_end: u64,
-    /// The active segment's file: what a checkpoint syncs. Older segments were synced
-    /// when they were sealed.
-    pub file: Arc<dyn StorageFile>,
+    /// The active segment's tail: what a checkpoint writes out and syncs. Older
+    /// segments were written and synced when they were sealed.
+    pub tail: Arc<Tail>,
     /// The topic was deleted: waiters give up.
     pub closed: bool,
 }
@@ -103,12 +103,12 @@ pub(crate) struct Committer {
 pub(crate) const NO_FILE: u64 = u64::MAX;
 
 impl Committer {
-    pub fn new(end: u64, file: Arc<dyn StorageFile>, wake: Wake) -> Self {
+    pub fn new(end: u64, tail: Arc<Tail>, wake: Wake) -> Self {
         Committer {
             state: Mutex::new(SyncState {
                 written_end: end,
                 durable_end: end,
-                file,
+                tail,
                 closed: false,
             }),
             advanced: Condvar::new(),
@@ -138,9 +138,9 @@ impl Committer {
         self.publish(&mut s, end);
     }
 
-    /// The active segment's file, for a checkpoint to sync.
-    pub fn segment_file(&self) -> Arc<dyn StorageFile> {
-        Arc::clone(&self.lock().file)
+    /// The active segment's tail, for a checkpoint to write out and sync.
+    pub fn segment_tail(&self) -> Arc<Tail> {
+        Arc::clone(&self.lock().tail)
     }
 
     /// Marks the partition closed (its topic was deleted) and wakes every waiter.
@@ -226,6 +226,8 @@ impl std::fmt::Debug for Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::StorageFile;
+    use crate::tail::Budget;
 
     struct NoFile;
 
@@ -251,7 +253,12 @@ mod tests {
     fn readers_wake_when_records_become_durable_and_give_up_when_closed() {
         let c = Arc::new(Committer::new(
             0,
-            Arc::new(NoFile),
+            Tail::new(
+                Arc::new(NoFile),
+                std::path::Path::new("0.log"),
+                0,
+                Budget::new(1024, 1024),
+            ),
             Wake {
                 slot: ListenerSlot::default(),
                 topic: Arc::from("t"),

@@ -7,6 +7,8 @@
 //! - `topic`: a topic's partitions and its `topic.json`.
 //! - `partition`: one partition's log: append (roll, retention), read, tail (`wait_for`).
 //! - `segment`: one segment file: batched reads, and the validating scan.
+//! - `tail`: a segment's tail buffer — appended bytes written to the file together,
+//!   behind the journal — and the store-wide cap on those buffers.
 //! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
 //! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
 //! - `encoded`: records moved as stored (a copier's reads and appends).
@@ -43,6 +45,7 @@ pub mod record;
 pub mod recovery;
 mod segment;
 pub mod store;
+mod tail;
 pub mod topic;
 
 pub use codec::RecordSink;

@@ -1,7 +1,7 @@
 //! One partition: an append-only log made of segments. Appends go to the active (last)
-//! segment under the writer lock, and (durability batch and interval) to the store's
-//! journal, whose group commit makes them durable and readable; reads take no writer
-//! lock and see only durable records.
+//! segment's tail buffer under the writer lock (written to the file together, `tail`),
+//! and (durability batch and interval) to the store's journal, whose group commit makes
+//! them durable and readable; reads take no writer lock and see only durable records.
 //!
 //! Locks, always taken in this order: `writer` → `segments` → a segment's `index` →
 //! the committer's state → the journal's. Readers take `segments` and `index` briefly
@@ -22,6 +22,7 @@ use crate::index::SegmentIndex;
 use crate::record::{Record, RecordRef, StoredRecord};
 use crate::segment::{self, Segment, read_index, write_index};
 use crate::store::Ctx;
+use crate::tail::Tail;
 
 pub struct Partition {
     pub(crate) topic: String,
@@ -89,10 +90,11 @@ impl Partition {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             for seg in segs {
-                if let Err(e) = seg.file.sync_data() {
-                    self.ctx
-                        .poison
-                        .set(format!("fdatasync of {} failed: {e}", seg.path.display()));
+                if let Err(e) = seg.tail.sync() {
+                    self.ctx.poison.set(format!(
+                        "writing or syncing {} failed: {e}",
+                        seg.path.display()
+                    ));
                     return self.ctx.poison.check();
                 }
             }
@@ -228,15 +230,25 @@ impl Partition {
         }
         let seg = Arc::clone(&w.active);
         let pos = read_index(&seg).len;
-        if let Err(e) = seg.file.write_at(buf, pos) {
-            // Cut whatever part of the batch reached the file, so the next batch is not
-            // written after garbage. If even that fails, the file is in an unknown state.
-            if let Err(e2) = seg.file.set_len(pos) {
-                self.ctx.poison.set(format!(
-                    "write to {} failed ({e}) and could not be undone ({e2})",
-                    seg.path.display()
-                ));
+        // For durability=batch into the segment's tail buffer, no system call (`tail`):
+        // the acknowledgement waits for the journal's sync, whose replay restores what a
+        // crash leaves unwritten. `none` and `interval` acknowledge before any sync, so
+        // their bytes go on to the page cache at once and a process crash keeps them. A
+        // failed write may have left part of earlier, buffered batches in the file,
+        // whose journal entries other appenders may be waiting on: the store is
+        // poisoned, and recovery cuts the torn tail and replays the journal.
+        let written = seg.tail.append(buf, pos).and_then(|()| {
+            if config.durability == Durability::Batch {
+                Ok(())
+            } else {
+                seg.tail.flush()
             }
+        });
+        if let Err(e) = written {
+            self.ctx
+                .poison
+                .set(format!("write to {} failed: {e}", seg.path.display()));
+            self.ctx.poison.check()?;
             return Err(StoreError::io_at(&seg.path, e));
         }
         write_index(&seg).add(pos, &header);
@@ -266,6 +278,19 @@ impl Partition {
         ))
     }
 
+    /// Writes the active segment's buffered tail to its file (no sync): the flusher's
+    /// tick for durability=none topics, and closing the store. A failure poisons.
+    pub(crate) fn flush_tail(&self) -> Result<(), StoreError> {
+        let tail = self.committer.segment_tail();
+        if let Err(e) = tail.flush() {
+            self.ctx
+                .poison
+                .set(format!("write to {} failed: {e}", tail.path().display()));
+            return self.ctx.poison.check();
+        }
+        Ok(())
+    }
+
     /// Seals the active segment and starts a new one at the next offset. Called with the
     /// writer lock held, so no append runs meanwhile.
     fn roll(&self, w: &mut Writer) -> Result<(), StoreError> {
@@ -273,13 +298,21 @@ impl Partition {
         let poison = &self.ctx.poison;
         let old = Arc::clone(&w.active);
         let sync = self.config().durability != Durability::None;
-        if sync {
-            // Everything in the old segment becomes durable before the new one gets data,
-            // so recovery only ever has to repair the last segment.
-            if let Err(e) = old.file.sync_data() {
-                poison.set(format!("fdatasync of {} failed: {e}", old.path.display()));
-                return poison.check();
-            }
+        // The old segment's tail goes to its file whatever the durability (the tail is
+        // the active segment's only), and with it everything in the old segment
+        // becomes durable before the new one gets data, so recovery only ever has to
+        // repair the last segment.
+        let sealed = if sync {
+            old.tail.sync()
+        } else {
+            old.tail.flush()
+        };
+        if let Err(e) = sealed {
+            poison.set(format!(
+                "writing or syncing {} at a roll failed: {e}",
+                old.path.display()
+            ));
+            return poison.check();
         }
         let index_bytes = read_index(&old).encode();
         let index_path = segment::index_path(&old.path);
@@ -305,10 +338,11 @@ impl Partition {
             ));
             return poison.check();
         }
+        let tail = Tail::new(file, &path, 0, Arc::clone(&self.ctx.budget));
         let seg = Arc::new(Segment {
             base_offset: base,
             path,
-            file: Arc::clone(&file),
+            tail: Arc::clone(&tail),
             index: RwLock::new(SegmentIndex::new(base, self.ctx.index_interval)),
         });
         self.segments
@@ -318,7 +352,7 @@ impl Partition {
         w.active = seg;
         {
             let mut s = self.committer.lock();
-            s.file = file;
+            s.tail = tail;
             if sync {
                 let written = s.written_end;
                 self.committer.publish(&mut s, written);
@@ -531,6 +565,13 @@ impl Partition {
     pub(crate) fn close(&self) {
         self.deleted.store(true, Ordering::Release);
         self.committer.close();
+        // The journal may hold the partition until its next checkpoint, long after:
+        // its buffer is written out now (to the file old handles still read), so the
+        // store's buffers do not count it meanwhile.
+        let tail = self.committer.segment_tail();
+        if let Err(e) = tail.flush() {
+            tracing::warn!(file = %tail.path().display(), error = %e, "writing a deleted partition's tail failed");
+        }
     }
 
     /// Total bytes of the partition's segments.

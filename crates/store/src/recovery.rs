@@ -14,6 +14,7 @@ use crate::index::SegmentIndex;
 use crate::partition::{Partition, Writer};
 use crate::segment::{self, Segment};
 use crate::store::Ctx;
+use crate::tail::Tail;
 
 /// One cut made by recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,10 +221,11 @@ pub(crate) fn open_partition(
             scan.index
         };
         expected = Some(index.next_offset);
+        let tail = Tail::new(file, &path, index.len, Arc::clone(&ctx.budget));
         segments.push(Arc::new(Segment {
             base_offset: base,
             path,
-            file,
+            tail,
             index: RwLock::new(index),
         }));
     }
@@ -241,7 +243,7 @@ pub(crate) fn open_partition(
         topic: Arc::from(topic),
         partition: id,
     };
-    let committer = Arc::new(Committer::new(end, Arc::clone(&active.file), wake));
+    let committer = Arc::new(Committer::new(end, Arc::clone(&active.tail), wake));
     Ok(Partition {
         topic: topic.to_string(),
         topic_id,

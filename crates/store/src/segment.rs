@@ -10,13 +10,15 @@ use crate::codec::{self, BATCH_HEADER_LEN, BatchHeader, ReadLimits, RecordSink};
 use crate::error::StoreError;
 use crate::index::SegmentIndex;
 use crate::io::{self, StorageFile};
+use crate::tail::Tail;
 
-/// A segment: its file and its index. The index's `len` is the number of bytes that hold
+/// A segment: its file, its tail (the appended bytes not yet in the file) and its
+/// index. The index's `len` is the number of bytes, file and tail together, that hold
 /// whole batches; readers never look past it, so they never see a half-written batch.
 pub(crate) struct Segment {
     pub base_offset: u64,
     pub path: PathBuf,
-    pub file: Arc<dyn StorageFile>,
+    pub tail: Arc<Tail>,
     pub index: RwLock<SegmentIndex>,
 }
 
@@ -185,7 +187,7 @@ impl Segment {
 
     fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
         let (mut buf, slot) = read_buffer(len);
-        let read = self.file.read_full_into(&mut buf, len, pos);
+        let read = self.tail.read_into(&mut buf, len, pos);
         let chunk = buf.split().freeze();
         give_back(slot, buf);
         let n = read.map_err(|e| StoreError::io_at(&self.path, e))?;

@@ -20,7 +20,9 @@ use crate::offsets::{
     CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
     SharedOffsets,
 };
+use crate::partition::Partition;
 use crate::recovery::RecoveryReport;
+use crate::tail::Budget;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
 
 /// What every partition shares with the store.
@@ -30,6 +32,8 @@ pub(crate) struct Ctx {
     pub index_interval: u64,
     pub listener: ListenerSlot,
     pub journal: Journal,
+    /// The segments' tail buffers, together.
+    pub budget: Arc<Budget>,
 }
 
 struct Shared {
@@ -81,6 +85,7 @@ impl Store {
             index_interval: opts.index_interval_bytes.max(1),
             listener: ListenerSlot::default(),
             journal,
+            budget: Budget::new(opts.segment_buffer_bytes, opts.segment_buffers_max),
         });
         let topics_dir = dir.join("topics");
         if !topics_dir.exists() {
@@ -358,7 +363,10 @@ impl Store {
         group: &str,
         commits: &[OffsetCommit<'_>],
     ) -> Result<(), StoreError> {
-        let sync = self.check_commit(group, commits.iter().map(|&(t, p, _)| (t, p)))?;
+        // The topics stay locked until the commit is written, so no delete of a topic
+        // checked here runs in between (it would forget the offsets before they land).
+        let topics = self.topics();
+        let sync = check_commit(&topics, group, commits.iter().map(|&(t, p, _)| (t, p)))?;
         self.offsets()
             .commit(group, commits.iter().map(|&(t, p, n)| (t, p, n, "")), sync)
     }
@@ -370,39 +378,17 @@ impl Store {
         group: &str,
         commits: &[OffsetCommitWithMetadata<'_>],
     ) -> Result<(), StoreError> {
-        let sync = self.check_commit(group, commits.iter().map(|c| (c.topic, c.partition)))?;
+        // Locked until written, as in `commit_offsets`.
+        let topics = self.topics();
+        let sync = check_commit(
+            &topics,
+            group,
+            commits.iter().map(|c| (c.topic, c.partition)),
+        )?;
         let entries = commits
             .iter()
             .map(|c| (c.topic, c.partition, c.next, c.metadata));
         self.offsets().commit(group, entries, sync)
-    }
-
-    /// Checks that the group is named and every partition exists; whether the commit
-    /// needs an `fdatasync`.
-    fn check_commit<'a>(
-        &self,
-        group: &str,
-        partitions: impl Iterator<Item = (&'a str, u32)>,
-    ) -> Result<bool, StoreError> {
-        if group.is_empty() {
-            return Err(StoreError::InvalidArgument("group name is empty".into()));
-        }
-        let mut last: Option<(&str, Arc<Topic>)> = None;
-        // Offsets are made as durable as the records they point into: a commit on
-        // topics that are all durability=none is written (it survives the process, as
-        // those records do) but not fdatasynced — the sync would cost more than the
-        // records it guards are worth after a power loss.
-        let mut sync = false;
-        for (topic, partition) in partitions {
-            let t = match &last {
-                Some((name, t)) if *name == topic => Arc::clone(t),
-                _ => self.topic(topic)?,
-            };
-            t.partition(partition)?;
-            sync |= t.config().durability != Durability::None;
-            last = Some((topic, t));
-        }
-        Ok(sync)
     }
 
     fn committed_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
@@ -481,6 +467,9 @@ impl Store {
     /// active file passes `StoreOptions::journal_file_bytes`.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let ctx = &self.shared.ctx;
+        // The journal's checkpoint writes out the tails of the partitions it holds
+        // entries of; durability=none ones it never holds.
+        flush_tails(&self.shared, |d| d == Durability::None)?;
         ctx.journal.checkpoint(&ctx.poison, true)
     }
 
@@ -488,6 +477,37 @@ impl Store {
     pub fn is_poisoned(&self) -> bool {
         self.shared.ctx.poison.check().is_err()
     }
+}
+
+/// Checks that the group is named and every partition exists; whether the commit
+/// needs an `fdatasync`.
+fn check_commit<'a>(
+    topics: &BTreeMap<String, Arc<Topic>>,
+    group: &str,
+    partitions: impl Iterator<Item = (&'a str, u32)>,
+) -> Result<bool, StoreError> {
+    if group.is_empty() {
+        return Err(StoreError::InvalidArgument("group name is empty".into()));
+    }
+    let mut last: Option<(&str, Arc<Topic>)> = None;
+    // Offsets are made as durable as the records they point into: a commit on
+    // topics that are all durability=none is written (it survives the process, as
+    // those records do) but not fdatasynced — the sync would cost more than the
+    // records it guards are worth after a power loss.
+    let mut sync = false;
+    for (topic, partition) in partitions {
+        let t = match &last {
+            Some((name, t)) if *name == topic => Arc::clone(t),
+            _ => topics
+                .get(topic)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownTopic(topic.to_string()))?,
+        };
+        t.partition(partition)?;
+        sync |= t.config().durability != Durability::None;
+        last = Some((topic, t));
+    }
+    Ok(sync)
 }
 
 fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
@@ -502,18 +522,35 @@ fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
 }
 
 fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
+    // Every partition: besides retention, a pass removes segments wholly before a log
+    // start moved by DeleteRecords (a crash may have kept them).
+    for_each_partition(shared, |_| true, Partition::apply_retention)
+}
+
+/// Writes out the buffered tails of every partition of the topics whose durability
+/// `which` picks (no sync).
+fn flush_tails(shared: &Shared, which: impl Fn(Durability) -> bool) -> Result<(), StoreError> {
+    for_each_partition(shared, which, Partition::flush_tail)
+}
+
+/// Runs `f` on every partition of the topics whose durability `which` picks, on a
+/// snapshot of the topics (no lock held meanwhile); stops at the first error.
+fn for_each_partition(
+    shared: &Shared,
+    which: impl Fn(Durability) -> bool,
+    f: impl Fn(&Partition) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let topics: Vec<Arc<Topic>> = shared
         .topics
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .values()
+        .filter(|t| which(t.config().durability))
         .cloned()
         .collect();
-    // Every partition: besides retention, a pass removes segments wholly before a log
-    // start moved by DeleteRecords (a crash may have kept them).
     for t in topics {
         for p in t.partitions() {
-            p.apply_retention()?;
+            f(p)?;
         }
     }
     Ok(())
@@ -544,6 +581,14 @@ fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
                     return;
                 }
                 shared.ctx.journal.flush_if_due(tick, &shared.ctx.poison);
+                // A topic changed to durability=none may hold bytes buffered while it
+                // was `batch`: they reach the page cache within a tick. The journal
+                // holds the others' until a checkpoint writes them out.
+                if shared.ctx.poison.check().is_ok()
+                    && let Err(e) = flush_tails(&shared, |d| d == Durability::None)
+                {
+                    tracing::warn!(error = %e, "writing segment tails failed");
+                }
                 if last_retention.elapsed() >= RETENTION_EVERY {
                     last_retention = Instant::now();
                     if let Err(e) = apply_retention(&shared) {

@@ -266,8 +266,11 @@ fn failed_fsync_poisons_the_store_until_reopened() {
     t.partition(0).unwrap().append(&[rec(9)]).unwrap();
 }
 
+/// A full disk fails the journal's group commit, which holds other partitions'
+/// entries too and cannot take one back: the store is poisoned, the batch never shown,
+/// and reopening cuts the torn journal tail and continues the log.
 #[test]
-fn full_disk_fails_the_append_cleanly_and_the_log_continues() {
+fn full_disk_fails_the_append_poisons_and_the_log_continues_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (store, faults) = open_faulty(dir.path());
@@ -280,15 +283,21 @@ fn full_disk_fails_the_append_cleanly_and_the_log_continues() {
         faults.0.torn_enospc.store(true, Ordering::SeqCst);
         let err = p.append(&[rec(1), rec(2)]).unwrap_err();
         assert!(err.to_string().contains("No space left"), "{err}");
-        assert!(
-            !store.is_poisoned(),
-            "the torn bytes were cut, so the log is consistent"
-        );
+        assert!(store.is_poisoned());
+        assert_eq!(p.end_offset(), 1, "the failed batch is never shown");
         faults.0.torn_enospc.store(false, Ordering::SeqCst);
-        assert_eq!(p.append(&[rec(1)]).unwrap(), 1);
     }
     let (store, report) = open(dir.path());
-    assert!(report.is_clean(), "no garbage was left behind: {report}");
+    for cut in &report.truncated {
+        assert!(cut.file.starts_with(dir.path().join("journal")), "{report}");
+    }
+    assert_eq!(read_all(&store), vec![0]);
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partition(0).unwrap().append(&[rec(1)]).unwrap(), 1);
+    drop(t);
+    drop(store);
+    let (store, report) = open(dir.path());
+    assert!(report.is_clean(), "{report}");
     assert_eq!(read_all(&store), vec![0, 1]);
 }
 

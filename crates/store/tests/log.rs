@@ -303,6 +303,9 @@ fn concurrent_batch_appenders_share_fsyncs_and_lose_nothing() {
     // On the power-loss layer: its syncs are counted, and a cut at the end keeps only
     // what they made durable.
     let layer = PowerLoss::with_store(7);
+    // Each append writes its segment at once (no tail buffer), so the writes counted
+    // below say how many appenders have reached the journal.
+    layer.set_segment_buffer_bytes(1);
     let (store, _) = layer.open().unwrap();
     // One segment: a roll's own sync would count here too.
     store
@@ -373,4 +376,30 @@ fn data_directory_is_private_to_its_owner() {
     let _ = open(&data);
     let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
+}
+
+/// durability=none records are buffered like the others, but no journal holds them:
+/// the flusher writes them to the segment file within its tick (a second), so a
+/// process crash loses at most that much.
+#[test]
+fn durability_none_appends_reach_the_segment_file_within_the_flushers_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store
+        .create_topic("n", 1, config(Durability::None, 1 << 20))
+        .unwrap();
+    let t = store.topic("n").unwrap();
+    let p = t.partition(0).unwrap();
+    p.append(&[rec(0), rec(1)]).unwrap();
+    assert_eq!(p.end_offset(), 2, "readable at once");
+    assert_eq!(p.read(0, 10, 10_000).unwrap().len(), 2);
+    let seg = common::segments(dir.path(), "n", 0).remove(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&seg).unwrap().len() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the flusher never wrote the tail"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -226,3 +226,54 @@ fn an_entry_of_a_kind_from_a_newer_version_refuses_the_open_and_is_not_cut() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// A group committing while its topic is deleted leaves no offsets for a topic made
+/// again under the same name: each commit lands before the delete (and is forgotten
+/// with the topic) or fails with `UnknownTopic`.
+#[test]
+fn a_commit_racing_a_topic_delete_leaves_no_offsets_for_the_topic_made_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()).0);
+    for round in 0..40 {
+        store.create_topic("t", 1, TopicConfig::default()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Several committers, so one has passed its check and waits for the offsets
+        // journal while another's commit is being synced, as the delete comes.
+        let committers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut next = 1;
+                    while !stop.load(Ordering::SeqCst) {
+                        match store.commit_offset("g", "t", 0, next) {
+                            Ok(()) | Err(StoreError::UnknownTopic(_)) => {}
+                            Err(e) => panic!("commit failed: {e}"),
+                        }
+                        next += 1;
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.committed_offset("g", "t", 0).is_none() {
+            assert!(Instant::now() < deadline, "no commit landed");
+            std::thread::yield_now();
+        }
+        store.delete_topic("t").unwrap();
+        stop.store(true, Ordering::SeqCst);
+        for c in committers {
+            c.join().unwrap();
+        }
+        store.create_topic("t", 1, TopicConfig::default()).unwrap();
+        assert_eq!(
+            store.committed_offset("g", "t", 0),
+            None,
+            "round {round}: the topic made again starts from a deleted topic's offset"
+        );
+        store.delete_topic("t").unwrap();
+    }
+}

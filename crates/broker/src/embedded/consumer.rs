@@ -12,6 +12,7 @@ use super::member::{Membership, Update};
 use super::read::{Positions, Rest, read_from};
 use super::{EmbeddedBroker, encoded, map_store, partition_index, to_u64};
 use crate::api::*;
+use crate::encoded::{EncodedConsumer, EncodedPoll};
 use crate::error::BrokerError;
 use crate::hand_over::InFlight;
 
@@ -214,7 +215,7 @@ impl EmbeddedConsumer {
         let (out, positions, rest) = a
             .read
             .await
-            .map_err(|e| BrokerError::Other(format!("store read failed: {e}")))??;
+            .map_err(|e| BrokerError::task("store read", e))??;
         if !out.is_empty() {
             self.positions = positions;
             self.next = self.next.wrapping_add(1);
@@ -285,18 +286,7 @@ impl EmbeddedConsumer {
 }
 
 #[async_trait]
-impl Consumer for EmbeddedConsumer {
-    async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
-        match self.wait_for(timeout, max_records.max(1), false).await? {
-            Reading::Records(r) => Ok(r),
-            Reading::Encoded(_) => Ok(Vec::new()),
-        }
-    }
-
-    fn reads_encoded(&self) -> bool {
-        true
-    }
-
+impl EncodedConsumer for EmbeddedConsumer {
     async fn poll_encoded(
         &mut self,
         max_records: usize,
@@ -309,6 +299,20 @@ impl Consumer for EmbeddedConsumer {
             Reading::Encoded(r) => Ok(r),
             Reading::Records(_) => Ok(Vec::new()),
         }
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        match self.wait_for(timeout, max_records.max(1), false).await? {
+            Reading::Records(r) => Ok(r),
+            Reading::Encoded(_) => Ok(Vec::new()),
+        }
+    }
+
+    fn encoded(&mut self) -> Option<&mut dyn EncodedConsumer> {
+        Some(self)
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
@@ -408,7 +412,7 @@ mod tests {
         c.close().await.expect("close");
         let wait = Duration::from_millis(50);
         let mut c = broker.consumer(cfg).await.expect("consumer");
-        assert!(c.reads_encoded());
+        assert!(c.encoded().is_some());
         let runs = |polls: &[EncodedPoll]| -> Vec<(i32, u64, usize)> {
             polls
                 .iter()
@@ -416,7 +420,7 @@ mod tests {
                 .collect()
         };
         // From the committed offsets, whole batches: 3..10 and 2..4, past the poll's 2.
-        let polls = c.poll_encoded(2, wait).await.expect("poll");
+        let polls = encoded(&mut c).poll_encoded(2, wait).await.expect("poll");
         let mut got = runs(&polls);
         got.sort_unstable();
         assert_eq!(got, vec![(0, 3, 7), (1, 2, 2)]);
@@ -440,8 +444,20 @@ mod tests {
         );
         c.seek(&tp0, Seek::Offset(12)).await.expect("seek");
         c.seek(&tp1, Seek::End).await.expect("seek");
-        let polls = c.poll_encoded(100, wait).await.expect("poll");
+        let polls = encoded(&mut c).poll_encoded(100, wait).await.expect("poll");
         assert_eq!(runs(&polls), vec![(0, 12, 4)]);
-        assert!(c.poll_encoded(100, wait).await.expect("poll").is_empty());
+        assert!(
+            encoded(&mut c)
+                .poll_encoded(100, wait)
+                .await
+                .expect("poll")
+                .is_empty()
+        );
+    }
+
+    /// The embedded consumer's stored-bytes reads.
+    fn encoded(c: &mut Box<dyn Consumer>) -> &mut dyn EncodedConsumer {
+        c.encoded()
+            .expect("the embedded store reads records as stored")
     }
 }

@@ -10,7 +10,8 @@ use millrace_store::{
 
 use super::read::{Positions, shares};
 use super::{EmbeddedBroker, blocking, map_store, partition_index, to_i64};
-use crate::api::{EncodedPoll, Result, TopicPartition};
+use crate::api::{Result, TopicPartition};
+use crate::encoded::EncodedPoll;
 use crate::error::BrokerError;
 
 /// Bytes an encoded poll reads at most (past that, the batch it stops in), shared

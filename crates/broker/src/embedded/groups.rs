@@ -178,10 +178,10 @@ fn group_error(coordinator: &Coordinator, group: &str, e: GroupError) -> BrokerE
         GroupError::InvalidGroupId => {
             BrokerError::Invalid("a consumer group's name cannot be empty".to_string())
         }
-        GroupError::Store(s) => match Arc::try_unwrap(s) {
-            Ok(s) => BrokerError::Store(s),
-            Err(shared) => BrokerError::Other(shared.to_string()),
+        GroupError::Store(s) => BrokerError::store(s),
+        source => BrokerError::Group {
+            group: group.to_string(),
+            source,
         },
-        other => BrokerError::Other(other.to_string()),
     }
 }

@@ -145,7 +145,7 @@ impl Membership {
             State::Joined(_) => Ok(Update::Steady),
             State::Joining(task) if !task.is_finished() => Ok(Update::Joining),
             State::Joining(_) | State::Ended(_) => self.finish_join().await,
-            State::Gone => Err(BrokerError::Invalid("the consumer left its group".into())),
+            State::Gone => Err(BrokerError::Closed("the consumer left its group")),
         }
     }
 
@@ -190,9 +190,8 @@ impl Membership {
                 return Ok(Update::Steady);
             }
         };
-        let (member, joined) = ended.map_err(|e| {
-            BrokerError::Other(format!("joining group '{}' failed: {e}", self.group))
-        })?;
+        let (member, joined) =
+            ended.map_err(|e| BrokerError::task(format!("joining group '{}'", self.group), e))?;
         *self.signals.current() = Current {
             member_id: member.member_id().to_string(),
             generation: member.generation(),
@@ -383,10 +382,10 @@ fn group_error(group: &str, e: GroupError) -> BrokerError {
         GroupError::UnknownTopicOrPartition => BrokerError::Invalid(format!(
             "a commit for group '{group}' names a partition the store does not have"
         )),
-        GroupError::Store(s) => match Arc::try_unwrap(s) {
-            Ok(s) => BrokerError::Store(s),
-            Err(shared) => BrokerError::Other(shared.to_string()),
+        GroupError::Store(s) => BrokerError::store(s),
+        source => BrokerError::Group {
+            group: group.to_string(),
+            source,
         },
-        other => BrokerError::Other(format!("consumer group '{group}': {other}")),
     }
 }

@@ -53,12 +53,12 @@ impl std::fmt::Debug for Holder {
 pub fn holder_config(dir: &Path) -> Result<ServerConfig, BrokerError> {
     use std::os::unix::fs::MetadataExt;
     let owner = std::fs::metadata(dir)
-        .map_err(|e| BrokerError::Other(format!("cannot read {}: {e}", dir.display())))?
+        .map_err(|e| BrokerError::io(format!("cannot read {}", dir.display()), e))?
         .uid();
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let access = ListenerPolicy::default()
         .access(loopback, None, owner)
-        .map_err(|e| BrokerError::Other(e.to_string()))?;
+        .map_err(|e| BrokerError::server("the listener's access", e))?;
     Ok(ServerConfig {
         access,
         ..ServerConfig::default()
@@ -84,7 +84,7 @@ impl Holder {
         let listener = match listen {
             Listen::At(addr) => TcpListener::bind(addr)
                 .await
-                .map_err(|e| BrokerError::Other(format!("cannot listen on {addr}: {e}")))?,
+                .map_err(|e| BrokerError::io(format!("cannot listen on {addr}"), e))?,
             Listen::Recorded => bind_recorded(&dir).await?,
         };
         Holder::on_listener(broker, listener, config)
@@ -99,12 +99,15 @@ impl Holder {
         let dir = broker.store().dir().to_path_buf();
         let bound = listener
             .local_addr()
-            .map_err(|e| BrokerError::Other(format!("listener: {e}")))?;
+            .map_err(|e| BrokerError::io("listener", e))?;
         let addr = write_endpoint(&dir, bound).map_err(|e| {
-            BrokerError::Other(format!(
-                "cannot record the address in {}: {e}",
-                dir.join(super::ENDPOINT_FILE).display()
-            ))
+            BrokerError::io(
+                format!(
+                    "cannot record the address in {}",
+                    dir.join(super::ENDPOINT_FILE).display()
+                ),
+                e,
+            )
         })?;
         let (stop, mut stopped) = watch::channel(false);
         let hub = Arc::clone(broker.hub());
@@ -142,8 +145,8 @@ impl Holder {
     pub async fn stop(self) -> Result<(), BrokerError> {
         let _ = self.stop.send(true);
         match self.server.await {
-            Ok(r) => r.map_err(|e| BrokerError::Other(format!("serving the store: {e}"))),
-            Err(e) => Err(BrokerError::Other(format!("serving the store: {e}"))),
+            Ok(r) => r.map_err(|e| BrokerError::server("serving the store", e)),
+            Err(e) => Err(BrokerError::task("serving the store", e)),
         }
     }
 }
@@ -163,7 +166,7 @@ pub async fn open_store_with(
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || EmbeddedBroker::open_with_groups(&dir, groups))
         .await
-        .map_err(|e| BrokerError::Other(format!("opening the store failed: {e}")))?
+        .map_err(|e| BrokerError::task("opening the store", e))?
 }
 
 /// The recorded loopback address if it can be bound, else a new port on 127.0.0.1.
@@ -176,5 +179,5 @@ async fn bind_recorded(dir: &Path) -> Result<TcpListener, BrokerError> {
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     TcpListener::bind(any)
         .await
-        .map_err(|e| BrokerError::Other(format!("cannot listen on {any}: {e}")))
+        .map_err(|e| BrokerError::io(format!("cannot listen on {any}"), e))
 }

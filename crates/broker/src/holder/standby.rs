@@ -153,7 +153,7 @@ async fn take_over(dir: &Path, addr: SocketAddr) -> Result<Holder, BrokerError> 
             let any = SocketAddr::new(addr.ip(), 0);
             TcpListener::bind(any)
                 .await
-                .map_err(|e| BrokerError::Other(format!("cannot listen on {any}: {e}")))?
+                .map_err(|e| BrokerError::io(format!("cannot listen on {any}"), e))?
         }
     };
     Holder::on_listener(broker, listener, config)

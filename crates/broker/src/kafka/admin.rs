@@ -39,18 +39,17 @@ pub(crate) struct Admin {
     /// Metadata and offsets are asked for through the producer's client, which is
     /// connected from the start and lives as long as the broker.
     lookup: Arc<Producer>,
-    /// What an admin client is made from, for each create, delete or config request.
+    /// What the admin client is made from.
     admin_config: ClientConfig,
-    /// Admin clients done with, each being dropped on a thread of its own: rdkafka's
-    /// admin client waits out its polling thread's 100 ms step when dropped, which a
-    /// client kept for the broker's life made every process wait at its exit. Joined
-    /// (long done, as a rule) when the broker goes.
-    retiring: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Redacts the client settings from errors.
     props: BTreeMap<String, String>,
-    /// The admin client of consumer-group requests (list, describe, offsets, delete),
-    /// made at the first and kept: a process that asks for groups asks several times.
-    groups: OnceLock<Arc<AdminClient<LogContext>>>,
+    /// The admin client (topics created, deleted, their configs; consumer groups
+    /// listed, described, their offsets, deleted), made at the first request and kept:
+    /// each new client is two connections (the bootstrap server, then the controller)
+    /// before its request goes out, and a `run` asks for several topics at once. Its
+    /// teardown, which waits out its polling thread's 100 ms step, is the broker's
+    /// (off the caller's thread: see `destroy_detached`).
+    client: OnceLock<Arc<AdminClient<LogContext>>>,
     bootstrap: String,
     /// A consumer handle per group whose committed offsets were asked for, kept: making
     /// one and tearing it down costs ~150 ms, and a `--batch` run asks often (start
@@ -58,41 +57,6 @@ pub(crate) struct Admin {
     committed_by_group: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
     /// How the clients made here log.
     log: LogContext,
-}
-
-/// An admin client for one request, retired (dropped off the caller's thread) when done.
-struct AdminHandle<'a> {
-    client: Option<AdminClient<LogContext>>,
-    admin: &'a Admin,
-}
-
-impl std::ops::Deref for AdminHandle<'_> {
-    type Target = AdminClient<LogContext>;
-
-    fn deref(&self) -> &Self::Target {
-        // Set from creation until `drop`.
-        self.client
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("admin client taken"))
-    }
-}
-
-impl Drop for AdminHandle<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.client.take() {
-            let dropping = std::thread::Builder::new()
-                .name("admin client close".into())
-                .spawn(move || drop(c));
-            if let Ok(handle) = dropping {
-                lock(&self.admin.retiring).push(handle);
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every entry is pushed or inserted whole: a poisoned value is still sound.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Admin {
@@ -114,22 +78,26 @@ impl Admin {
         Admin {
             lookup,
             admin_config,
-            retiring: Mutex::new(Vec::new()),
             props: props.clone(),
-            groups: OnceLock::new(),
+            client: OnceLock::new(),
             bootstrap: bootstrap.to_string(),
             committed_by_group: Mutex::new(HashMap::new()),
             log,
         }
     }
 
-    /// The admin client of consumer-group requests, made at the first.
+    /// The admin client of consumer-group requests: the one admin client.
     pub(crate) fn groups_client(&self) -> Result<Arc<AdminClient<LogContext>>> {
-        if let Some(c) = self.groups.get() {
+        self.admin_client()
+    }
+
+    /// The admin client, made at the first request.
+    fn admin_client(&self) -> Result<Arc<AdminClient<LogContext>>> {
+        if let Some(c) = self.client.get() {
             return Ok(Arc::clone(c));
         }
         let made = Arc::new(self.new_admin_client()?);
-        Ok(Arc::clone(self.groups.get_or_init(|| made)))
+        Ok(Arc::clone(self.client.get_or_init(|| made)))
     }
 
     fn new_admin_client(&self) -> Result<AdminClient<LogContext>> {
@@ -141,15 +109,6 @@ impl Admin {
                     config::redact(&e.to_string(), &self.props)
                 ))
             })
-    }
-
-    /// A new admin client, for one request.
-    fn admin_client(&self) -> Result<AdminHandle<'_>> {
-        let client = self.new_admin_client()?;
-        Ok(AdminHandle {
-            client: Some(client),
-            admin: self,
-        })
     }
 
     fn options(timeout: Duration) -> AdminOptions {
@@ -182,7 +141,7 @@ impl Admin {
             return Err(BrokerError::UnknownTopic(topic.to_string()));
         }
         i32::try_from(t.partitions().len())
-            .map_err(|_| BrokerError::Kafka("too many partitions".into()))
+            .map_err(|_| BrokerError::KafkaClient("too many partitions".into()))
     }
 
     /// Creates a topic and waits until every partition has a leader. Returns the
@@ -462,14 +421,11 @@ impl Admin {
 }
 
 impl Drop for Admin {
-    /// Waits for the admin clients being dropped, and closes the group handles without rdkafka's 100 ms poll steps (its consumer's
+    /// Closes the group handles without rdkafka's 100 ms poll steps (its consumer's
     /// `Drop` polls in those until the close is done: a tenth of a second at the end of
     /// every `--batch` run); rdkafka's `Drop` then finds them closed (see the consumer's
     /// `close_blocking`).
     fn drop(&mut self) {
-        for t in std::mem::take(&mut *lock(&self.retiring)) {
-            let _ = t.join();
-        }
         let handles = std::mem::take(
             &mut *self
                 .committed_by_group

@@ -39,7 +39,7 @@ pub(crate) fn redact(message: &str, props: &BTreeMap<String, String>) -> String 
 /// continues a line; `\t`, `\n`, `\\`, `\=`, `\:` and `\uXXXX` escapes are understood.
 pub fn read_properties_file(path: &Path) -> Result<BTreeMap<String, String>, BrokerError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| BrokerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| BrokerError::io(format!("cannot read {}", path.display()), e))?;
     Ok(parse_properties(&text))
 }
 
@@ -200,15 +200,27 @@ fn parse_jaas(v: &str) -> Option<(String, String)> {
     Some((field(v, "username")?, field(v, "password")?))
 }
 
-/// Builds an rdkafka config: `defaults`, then the user's properties (which win), then
-/// `bootstrap.servers`.
+/// Settings of every client millrace makes, under `defaults` and the user's.
+///
+/// `enable.sparse.connections=false`: librdkafka connects to each broker as soon as the
+/// metadata names it. Sparse (its default), a client connects to the bootstrap server,
+/// drops that connection once the metadata names the cluster's own brokers, and holds
+/// its next connection back for half of `reconnect.backoff.ms` (50 ms): the
+/// producer's id, each admin request and a consumer's first fetch waited that long at
+/// every start. A millrace client talks to the leaders of its topics' partitions,
+/// which on most clusters are most brokers, so it would open those connections soon
+/// anyway.
+const ALL_CLIENTS: &[(&str, &str)] = &[("enable.sparse.connections", "false")];
+
+/// Builds an rdkafka config: [`ALL_CLIENTS`], `defaults`, then the user's properties
+/// (which win), then `bootstrap.servers`.
 pub(crate) fn client_config(
     bootstrap: &str,
     defaults: &[(&str, &str)],
     user: &BTreeMap<String, String>,
 ) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in defaults {
+    for (k, v) in ALL_CLIENTS.iter().chain(defaults) {
         c.set(*k, *v);
     }
     for (k, v) in user {
@@ -259,6 +271,17 @@ mod tests {
         assert_eq!(out["sasl.password"], "s3cret");
         assert!(!out.contains_key("key.serializer"));
         assert_eq!(redact("bad password s3cret", &out), "bad password ***");
+    }
+
+    #[test]
+    fn every_client_connects_to_brokers_as_the_metadata_names_them() {
+        let c = client_config("h:9092", &[("acks", "all")], &BTreeMap::new());
+        assert_eq!(c.get("enable.sparse.connections"), Some("false"));
+        assert_eq!(c.get("acks"), Some("all"));
+        // The user's setting wins.
+        let user = BTreeMap::from([("enable.sparse.connections".to_string(), "true".to_string())]);
+        let c = client_config("h:9092", &[], &user);
+        assert_eq!(c.get("enable.sparse.connections"), Some("true"));
     }
 
     #[test]

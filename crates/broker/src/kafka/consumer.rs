@@ -405,7 +405,7 @@ impl KafkaConsumer {
     fn handle(&self) -> Result<&Arc<Inner>> {
         self.consumer
             .as_ref()
-            .ok_or_else(|| BrokerError::Invalid("the consumer is closed".into()))
+            .ok_or(BrokerError::Closed("the consumer is closed"))
     }
 
     /// Turns a message from the consumer queue into a record, or an error into
@@ -733,7 +733,8 @@ const JOIN_BEFORE_CLOSE: Duration = Duration::from_secs(5);
 const CLOSE_POLL: Duration = Duration::from_millis(5);
 
 /// Gives the fetched queue back, leaves the group (librdkafka's consumer close, which
-/// waits for the group coordinator) and drops the client.
+/// waits for the group coordinator) and drops the client off this thread (see
+/// `destroy_detached`): the group is left by then.
 ///
 /// rdkafka's own close, in its `Drop`, polls in 100 ms steps and so takes a tenth of a
 /// second after the group is left: at the end of every stage and of every tail read.
@@ -769,7 +770,7 @@ fn close_blocking(c: Arc<Inner>, timeout: Duration) {
         }
         Err(e) => tracing::debug!("closing the Kafka consumer: {e}"),
     }
-    drop(c);
+    super::destroy_detached(c);
 }
 
 /// Moves the position of `tp`. Offsets are clamped to what the partition holds (as on

@@ -49,22 +49,22 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, subject: Subject<'_>) -> BrokerE
         C::MessageSizeTooLarge => BrokerError::Invalid(format!(
             "a record is larger than topic '{topic}' accepts (raise the topic's max.message.bytes)"
         )),
-        C::TopicAuthorizationFailed => BrokerError::Kafka(format!(
+        C::TopicAuthorizationFailed => BrokerError::Unauthorized(format!(
             "not authorized to access topic '{topic}': the principal of your --command-config \
              lacks an ACL for it"
         )),
-        C::GroupAuthorizationFailed => BrokerError::Kafka(format!(
+        C::GroupAuthorizationFailed => BrokerError::Unauthorized(format!(
             "not authorized to use consumer group '{}': the principal lacks a group ACL",
             match subject {
                 Subject::Group(g) => g,
                 _ => "",
             }
         )),
-        C::ClusterAuthorizationFailed => BrokerError::Kafka(
+        C::ClusterAuthorizationFailed => BrokerError::Unauthorized(
             "not authorized for this cluster operation: the principal lacks a cluster ACL"
                 .to_string(),
         ),
-        C::SaslAuthenticationFailed | C::Authentication => BrokerError::Kafka(
+        C::SaslAuthenticationFailed | C::Authentication => BrokerError::Unauthorized(
             "authentication failed: check sasl.mechanism, sasl.username and sasl.password"
                 .to_string(),
         ),
@@ -81,7 +81,7 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, subject: Subject<'_>) -> BrokerE
         | C::CoordinatorLoadInProgress
         | C::CoordinatorNotAvailable
         | C::NetworkException => BrokerError::Transient(code.to_string()),
-        other => BrokerError::Kafka(other.to_string()),
+        other => BrokerError::KafkaCode(other),
     }
 }
 
@@ -89,7 +89,7 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, subject: Subject<'_>) -> BrokerE
 pub(crate) fn from_kafka(e: &KafkaError, subject: Subject<'_>) -> BrokerError {
     match e.rdkafka_error_code() {
         Some(code) => from_code(code, subject),
-        None => BrokerError::Kafka(e.to_string()),
+        None => BrokerError::Kafka(e.clone()),
     }
 }
 

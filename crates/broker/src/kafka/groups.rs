@@ -275,7 +275,7 @@ impl KafkaBroker {
 fn failed(e: native::Failed, group: &str) -> BrokerError {
     match e {
         native::Failed::Code(code) => errors::from_code(code, Subject::Group(group)),
-        native::Failed::Other(what) => BrokerError::Kafka(what),
+        native::Failed::Other(what) => BrokerError::KafkaClient(what),
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn run(g: &Global, file: Option<&Path>) -> anyhow::Result<()> {
 async fn write_groups(broker: &dyn Broker, out: &mut impl Write) -> anyhow::Result<()> {
     let groups = match broker.describe_groups().await {
         Ok(g) => g,
-        Err(e @ BrokerError::Invalid(_)) => {
+        Err(e @ BrokerError::Unsupported { .. }) => {
             note!("millrace: groups not shown: {e}");
             return Ok(());
         }

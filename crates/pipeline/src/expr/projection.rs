@@ -8,8 +8,8 @@
 //! comparison and boolean operators, and parentheses. Nothing else reads the input, so
 //! the expression gives on the projection exactly what it gives on the whole record,
 //! errors included. Anything outside the grammar (functions, variables, pipes,
-//! `.` alone, indexing, string escapes) is evaluated as before. A record the pick gives
-//! up on (not strict JSON, a path jq would fail on) is too.
+//! `.` alone, indexing, string escapes) is evaluated on the whole record, and so is a
+//! record the pick gives up on (not strict JSON, a path jq would fail on).
 
 use super::{PlainPath, Val, pick};
 
@@ -23,7 +23,7 @@ pub struct Projection {
     fields: Vec<Vec<String>>,
 }
 
-/// More paths than this and the whole record is parsed, as before.
+/// More paths than this and the whole record is parsed.
 pub const MAX_PATHS: usize = 4;
 
 impl Projection {

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use millrace_broker::ConsumedRecord;
+use millrace_broker::partitioner::partition_for_key;
 use millrace_pipeline::expr::CompiledSelector;
 use millrace_pipeline::{Format, Selector, ShardTarget, Stage};
-use millrace_store::partition_for_key;
 
 use super::with_vars;
 use crate::error::RuntimeError;

@@ -5,13 +5,49 @@
 //! the size limit, the counts) is done here the same way; a test compares the two.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use millrace_broker::{EncodedBatch, EncodedPoll, Names, ProduceRecord};
+use millrace_broker::encoded::{EncodedBatch, EncodedPoll};
+use millrace_broker::{Broker, BrokerError, Consumer, Names, ProduceRecord};
 
 use super::{Assembly, MAX_RECORD_BYTES, oversize};
 use crate::dead_letter;
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
+
+/// Whether the backend moves records as stored on both sides (the embedded store's
+/// capability, see `millrace_broker::encoded`): the one place the copy path asks.
+pub(super) fn offered(broker: &dyn Broker, consumer: &mut dyn Consumer) -> bool {
+    broker.encoded().is_some() && consumer.encoded().is_some()
+}
+
+/// Polls records as stored, from a consumer [`offered`] said reads them.
+pub(super) async fn poll(
+    consumer: &mut dyn Consumer,
+    max_records: usize,
+    timeout: Duration,
+) -> Result<Vec<EncodedPoll>, BrokerError> {
+    match consumer.encoded() {
+        Some(c) => c.poll_encoded(max_records, timeout).await,
+        None => Err(BrokerError::Invalid(
+            "this consumer does not read records as stored".into(),
+        )),
+    }
+}
+
+/// Appends forwarded batches, in order, to a backend [`offered`] said takes them.
+pub(super) async fn produce(
+    broker: &dyn Broker,
+    batches: &mut [(&str, i32, EncodedBatch)],
+) -> Result<(), BrokerError> {
+    match broker.encoded() {
+        Some(b) => b.produce_encoded_all(batches).await,
+        None => Err(BrokerError::Unsupported {
+            backend: broker.backend(),
+            what: "records as stored",
+        }),
+    }
+}
 
 /// A batch is sent once it holds this much: a write of a size the store handles well
 /// (its own appends are batches of about this size), well under its batch limit, and a

@@ -2,7 +2,8 @@
 //! runs of stored records for a forwarding stage (see `forward`), and what the task
 //! asks of either: how many, the `--batch` snapshot's cut, the offsets to commit.
 
-use millrace_broker::{ConsumedRecord, EncodedPoll, TopicPartition};
+use millrace_broker::encoded::EncodedPoll;
+use millrace_broker::{ConsumedRecord, TopicPartition};
 
 use crate::batch::Completion;
 
@@ -146,7 +147,9 @@ mod tests {
             let mut c = broker.consumer(cfg.clone()).await.expect("consumer");
             let mut input = if encoded {
                 Input::Encoded(
-                    c.poll_encoded(100, Duration::from_secs(1))
+                    c.encoded()
+                        .expect("the embedded store reads records as stored")
+                        .poll_encoded(100, Duration::from_secs(1))
                         .await
                         .expect("poll"),
                 )

@@ -73,7 +73,7 @@ impl Redrive {
     /// Decodes a forwarding stage's poll.
     fn decode(
         &self,
-        polls: &[millrace_broker::EncodedPoll],
+        polls: &[millrace_broker::encoded::EncodedPoll],
     ) -> Result<Vec<ConsumedRecord>, RuntimeError> {
         let mut names = Names::default();
         let mut out = Vec::new();

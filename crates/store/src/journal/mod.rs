@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use crate::durability::{Committer, Poison};
 use crate::error::StoreError;
-use crate::io::{Storage, StorageFile};
+use crate::io::Storage;
 use crate::recovery::RecoveryReport;
+use crate::tail::Tail;
 pub(crate) use recovery::Recovered;
 use writer::ActiveFile;
 pub(crate) use writer::Writer;
@@ -142,15 +143,17 @@ impl Journal {
             return Ok(());
         }
         let mut seen = HashSet::new();
-        let files: Vec<Arc<dyn StorageFile>> = retiring
+        let tails: Vec<Arc<Tail>> = retiring
             .iter()
             .flat_map(|s| s.dirty.iter())
             .filter(|c| seen.insert(Arc::as_ptr(c)))
-            .map(|c| c.segment_file())
+            .map(|c| c.segment_tail())
             .collect();
-        if let Err(e) = sync_all(&files) {
+        // Each segment's buffered tail is written out first: the journal drops these
+        // entries only once the segment files hold them durably.
+        if let Err(e) = sync_all(&tails) {
             poison.set(format!(
-                "fdatasync of a segment at a checkpoint failed: {e}"
+                "writing or syncing a segment at a checkpoint failed: {e}"
             ));
             let mut sealed = self.lock_sealed();
             let later = std::mem::replace(&mut *sealed, retiring);
@@ -181,11 +184,8 @@ impl Journal {
         report: &mut RecoveryReport,
     ) -> Result<(), StoreError> {
         let written = recovery::replay(&found, &*self.storage, partitions, report)?;
-        let files: Vec<Arc<dyn StorageFile>> = written
-            .iter()
-            .map(|p| Arc::clone(&p.committer.lock().file))
-            .collect();
-        sync_all(&files).map_err(StoreError::Io)?;
+        let tails: Vec<Arc<Tail>> = written.iter().map(|p| p.committer.segment_tail()).collect();
+        sync_all(&tails).map_err(StoreError::Io)?;
         for f in &found.files {
             std::fs::remove_file(&f.path).map_err(|e| StoreError::io_at(&f.path, e))?;
         }
@@ -204,9 +204,16 @@ fn create_file(storage: &dyn Storage, dir: &Path, id: u64) -> Result<ActiveFile,
     let io = |e| StoreError::io_at(&path, e);
     let file = storage.open(&path, true).map_err(io)?;
     let header = entry::file_header(id);
-    file.set_len(0).map_err(io)?;
-    file.write_at(&header, 0).map_err(io)?;
-    file.sync_data().map_err(io)?;
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.write_at(&header, 0))
+        .and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // A file with no whole header holds no entry: remove it, so a full disk keeps
+        // no stray journal file (best effort; recovery skips a headerless file too).
+        let _ = std::fs::remove_file(&path);
+        return Err(io(e));
+    }
     storage
         .sync_dir(dir)
         .map_err(|e| StoreError::io_at(dir, e))?;
@@ -219,16 +226,17 @@ fn create_file(storage: &dyn Storage, dir: &Path, id: u64) -> Result<ActiveFile,
     })
 }
 
-/// Syncs `files`, several at once; the first error, if any.
-fn sync_all(files: &[Arc<dyn StorageFile>]) -> std::io::Result<()> {
-    if files.len() <= 1 {
-        return files.iter().try_for_each(|f| f.sync_data());
+/// Writes out and syncs the segments of `tails`, several at once; the first error, if
+/// any.
+fn sync_all(tails: &[Arc<Tail>]) -> std::io::Result<()> {
+    if tails.len() <= 1 {
+        return tails.iter().try_for_each(|t| t.sync());
     }
-    let per_thread = files.len().div_ceil(SYNC_THREADS);
+    let per_thread = tails.len().div_ceil(SYNC_THREADS);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = files
+        let handles: Vec<_> = tails
             .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|f| f.sync_data())))
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|t| t.sync())))
             .collect();
         handles.into_iter().try_for_each(|h| {
             h.join()

@@ -193,8 +193,9 @@ fn write_entry(
     }
     let seg = Arc::clone(&w.active);
     let at = read_index(&seg).len;
-    seg.file
-        .write_at(batch, at)
+    // Into the segment's tail: the replay's sync writes each partition's out at once.
+    seg.tail
+        .append(batch, at)
         .map_err(|e| StoreError::io_at(&seg.path, e))?;
     write_index(&seg).add(at, &head.batch);
     w.next_offset = next;

@@ -271,6 +271,7 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::durability::{ListenerSlot, Wake};
+    use crate::tail::{Budget, Tail};
     use std::sync::atomic::{AtomicBool, AtomicU64};
 
     /// A file whose writes and `fdatasync`s are counted, whose syncs can fail and can
@@ -370,7 +371,12 @@ mod tests {
             .map(|p| {
                 Arc::new(Committer::new(
                     0,
-                    Arc::clone(&file),
+                    Tail::new(
+                        Arc::clone(&file),
+                        Path::new("0.log"),
+                        0,
+                        Budget::new(1024, 1024),
+                    ),
                     Wake {
                         slot: ListenerSlot::default(),
                         topic: Arc::from("t"),

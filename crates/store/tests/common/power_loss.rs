@@ -56,6 +56,8 @@ struct Inner {
     state: Mutex<State>,
     /// Notified on every write, for [`PowerLoss::gate_next_sync`].
     wrote: Condvar,
+    /// `StoreOptions::segment_buffer_bytes` for [`PowerLoss::open`] (0: the default).
+    buffer_bytes: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -313,6 +315,7 @@ impl PowerLoss {
             links,
             state: Mutex::new(state),
             wrote: Condvar::new(),
+            buffer_bytes: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -327,11 +330,26 @@ impl PowerLoss {
 
     /// Opens the store on the data directory through this layer.
     pub fn open(&self) -> Result<(Store, RecoveryReport), StoreError> {
-        let opts = StoreOptions {
+        let mut opts = StoreOptions {
             storage: Arc::new(self.clone()),
             ..StoreOptions::default()
         };
+        let buffer = self
+            .0
+            .buffer_bytes
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if buffer > 0 {
+            opts.segment_buffer_bytes = buffer;
+        }
         Store::open(self.dir(), opts)
+    }
+
+    /// Opens the store with segment tail buffers of `bytes` from now on, so that
+    /// workloads of a few hundred bytes write buffers out, and cuts land in those writes.
+    pub fn set_segment_buffer_bytes(&self, bytes: usize) {
+        self.0
+            .buffer_bytes
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_tear(&self, tear: Tear) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use millrace_store::{Durability, Record};
 
-use crate::common::power_loss::{Tear, read_partition};
+use crate::common::power_loss::{PowerLoss, Tear, read_partition};
 use crate::{reopen, rng, store_with, value, wait_until};
 
 #[test]
@@ -131,8 +131,15 @@ fn batch_appenders_and_commits_running_together_lose_nothing_acknowledged() {
 
 #[test]
 fn a_roll_makes_the_old_segment_durable_before_the_new_one_takes_data() {
-    // Two batches fill a segment; the third rolls it.
-    let (layer, store) = store_with(13, Tear::Nothing, "r", 1, Durability::Batch, 200);
+    // Two batches fill a segment; the third rolls it. Each append writes its segment at
+    // once (no tail buffer), so the writes counted below say where the appends are.
+    let layer = PowerLoss::with_store(13);
+    layer.set_tear(Tear::Nothing);
+    layer.set_segment_buffer_bytes(1);
+    let (store, _) = layer.open().unwrap();
+    store
+        .create_topic("r", 1, crate::config(Durability::Batch, 200))
+        .unwrap();
     let t = store.topic("r").unwrap();
     let batch = |i: u64| vec![Record::new(None, Bytes::from(vec![b'0' + i as u8; 40]), 0)];
     let append = |i: u64| {

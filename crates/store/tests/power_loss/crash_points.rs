@@ -168,7 +168,7 @@ impl Log {
 
 /// The scripted workload: durability=batch topics made, appended to (rolling small
 /// segments), committed, one deleted. Stops at the first error (the cut).
-fn batch_workload(store: &Store, log: &mut Log) -> Result<(), StoreError> {
+pub(super) fn batch_workload(store: &Store, log: &mut Log) -> Result<(), StoreError> {
     log.create(store, "a", 2, Durability::Batch, 300)?;
     let mut n = 0;
     for i in 0..24u64 {
@@ -199,8 +199,19 @@ pub(super) fn cut_and_check(
     tear: Tear,
     workload: fn(&Store, &mut Log) -> Result<(), StoreError>,
 ) -> u64 {
+    cut_and_check_buffered(op, tear, workload, 0)
+}
+
+/// [`cut_and_check`] with segment tail buffers of `buffer_bytes` (0: the default).
+pub(super) fn cut_and_check_buffered(
+    op: Option<u64>,
+    tear: Tear,
+    workload: fn(&Store, &mut Log) -> Result<(), StoreError>,
+    buffer_bytes: usize,
+) -> u64 {
     let layer = PowerLoss::with_store(op.unwrap_or(0) * 7919 + 1);
     layer.set_tear(tear);
+    layer.set_segment_buffer_bytes(buffer_bytes);
     let mut log = Log::default();
     {
         let (store, _) = layer.open().expect("open");

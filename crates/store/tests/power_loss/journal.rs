@@ -15,7 +15,7 @@ const PARTITIONS: u32 = 6;
 
 /// Appends each batch to its partition of `topic` and waits for all of them at once
 /// (one group commit), noting what was written and, once durable, acknowledged.
-fn append_together(
+pub(super) fn append_together(
     log: &mut Log,
     store: &Store,
     topic: &str,
@@ -74,7 +74,7 @@ fn rounds(
     Ok(())
 }
 
-fn checkpointing_workload(store: &Store, log: &mut Log) -> Result<(), StoreError> {
+pub(super) fn checkpointing_workload(store: &Store, log: &mut Log) -> Result<(), StoreError> {
     rounds(store, log, 12, |i| i % 5 == 4)
 }
 

@@ -14,7 +14,8 @@
 //! Layout: `crash_points` (a scripted workload cut at each of its crash points),
 //! `concurrent` (appenders and commits cut at random moments; a roll under a held
 //! sync), `journal` (the shared journal: appends acknowledged together, checkpoints,
-//! replay), `levels` (interval and none), `offsets` (the committed-offsets journal).
+//! replay), `levels` (interval and none), `offsets` (the committed-offsets journal),
+//! `tail` (segments written behind the journal from tail buffers).
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 #[path = "../common/mod.rs"]
@@ -24,6 +25,7 @@ mod crash_points;
 mod journal;
 mod levels;
 mod offsets;
+mod tail;
 
 use std::time::Duration;
 
