@@ -45,6 +45,7 @@ fn group_config(group: &str, topic: &str, reset: OffsetReset) -> ConsumerConfig 
         offset_reset: reset,
         properties: BTreeMap::new(),
         co_partitioned: false,
+        reads_written: false,
     }
 }
 
@@ -55,6 +56,7 @@ fn all_config(topic: &str, reset: OffsetReset) -> ConsumerConfig {
         offset_reset: reset,
         properties: BTreeMap::new(),
         co_partitioned: false,
+        reads_written: false,
     }
 }
 
@@ -370,6 +372,54 @@ async fn group_split_and_handover(b: &Backend) {
     }
     c1.close().await.expect("close c1");
     b.broker.delete_topic(&t).await.expect("delete");
+}
+
+conformance!(
+    co_partitioned_members_own_the_same_partitions_of_every_topic,
+    co_partitioned_members
+);
+
+/// Two members of a co-partitioned group (as a join by key or a reduce reads its
+/// inputs) over two topics of four partitions: whichever member owns partition p of one
+/// topic owns partition p of the other, so the records of one key meet in one member.
+async fn co_partitioned_members(b: &Backend) {
+    let (left, right) = (topic(b, "co-left", 4).await, topic(b, "co-right", 4).await);
+    let g = unique("co-group");
+    let config = || ConsumerConfig {
+        topics: vec![left.clone(), right.clone()],
+        co_partitioned: true,
+        ..group_config(&g, &left, OffsetReset::Earliest)
+    };
+    let mut c1 = b.broker.consumer(config()).await.expect("c1");
+    let mut c2 = b.broker.consumer(config()).await.expect("c2");
+    poll_until(
+        &mut [&mut c1, &mut c2],
+        "the two members to share the eight partitions",
+        |a| !a[0].is_empty() && !a[1].is_empty() && a[0].len() + a[1].len() == 8,
+    )
+    .await;
+    for (name, c) in [("c1", &c1), ("c2", &c2)] {
+        let owned = c.assignment();
+        let of = |t: &str| -> Vec<i32> {
+            let mut ps: Vec<i32> = (owned.iter())
+                .filter(|tp| *tp.topic == *t)
+                .map(|tp| tp.partition)
+                .collect();
+            ps.sort();
+            ps
+        };
+        assert_eq!(
+            of(&left),
+            of(&right),
+            "{}: {name} owns other partitions of the two topics: {owned:?}",
+            b.name
+        );
+    }
+    c1.close().await.expect("close c1");
+    c2.close().await.expect("close c2");
+    for t in [&left, &right] {
+        b.broker.delete_topic(t).await.expect("delete");
+    }
 }
 
 conformance!(

@@ -18,6 +18,7 @@ use millrace_broker::kafka::{KafkaBroker, parse_properties};
 use millrace_broker::{
     Broker, BrokerError, ConsumerConfig, InFlight, NewTopic, OffsetReset, ProduceRecord,
 };
+use millrace_testkit::poll_until_assigned;
 
 fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -211,6 +212,7 @@ async fn a_closed_consumer_leaves_at_once_and_an_idle_poll_is_bounded() {
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
             co_partitioned: false,
+            reads_written: false,
         })
         .await
         .expect("consumer");
@@ -271,6 +273,7 @@ fn member_of(group: &str, topic: &str) -> ConsumerConfig {
         offset_reset: OffsetReset::Earliest,
         properties: BTreeMap::new(),
         co_partitioned: false,
+        reads_written: false,
     }
 }
 
@@ -318,13 +321,7 @@ async fn revoked_partitions_go_to_the_next_owner_only_after_the_work_in_flight()
         let assigned = Arc::clone(&assigned);
         tokio::spawn(async move {
             let mut b = b;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while b.assignment().is_empty() {
-                assert!(Instant::now() < deadline, "b never got a partition");
-                b.poll(10, Duration::from_millis(100))
-                    .await
-                    .expect("poll b");
-            }
+            poll_until_assigned(b.as_mut(), "b", Duration::from_secs(120)).await;
             *assigned.lock().expect("lock") = Some(Instant::now());
             b
         })

@@ -15,6 +15,7 @@ use common::unique;
 use millrace_broker::holder::{Holder, Listen};
 use millrace_broker::kafka::KafkaBroker;
 use millrace_broker::{Broker, ConsumerConfig, InFlight, NewTopic, OffsetReset};
+use millrace_testkit::poll_until_assigned;
 
 /// How long the old owner's work stays in flight: far longer than a rebalance of an
 /// in-process member takes (a heartbeat, 250 ms, and a join).
@@ -42,6 +43,7 @@ async fn an_in_process_member_gives_partitions_up_only_after_its_work_in_flight(
         offset_reset: OffsetReset::Earliest,
         properties: Default::default(),
         co_partitioned: false,
+        reads_written: false,
     };
     let mut a = local.consumer(config()).await.expect("in-process member");
     let work = InFlight::default();
@@ -73,13 +75,7 @@ async fn an_in_process_member_gives_partitions_up_only_after_its_work_in_flight(
         tokio::time::sleep_until(released.into()).await;
         drop(producing);
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while b.assignment().is_empty() {
-        assert!(Instant::now() < deadline, "b never got a partition");
-        b.poll(10, Duration::from_millis(100))
-            .await
-            .expect("poll b");
-    }
+    poll_until_assigned(b.as_mut(), "b", Duration::from_secs(60)).await;
     assert!(
         Instant::now() >= released,
         "b was given a partition while a still had work in flight for it"

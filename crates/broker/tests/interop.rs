@@ -194,6 +194,7 @@ async fn read_all(k: &KafkaBroker, topic: &str, n: usize) -> Vec<ConsumedRecord>
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
             co_partitioned: false,
+            reads_written: false,
         })
         .await
         .expect("consumer");

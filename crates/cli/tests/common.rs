@@ -10,22 +10,10 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_millrace"))
 }
 
-/// Where the tests' Kafka broker is. In CI (CI=true) a missing broker fails the run
+/// Where the tests' Kafka broker is; in CI (CI=true) a missing broker fails the run
 /// instead of skipping the Kafka half of the suite.
-pub fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("MILLRACE_TEST_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but MILLRACE_TEST_BOOTSTRAP is not set: the Kafka tests must run");
-            }
-            eprintln!(
-                "MILLRACE_TEST_BOOTSTRAP unset: Kafka half of this test not run (set it, or use scripts/test.sh)"
-            );
-            None
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use millrace_testkit::kafka_bootstrap;
 
 /// A backend under test: the embedded store in a fresh directory, or Kafka.
 pub struct Backend {

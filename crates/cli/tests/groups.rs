@@ -12,54 +12,19 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, bin, signal, stderr, stdout, wait_for_exit, wait_until};
+use millrace_testkit::kafka_libs;
 
 /// Every wait here ends by this bound.
 const WAIT: Duration = Duration::from_secs(90);
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Whether `program args…` runs; a missing tool fails in CI and skips elsewhere.
 fn have(what: &str, program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "{what} is missing but CI=true: this test must run"
-        );
-        eprintln!("{what} is missing: its part of this test is skipped");
-    }
-    ok
-}
-
-/// Apache Kafka's jars (`scripts/kafka.sh fetch`), if fetched and Java runs.
-fn kafka_libs() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.kafka");
-    let libs = std::fs::read_dir(root).ok().and_then(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("libs"))
-            .find(|p| p.join(".complete").exists())
-    });
-    if libs.is_none() {
-        assert!(
-            !in_ci(),
-            "Kafka's jars are missing but CI=true: run scripts/kafka.sh fetch"
-        );
-        eprintln!("Kafka's jars are missing (scripts/kafka.sh fetch): comparisons skipped");
-    }
-    libs.filter(|_| have("java", "java", &["-version"]))
+    millrace_testkit::have(what, program, args, "install it")
 }
 
 /// `kafka-consumer-groups` with `args`; its standard output.

@@ -6,7 +6,7 @@ use millrace_pipeline::{Plan, Stage, StageKind};
 use crate::coordinated::combine::Combiner;
 use crate::coordinated::join;
 use crate::coordinated::reduce::Reduce;
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 use crate::operator::{PerRecord, RecordOperator};
 use crate::patterns::{copier, exec, filter, map, merger, sharder, splitter};
 use crate::runtime::{RunSpec, StageDef, StageLogic, TopicDef};
@@ -79,10 +79,12 @@ fn logic(s: &Stage) -> Result<StageLogic, RuntimeError> {
             format,
         ))),
         _ => {
-            return Err(RuntimeError::Stage {
-                stage: s.name.clone(),
-                message: format!("unknown pattern {}", s.kind.name()),
-            });
+            return Err(RuntimeError::setup(
+                &s.name,
+                SetupError::UnknownPattern {
+                    kind: s.kind.name().to_string(),
+                },
+            ));
         }
     })
 }

@@ -2,7 +2,10 @@
 //!
 //! Layout:
 //! - `runtime`: runs a pipeline — creates its topics, one task per stage, `--batch`.
-//! - `task`: the stage task: read, process, produce, wait for durability, commit.
+//! - `engine`: what both kinds of stage task share: a stage's inputs and outputs, and
+//!   the poll, produce and commit steps of its loop.
+//! - `task`: the event-driven stage task: read, process, produce, wait for durability,
+//!   commit.
 //! - `operator`: what a pattern is (`Operator`) and what it returns per record.
 //! - `build`: turns a validated `Plan` into stages, each kind by its own constructor.
 //! - `patterns/`: the event-driven kinds, one file each (copier, filter, splitter,
@@ -28,6 +31,7 @@ pub mod build;
 pub mod coordinated;
 pub mod counters;
 pub mod dead_letter;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod lineage;

@@ -208,10 +208,8 @@ impl Lineage {
             let mut cfg = ConsumerConfig::new(vec![topic.clone()]);
             // Earliest: should a seek not take hold, reading more is slower but right.
             cfg.offset_reset = OffsetReset::Earliest;
-            // The tail is there already: a Kafka fetch need not wait for more (its default
-            // 500 ms wait was most of a stage's start-up).
-            cfg.properties
-                .insert("fetch.wait.max.ms".into(), "10".into());
+            // The tail is there already: a fetch need not wait for more.
+            cfg.reads_written = true;
             let mut reader = broker.consumer(cfg).await?;
             let mut upto: HashMap<i32, i64> = HashMap::new();
             for p in &d {

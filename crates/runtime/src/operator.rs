@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use millrace_broker::{ConsumedRecord, ProduceRecord};
 use millrace_pipeline::Stage;
 
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 
 /// The number of `topic` among the stage's outputs, as an [`Emit`] names it.
 pub fn output_index(stage: &Stage, topic: &str) -> Result<usize, RuntimeError> {
@@ -17,9 +17,13 @@ pub fn output_index(stage: &Stage, topic: &str) -> Result<usize, RuntimeError> {
         .outputs
         .iter()
         .position(|t| t == topic)
-        .ok_or_else(|| RuntimeError::Stage {
-            stage: stage.name.clone(),
-            message: format!("writes '{topic}', which is not among its outputs"),
+        .ok_or_else(|| {
+            RuntimeError::setup(
+                &stage.name,
+                SetupError::NotAnOutput {
+                    topic: topic.to_string(),
+                },
+            )
         })
 }
 

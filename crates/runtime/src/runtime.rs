@@ -12,7 +12,8 @@ use crate::batch;
 use crate::coordinated::Coordinated;
 use crate::coordinated::task::CoordinatedTask;
 use crate::counters::{BarrierProgress, CounterSnapshot, StageCounters};
-use crate::error::RuntimeError;
+use crate::engine::Stage;
+use crate::error::{RuntimeError, SetupError};
 use crate::operator::Operator;
 use crate::redrive;
 use crate::task::StageTask;
@@ -202,12 +203,10 @@ impl Runtime {
             .iter()
             .find(|s| s.inputs.contains(&redrive) || s.outputs.contains(&redrive))
         {
-            return Err(RuntimeError::Stage {
-                stage: s.name.clone(),
-                message: format!(
-                    "'{redrive}' is the pipeline's redrive topic, which `millrace dlq redrive` writes and every stage reads; give this stage's topic another name"
-                ),
-            });
+            return Err(RuntimeError::setup(
+                &s.name,
+                SetupError::RedriveTopic { topic: redrive },
+            ));
         }
         if !topics_ensured.into_inner() {
             ensure_topics(&spec.topics, &spec.dead_letter, &redrive, broker.as_ref()).await?;
@@ -294,24 +293,28 @@ impl Runtime {
             };
             let name = stage.name.clone();
             let stopper = inner_stop_tx.clone();
+            // A coordinated stage does not read the redrive topic: its inputs are its own.
+            let io = Stage {
+                pipeline: spec.pipeline.clone(),
+                name: stage.name,
+                completion,
+                batches,
+                inputs,
+                outputs: stage.outputs,
+                dead_letter: spec.dead_letter.clone(),
+                counters,
+                broker: broker.clone(),
+                max_batch: opts.max_batch,
+                stop: inner_stop.clone(),
+            };
             let fut: std::pin::Pin<
                 Box<dyn std::future::Future<Output = Result<(), RuntimeError>> + Send>,
             > = match stage.logic {
                 StageLogic::Event(operator) => Box::pin(
                     StageTask {
-                        pipeline: spec.pipeline.clone(),
-                        stage: stage.name,
-                        completion,
-                        batches,
-                        inputs,
-                        outputs: stage.outputs,
+                        stage: io,
                         redrive: Some(redrive.clone()),
-                        dead_letter: spec.dead_letter.clone(),
                         operator,
-                        counters,
-                        broker: broker.clone(),
-                        max_batch: opts.max_batch,
-                        stop: inner_stop.clone(),
                         stamp_batch: coordinated,
                         forward_encoded: opts.forward_encoded,
                     }
@@ -319,33 +322,23 @@ impl Runtime {
                 ),
                 StageLogic::Coordinated(mut op) => Box::pin({
                     op.batched(opts.batch || micro);
-                    CoordinatedTask {
-                        pipeline: spec.pipeline.clone(),
-                        stage: stage.name,
-                        completion,
-                        batches,
-                        inputs: stage.inputs,
-                        outputs: stage.outputs,
-                        dead_letter: spec.dead_letter.clone(),
-                        op,
-                        counters,
-                        broker: broker.clone(),
-                        max_batch: opts.max_batch,
-                        stop: inner_stop.clone(),
-                    }
-                    .run()
+                    CoordinatedTask { stage: io, op }.run()
                 }),
             };
-            handles.push(tokio::spawn(async move {
-                let r = fut.await;
-                if r.is_err() {
-                    let _ = stopper.send(true);
+            let task = tokio::spawn({
+                let name = name.clone();
+                async move {
+                    let r = fut.await;
+                    if r.is_err() {
+                        let _ = stopper.send(true);
+                    }
+                    r.map_err(|e| RuntimeError::StageFailed {
+                        stage: name,
+                        source: Box::new(e),
+                    })
                 }
-                r.map_err(|e| RuntimeError::StageFailed {
-                    stage: name,
-                    source: Box::new(e),
-                })
-            }));
+            });
+            handles.push((name, task));
         }
         let cutter = match (micro, spec.batch_policy) {
             (true, Some(policy)) => Some(tokio::spawn(cut_batches(
@@ -360,11 +353,12 @@ impl Runtime {
             _ => None,
         };
         let mut first_error = None;
-        for h in handles {
-            let r = h.await.unwrap_or_else(|e| {
-                Err(RuntimeError::Stage {
-                    stage: "?".into(),
-                    message: format!("task panicked: {e}"),
+        for (stage, h) in handles {
+            let r = h.await.unwrap_or_else(|source| {
+                Err(RuntimeError::Panicked {
+                    stage,
+                    what: "task",
+                    source,
                 })
             });
             if let Err(e) = r

@@ -16,14 +16,8 @@ async fn rewind(b: &TestBackend, group: &str, topics: &[String]) {
     cfg.group = Some(group.to_string());
     cfg.offset_reset = OffsetReset::Earliest;
     let mut c = b.broker.consumer(cfg).await.expect("consumer");
-    // A Kafka group member learns its partitions by polling.
+    millrace_testkit::poll_until_assigned(c.as_mut(), group, Duration::from_secs(30)).await;
     let mut offsets = Vec::new();
-    for _ in 0..50 {
-        let _ = c.poll(1, Duration::from_millis(100)).await.expect("poll");
-        if !c.assignment().is_empty() {
-            break;
-        }
-    }
     for t in topics {
         let d = b.broker.describe_topic(t).await.expect("describe");
         for p in d.partitions {

@@ -42,6 +42,9 @@ pub struct ConsumerConfig {
     /// by key, a grouped reduce). Kafka uses its range assignor then, instead of the
     /// cooperative-sticky one; the embedded store always assigns so.
     pub co_partitioned: bool,
+    /// Whether what this consumer reads is written already (a stage reading back its
+    /// outputs): a fetch returns what there is instead of waiting for more.
+    pub reads_written: bool,
 }
 
 impl ConsumerConfig {
@@ -52,6 +55,7 @@ impl ConsumerConfig {
             offset_reset: OffsetReset::Latest,
             properties: BTreeMap::new(),
             co_partitioned: false,
+            reads_written: false,
         }
     }
 }

@@ -321,6 +321,10 @@ impl KafkaConsumer {
             // The range assignor gives one member partition p of every topic.
             props.insert("partition.assignment.strategy".into(), "range".into());
         }
+        if config.reads_written {
+            // Its default wait would be most of a stage's start-up.
+            props.insert("fetch.wait.max.ms".into(), "10".into());
+        }
         let reset = match config.offset_reset {
             OffsetReset::Earliest => "earliest",
             OffsetReset::Latest => "latest",

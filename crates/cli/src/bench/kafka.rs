@@ -220,6 +220,7 @@ async fn consume_millrace(
             offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
             co_partitioned: false,
+            reads_written: false,
         })
         .await?;
     let started = Instant::now();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, repo_root};
+use crate::common::Backend;
 use crate::inspect::assert_no_duplicates;
 use crate::kill_loop::{exactly_once, read_all};
 use crate::support::is_ci;
@@ -33,10 +33,7 @@ pub fn cluster() -> Option<String> {
 
 /// Where scripts/kafka.sh keeps the cluster's nodes (node<id>/kafka.pid, server.log).
 pub fn cluster_run_dir() -> PathBuf {
-    let cache = std::env::var("KAFKA_HOME_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".kafka"));
-    cache.join("run").join("cluster")
+    millrace_testkit::kafka_home().join("run").join("cluster")
 }
 
 /// Waits (up to two minutes) until every broker of `bootstrap` takes connections and all

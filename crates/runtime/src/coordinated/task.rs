@@ -8,74 +8,81 @@
 //! outputs are made durable, and only then is everything committed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::Mutex;
 
-use millrace_broker::{
-    Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord, Rebalance, TopicPartition,
-};
-use tokio::sync::watch;
+use millrace_broker::{ConsumedRecord, Consumer, ProduceRecord, Rebalance, TopicPartition};
 
 use super::{Coordinated, FinishContext, Progress, Tally};
-use crate::batch::Completion;
 use crate::batch::{BATCH_HEADER, batch_header, stamp_batch};
-use crate::counters::StageCounters;
 use crate::dead_letter;
+use crate::engine::commit::{Deferred, commit};
+use crate::engine::poll::{Between, Polled, start_positions};
+use crate::engine::produce::produce_all;
+use crate::engine::{Opened, Stage};
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage, LineageTag};
 use crate::operator::{Emit, RecordError};
-use crate::task::{
-    Between, Polled, between_batches, commit, output_partitions, poll_or_stop, produce_all,
-    start_positions,
-};
+
+/// What the coordinated loop keeps between polls besides the pattern.
+struct Held<'a> {
+    consumer: &'a mut dyn Consumer,
+    /// Partition counts of the outputs and the dead-letter topic.
+    partitions_of: &'a HashMap<String, i32>,
+    /// Where each input partition is read up to.
+    next: &'a mut BTreeMap<TopicPartition, i64>,
+    /// Outputs not produced yet, each with the name a replay finds it by (none for a
+    /// partial result).
+    emits: Vec<Emit>,
+    tags: Vec<Option<LineageTag>>,
+    dead: Vec<(ConsumedRecord, RecordError)>,
+    lineage: Mutex<Lineage>,
+    /// Per partition, the offset last committed.
+    committed: BTreeMap<TopicPartition, i64>,
+    deferred: Deferred,
+}
 
 pub struct CoordinatedTask {
-    pub pipeline: String,
-    pub stage: String,
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
-    pub dead_letter: String,
+    pub stage: Stage,
     pub op: Box<dyn Coordinated>,
-    pub counters: Arc<StageCounters>,
-    pub broker: Arc<dyn Broker>,
-    pub max_batch: usize,
-    pub completion: Option<Completion>,
-    /// Continuous runs with a batch policy: the batches to come, one after another.
-    pub batches: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
-    pub stop: watch::Receiver<bool>,
 }
 
 impl CoordinatedTask {
     pub async fn run(mut self) -> Result<(), RuntimeError> {
-        let group = format!("{}.{}", self.pipeline, self.stage);
-        let mut config = ConsumerConfig::new(self.inputs.clone());
-        config.group = Some(group.clone());
-        config.offset_reset = OffsetReset::Earliest;
         // Joins by key and reduces need partition p of every input in one consumer.
-        config.co_partitioned = true;
-        let mut consumer = self.broker.consumer(config).await?;
-        let partitions_of = output_partitions(
-            self.broker.as_ref(),
-            self.outputs
-                .iter()
-                .chain(std::iter::once(&self.dead_letter)),
-        )
-        .await?;
+        let Opened {
+            mut consumer,
+            partitions_of,
+            mut next,
+        } = self.stage.open(true).await?;
         let outs: Vec<(String, i32)> = self
+            .stage
             .outputs
             .iter()
             .map(|t| (t.clone(), partitions_of.get(t).copied().unwrap_or(1)))
             .collect();
         self.op.prepare(&outs);
-        let mut next = start_positions(self.broker.as_ref(), &group, &self.inputs).await?;
-        let result = self
-            .run_loop(consumer.as_mut(), &partitions_of, &mut next)
-            .await;
+        let mut held = Held {
+            consumer: consumer.as_mut(),
+            partitions_of: &partitions_of,
+            next: &mut next,
+            emits: Vec::new(),
+            tags: Vec::new(),
+            dead: Vec::new(),
+            lineage: Mutex::new(Lineage::new(&self.stage.name)),
+            committed: BTreeMap::new(),
+            deferred: Deferred::default(),
+        };
+        let result = self.run_loop(&mut held).await;
         let _ = consumer.close().await;
         result
     }
 
     fn batch_id(&self) -> u64 {
-        self.completion.as_ref().map(|c| c.batch_id()).unwrap_or(0)
+        self.stage
+            .completion
+            .as_ref()
+            .map(|c| c.batch_id())
+            .unwrap_or(0)
     }
 
     /// How many of this task's partitions have their part of the batch.
@@ -89,221 +96,229 @@ impl CoordinatedTask {
             done: 0,
             of: u32::try_from(next.len()).unwrap_or(u32::MAX),
         };
-        if let Some(c) = &self.completion {
+        if let Some(c) = &self.stage.completion {
             p.done = c.partitions_read(assignment, next).await?;
         }
         Ok(p)
     }
 
-    async fn run_loop(
-        &mut self,
-        consumer: &mut dyn millrace_broker::Consumer,
-        partitions_of: &HashMap<String, i32>,
-        next: &mut BTreeMap<TopicPartition, i64>,
-    ) -> Result<(), RuntimeError> {
-        let mut emits: Vec<Emit> = Vec::new();
-        // Where each emit came from, for its lineage.
-        let mut tags: Vec<Option<LineageTag>> = Vec::new();
-        let lineage = std::sync::Mutex::new(Lineage::new(&self.stage));
-        let mut dead: Vec<(ConsumedRecord, RecordError)> = Vec::new();
-        let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        // Offsets a rebalance refused, retried with the next commit.
-        let mut deferred = Vec::new();
+    /// Read, absorb, produce what the pattern emits, commit up to what it holds; at a
+    /// batch's end, release it: until the stage stops or its batches are over.
+    async fn run_loop(&mut self, h: &mut Held<'_>) -> Result<(), RuntimeError> {
         loop {
-            if *self.stop.borrow() {
+            if self.stage.stopping() {
                 // Held records stay uncommitted: the next run reads them again.
                 return Ok(());
             }
-            let assignment = consumer.assignment();
-            if let Some(c) = self.completion.clone()
-                && c.inputs_read(&assignment, next).await?
-            {
-                let progress = self.progress(&assignment, next).await?;
-                self.counters
-                    .barrier_at(progress.batch, progress.done, progress.of);
-                let ctx = FinishContext {
-                    broker: self.broker.as_ref(),
-                    stage: &self.stage,
-                    read_upto: next,
-                    lineage: &lineage,
-                };
-                let tally = self
-                    .op
-                    .finish(progress, &ctx, &mut emits, &mut dead)
-                    .await?;
-                let emitted = emits.len() as u64 + tally.written;
-                // Results of the batch's end, named so that a replay finds them.
-                tags = match self.op.finish_tags() {
-                    Some(named) => named.into_iter().map(Some).collect(),
-                    None => names_of_results(&emits, progress.batch),
-                };
-                self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
-                    .await?;
-                // The batch is released and durable: commit all that was read, except
-                // what the pattern still holds (a zip's unpaired items).
-                let offsets: Vec<(TopicPartition, i64)> = assignment
-                    .iter()
-                    .filter_map(|tp| {
-                        next.get(tp).map(|o| {
-                            let upto = self.op.held_from(tp).map_or(*o, |h| h.min(*o));
-                            (tp.clone(), upto)
-                        })
-                    })
-                    .collect();
-                if !offsets.is_empty() {
-                    commit(consumer, &offsets, &mut deferred).await?;
-                }
-                self.counters
-                    .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
-                self.counters.barrier_released();
-                c.mark_done(&self.stage);
-                if self.batches.is_none() {
-                    return Ok(());
-                }
-                self.completion = None;
+            if self.end_batch(h).await? {
+                return Ok(());
             }
-            match between_batches(&mut self.completion, &mut self.batches, &self.stop).await {
+            match self.stage.between_batches().await {
                 Between::Work => {}
                 Between::Again => continue,
                 Between::Over => return Ok(()),
             }
-            let mut stop = self.stop.clone();
-            let wait = crate::task::idle_wait(self.completion.is_some());
-            let polled =
-                match poll_or_stop(consumer.poll(self.max_batch, wait), &self.stage, &mut stop)
-                    .await?
-                {
-                    Polled::Records(p) => p,
-                    Polled::Retry => continue,
-                    Polled::Stopped => return Ok(()),
-                };
-            for r in consumer.take_rebalances() {
-                match r {
-                    Rebalance::Revoked(tps) => {
-                        let forgotten = self.op.revoke(&tps);
-                        self.counters.forget(forgotten);
-                        for tp in &tps {
-                            committed.remove(tp);
-                        }
-                    }
-                    Rebalance::Assigned(tps) => {
-                        // The lock is not held across the read.
-                        let mut fresh = Lineage::new(&self.stage);
-                        fresh.recover(self.broker.as_ref(), &self.outputs).await?;
-                        self.op.recovered(&fresh);
-                        if let Ok(mut l) = lineage.lock() {
-                            *l = fresh;
-                        }
-                        // A partition (re)gained starts where the group committed it:
-                        // what this task read of it before is forgotten, not done.
-                        let group = format!("{}.{}", self.pipeline, self.stage);
-                        let topics: Vec<String> =
-                            tps.iter().map(|tp| tp.topic.to_string()).collect();
-                        let fresh = start_positions(self.broker.as_ref(), &group, &topics).await?;
-                        for tp in &tps {
-                            if let Some(o) = fresh.get(tp) {
-                                next.insert(tp.clone(), *o);
-                            }
-                        }
-                    }
-                }
-            }
+            let (max, wait) = (self.stage.max_batch, self.stage.idle_wait());
+            let mut batch = match self.stage.poll(h.consumer.poll(max, wait)).await? {
+                Polled::Records(p) => p,
+                Polled::Retry => continue,
+                Polled::Stopped => return Ok(()),
+            };
+            self.rebalanced(h).await?;
             // Records past the batch's end wait for the next batch. (In place: nothing
             // moves when the whole poll is within the batch, as it nearly always is.)
-            let mut batch = polled;
-            if let Some(c) = &self.completion {
+            if let Some(c) = &self.stage.completion {
                 batch.retain(|r| c.within(r));
             }
-            let progress = self.progress(&consumer.assignment(), next).await?;
-            if self.completion.is_some() {
-                self.counters
+            let progress = self.progress(&h.consumer.assignment(), h.next).await?;
+            if self.stage.completion.is_some() {
+                self.stage
+                    .counters
                     .barrier_at(progress.batch, progress.done, progress.of);
             }
-            let mut tally = Tally::default();
-            self.counters.read(batch.len() as u64);
-            let before_all = emits.len();
-            let mut named = Vec::new();
-            let all = self
-                .op
-                .absorb_all(&batch, progress, &mut emits, &mut dead, &mut named);
-            if let Some(t) = all {
-                tally.add(t);
-                tags.resize(before_all, None);
-                tags.extend(named.into_iter().map(Some));
-                tags.resize(emits.len(), None);
-            }
-            for (k, rec) in batch.iter().enumerate() {
-                let before = emits.len();
-                if all.is_none() {
-                    tally.add(self.op.absorb(rec, progress, &mut emits, &mut dead));
-                }
-                if emits.len() > before {
-                    let origin = lineage::origin_of(&rec.topic, rec.partition);
-                    for i in 0..emits.len() - before {
-                        tags.push(Some(LineageTag::new(
-                            origin.clone(),
-                            rec.offset,
-                            u32::try_from(i).unwrap_or(u32::MAX),
-                        )));
-                    }
-                }
-                // A poll returns each partition's records together, in order: the
-                // last of a run is where the partition is read up to.
-                let run_ends = batch
-                    .get(k + 1)
-                    .is_none_or(|n| n.partition != rec.partition || n.topic != rec.topic);
-                if run_ends {
-                    next.insert(
-                        TopicPartition::new(rec.topic.clone(), rec.partition),
-                        rec.offset + 1,
-                    );
-                }
-            }
-            tally.add(self.op.tick(progress, &mut emits, &mut dead));
-            // Partial results are progress reports: no lineage, a replay may repeat them.
-            tags.resize(emits.len(), None);
-            let emitted = emits.len() as u64 + tally.written;
-            self.flush(partitions_of, &mut emits, &mut tags, &mut dead, &lineage)
-                .await?;
-            self.counters
+            self.stage.counters.read(batch.len() as u64);
+            let tally = self.absorb(h, &batch, progress);
+            let emitted = h.emits.len() as u64 + tally.written;
+            self.flush(h).await?;
+            self.stage
+                .counters
                 .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
             // Commit up to the first record still held in each partition.
             let mut offsets = Vec::new();
-            for tp in consumer.assignment() {
-                let Some(read) = next.get(&tp).copied() else {
+            for tp in h.consumer.assignment() {
+                let Some(read) = h.next.get(&tp).copied() else {
                     continue;
                 };
-                let upto = self.op.held_from(&tp).map_or(read, |h| h.min(read));
-                if committed.get(&tp).is_none_or(|c| *c < upto) {
+                let upto = self.op.held_from(&tp).map_or(read, |held| held.min(read));
+                if h.committed.get(&tp).is_none_or(|c| *c < upto) {
                     offsets.push((tp.clone(), upto));
-                    committed.insert(tp, upto);
+                    h.committed.insert(tp, upto);
                 }
             }
             if !offsets.is_empty() {
-                commit(consumer, &offsets, &mut deferred).await?;
+                commit(h.consumer, &offsets, &mut h.deferred).await?;
             }
         }
     }
 
+    /// When every input partition this task owns has its part of the batch: the
+    /// pattern releases the batch, its results are made durable, and everything read
+    /// is committed. True when the task is then done (no more batches come).
+    async fn end_batch(&mut self, h: &mut Held<'_>) -> Result<bool, RuntimeError> {
+        let assignment = h.consumer.assignment();
+        let Some(c) = self.stage.completion.clone() else {
+            return Ok(false);
+        };
+        if !c.inputs_read(&assignment, h.next).await? {
+            return Ok(false);
+        }
+        let progress = self.progress(&assignment, h.next).await?;
+        self.stage
+            .counters
+            .barrier_at(progress.batch, progress.done, progress.of);
+        let ctx = FinishContext {
+            broker: self.stage.broker.as_ref(),
+            stage: &self.stage.name,
+            read_upto: h.next,
+            lineage: &h.lineage,
+        };
+        let tally = self
+            .op
+            .finish(progress, &ctx, &mut h.emits, &mut h.dead)
+            .await?;
+        let emitted = h.emits.len() as u64 + tally.written;
+        // Results of the batch's end, named so that a replay finds them.
+        h.tags = match self.op.finish_tags() {
+            Some(named) => named.into_iter().map(Some).collect(),
+            None => names_of_results(&h.emits, progress.batch),
+        };
+        self.flush(h).await?;
+        // The batch is released and durable: commit all that was read, except what the
+        // pattern still holds (a zip's unpaired items).
+        let offsets: Vec<(TopicPartition, i64)> = assignment
+            .iter()
+            .filter_map(|tp| {
+                h.next.get(tp).map(|o| {
+                    let upto = self.op.held_from(tp).map_or(*o, |held| held.min(*o));
+                    (tp.clone(), upto)
+                })
+            })
+            .collect();
+        if !offsets.is_empty() {
+            commit(h.consumer, &offsets, &mut h.deferred).await?;
+        }
+        self.stage
+            .counters
+            .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
+        self.stage.counters.barrier_released();
+        c.mark_done(&self.stage.name);
+        if self.stage.batches.is_none() {
+            return Ok(true);
+        }
+        self.stage.completion = None;
+        Ok(false)
+    }
+
+    /// What the poll's rebalances change: partitions lost are forgotten by the
+    /// pattern; partitions gained start again where the group committed them, with the
+    /// lineage read afresh so that a replay skips what was written.
+    async fn rebalanced(&mut self, h: &mut Held<'_>) -> Result<(), RuntimeError> {
+        for r in h.consumer.take_rebalances() {
+            match r {
+                Rebalance::Revoked(tps) => {
+                    let forgotten = self.op.revoke(&tps);
+                    self.stage.counters.forget(forgotten);
+                    for tp in &tps {
+                        h.committed.remove(tp);
+                    }
+                }
+                Rebalance::Assigned(tps) => {
+                    // The lock is not held across the read.
+                    let mut fresh = Lineage::new(&self.stage.name);
+                    fresh
+                        .recover(self.stage.broker.as_ref(), &self.stage.outputs)
+                        .await?;
+                    self.op.recovered(&fresh);
+                    if let Ok(mut l) = h.lineage.lock() {
+                        *l = fresh;
+                    }
+                    // A partition (re)gained starts where the group committed it: what
+                    // this task read of it before is forgotten, not done.
+                    let topics: Vec<String> = tps.iter().map(|tp| tp.topic.to_string()).collect();
+                    let broker = self.stage.broker.as_ref();
+                    let fresh = start_positions(broker, &self.stage.group(), &topics).await?;
+                    for tp in &tps {
+                        if let Some(o) = fresh.get(tp) {
+                            h.next.insert(tp.clone(), *o);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a poll's records to the pattern, naming each output after the record it
+    /// came from; moves each partition's read position past its records.
+    fn absorb(&mut self, h: &mut Held<'_>, batch: &[ConsumedRecord], progress: Progress) -> Tally {
+        let mut tally = Tally::default();
+        let before_all = h.emits.len();
+        let mut named = Vec::new();
+        let all = self
+            .op
+            .absorb_all(batch, progress, &mut h.emits, &mut h.dead, &mut named);
+        if let Some(t) = all {
+            tally.add(t);
+            h.tags.resize(before_all, None);
+            h.tags.extend(named.into_iter().map(Some));
+            h.tags.resize(h.emits.len(), None);
+        }
+        for (k, rec) in batch.iter().enumerate() {
+            let before = h.emits.len();
+            if all.is_none() {
+                tally.add(self.op.absorb(rec, progress, &mut h.emits, &mut h.dead));
+            }
+            if h.emits.len() > before {
+                let origin = lineage::origin_of(&rec.topic, rec.partition);
+                for i in 0..h.emits.len() - before {
+                    h.tags.push(Some(LineageTag::new(
+                        origin.clone(),
+                        rec.offset,
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                    )));
+                }
+            }
+            // A poll returns each partition's records together, in order: the last of a
+            // run is where the partition is read up to.
+            let run_ends = batch
+                .get(k + 1)
+                .is_none_or(|n| n.partition != rec.partition || n.topic != rec.topic);
+            if run_ends {
+                h.next.insert(
+                    TopicPartition::new(rec.topic.clone(), rec.partition),
+                    rec.offset + 1,
+                );
+            }
+        }
+        tally.add(self.op.tick(progress, &mut h.emits, &mut h.dead));
+        // Partial results are progress reports: no lineage, a replay may repeat them.
+        h.tags.resize(h.emits.len(), None);
+        tally
+    }
+
     /// Produces what the pattern emitted and dead-lettered, and waits for durability.
     /// Outputs that a replay finds already written (their lineage) are skipped.
-    async fn flush(
-        &self,
-        partitions_of: &HashMap<String, i32>,
-        emits: &mut Vec<Emit>,
-        tags: &mut Vec<Option<LineageTag>>,
-        dead: &mut Vec<(ConsumedRecord, RecordError)>,
-        lineage: &std::sync::Mutex<Lineage>,
-    ) -> Result<(), RuntimeError> {
+    async fn flush(&self, h: &mut Held<'_>) -> Result<(), RuntimeError> {
+        let (emits, tags, dead, lineage) = (&mut h.emits, &mut h.tags, &mut h.dead, &h.lineage);
         let stamp = batch_header(self.batch_id());
-        let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.outputs.len()];
+        let mut per_topic: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.stage.outputs.len()];
         tags.resize(emits.len(), None);
         for (e, tag) in emits.drain(..).zip(tags.drain(..)) {
             let mut r = e.record;
-            let Some(topic) = self.outputs.get(e.output) else {
+            let Some(topic) = self.stage.outputs.get(e.output) else {
                 continue;
             };
-            let parts = partitions_of.get(topic).copied().unwrap_or(1).max(1);
+            let parts = h.partitions_of.get(topic).copied().unwrap_or(1).max(1);
             let q = lineage::output_partition(r.partition, r.key.as_deref(), parts, None);
             if let (Some(q), Some(tag)) = (q, &tag) {
                 r.partition = Some(q);
@@ -314,11 +329,11 @@ impl CoordinatedTask {
                 if written {
                     continue;
                 }
-                r.headers.push(tag.header(&self.stage));
+                r.headers.push(tag.header(&self.stage.name));
             }
             // An output that names its batch (a reduce result of an earlier batch)
             // keeps it.
-            if self.completion.is_some() {
+            if self.stage.completion.is_some() {
                 stamp_batch(&mut r.headers, &stamp);
             }
             per_topic[e.output].push(r);
@@ -327,16 +342,18 @@ impl CoordinatedTask {
             .into_iter()
             .enumerate()
             .filter(|(_, r)| !r.is_empty())
-            .map(|(i, r)| (self.outputs[i].clone(), r))
+            .map(|(i, r)| (self.stage.outputs[i].clone(), r))
             .collect();
         if !dead.is_empty() {
             let recs = dead
                 .drain(..)
-                .map(|(rec, err)| dead_letter::record(&self.stage, &rec, &err.error, err.attempts))
+                .map(|(rec, err)| {
+                    dead_letter::record(&self.stage.name, &rec, &err.error, err.attempts)
+                })
                 .collect();
-            sends.push((self.dead_letter.clone(), recs));
+            sends.push((self.stage.dead_letter.clone(), recs));
         }
-        produce_all(self.broker.as_ref(), sends).await
+        produce_all(self.stage.broker.as_ref(), sends).await
     }
 }
 

@@ -28,9 +28,9 @@ impl Exec {
         cfg.timeout = e.timeout;
         cfg.retries = e.retries;
         cfg.env = e.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let pool = WorkerPool::start(cfg).map_err(|err| RuntimeError::Stage {
+        let pool = WorkerPool::start(cfg).map_err(|source| RuntimeError::Exec {
             stage: stage.name.clone(),
-            message: err.to_string(),
+            source,
         })?;
         Ok(Exec {
             pool: Some(pool),

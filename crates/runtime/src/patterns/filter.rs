@@ -38,3 +38,105 @@ impl RecordOperator for Filter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use millrace_pipeline::Expr;
+
+    use super::*;
+
+    fn rec(key: Option<&str>, value: &[u8]) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: Arc::from("in"),
+            partition: 0,
+            offset: 7,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: Bytes::copy_from_slice(value),
+            headers: Vec::new(),
+            timestamp: 0,
+        }
+    }
+
+    fn filter(src: &str, format: Format) -> Filter {
+        Filter::new(Predicate::Jq(Expr::compile(src).expect("compiles")), format)
+    }
+
+    /// What the filter wrote for a record (its values), or the record's error.
+    fn run(f: &mut Filter, rec: &ConsumedRecord) -> Result<Vec<Bytes>, String> {
+        let mut emits = Vec::new();
+        f.process_one(rec, &mut emits).map_err(|e| e.error)?;
+        Ok(emits
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.output, 0, "a filter writes its one output");
+                e.record.value
+            })
+            .collect())
+    }
+
+    #[test]
+    fn keeps_the_records_whose_condition_holds_as_the_very_bytes_read() {
+        let mut f = filter(".level == \"error\" and .n > 1", Format::Json);
+        // Spacing and key order are the input's: nothing is re-encoded.
+        let kept = br#"{ "n": 2,  "level":"error" }"#;
+        assert_eq!(
+            run(&mut f, &rec(None, kept)),
+            Ok(vec![Bytes::from_static(kept)])
+        );
+        for dropped in [
+            &br#"{"level":"error","n":1}"#[..],
+            br#"{"level":"info","n":5}"#,
+            br#"{"n":9}"#,
+        ] {
+            assert_eq!(run(&mut f, &rec(None, dropped)), Ok(vec![]), "{dropped:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_that_is_not_json_or_fails_the_expression_is_the_records_error() {
+        let mut f = filter(".n > 1", Format::Json);
+        let err = run(&mut f, &rec(None, b"not json")).expect_err("not JSON");
+        assert!(!err.is_empty());
+        let mut g = filter(".n | ascii_downcase == \"x\"", Format::Json);
+        run(&mut g, &rec(None, br#"{"n":1}"#)).expect_err("a number has no case");
+    }
+
+    #[test]
+    fn the_records_variables_and_text_lines_can_be_tested() {
+        let mut by_key = filter("$key == \"k1\"", Format::Json);
+        assert_eq!(
+            run(&mut by_key, &rec(Some("k1"), b"{}")).map(|v| v.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            run(&mut by_key, &rec(Some("k2"), b"{}")).map(|v| v.len()),
+            Ok(0)
+        );
+        // A text stage's value is the line, a string to jq.
+        let mut lines = filter("startswith(\"ERROR\")", Format::Text);
+        assert_eq!(
+            run(&mut lines, &rec(None, b"ERROR disk full")),
+            Ok(vec![Bytes::from_static(b"ERROR disk full")])
+        );
+        assert_eq!(run(&mut lines, &rec(None, b"INFO ok")), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_rust_predicate_decides_as_the_builder_gives_it() {
+        let even = Predicate::Fn(Arc::new(|v: &serde_json::Value| {
+            v["n"].as_i64().is_some_and(|n| n % 2 == 0)
+        }));
+        let mut f = Filter::new(even, Format::Json);
+        assert_eq!(
+            run(&mut f, &rec(None, br#"{"n":4}"#)).map(|v| v.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            run(&mut f, &rec(None, br#"{"n":3}"#)).map(|v| v.len()),
+            Ok(0)
+        );
+    }
+}

@@ -15,7 +15,7 @@ use millrace_pipeline::expr::CompiledSelector;
 use millrace_pipeline::{Format, Selector, ShardTarget, Stage};
 
 use super::with_vars;
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 use crate::operator::{Emit, RecordError, RecordOperator, derived, output_index};
 
 pub enum Target {
@@ -38,10 +38,10 @@ impl Target {
                 // Shard i must be outputs[i]; the plan lists shards in order.
                 for (i, t) in ts.iter().enumerate() {
                     if output_index(stage, t)? != i {
-                        return Err(RuntimeError::Stage {
-                            stage: stage.name.clone(),
-                            message: "shard topics out of order".into(),
-                        });
+                        return Err(RuntimeError::setup(
+                            &stage.name,
+                            SetupError::ShardsOutOfOrder,
+                        ));
                     }
                 }
                 Target::Outputs(u32::try_from(ts.len()).unwrap_or(1))

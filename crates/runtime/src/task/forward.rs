@@ -10,8 +10,9 @@ use std::time::Duration;
 use millrace_broker::encoded::{EncodedBatch, EncodedPoll};
 use millrace_broker::{Broker, BrokerError, Consumer, Names, ProduceRecord};
 
-use super::{Assembly, MAX_RECORD_BYTES, oversize};
+use super::assemble::Assembly;
 use crate::dead_letter;
+use crate::engine::produce::{MAX_RECORD_BYTES, oversize};
 use crate::error::RuntimeError;
 use crate::lineage::{self, Lineage};
 
@@ -130,10 +131,14 @@ pub(super) fn assemble(
             let size = rec.content_size();
             if size > MAX_RECORD_BYTES {
                 failed += 1;
-                let decoded = rec.to_record(&mut names).map_err(|e| RuntimeError::Stage {
-                    stage: assembly.stage.clone(),
-                    message: format!("a stored record does not decode: {e}"),
-                })?;
+                let decoded =
+                    rec.to_record(&mut names)
+                        .map_err(|reason| RuntimeError::Undecodable {
+                            stage: assembly.stage.clone(),
+                            partition: poll.tp.clone(),
+                            offset: at,
+                            reason,
+                        })?;
                 let source = millrace_broker::ConsumedRecord {
                     topic: poll.tp.topic.clone(),
                     partition: poll.tp.partition,
@@ -169,9 +174,10 @@ pub(super) fn assemble(
                 let slot = usize::try_from(q)
                     .ok()
                     .and_then(|q| partitions.get_mut(q))
-                    .ok_or_else(|| RuntimeError::Stage {
+                    .ok_or_else(|| RuntimeError::NoPartition {
                         stage: assembly.stage.clone(),
-                        message: format!("no partition {q} in {topic}"),
+                        topic: topic.clone(),
+                        partition: q,
                     })?;
                 let batch = slot.get_or_insert_with(|| assembly.buffers.take());
                 if !batch.is_empty() && batch.size() + stored > BATCH_BYTES {
@@ -185,9 +191,11 @@ pub(super) fn assemble(
                         lineage::HEADER,
                         &lineage::value_parts(&prefix, at_text, index),
                     )
-                    .map_err(|e| RuntimeError::Stage {
+                    .map_err(|e| RuntimeError::Forward {
                         stage: assembly.stage.clone(),
-                        message: format!("forwarding a record: {e}"),
+                        topic: topic.clone(),
+                        partition: q,
+                        source: Box::new(e.into()),
                     })?;
             }
         }
@@ -195,15 +203,12 @@ pub(super) fn assemble(
         // ever stop short, the offsets committed for this poll would pass records never
         // written. The stage stops instead.
         if walked != poll.records.len() {
-            return Err(RuntimeError::Stage {
+            return Err(RuntimeError::Unparsed {
                 stage: assembly.stage.clone(),
-                message: format!(
-                    "{} of {} stored records of {} from offset {} did not parse",
-                    poll.records.len() - walked,
-                    poll.records.len(),
-                    poll.tp,
-                    poll.records.first_offset()
-                ),
+                partition: poll.tp.clone(),
+                from: i64::try_from(poll.records.first_offset()).unwrap_or(i64::MAX),
+                missed: poll.records.len() - walked,
+                of: poll.records.len(),
             });
         }
     }

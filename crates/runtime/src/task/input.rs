@@ -6,6 +6,7 @@ use millrace_broker::encoded::EncodedPoll;
 use millrace_broker::{ConsumedRecord, TopicPartition};
 
 use crate::batch::Completion;
+use crate::engine::commit::raise;
 
 /// A poll's records: decoded for the patterns that look at them, as stored for a
 /// forwarding stage (see `forward`).
@@ -53,14 +54,6 @@ impl Input {
                 offsets
             }
         }
-    }
-}
-
-/// Raises `tp`'s offset in `offsets` to `offset` (adding it if it is not there).
-pub(super) fn raise(offsets: &mut Vec<(TopicPartition, i64)>, tp: &TopicPartition, offset: i64) {
-    match offsets.iter_mut().find(|(t, _)| t == tp) {
-        Some(slot) => slot.1 = slot.1.max(offset),
-        None => offsets.push((tp.clone(), offset)),
     }
 }
 

@@ -80,14 +80,19 @@ impl Redrive {
         for poll in polls {
             let before = out.len();
             for rec in poll.records.iter() {
-                let r = rec.to_record(&mut names).map_err(|e| RuntimeError::Stage {
-                    stage: self.stage.clone(),
-                    message: format!("a stored record of {} does not decode: {e}", poll.tp),
-                })?;
+                let offset = i64::try_from(rec.offset).unwrap_or(i64::MAX);
+                let r = rec
+                    .to_record(&mut names)
+                    .map_err(|reason| RuntimeError::Undecodable {
+                        stage: self.stage.clone(),
+                        partition: poll.tp.clone(),
+                        offset,
+                        reason,
+                    })?;
                 out.push(ConsumedRecord {
                     topic: poll.tp.topic.clone(),
                     partition: poll.tp.partition,
-                    offset: i64::try_from(rec.offset).unwrap_or(i64::MAX),
+                    offset,
                     key: r.key,
                     value: r.value,
                     headers: r.headers,
@@ -97,13 +102,12 @@ impl Redrive {
             // Offsets committed for this poll must not pass a record not taken.
             let (expected, taken) = (poll.records.len(), out.len() - before);
             if taken < expected {
-                return Err(RuntimeError::Stage {
+                return Err(RuntimeError::Unparsed {
                     stage: self.stage.clone(),
-                    message: format!(
-                        "{} of {expected} stored records of {} did not parse",
-                        expected - taken,
-                        poll.tp
-                    ),
+                    partition: poll.tp.clone(),
+                    from: i64::try_from(poll.records.first_offset()).unwrap_or(i64::MAX),
+                    missed: expected - taken,
+                    of: expected,
                 });
             }
         }

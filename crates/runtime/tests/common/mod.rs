@@ -1,14 +1,13 @@
 //! The compliance helper every pattern's tests use: run a pipeline on a backend, read
 //! topics back, and check conservation of records, order per partition and the
-//! dead-letter headers. Backends: the embedded store, and Kafka when
-//! MILLRACE_TEST_BOOTSTRAP is set (in CI always; CI fails if it is missing).
+//! dead-letter headers. Backends: the embedded store, and Kafka by the rule of
+//! `millrace-testkit` (MILLRACE_TEST_BOOTSTRAP; in CI a missing broker fails).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use millrace_broker::embedded::EmbeddedBroker;
 use millrace_broker::{Broker, ConsumedRecord, ConsumerConfig, OffsetReset, ProduceRecord};
 use millrace_runtime::{RunOptions, RunSummary, Runtime};
 use tokio::sync::watch;
@@ -18,72 +17,55 @@ pub struct TestBackend {
     pub broker: Arc<dyn Broker>,
     /// Unique per test on Kafka (shared broker); empty on the embedded store.
     pub suffix: String,
-    _dir: Option<tempfile::TempDir>,
+    /// What must live as long as the broker (the store's directory).
+    _kit: Option<millrace_testkit::Backend>,
 }
 
-fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("MILLRACE_TEST_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but MILLRACE_TEST_BOOTSTRAP is not set: the Kafka tests must run");
-            }
-            None
+impl From<millrace_testkit::Backend> for TestBackend {
+    fn from(b: millrace_testkit::Backend) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let suffix = if b.shared() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() % 1_000_000_000)
+                .unwrap_or(0);
+            format!(
+                "-{}-{}-{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            )
+        } else {
+            String::new()
+        };
+        TestBackend {
+            name: b.name,
+            broker: b.broker.clone(),
+            suffix,
+            _kit: Some(b),
         }
     }
 }
 
 pub fn embedded() -> TestBackend {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = EmbeddedBroker::open(dir.path()).expect("open store");
-    TestBackend {
-        name: "embedded",
-        broker: Arc::new(broker),
-        suffix: String::new(),
-        _dir: Some(dir),
-    }
+    millrace_testkit::embedded().into()
 }
 
-#[cfg(feature = "kafka")]
-async fn kafka(bootstrap: &str) -> TestBackend {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let broker = millrace_broker::kafka::KafkaBroker::connect(
-        bootstrap,
-        BTreeMap::new(),
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("connect to Kafka");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000)
-        .unwrap_or(0);
-    TestBackend {
-        name: "kafka",
-        broker: Arc::new(broker),
-        suffix: format!(
-            "-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ),
-        _dir: None,
-    }
-}
-
-/// Every backend the tests can reach.
+/// Every backend the tests can reach: the embedded store, and Kafka by the kit's rule
+/// (`millrace_testkit::kafka_bootstrap`).
 pub async fn backends() -> Vec<TestBackend> {
     #[allow(unused_mut)]
     let mut v = vec![embedded()];
-    if let Some(_b) = kafka_bootstrap() {
-        #[cfg(feature = "kafka")]
-        v.push(kafka(&_b).await);
-        #[cfg(not(feature = "kafka"))]
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "MILLRACE_TEST_BOOTSTRAP is set but millrace-runtime was built without the kafka feature"
-            );
-        }
+    #[cfg(feature = "kafka")]
+    if let Some(b) = millrace_testkit::kafka_bootstrap() {
+        v.push(millrace_testkit::kafka(&b).await.into());
+    }
+    #[cfg(not(feature = "kafka"))]
+    if millrace_testkit::kafka_bootstrap().is_some() {
+        millrace_testkit::missing(
+            "the kafka feature",
+            "MILLRACE_TEST_BOOTSTRAP is set: build the tests with --features kafka",
+        );
     }
     v
 }
@@ -101,7 +83,7 @@ impl TestBackend {
             name: self.name,
             broker: self.broker.clone(),
             suffix: suffix.to_string(),
-            _dir: None,
+            _kit: None,
         }
     }
 

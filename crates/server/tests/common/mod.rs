@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,27 +195,9 @@ pub fn put_i16(buf: &mut BytesMut, v: i16) {
     buf.put_i16(v);
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// True when `program args…` runs; otherwise fails in CI and skips elsewhere.
-pub fn have(what: &str, program: &str, args: &[&str], install: &str) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "{what} is missing but CI=true: this test must run ({install})"
-        );
-        eprintln!("{what} is missing ({install}): test skipped");
-    }
-    ok
-}
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub use millrace_testkit::{fetched_jars, have, in_ci, kafka_libs};
 
 pub fn have_kcat() -> bool {
     have("kcat", "kcat", &["-V"], "apt-get install -y kcat")
@@ -228,41 +210,6 @@ pub fn have_kafka_python() -> bool {
         &["-c", "import kafka"],
         "pip install kafka-python",
     )
-}
-
-/// The directory of Apache Kafka's jars (`scripts/kafka.sh fetch` puts them in
-/// `<repo>/.kafka/kafka-<version>/libs`), if fetched and `java` runs.
-pub fn kafka_libs() -> Option<PathBuf> {
-    let java = have(
-        "java",
-        "java",
-        &["-version"],
-        "apt-get install -y openjdk-17-jre-headless",
-    );
-    fetched_jars("kafka-", "Kafka's jars", "scripts/kafka.sh fetch").filter(|_| java)
-}
-
-/// The `libs` directory of `<repo>/.kafka/<prefix><version>` that a complete fetch
-/// left, if there is one; otherwise fails in CI and skips elsewhere.
-pub fn fetched_jars(prefix: &str, what: &str, fetch: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.kafka");
-    let libs = std::fs::read_dir(&root).ok().and_then(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .strip_prefix(prefix)
-                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
-            })
-            .map(|e| e.path().join("libs"))
-            .find(|p| p.join(".complete").exists())
-    });
-    if libs.is_none() {
-        assert!(!in_ci(), "{what} are missing but CI=true: run {fetch}");
-        eprintln!("{what} are missing ({fetch}): test skipped");
-    }
-    libs
 }
 
 /// `java -cp '<libs>/*' <main class> --bootstrap-server <server> <args>`.

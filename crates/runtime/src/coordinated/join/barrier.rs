@@ -68,11 +68,10 @@ impl Barrier {
             if recs.is_empty() {
                 idle += 1;
                 if idle > 20 {
-                    return Err(RuntimeError::Stage {
+                    return Err(RuntimeError::HeldLost {
                         stage: ctx.stage.to_string(),
-                        message: format!(
-                            "held items of {tp} from offset {next} could not be read back"
-                        ),
+                        partition: tp.clone(),
+                        from: next,
                     });
                 }
                 continue;

@@ -17,7 +17,7 @@ pub use zip::Zip;
 use millrace_pipeline::{Join, JoinMode, Stage};
 
 use super::Coordinated;
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 
 /// The join of a plan's stage, in its mode.
 pub fn for_stage(stage: &Stage, join: &Join) -> Result<Box<dyn Coordinated>, RuntimeError> {
@@ -26,10 +26,10 @@ pub fn for_stage(stage: &Stage, join: &Join) -> Result<Box<dyn Coordinated>, Run
         JoinMode::Barrier => Box::new(Barrier::new(join.combine, String::new(), 1)),
         JoinMode::Zip => Box::new(Zip::new(stage.inputs.clone(), stage.format)),
         JoinMode::Key => {
-            let key = join.key.clone().ok_or_else(|| RuntimeError::Stage {
-                stage: stage.name.clone(),
-                message: "a key join needs `key`".into(),
-            })?;
+            let key = join
+                .key
+                .clone()
+                .ok_or_else(|| RuntimeError::setup(&stage.name, SetupError::KeyJoinWithoutKey))?;
             Box::new(KeyJoin::new(
                 stage.inputs.clone(),
                 key,
