@@ -2,8 +2,9 @@
 //! one local data directory. Synchronous; no Kafka, no async runtime.
 //!
 //! # Layout
-//! - `store`: `Store` — open a data directory (lock, recover), topics, committed
-//!   offsets, consumer groups, the background flusher.
+//! - `store`: `Store` — open a data directory (lock, recover), topics, consumer groups;
+//!   `store/committed` its committed offsets, `store/background` the flusher and
+//!   checkpointer threads.
 //! - `topic`: a topic's partitions and its `topic.json`.
 //! - `partition`: one partition's log: append (roll, retention), read, tail (`wait_for`).
 //! - `segment`: one segment file: batched reads, and the validating scan.

@@ -2,12 +2,21 @@
 //! by one process at a time, with the journal that makes its appends durable and the
 //! background threads that sync it (the flusher) and retire its files (the
 //! checkpointer).
+//!
+//! Parts:
+//! - `store.rs` (here): `Store` — opening a data directory (lock, recover), topics,
+//!   consumer groups, retention and checkpoints on request, closing.
+//! - `committed`: committed offsets — commits and their look-ups.
+//! - `background`: the flusher and checkpointer threads.
+
+mod background;
+mod committed;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Durability, StoreOptions, TopicConfig};
 use crate::durability::{AppendListener, ListenerSlot, Poison};
@@ -16,14 +25,11 @@ use crate::groups::{self, GroupMember, SharedGroups};
 use crate::io::Storage;
 use crate::journal::Journal;
 use crate::lock::{self, DirLock};
-use crate::offsets::{
-    CommittedOffset, OffsetCommit, OffsetCommitWithMetadata, OffsetMap, OffsetsJournal,
-    SharedOffsets,
-};
-use crate::partition::Partition;
+use crate::offsets::{OffsetsJournal, SharedOffsets};
 use crate::recovery::RecoveryReport;
 use crate::tail::Budget;
 use crate::topic::{self, MAX_PARTITIONS, Topic};
+use background::{apply_retention, flush_tails, spawn_checkpointer, spawn_flusher};
 
 /// What every partition shares with the store.
 pub(crate) struct Ctx {
@@ -58,11 +64,6 @@ pub struct Store {
     shared: Arc<Shared>,
     background: Vec<JoinHandle<()>>,
 }
-
-/// How often the background thread applies time-based retention.
-const RETENTION_EVERY: Duration = Duration::from_secs(5);
-/// How often the checkpointer looks whether the journal's active file is full.
-const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
 
 impl Store {
     /// Opens (creating if needed, mode 0700) the data directory `dir`, takes its lock and
@@ -334,113 +335,6 @@ impl Store {
         std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io_at(&doomed, e))
     }
 
-    fn offsets(&self) -> MutexGuard<'_, OffsetsJournal> {
-        self.shared
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records that `group` will next consume `next_offset` of `topic`/`partition`.
-    /// Durable (fsynced) when it returns.
-    pub fn commit_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<(), StoreError> {
-        self.commit_offsets(group, &[(topic, partition, next_offset)])
-    }
-
-    /// Records the next offsets `group` will consume for several partitions, given as
-    /// `(topic, partition, next_offset)`: all entries are written, then one `fdatasync`
-    /// makes them durable together (durable when it returns). Every partition is checked
-    /// before anything is written. Should the process die mid-way, each partition's entry
-    /// stands alone: some may survive and others not, and none was acknowledged.
-    pub fn commit_offsets(
-        &self,
-        group: &str,
-        commits: &[OffsetCommit<'_>],
-    ) -> Result<(), StoreError> {
-        // The topics stay locked until the commit is written, so no delete of a topic
-        // checked here runs in between (it would forget the offsets before they land).
-        let topics = self.topics();
-        let sync = check_commit(&topics, group, commits.iter().map(|&(t, p, _)| (t, p)))?;
-        self.offsets()
-            .commit(group, commits.iter().map(|&(t, p, n)| (t, p, n, "")), sync)
-    }
-
-    /// [`Store::commit_offsets`] with the string a Kafka client attaches to each
-    /// commit, kept beside the offset and given back by [`Store::committed`].
-    pub fn commit_offsets_with_metadata(
-        &self,
-        group: &str,
-        commits: &[OffsetCommitWithMetadata<'_>],
-    ) -> Result<(), StoreError> {
-        // Locked until written, as in `commit_offsets`.
-        let topics = self.topics();
-        let sync = check_commit(
-            &topics,
-            group,
-            commits.iter().map(|c| (c.topic, c.partition)),
-        )?;
-        let entries = commits
-            .iter()
-            .map(|c| (c.topic, c.partition, c.next, c.metadata));
-        self.offsets().commit(group, entries, sync)
-    }
-
-    fn committed_map(&self) -> std::sync::RwLockReadGuard<'_, OffsetMap> {
-        self.shared
-            .committed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next offset `group` will consume of `topic`/`partition`, as last committed
-    /// (durably). Never waits for a commit in progress.
-    pub fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.committed_map()
-            .get(group, topic, partition)
-            .map(|c| c.next)
-    }
-
-    /// [`Store::committed_offset`] with the metadata the committing client attached.
-    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<CommittedOffset> {
-        self.committed_map().get(group, topic, partition).cloned()
-    }
-
-    /// Every offset `group` has committed, as `(topic, partition, offset)` sorted by
-    /// topic and partition.
-    pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
-        self.committed_map()
-            .group(group)
-            .map(|(t, p, c)| (t.to_string(), p, c.clone()))
-            .collect()
-    }
-
-    /// The groups that have committed offsets, sorted.
-    pub fn offset_groups(&self) -> Vec<String> {
-        self.committed_map().groups().map(str::to_string).collect()
-    }
-
-    /// Deletes the offsets `group` committed for `partitions` (topic, partition) — Kafka's
-    /// OffsetDelete. Durable when it returns; how many offsets there were.
-    pub fn delete_offsets(
-        &self,
-        group: &str,
-        partitions: &[(&str, u32)],
-    ) -> Result<usize, StoreError> {
-        self.offsets().delete_offsets(group, partitions)
-    }
-
-    /// Deletes every offset `group` committed — Kafka's DeleteGroups. Durable when it
-    /// returns; whether it had any.
-    pub fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
-        self.offsets().delete_group(group)
-    }
-
     /// Joins `group` as a new member subscribed to `topics`; members of one group in this
     /// process split the partitions. Drop the member to leave.
     pub fn join_group(&self, group: &str, topics: &[String]) -> Result<GroupMember, StoreError> {
@@ -479,37 +373,6 @@ impl Store {
     }
 }
 
-/// Checks that the group is named and every partition exists; whether the commit
-/// needs an `fdatasync`.
-fn check_commit<'a>(
-    topics: &BTreeMap<String, Arc<Topic>>,
-    group: &str,
-    partitions: impl Iterator<Item = (&'a str, u32)>,
-) -> Result<bool, StoreError> {
-    if group.is_empty() {
-        return Err(StoreError::InvalidArgument("group name is empty".into()));
-    }
-    let mut last: Option<(&str, Arc<Topic>)> = None;
-    // Offsets are made as durable as the records they point into: a commit on
-    // topics that are all durability=none is written (it survives the process, as
-    // those records do) but not fdatasynced — the sync would cost more than the
-    // records it guards are worth after a power loss.
-    let mut sync = false;
-    for (topic, partition) in partitions {
-        let t = match &last {
-            Some((name, t)) if *name == topic => Arc::clone(t),
-            _ => topics
-                .get(topic)
-                .cloned()
-                .ok_or_else(|| StoreError::UnknownTopic(topic.to_string()))?,
-        };
-        t.partition(partition)?;
-        sync |= t.config().durability != Durability::None;
-        last = Some((topic, t));
-    }
-    Ok(sync)
-}
-
 fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
     if config.segment_bytes < crate::config::MIN_SEGMENT_BYTES {
         return Err(StoreError::InvalidConfig(format!(
@@ -519,114 +382,6 @@ fn check_segment_bytes(config: &TopicConfig) -> Result<(), StoreError> {
         )));
     }
     Ok(())
-}
-
-fn apply_retention(shared: &Shared) -> Result<(), StoreError> {
-    // Every partition: besides retention, a pass removes segments wholly before a log
-    // start moved by DeleteRecords (a crash may have kept them).
-    for_each_partition(shared, |_| true, Partition::apply_retention)
-}
-
-/// Writes out the buffered tails of every partition of the topics whose durability
-/// `which` picks (no sync).
-fn flush_tails(shared: &Shared, which: impl Fn(Durability) -> bool) -> Result<(), StoreError> {
-    for_each_partition(shared, which, Partition::flush_tail)
-}
-
-/// Runs `f` on every partition of the topics whose durability `which` picks, on a
-/// snapshot of the topics (no lock held meanwhile); stops at the first error.
-fn for_each_partition(
-    shared: &Shared,
-    which: impl Fn(Durability) -> bool,
-    f: impl Fn(&Partition) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let topics: Vec<Arc<Topic>> = shared
-        .topics
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .filter(|t| which(t.config().durability))
-        .cloned()
-        .collect();
-    for t in topics {
-        for p in t.partitions() {
-            f(p)?;
-        }
-    }
-    Ok(())
-}
-
-/// The background thread: syncs the journal when due — every `interval:<ms>` of the
-/// topics that ask for it, and within a second for appends nobody waits for — and
-/// applies time retention. Sleeps on a condvar so dropping the store stops it at once.
-fn spawn_flusher(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
-    std::thread::Builder::new()
-        .name("millrace-store-flusher".into())
-        .spawn(move || {
-            let mut last_retention = Instant::now();
-            loop {
-                let tick = {
-                    let topics = shared.topics.read().unwrap_or_else(|e| e.into_inner());
-                    topics
-                        .values()
-                        .filter_map(|t| match t.config().durability {
-                            Durability::Interval(d) => Some(d),
-                            _ => None,
-                        })
-                        .min()
-                        .unwrap_or(Duration::from_secs(1))
-                        .clamp(Duration::from_millis(1), Duration::from_secs(1))
-                };
-                if stopped(&shared, tick) {
-                    return;
-                }
-                shared.ctx.journal.flush_if_due(tick, &shared.ctx.poison);
-                // A topic changed to durability=none may hold bytes buffered while it
-                // was `batch`: they reach the page cache within a tick. The journal
-                // holds the others' until a checkpoint writes them out.
-                if shared.ctx.poison.check().is_ok()
-                    && let Err(e) = flush_tails(&shared, |d| d == Durability::None)
-                {
-                    tracing::warn!(error = %e, "writing segment tails failed");
-                }
-                if last_retention.elapsed() >= RETENTION_EVERY {
-                    last_retention = Instant::now();
-                    if let Err(e) = apply_retention(&shared) {
-                        tracing::warn!(error = %e, "retention failed");
-                    }
-                }
-            }
-        })
-        .map_err(StoreError::Io)
-}
-
-/// The background thread that retires full journal files (`Journal::checkpoint`), so
-/// appenders never wait for the segment syncs that retiring takes.
-fn spawn_checkpointer(shared: Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
-    std::thread::Builder::new()
-        .name("millrace-store-checkpointer".into())
-        .spawn(move || {
-            while !stopped(&shared, CHECKPOINT_TICK) {
-                let ctx = &shared.ctx;
-                if ctx.journal.checkpoint_due()
-                    && ctx.poison.check().is_ok()
-                    && let Err(e) = ctx.journal.checkpoint(&ctx.poison, false)
-                {
-                    tracing::warn!(error = %e, "journal checkpoint failed");
-                }
-            }
-        })
-        .map_err(StoreError::Io)
-}
-
-/// Waits up to `tick`; whether the store is being dropped.
-fn stopped(shared: &Shared, tick: Duration) -> bool {
-    let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
-    let (stop, _) = shared
-        .stop_cv
-        .wait_timeout_while(stop, tick, |s| !*s)
-        .unwrap_or_else(|e| e.into_inner());
-    *stop
 }
 
 impl Drop for Store {
