@@ -11,7 +11,8 @@
 //! - `tail`: a segment's tail buffer — appended bytes written to the file together,
 //!   behind the journal — and the store-wide cap on those buffers.
 //! - `index`: the sparse offset index of a segment (in memory; on disk when sealed).
-//! - `codec`: the batch and record format (byte table at its top; `docs/format.md`).
+//! - `codec`: the batch and record format (byte table at its top; `docs/format.md`);
+//!   `codec/encode` writes batches, `codec/decode` reads them back.
 //! - `encoded`: records moved as stored (a copier's reads and appends).
 //! - `journal`: the shared journal — one write-ahead log per data directory whose group
 //!   commit (one fdatasync) makes batch and interval appends durable however many
