@@ -327,6 +327,74 @@ stages:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_writes_what_its_worker_processes_answer_keyed_as_read() {
+    // A real worker process: the shipped example that upper-cases every string.
+    let worker = millrace_testkit::repo_root().join("examples/workers/upper.sh");
+    for b in backends().await {
+        let src = format!(
+            r#"
+pipeline: exec{{s}}
+dead_letter: exec{{s}}.dlq
+topics:
+  names{{s}}: {{ partitions: 2 }}
+stages:
+  upper: {{ kind: exec, from: names{{s}}, to: upper{{s}}, command: [sh, "{}"], workers: 2 }}
+"#,
+            worker.display()
+        );
+        b.create_topics(&src).await;
+        let mut recs: Vec<ProduceRecord> = (0..20)
+            .map(|i| ProduceRecord {
+                key: Some(format!("k{}", i % 4).into_bytes().into()),
+                value: format!("{{\"name\":\"n{i}\",\"seq\":{i}}}")
+                    .into_bytes()
+                    .into(),
+                ..Default::default()
+            })
+            .collect();
+        recs.push(ProduceRecord::value(&b"not json"[..]));
+        b.produce(&b.t("names"), recs).await;
+        let summary = b.run_batch(&src).await;
+        assert_conserved(&summary);
+        let c = stage(&summary, "upper").counters;
+        assert_eq!(
+            (c.records_in, c.out, c.dead_lettered),
+            (21, 20, 1),
+            "[{}] {c:?}",
+            b.name
+        );
+        let out = b.read_all(&b.t("upper")).await;
+        assert_eq!(out.len(), 20, "[{}]", b.name);
+        for r in &out {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
+            let seq = v["seq"].as_i64().expect("seq");
+            assert_eq!(
+                v["name"],
+                serde_json::json!(format!("N{seq}")),
+                "[{}]",
+                b.name
+            );
+            let key = format!("k{}", seq % 4);
+            assert_eq!(r.key.as_deref(), Some(key.as_bytes()), "[{}]", b.name);
+        }
+        // Records of one key keep their order (one key, one input partition).
+        assert_order_per_partition(&out, |r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
+            let seq = v["seq"].as_i64().expect("seq");
+            ((seq % 4).to_string(), seq)
+        });
+        let dead = b.read_all(&format!("{}.dlq", b.t("exec"))).await;
+        assert_eq!(dead.len(), 1, "[{}]", b.name);
+        assert_eq!(dead[0].value.as_ref(), b"not json");
+        assert!(
+            header(&dead[0], "millrace.error")
+                .expect("error")
+                .contains("not JSON")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_go_to_the_dead_letter_topic_and_the_pipeline_goes_on() {
     for b in backends().await {
         let src = r#"

@@ -116,3 +116,91 @@ impl Operator for Exec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patterns::testing::{assert_keeps_key_headers_and_time, record};
+
+    /// A real worker process: it answers each request with the request itself (the
+    /// `value` shorthand: its value is the output), and rejects a request whose line
+    /// says `reject` by copying its `{"id":N` and adding an error.
+    const ECHO_OR_REJECT: &str = r#"while IFS= read -r l; do
+  case "$l" in
+    *reject*) printf '%s,"error":"rejected by the worker"}\n' "${l%%,*}" ;;
+    *) printf '%s\n' "$l" ;;
+  esac
+done"#;
+
+    fn exec(format: Format, ordered_by_key: bool) -> Exec {
+        let pool = WorkerPool::start(ExecConfig::new(["sh", "-c", ECHO_OR_REJECT]))
+            .expect("the worker starts");
+        Exec {
+            pool: Some(pool),
+            ordered_by_key,
+            format,
+        }
+    }
+
+    fn values(emits: &[Emit]) -> Vec<String> {
+        emits
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.record.value).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_record_is_the_workers_answer_and_rejections_and_bad_json_fail() {
+        for ordered_by_key in [false, true] {
+            let mut x = exec(Format::Json, ordered_by_key);
+            let batch = [
+                record(Some("k1"), br#"{ "n": 1, "s": "a b" }"#),
+                record(Some("k2"), b"not json"),
+                record(None, br#"{"do":"reject"}"#),
+                record(Some("k1"), br#"[2]"#),
+            ];
+            let mut emits = Vec::new();
+            let outcomes = x.process(&batch, &mut emits).await;
+            // The worker's JSON, compact, in input order; key, headers and time kept.
+            assert_eq!(values(&emits), [r#"{"n":1,"s":"a b"}"#, "[2]"]);
+            assert_keeps_key_headers_and_time(&emits[0], &batch[0]);
+            assert_keeps_key_headers_and_time(&emits[1], &batch[3]);
+            assert_eq!(outcomes.len(), 4);
+            assert!(matches!(outcomes[0], Outcome::Emitted(1)), "{outcomes:?}");
+            // Not JSON never reaches a worker: the record's error at once.
+            let Outcome::Failed(bad) = &outcomes[1] else {
+                panic!("not JSON fails: {outcomes:?}");
+            };
+            assert!(bad.error.contains("not JSON"), "{}", bad.error);
+            // The worker said no: its reason is the record's error, not retried.
+            let Outcome::Failed(no) = &outcomes[2] else {
+                panic!("a rejection fails: {outcomes:?}");
+            };
+            assert_eq!(
+                (no.error.as_str(), no.attempts),
+                ("rejected by the worker", 1)
+            );
+            assert!(matches!(outcomes[3], Outcome::Emitted(1)), "{outcomes:?}");
+            x.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_text_line_goes_as_a_string_and_a_stopped_stage_abandons_its_batch() {
+        let mut x = exec(Format::Text, false);
+        let batch = [record(None, b"disk \"full\"")];
+        let mut emits = Vec::new();
+        let outcomes = x.process(&batch, &mut emits).await;
+        assert!(
+            matches!(outcomes[..], [Outcome::Emitted(1)]),
+            "{outcomes:?}"
+        );
+        assert_eq!(values(&emits), [r#""disk \"full\"""#]);
+        x.shutdown().await;
+        // Stopped: nothing is processed, and nothing is failed either (read again).
+        let mut emits = Vec::new();
+        let outcomes = x.process(&batch, &mut emits).await;
+        assert!(matches!(outcomes[..], [Outcome::Abandoned]), "{outcomes:?}");
+        assert!(emits.is_empty());
+    }
+}

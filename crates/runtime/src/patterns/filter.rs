@@ -47,34 +47,11 @@ mod tests {
     use millrace_pipeline::Expr;
 
     use super::*;
-
-    fn rec(key: Option<&str>, value: &[u8]) -> ConsumedRecord {
-        ConsumedRecord {
-            topic: Arc::from("in"),
-            partition: 0,
-            offset: 7,
-            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-            value: Bytes::copy_from_slice(value),
-            headers: Vec::new(),
-            timestamp: 0,
-        }
-    }
+    // A filter writes its one output, keeping the record's key, headers and time.
+    use crate::patterns::testing::{one_output as run, record as rec};
 
     fn filter(src: &str, format: Format) -> Filter {
         Filter::new(Predicate::Jq(Expr::compile(src).expect("compiles")), format)
-    }
-
-    /// What the filter wrote for a record (its values), or the record's error.
-    fn run(f: &mut Filter, rec: &ConsumedRecord) -> Result<Vec<Bytes>, String> {
-        let mut emits = Vec::new();
-        f.process_one(rec, &mut emits).map_err(|e| e.error)?;
-        Ok(emits
-            .into_iter()
-            .map(|e| {
-                assert_eq!(e.output, 0, "a filter writes its one output");
-                e.record.value
-            })
-            .collect())
     }
 
     #[test]

@@ -84,3 +84,91 @@ impl RecordOperator for Map {
         self.run_jaq(rec, emits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use millrace_pipeline::Expr;
+
+    use super::*;
+    use crate::patterns::testing::{one_output, record};
+
+    fn map(src: &str, format: Format) -> Map {
+        Map::new(Mapper::Jq(Expr::compile(src).expect("compiles")), format)
+    }
+
+    /// The values a map wrote for a record, as text, or the record's error.
+    fn run(m: &mut Map, rec: &ConsumedRecord) -> Result<Vec<String>, String> {
+        let values = one_output(m, rec)?;
+        Ok(values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect())
+    }
+
+    #[test]
+    fn rewrites_each_record_as_compact_json_by_either_tier_alike() {
+        let mut m = map("{n: .n, user: .user}", Format::Json);
+        let rec = record(Some("k1"), br#"{ "user": "alice", "x": [1], "n": 2 }"#);
+        let want = r#"{"n":2,"user":"alice"}"#;
+        assert_eq!(run(&mut m, &rec), Ok(vec![want.to_string()]));
+        // The native tier answers this one, and jaq gives the same bytes.
+        let mut native = Vec::new();
+        assert!(m.run_native(&rec, &mut |o| native.push(o.to_vec())));
+        assert_eq!(native, [want.as_bytes()]);
+        let mut by_jaq = Vec::new();
+        m.run_jaq(&rec, &mut by_jaq).expect("jaq maps it");
+        assert_eq!(by_jaq.len(), 1);
+        assert_eq!(by_jaq[0].record.value.as_ref(), want.as_bytes());
+        // Each record's outputs are its own, none of an earlier one's bytes.
+        let next = record(Some("k2"), br#"{"user":"bob","n":3}"#);
+        assert_eq!(
+            run(&mut m, &next),
+            Ok(vec![r#"{"n":3,"user":"bob"}"#.to_string()])
+        );
+    }
+
+    #[test]
+    fn a_flat_map_writes_each_output_in_order_and_none_for_an_empty_one() {
+        let mut m = map(".items[] | {item: ., key: $key, at: $offset}", Format::Json);
+        let rec = record(Some("k1"), br#"{"items":["a","b","c"]}"#);
+        assert_eq!(
+            run(&mut m, &rec),
+            Ok(["a", "b", "c"]
+                .map(|i| format!(r#"{{"item":"{i}","key":"k1","at":7}}"#))
+                .to_vec())
+        );
+        assert_eq!(run(&mut m, &record(None, br#"{"items":[]}"#)), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_text_line_is_a_string_and_a_rust_mapper_runs_as_given() {
+        let mut words = map("splits(\" \") | ascii_upcase", Format::Text);
+        assert_eq!(
+            run(&mut words, &record(None, b"disk full")),
+            Ok(vec![r#""DISK""#.to_string(), r#""FULL""#.to_string()])
+        );
+        let twice = Mapper::Fn(Arc::new(|v: &serde_json::Value| {
+            vec![v["n"].clone(), v["n"].clone()]
+        }));
+        let mut f = Map::new(twice, Format::Json);
+        assert_eq!(
+            run(&mut f, &record(None, br#"{"n":5}"#)),
+            Ok(vec!["5".to_string(), "5".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_record_that_is_not_json_or_fails_the_expression_is_the_records_error() {
+        let mut m = map("{n: (.n + 1)}", Format::Json);
+        let err = run(&mut m, &record(None, b"not json")).expect_err("not JSON");
+        assert!(err.contains("not JSON"), "{err}");
+        let err = run(&mut m, &record(None, br#"{"n":"five"}"#)).expect_err("a string + 1");
+        assert!(!err.is_empty());
+        assert_eq!(
+            run(&mut m, &record(None, br#"{"n":5}"#)),
+            Ok(vec![r#"{"n":6}"#.into()])
+        );
+    }
+}

@@ -12,6 +12,8 @@ pub mod map;
 pub mod merger;
 pub mod sharder;
 pub mod splitter;
+#[cfg(test)]
+mod testing;
 
 use millrace_broker::ConsumedRecord;
 use millrace_pipeline::expr::{Format, RecordVars, Val, parse_value};

@@ -1,7 +1,8 @@
 //! The compliance helper every pattern's tests use: run a pipeline on a backend, read
 //! topics back, and check conservation of records, order per partition and the
-//! dead-letter headers. Backends: the embedded store, and Kafka by the rule of
-//! `millrace-testkit` (MILLRACE_TEST_BOOTSTRAP; in CI a missing broker fails).
+//! dead-letter headers. Backends: every one of `millrace_testkit::backends` — the
+//! embedded store, Kafka by the kit's rule (MILLRACE_TEST_BOOTSTRAP; in CI a missing
+//! broker fails), and the store held by another process, reached over Kafka's protocol.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use tokio::sync::watch;
 pub struct TestBackend {
     pub name: &'static str,
     pub broker: Arc<dyn Broker>,
-    /// Unique per test on Kafka (shared broker); empty on the embedded store.
+    /// Unique per test on Kafka (a shared broker); empty on the backends with a store of
+    /// their own.
     pub suffix: String,
     /// What must live as long as the broker (the store's directory).
     _kit: Option<millrace_testkit::Backend>,
@@ -51,23 +53,14 @@ pub fn embedded() -> TestBackend {
     millrace_testkit::embedded().into()
 }
 
-/// Every backend the tests can reach: the embedded store, and Kafka by the kit's rule
-/// (`millrace_testkit::kafka_bootstrap`).
+/// Every backend of the kit (`millrace_testkit::backends`): the embedded store, Kafka by
+/// the kit's rule, and the store served over Kafka's protocol by the process holding it.
 pub async fn backends() -> Vec<TestBackend> {
-    #[allow(unused_mut)]
-    let mut v = vec![embedded()];
-    #[cfg(feature = "kafka")]
-    if let Some(b) = millrace_testkit::kafka_bootstrap() {
-        v.push(millrace_testkit::kafka(&b).await.into());
-    }
-    #[cfg(not(feature = "kafka"))]
-    if millrace_testkit::kafka_bootstrap().is_some() {
-        millrace_testkit::missing(
-            "the kafka feature",
-            "MILLRACE_TEST_BOOTSTRAP is set: build the tests with --features kafka",
-        );
-    }
-    v
+    millrace_testkit::backends()
+        .await
+        .into_iter()
+        .map(TestBackend::from)
+        .collect()
 }
 
 impl TestBackend {
