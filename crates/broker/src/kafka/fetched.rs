@@ -11,7 +11,7 @@
 //!
 //! A partition forwards from the moment it is assigned (`forward`, called before
 //! librdkafka starts fetching it, which keeps an application's forward); a partition
-//! not forwarded delivers to the consumer queue as before, so nothing is lost if a
+//! not forwarded delivers to the consumer queue as usual, so nothing is lost if a
 //! forward fails. Records of a revoked or sought partition that were fetched before are
 //! dropped by librdkafka's version check, in this queue as in the consumer queue.
 //!

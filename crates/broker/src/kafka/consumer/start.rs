@@ -19,7 +19,7 @@ use crate::api::OffsetReset;
 /// inside its own rebalance, stalled now and then), and partitions with no commit are
 /// assigned at the offset where they begin (or end, as `reset` says), which librdkafka
 /// starts fetching at without a wait.
-/// Partitions with a commit are left for librdkafka to look up as before (it also
+/// Partitions with a commit are left for librdkafka to look up itself (it also
 /// learns the commit's leader epoch there), as is everything when the look-up fails.
 pub(super) struct StartLookup {
     pub(super) committed: Arc<BaseConsumer<LogContext>>,
