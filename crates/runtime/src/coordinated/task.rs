@@ -211,12 +211,7 @@ impl CoordinatedTask {
             .counters
             .finish(tally.out, tally.filtered, tally.dead_lettered, emitted);
         self.stage.counters.barrier_released();
-        c.mark_done(&self.stage.name);
-        if self.stage.batches.is_none() {
-            return Ok(true);
-        }
-        self.stage.completion = None;
-        Ok(false)
+        Ok(self.stage.batch_ended())
     }
 
     /// What the poll's rebalances change: partitions lost are forgotten by the

@@ -72,6 +72,19 @@ impl Stage {
         *self.stop.borrow()
     }
 
+    /// This stage is done with its batch: says so, and whether the task ends (no more
+    /// batches come); otherwise the next batch is waited for.
+    pub(crate) fn batch_ended(&mut self) -> bool {
+        if let Some(c) = &self.completion {
+            c.mark_done(&self.name);
+        }
+        if self.batches.is_none() {
+            return true;
+        }
+        self.completion = None;
+        false
+    }
+
     /// Joins the group (`co_partitioned`: partition p of every input to one member,
     /// as joins by key and reduces need). The outputs' partition counts and where each
     /// input partition stands are asked for at the same time: on Kafka each is a few

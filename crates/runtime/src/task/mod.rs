@@ -214,11 +214,7 @@ impl StageTask {
             && let Some(c) = &self.stage.completion
             && c.is_done(&l.consumer.assignment(), l.next).await?
         {
-            c.mark_done(&self.stage.name);
-            if self.stage.batches.is_none() {
-                return Ok(true);
-            }
-            self.stage.completion = None;
+            return Ok(self.stage.batch_ended());
         }
         Ok(false)
     }
