@@ -237,14 +237,8 @@ impl Partition {
         // failed write may have left part of earlier, buffered batches in the file,
         // whose journal entries other appenders may be waiting on: the store is
         // poisoned, and recovery cuts the torn tail and replays the journal.
-        let written = seg.tail.append(buf, pos).and_then(|()| {
-            if config.durability == Durability::Batch {
-                Ok(())
-            } else {
-                seg.tail.flush()
-            }
-        });
-        if let Err(e) = written {
+        let buffered = config.durability == Durability::Batch;
+        if let Err(e) = seg.tail.append(buf, pos, buffered) {
             self.ctx
                 .poison
                 .set(format!("write to {} failed: {e}", seg.path.display()));

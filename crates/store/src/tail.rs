@@ -94,9 +94,10 @@ impl Tail {
 
     /// Appends `bytes` at `pos`, the segment's end: into the buffer, or, when the
     /// buffer would pass its size or the store's buffers their cap, by writing the
-    /// buffer out first (and `bytes` with it, if they still do not fit). A failure may
-    /// leave part of the bytes in the file; the caller poisons the store.
-    pub fn append(&self, bytes: &[u8], pos: u64) -> io::Result<()> {
+    /// buffer out first (and `bytes` with it, if they still do not fit). Not
+    /// `buffered`: the buffer and `bytes` go to the file at once. A failure may leave
+    /// part of the bytes in the file; the caller poisons the store.
+    pub fn append(&self, bytes: &[u8], pos: u64, buffered: bool) -> io::Result<()> {
         let mut s = self.lock();
         if s.file_len + s.buf.len() as u64 != pos {
             return Err(io::Error::other(format!(
@@ -104,11 +105,11 @@ impl Tail {
                 s.file_len + s.buf.len() as u64
             )));
         }
-        let full = s.buf.len() + bytes.len() > self.budget.tail_bytes;
+        let full = !buffered || s.buf.len() + bytes.len() > self.budget.tail_bytes;
         if (full || self.budget.over(bytes.len())) && !s.buf.is_empty() {
             self.write_out(&mut s)?;
         }
-        if bytes.len() > self.budget.tail_bytes || self.budget.over(bytes.len()) {
+        if !buffered || bytes.len() > self.budget.tail_bytes || self.budget.over(bytes.len()) {
             self.file.write_at(bytes, pos)?;
             s.file_len += bytes.len() as u64;
         } else {
@@ -217,7 +218,7 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..40u8 {
             let chunk = vec![i; 1 + usize::from(i % 7) * 9];
-            tail.append(&chunk, all.len() as u64).expect("append");
+            tail.append(&chunk, all.len() as u64, true).expect("append");
             all.extend_from_slice(&chunk);
             for pos in [0, all.len() / 3, all.len() - 1] {
                 let len = all.len() - pos + 5;
@@ -240,8 +241,8 @@ mod tests {
     fn an_append_out_of_step_with_the_segment_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let tail = tail_in(dir.path(), "s", &Budget::new(100, 1000));
-        tail.append(b"abc", 0).expect("append");
-        assert!(tail.append(b"def", 2).is_err());
+        tail.append(b"abc", 0, true).expect("append");
+        assert!(tail.append(b"def", 2, true).is_err());
         assert_eq!(read(&tail, 0, 10), b"abc");
     }
 
@@ -255,7 +256,7 @@ mod tests {
         let mut ends = vec![0u64; tails.len()];
         for round in 0..20 {
             for (i, tail) in tails.iter().enumerate() {
-                tail.append(&[round; 30], ends[i]).expect("append");
+                tail.append(&[round; 30], ends[i], true).expect("append");
                 ends[i] += 30;
                 assert!(budget.buffered() <= 2000, "{}", budget.buffered());
             }

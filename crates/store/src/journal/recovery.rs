@@ -195,7 +195,7 @@ fn write_entry(
     let at = read_index(&seg).len;
     // Into the segment's tail: the replay's sync writes each partition's out at once.
     seg.tail
-        .append(batch, at)
+        .append(batch, at, true)
         .map_err(|e| StoreError::io_at(&seg.path, e))?;
     write_index(&seg).add(at, &head.batch);
     w.next_offset = next;
