@@ -144,9 +144,26 @@ impl Admin {
             .map_err(|_| BrokerError::KafkaClient("too many partitions".into()))
     }
 
-    /// Creates a topic and waits until every partition has a leader. Returns the
+    /// Creates a topic and waits until every partition's leader serves it. Returns the
     /// partition count.
     pub(crate) async fn create_topic(&self, topic: &NewTopic, timeout: Duration) -> Result<i32> {
+        self.create_listed(topic, timeout).await?;
+        // A leader named in the metadata may not serve its partition yet: its answer to
+        // a first produce is then "not leader", which librdkafka's idempotent producer
+        // mishandles when a later request to the partition succeeds (see
+        // `Batch::take_unconfirmed`). ListOffsets needs the same leadership as a
+        // produce, and retries until every leader answers.
+        let ids: Vec<i32> = (0..topic.partitions).collect();
+        let (client, name) = (Arc::clone(&self.lookup), topic.name.clone());
+        blocking(move || list_offsets(client.client(), &name, &ids, Offset::End, timeout))
+            .await?
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(&topic.name)))?;
+        Ok(topic.partitions)
+    }
+
+    /// Creates a topic and waits until the metadata names a leader for every
+    /// partition, as most tools do: the leaders may not serve yet.
+    pub(crate) async fn create_listed(&self, topic: &NewTopic, timeout: Duration) -> Result<()> {
         if topic.partitions < 1 {
             return Err(BrokerError::Invalid(
                 "the number of partitions must be at least 1".to_string(),
@@ -196,8 +213,7 @@ impl Admin {
                     && t.partitions().iter().all(|p| p.leader() >= 0)
             })
         })
-        .await?;
-        Ok(topic.partitions)
+        .await
     }
 
     pub(crate) async fn list_topics(&self, timeout: Duration) -> Result<Vec<String>> {
@@ -273,10 +289,27 @@ impl Admin {
         );
         let partitions = partitions?;
         let in_topic = |e: KafkaError| errors::from_kafka(&e, Subject::Topic(topic));
+        let mut configs = configs.map_err(in_topic)?;
+        // The metadata lists the topic, so a broker that does not know it yet only
+        // lags behind the controller (a topic just created, on a cluster): asked again.
+        let deadline = Instant::now() + timeout;
+        let mut step = WAIT_STEP_MIN;
+        while configs
+            .iter()
+            .any(|r| matches!(r, Err(RDKafkaErrorCode::UnknownTopicOrPartition)))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(step).await;
+            step = (step * 2).min(WAIT_STEP_MAX);
+            configs = client
+                .describe_configs([&resource], &options)
+                .await
+                .map_err(in_topic)?;
+        }
 
         // Like `kafka-topics --describe`: the topic's own overrides, not every default.
         let mut config = BTreeMap::new();
-        for r in configs.map_err(in_topic)? {
+        for r in configs {
             let r = r.map_err(|code| errors::from_code(code, Subject::Topic(topic)))?;
             for e in r.entries {
                 if matches!(e.source, ConfigSource::DynamicTopic)
@@ -511,7 +544,7 @@ fn list_offsets(
                     )
                 ) && Instant::now() < deadline =>
             {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
             other => return other,
         }

@@ -21,14 +21,15 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering}
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rdkafka::bindings as rd;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
 
 use super::LogContext;
-use crate::api::Delivered;
+use crate::api::{Delivered, Header, ProduceRecord};
 
 /// A send under way: its batch, and how many of its records are neither handed over
 /// nor counted as not queued. Dropped (the send done, failed or given up half-way), it
@@ -55,6 +56,8 @@ pub(crate) struct Batch {
     done: Notify,
     /// The failures, by record (rare: kept apart from the slots).
     failed: Mutex<Vec<(usize, KafkaError)>>,
+    /// Records acknowledged without an offset, by record, with a copy of each (rare).
+    unconfirmed: Mutex<Vec<(usize, ProduceRecord)>>,
 }
 
 /// One record's place in its batch, and where it was written.
@@ -91,6 +94,7 @@ impl Batch {
             waiting: AtomicUsize::new(records + 1),
             done: Notify::new(),
             failed: Mutex::new(Vec::new()),
+            unconfirmed: Mutex::new(Vec::new()),
         });
         // The records' own reference, given back by the count down to zero.
         let _ = Arc::into_raw(Arc::clone(&batch));
@@ -139,6 +143,12 @@ impl Batch {
         Ok(out)
     }
 
+    /// The records librdkafka acknowledged without an offset, each with its index and
+    /// its partition set, to be sent again (see `unconfirmed` for why).
+    pub(crate) fn take_unconfirmed(&self) -> Vec<(usize, ProduceRecord)> {
+        std::mem::take(&mut *lock(&self.unconfirmed))
+    }
+
     fn count_down(&self, n: usize) {
         if self.waiting.fetch_sub(n, Ordering::AcqRel) == n {
             self.done.notify_one();
@@ -171,6 +181,9 @@ impl ProducerContext for LogContext {
         let batch = unsafe { &*slot.batch };
         match result {
             Ok(m) => {
+                if m.offset() < 0 {
+                    lock(&batch.unconfirmed).push((slot.index, copy(m)));
+                }
                 slot.partition.store(m.partition(), Ordering::Relaxed);
                 slot.offset.store(m.offset(), Ordering::Relaxed);
                 slot.answered.store(true, Ordering::Release);
@@ -178,6 +191,25 @@ impl ProducerContext for LogContext {
             Err((e, _)) => lock(&batch.failed).push((slot.index, e.clone())),
         }
         batch.count_down(1);
+    }
+}
+
+/// A copy of an acknowledged record, to its partition, to be sent again.
+fn copy(m: &BorrowedMessage<'_>) -> ProduceRecord {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header::new(h.key, Bytes::copy_from_slice(h.value.unwrap_or_default())))
+                .collect()
+        })
+        .unwrap_or_default();
+    ProduceRecord {
+        partition: Some(m.partition()),
+        key: m.key().map(Bytes::copy_from_slice),
+        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        headers,
+        timestamp: m.timestamp().to_millis(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `admin`: topics create / list / describe / delete, committed offsets.
 //! - `producer`: the producer: a topic handle per topic, records handed over in runs.
 //! - `delivery`: each send's acknowledgements, and the thread serving librdkafka's reports.
+//! - `unconfirmed`: records acknowledged without an offset, sent again.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `groups`: consumer groups listed, described, their offsets altered, deleted.
@@ -36,6 +37,7 @@ mod fetched;
 mod groups;
 mod holder;
 mod producer;
+mod unconfirmed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -98,6 +100,10 @@ pub(crate) struct Inner {
     pub(crate) admin: admin::Admin,
     /// Partition counts of topics known to exist, so `produce` checks a topic once.
     pub(crate) known_topics: Mutex<HashMap<String, i32>>,
+    /// Whether every written record is acknowledged with its offset (not with
+    /// `acks=0`): a record acknowledged without one is then sent again (see
+    /// `Batch::take_unconfirmed`).
+    pub(crate) offsets_acknowledged: bool,
     pub(crate) flavour: &'static Flavour,
 }
 
@@ -182,6 +188,9 @@ impl KafkaBroker {
         let mut defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS.to_vec();
         defaults.push(("socket.connection.setup.timeout.ms", &setup_ms));
         let cfg = config::client_config(bootstrap, &defaults, &props);
+        let offsets_acknowledged = ["acks", "request.required.acks"]
+            .iter()
+            .all(|k| cfg.get(k) != Some("0"));
         let client = cfg
             .create_with_context(LogContext::of(flavour))
             .map_err(|e| invalid_config(&e, &props))?;
@@ -241,6 +250,7 @@ impl KafkaBroker {
                 producer,
                 admin,
                 known_topics: Mutex::new(HashMap::new()),
+                offsets_acknowledged,
                 flavour,
             }),
         })
@@ -351,16 +361,15 @@ impl Broker for KafkaBroker {
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
         // Every record is in librdkafka's queue, in order: the rest is waiting.
         let topic = topic.to_string();
+        let broker = self.clone();
         Ok(Acks::new(async move {
-            batch
-                .delivered()
-                .await
-                .map_err(|(_, failure)| match failure {
-                    Some(KafkaError::Canceled) | None => BrokerError::Closed(
-                        "the producer shut down before the record was acknowledged",
-                    ),
-                    Some(e) => errors::from_kafka(&e, Subject::Topic(&topic)),
-                })
+            let mut delivered = unconfirmed::acknowledged(&batch, &topic).await?;
+            if broker.inner.offsets_acknowledged {
+                broker
+                    .send_unconfirmed_again(&topic, &batch, &mut delivered)
+                    .await?;
+            }
+            Ok(delivered)
         }))
     }
 
@@ -521,15 +530,8 @@ mod tests {
     /// consumers and producers opened after, without a metadata request of their own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn looked_up_partitions_are_remembered_as_the_partition_count() {
-        let Some(bootstrap) = std::env::var("MILLRACE_TEST_BOOTSTRAP")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-        else {
-            // In CI its absence fails the test instead of skipping it.
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but MILLRACE_TEST_BOOTSTRAP is not set (start `scripts/kafka.sh start`)"
-            );
+        // In CI its absence fails the test instead of skipping it.
+        let Some(bootstrap) = millrace_testkit::kafka_bootstrap() else {
             return;
         };
         let connect = || KafkaBroker::connect(&bootstrap, BTreeMap::new(), DEFAULT_TIMEOUT);

@@ -101,15 +101,7 @@ mod tests {
     /// The broker for the tests that need one: `MILLRACE_TEST_BOOTSTRAP`; in CI its
     /// absence fails the test instead of skipping it.
     fn test_bootstrap() -> Option<String> {
-        let b = std::env::var("MILLRACE_TEST_BOOTSTRAP")
-            .ok()
-            .filter(|s| !s.trim().is_empty());
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            b.is_some() || !in_ci,
-            "CI=true but MILLRACE_TEST_BOOTSTRAP is not set (start `scripts/kafka.sh start`)"
-        );
-        b
+        millrace_testkit::kafka_bootstrap()
     }
 
     /// A new member's assignment names the start offset of the partitions its group
