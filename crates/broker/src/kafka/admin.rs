@@ -490,8 +490,8 @@ const CLOSE_POLL: Duration = Duration::from_millis(5);
 /// stored; `Offset::End`: the next one to be written), in the order of `partitions`,
 /// from one ListOffsets request per leader (where asking for each partition's
 /// watermarks took two requests per partition, one after another). Right after a create
-/// the leader may not serve offsets yet (`NotLeaderForPartition`,
-/// `LeaderNotAvailable`); right after a broker is lost, a query sent to it fails once
+/// the leader may not serve offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`,
+/// `UnknownLeaderEpoch`, `OffsetNotAvailable`); right after a broker is lost, a query sent to it fails once
 /// librdkafka learns it is gone (`DestroyBroker`, `BrokerTransportFailure`) and the
 /// next goes to the new leader: retried until `timeout`.
 #[allow(unsafe_code)]
@@ -538,6 +538,12 @@ fn list_offsets(
                     Some(
                         RDKafkaErrorCode::NotLeaderForPartition
                             | RDKafkaErrorCode::LeaderNotAvailable
+                            // A broker behind the client's metadata, or ahead of it,
+                            // as leaders move (and right after a create); and a new
+                            // leader that has not learnt its high watermark yet.
+                            | RDKafkaErrorCode::UnknownLeaderEpoch
+                            | RDKafkaErrorCode::FencedLeaderEpoch
+                            | RDKafkaErrorCode::OffsetNotAvailable
                             | RDKafkaErrorCode::NotCoordinator
                             | RDKafkaErrorCode::DestroyBroker
                             | RDKafkaErrorCode::BrokerTransportFailure
