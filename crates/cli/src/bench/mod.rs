@@ -51,24 +51,41 @@ pub fn print_rows(rows: &[BenchRow], json: bool) -> std::io::Result<()> {
         if json {
             writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
         } else {
-            let ratio = r
-                .ratio
-                .map(|x| {
-                    format!(
-                        "  ratio {x:.2} vs {} (target {:.2})",
-                        r.baseline.as_deref().unwrap_or(""),
-                        r.target.unwrap_or(0.0)
-                    )
-                })
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "{:<40} {:>14.0} rec/s {:>9.1} MB/s{}",
-                r.name, r.records_per_s, r.mb_per_s, ratio
-            )?;
+            writeln!(out, "{}", text(r))?;
         }
     }
     Ok(())
+}
+
+/// A row as a line of the table: the rate where the row measured one, the latencies and
+/// the peak memory where it has them, and the ratio against its baseline or its target.
+fn text(r: &BenchRow) -> String {
+    let mut line = format!("{:<40}", r.name);
+    if r.records_per_s > 0.0 {
+        line += &format!(" {:>14.0} rec/s {:>9.1} MB/s", r.records_per_s, r.mb_per_s);
+    }
+    if let (Some(p50), Some(p99)) = (r.p50_ms, r.p99_ms) {
+        line += &format!("  p50 {p50:.1} ms p99 {p99:.1} ms");
+    } else if let Some(p50) = r.p50_ms {
+        line += &format!("  {p50:.0} ms");
+    }
+    if let Some(rss) = r.peak_rss_mib {
+        line += &format!("  peak RSS {rss:.1} MiB");
+    }
+    match (r.ratio, r.target) {
+        (Some(x), target) => {
+            line += &format!(
+                "  ratio {x:.2} vs {} (target {:.2})",
+                r.baseline.as_deref().unwrap_or(""),
+                target.unwrap_or(0.0)
+            );
+        }
+        (None, Some(target)) if r.peak_rss_mib.is_some() => {
+            line += &format!("  (target ≤ {target:.0} MiB)");
+        }
+        (None, _) => {}
+    }
+    line
 }
 
 pub mod coordinated;
@@ -117,4 +134,38 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory row reads as memory, not as a rate of nothing.
+    #[test]
+    fn memory_rows_print_their_peak_not_a_zero_rate() {
+        let memory = BenchRow {
+            name: "memory: highest peak RSS".to_string(),
+            peak_rss_mib: Some(42.5),
+            target: Some(256.0),
+            ..BenchRow::default()
+        };
+        let line = text(&memory);
+        assert!(!line.contains("rec/s"), "{line}");
+        assert!(line.contains("peak RSS 42.5 MiB"), "{line}");
+        assert!(line.contains("target ≤ 256 MiB"), "{line}");
+
+        let rate = BenchRow {
+            name: "copier".to_string(),
+            records_per_s: 1000.0,
+            mb_per_s: 0.1,
+            p50_ms: Some(1.0),
+            p99_ms: Some(2.5),
+            ..BenchRow::default()
+        }
+        .against("the loop", 500.0, 1.0);
+        let line = text(&rate);
+        assert!(line.contains("1000 rec/s"), "{line}");
+        assert!(line.contains("p99 2.5 ms"), "{line}");
+        assert!(line.contains("ratio 2.00 vs the loop"), "{line}");
+    }
 }
