@@ -503,6 +503,8 @@ fn list_offsets(
     timeout: Duration,
 ) -> std::result::Result<Vec<i64>, KafkaError> {
     let deadline = Instant::now() + timeout;
+    // Short steps first: a leader on a local broker starts serving within milliseconds.
+    let mut step = WAIT_STEP_MIN;
     loop {
         let mut tpl = TopicPartitionList::with_capacity(partitions.len());
         for p in partitions {
@@ -550,7 +552,8 @@ fn list_offsets(
                     )
                 ) && Instant::now() < deadline =>
             {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(step);
+                step = (step * 2).min(WAIT_STEP_MAX);
             }
             other => return other,
         }
