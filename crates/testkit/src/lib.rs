@@ -124,8 +124,63 @@ pub struct Backend {
     /// The data directory, on the backends that have one.
     pub dir: Option<PathBuf>,
     #[cfg(feature = "kafka")]
-    _holder: Option<millrace_broker::holder::Holder>,
+    _holder: Option<HolderThread>,
     _guard: Option<tempfile::TempDir>,
+}
+
+/// A holder serving a data directory from a thread and an async runtime of its own, as
+/// another process would: the test's own tasks (a pipeline's dozens of stages on two
+/// worker threads) never hold up its server.
+#[cfg(feature = "kafka")]
+struct HolderThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "kafka")]
+impl HolderThread {
+    /// Holds `dir` and serves it; returns once it serves, with its address.
+    fn start(dir: &std::path::Path) -> (HolderThread, std::net::SocketAddr) {
+        use millrace_broker::holder::{Holder, Listen};
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = dir.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the holder's runtime");
+            runtime.block_on(async move {
+                let holder = Holder::open(&dir, Listen::Recorded)
+                    .await
+                    .expect("hold and serve the store");
+                let _ = tx.send(holder.addr());
+                let _ = stopped.await;
+                drop(holder);
+            });
+        });
+        let addr = rx.recv().expect("the holder serves");
+        (
+            HolderThread {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            addr,
+        )
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Drop for HolderThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The name of the embedded store's backend.
@@ -182,18 +237,15 @@ pub async fn kafka(bootstrap: &str) -> Backend {
 /// directory through the process that holds it, as every millrace command does.
 #[cfg(feature = "kafka")]
 pub async fn kafka_to_holder() -> Backend {
-    use millrace_broker::holder::{Holder, Listen};
     let dir = tempfile::tempdir().expect("temp dir");
-    let holder = Holder::open(dir.path(), Listen::Recorded)
-        .await
-        .expect("hold and serve the store");
+    let (holder, addr) = HolderThread::start(dir.path());
     let kafka = millrace_broker::kafka::KafkaBroker::connect_to_holder(
         dir.path(),
-        holder.addr(),
+        addr,
         Duration::from_secs(10),
     )
     .await
-    .unwrap_or_else(|e| panic!("the holder at {}: {e}", holder.addr()));
+    .unwrap_or_else(|e| panic!("the holder at {addr}: {e}"));
     Backend {
         name: KAFKA_TO_HOLDER,
         broker: Arc::new(kafka),
