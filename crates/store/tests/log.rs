@@ -402,3 +402,37 @@ fn none_and_interval_appends_are_in_the_segment_file_when_acknowledged() {
         );
     }
 }
+
+/// A durability=batch topic's appends wait in its segment's tail buffer (the journal
+/// holds them); once the topic is changed to durability=none, whose appends a process
+/// crash must not lose, the flusher writes what was buffered to the segment file
+/// within a tick.
+#[test]
+fn a_topic_changed_from_batch_to_none_has_its_buffered_tail_written_within_a_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store
+        .create_topic("b", 1, config(Durability::Batch, 1 << 20))
+        .unwrap();
+    let t = store.topic("b").unwrap();
+    t.partition(0).unwrap().append(&[rec(0), rec(1)]).unwrap();
+    let seg = common::segments(dir.path(), "b", 0).remove(0);
+    let len = || std::fs::metadata(&seg).unwrap().len();
+    assert_eq!(
+        len(),
+        0,
+        "a batch topic's append is buffered, not in the file yet"
+    );
+    store
+        .alter_topic_config(
+            "b",
+            config(Durability::None, 1 << 20),
+            std::collections::BTreeMap::new(),
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while len() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(len() > 0, "the buffered batch was not written out");
+}
