@@ -491,7 +491,8 @@ const CLOSE_POLL: Duration = Duration::from_millis(5);
 /// from one ListOffsets request per leader (where asking for each partition's
 /// watermarks took two requests per partition, one after another). Right after a create
 /// the leader may not serve offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`,
-/// `UnknownLeaderEpoch`, `OffsetNotAvailable`); right after a broker is lost, a query sent to it fails once
+/// `UnknownLeaderEpoch`, `OffsetNotAvailable`, and on a cluster `UnknownPartition` from a
+/// broker or a client cache behind the metadata); right after a broker is lost, a query sent to it fails once
 /// librdkafka learns it is gone (`DestroyBroker`, `BrokerTransportFailure`) and the
 /// next goes to the new leader: retried until `timeout`.
 #[allow(unsafe_code)]
@@ -546,6 +547,11 @@ fn list_offsets(
                             | RDKafkaErrorCode::UnknownLeaderEpoch
                             | RDKafkaErrorCode::FencedLeaderEpoch
                             | RDKafkaErrorCode::OffsetNotAvailable
+                            // The metadata named the topic (callers look it up first):
+                            // a broker, or the client's cache, behind it.
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownTopic
                             | RDKafkaErrorCode::NotCoordinator
                             | RDKafkaErrorCode::DestroyBroker
                             | RDKafkaErrorCode::BrokerTransportFailure

@@ -56,9 +56,52 @@ pub(crate) struct Batch {
     done: Notify,
     /// The failures, by record (rare: kept apart from the slots).
     failed: Mutex<Vec<(usize, KafkaError)>>,
-    /// Records acknowledged without an offset, by record, with a copy of each (rare).
+    /// Records to send again (`take_unconfirmed`), by record, with a copy of each (rare).
     unconfirmed: Mutex<Vec<(usize, ProduceRecord)>>,
+    /// The partitions of the batch's topic the producer has placed a record in.
+    placed: Arc<Placed>,
 }
+
+/// Which partitions of a topic a producer has had a record acknowledged in with its
+/// offset. Until then the broker may hold no state for the producer there, and an
+/// acknowledgement without an offset is suspect (see `unconfirmed`); after, the broker
+/// checks the producer's sequence numbers, and such an acknowledgement is true.
+pub(crate) struct Placed(Box<[AtomicBool]>);
+
+impl Placed {
+    /// Room for `partitions`, marked as in `from`.
+    pub(crate) fn new(partitions: usize, from: Option<&Placed>) -> Arc<Placed> {
+        Arc::new(Placed(
+            (0..partitions)
+                .map(|p| AtomicBool::new(from.is_some_and(|f| f.placed(p))))
+                .collect(),
+        ))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn placed(&self, partition: usize) -> bool {
+        self.0
+            .get(partition)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    fn mark(&self, partition: usize) {
+        // A load first: the flag is written once, read for every record after.
+        if let Some(f) = self.0.get(partition)
+            && !f.load(Ordering::Relaxed)
+        {
+            f.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// librdkafka's offset of a record no response has placed (`RD_KAFKA_OFFSET_INVALID`):
+/// what an implicit acknowledgement leaves. A record the broker called a duplicate
+/// gets the response's offset, -1.
+const NEVER_PLACED: i64 = -1001;
 
 /// One record's place in its batch, and where it was written.
 struct Slot {
@@ -80,7 +123,7 @@ unsafe impl Sync for Slot {}
 impl Batch {
     /// A batch of `records` records, held for librdkafka until each record handed
     /// over is answered.
-    pub(crate) fn new(records: usize) -> Arc<Batch> {
+    pub(crate) fn new(records: usize, placed: Arc<Placed>) -> Arc<Batch> {
         let batch = Arc::new_cyclic(|me| Batch {
             slots: (0..records)
                 .map(|index| Slot {
@@ -95,6 +138,7 @@ impl Batch {
             done: Notify::new(),
             failed: Mutex::new(Vec::new()),
             unconfirmed: Mutex::new(Vec::new()),
+            placed,
         });
         // The records' own reference, given back by the count down to zero.
         let _ = Arc::into_raw(Arc::clone(&batch));
@@ -143,8 +187,9 @@ impl Batch {
         Ok(out)
     }
 
-    /// The records librdkafka acknowledged without an offset, each with its index and
-    /// its partition set, to be sent again (see `unconfirmed` for why).
+    /// The records librdkafka acknowledged implicitly in a partition where the producer
+    /// had placed none yet, each with its index and its partition set, to be sent again
+    /// (see `unconfirmed` for why).
     pub(crate) fn take_unconfirmed(&self) -> Vec<(usize, ProduceRecord)> {
         std::mem::take(&mut *lock(&self.unconfirmed))
     }
@@ -181,7 +226,10 @@ impl ProducerContext for LogContext {
         let batch = unsafe { &*slot.batch };
         match result {
             Ok(m) => {
-                if m.offset() < 0 {
+                let partition = usize::try_from(m.partition()).unwrap_or(usize::MAX);
+                if m.offset() >= 0 {
+                    batch.placed.mark(partition);
+                } else if m.offset() == NEVER_PLACED && !batch.placed.placed(partition) {
                     lock(&batch.unconfirmed).push((slot.index, copy(m)));
                 }
                 slot.partition.store(m.partition(), Ordering::Relaxed);

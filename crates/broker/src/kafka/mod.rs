@@ -5,7 +5,7 @@
 //! - `admin`: topics create / list / describe / delete, committed offsets.
 //! - `producer`: the producer: a topic handle per topic, records handed over in runs.
 //! - `delivery`: each send's acknowledgements, and the thread serving librdkafka's reports.
-//! - `unconfirmed`: records acknowledged without an offset, sent again.
+//! - `unconfirmed`: records librdkafka acknowledged without placing them, sent again.
 //! - `consumer`: `KafkaConsumer`, a group (or group-less) consumer with rebalance events.
 //! - `fetched`: the consumer's fetched records, taken from librdkafka in batches.
 //! - `groups`: consumer groups listed, described, their offsets altered, deleted.
@@ -101,8 +101,8 @@ pub(crate) struct Inner {
     /// Partition counts of topics known to exist, so `produce` checks a topic once.
     pub(crate) known_topics: Mutex<HashMap<String, i32>>,
     /// Whether every written record is acknowledged with its offset (not with
-    /// `acks=0`): a record acknowledged without one is then sent again (see
-    /// `Batch::take_unconfirmed`).
+    /// `acks=0`): a record acknowledged without being placed is then sent again (see
+    /// `unconfirmed`).
     pub(crate) offsets_acknowledged: bool,
     pub(crate) flavour: &'static Flavour,
 }
@@ -356,7 +356,7 @@ impl Broker for KafkaBroker {
         let batch = self
             .inner
             .producer
-            .send(topic, records)
+            .send(topic, usize::try_from(partitions).unwrap_or(0), records)
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
         // Every record is in librdkafka's queue, in order: the rest is waiting.

@@ -24,14 +24,15 @@ use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::LogContext;
-use super::delivery::{Batch, Poller, Sending};
+use super::delivery::{Batch, Placed, Poller, Sending};
 use crate::api::ProduceRecord;
 
 /// The producer a `KafkaBroker` shares between its clones: librdkafka's client and a
 /// topic handle per topic it has sent to.
 pub(crate) struct Producer {
-    /// Destroyed (in `Drop`) before `client` is.
-    topics: Mutex<HashMap<String, TopicHandle>>,
+    /// Destroyed (in `Drop`) before `client` is; with each, the partitions this
+    /// producer has had a record placed in.
+    topics: Mutex<HashMap<String, (TopicHandle, Arc<Placed>)>>,
     /// Serves the delivery reports; stopped (in `Drop`) before `client` goes.
     poller: Poller,
     client: Arc<BaseProducer<LogContext>>,
@@ -77,16 +78,24 @@ impl Producer {
         self.client.client()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, TopicHandle>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (TopicHandle, Arc<Placed>)>> {
         // Every entry is inserted whole: a poisoned map is still sound.
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The handle of `topic`, made on first use.
-    fn topic(&self, topic: &str) -> Result<TopicHandle, KafkaError> {
+    /// The handle of `topic`, made on first use, and its placed partitions (room for
+    /// `partitions` of them).
+    fn topic(
+        &self,
+        topic: &str,
+        partitions: usize,
+    ) -> Result<(TopicHandle, Arc<Placed>), KafkaError> {
         let mut topics = self.lock();
-        if let Some(h) = topics.get(topic) {
-            return Ok(*h);
+        if let Some((h, placed)) = topics.get_mut(topic) {
+            if placed.len() < partitions {
+                *placed = Placed::new(partitions, Some(placed));
+            }
+            return Ok((*h, Arc::clone(placed)));
         }
         let invalid = || KafkaError::MessageProduction(RDKafkaErrorCode::InvalidArgument);
         let name = CString::new(topic).map_err(|_| invalid())?;
@@ -98,8 +107,12 @@ impl Producer {
         if handle.is_null() {
             return Err(invalid());
         }
-        topics.insert(topic.to_string(), TopicHandle(handle));
-        Ok(TopicHandle(handle))
+        let placed = Placed::new(partitions, None);
+        topics.insert(
+            topic.to_string(),
+            (TopicHandle(handle), Arc::clone(&placed)),
+        );
+        Ok((TopicHandle(handle), placed))
     }
 
     /// Hands the records to librdkafka, in order, and returns their batch, which
@@ -109,15 +122,17 @@ impl Producer {
     pub(crate) async fn send(
         &self,
         topic: &str,
+        partitions: usize,
         records: &[ProduceRecord],
     ) -> Result<Arc<Batch>, KafkaError> {
+        let (handle, placed) = self.topic(topic, partitions)?;
         let mut sending = Sending {
-            batch: Batch::new(records.len()),
+            batch: Batch::new(records.len(), placed),
             left: records.len(),
         };
         loop {
             let from = records.len() - sending.left;
-            match self.enqueue(topic, records, &sending.batch, from) {
+            match self.enqueue(handle, records, &sending.batch, from) {
                 Ok(()) => sending.left = 0,
                 Err(Refused::QueueFull { next }) => {
                     sending.left = records.len() - next;
@@ -138,15 +153,11 @@ impl Producer {
     /// `batch`.
     fn enqueue(
         &self,
-        topic: &str,
+        handle: TopicHandle,
         records: &[ProduceRecord],
         batch: &Batch,
         from: usize,
     ) -> Result<(), Refused> {
-        let handle = self.topic(topic).map_err(|e| {
-            batch.not_queued(records.len().saturating_sub(from));
-            Refused::Other(e)
-        })?;
         let mut at = from;
         let mut run = Vec::new();
         while let Some(rest) = records.get(at..).filter(|r| !r.is_empty()) {
@@ -318,7 +329,7 @@ fn headers(r: &ProduceRecord) -> *mut rd::rd_kafka_headers_t {
 impl Drop for Producer {
     fn drop(&mut self) {
         self.poller.stop();
-        for (_, h) in self.lock().drain() {
+        for (_, (h, _)) in self.lock().drain() {
             // SAFETY: each handle was made by `topic` and is given back once, before
             // `client` (the next field) is destroyed.
             unsafe { rd::rd_kafka_topic_destroy(h.0) };

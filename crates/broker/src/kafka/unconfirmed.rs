@@ -1,14 +1,19 @@
-//! Records librdkafka acknowledged without an offset, sent again.
+//! Records librdkafka acknowledged without having placed them, sent again.
 //!
 //! With `acks=all` an acknowledged record has its offset, except when librdkafka counts
 //! it as written because a later request to the same partition succeeded (its
-//! "implicit acknowledgement") or because the broker called it a duplicate. The
-//! implicit one is wrong after a producer's first requests to a partition: a broker
-//! with no state for the producer there accepts any sequence number, so when the first
-//! request fails (a leader that does not serve the partition yet, as right after a
-//! topic is created) while the second is on its way, the second is written and the
-//! first's records never are (confluent-kafka-go#921). Sending such records again turns
-//! that loss into at-least-once; a real duplicate is then written twice.
+//! "implicit acknowledgement": the record keeps librdkafka's invalid offset, -1001) or
+//! because the broker called it a duplicate (offset -1). Both are true once the broker
+//! holds state for the producer in that partition: it then refuses sequence numbers out
+//! of order, so a later request's success means the earlier ones were written. Before,
+//! the implicit one is wrong: a broker with no state for the producer in a partition
+//! accepts any sequence number, so when a producer's first request there fails (a
+//! leader that does not serve the partition yet, as right after a topic is created)
+//! while the second is on its way, the second is written and the first's records never
+//! are (confluent-kafka-go#921). A record implicitly acknowledged in a partition where
+//! the producer has had no record placed yet (`Placed`, in delivery order) is sent
+//! again: at least once, never lost; duplicates and later implicit acknowledgements are
+//! taken as they are, so idempotence still writes nothing twice.
 
 use super::KafkaBroker;
 use super::delivery::Batch;
@@ -30,12 +35,13 @@ pub(super) async fn acknowledged(batch: &Batch, topic: &str) -> Result<Vec<Deliv
         })
 }
 
-/// How many times records acknowledged without an offset are sent again before their
+/// How many times records acknowledged without being placed are sent again before their
 /// acknowledgement is taken as it is (a broker that never reports offsets).
 const UNCONFIRMED_ROUNDS: usize = 3;
 
 impl KafkaBroker {
-    /// Sends the records of `batch` acknowledged without an offset again, to the same
+    /// Sends the records of `batch` implicitly acknowledged before any was placed in
+    /// their partitions again, to the same
     /// partitions, until each has one (see `Batch::take_unconfirmed` for why), and
     /// puts where they were written into `delivered`.
     pub(super) async fn send_unconfirmed_again(
@@ -52,13 +58,14 @@ impl KafkaBroker {
             tracing::warn!(
                 topic,
                 records = unconfirmed.len(),
-                "records acknowledged without an offset (possibly never written); sending them again"
+                "records acknowledged before any was placed in their partition (possibly never written); sending them again"
             );
             let (at, again): (Vec<usize>, Vec<ProduceRecord>) = unconfirmed.into_iter().unzip();
+            let partitions = usize::try_from(self.partition_count(topic).await?).unwrap_or(0);
             let resent = self
                 .inner
                 .producer
-                .send(topic, &again)
+                .send(topic, partitions, &again)
                 .await
                 .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
             for (i, d) in at.iter().zip(acknowledged(&resent, topic).await?) {
