@@ -150,8 +150,8 @@ impl Admin {
         self.create_listed(topic, timeout).await?;
         // A leader named in the metadata may not serve its partition yet: its answer to
         // a first produce is then "not leader", which librdkafka's idempotent producer
-        // mishandles when a later request to the partition succeeds (see
-        // `Batch::take_unconfirmed`). ListOffsets needs the same leadership as a
+        // mishandles when a later request to the partition succeeds (see the
+        // `unconfirmed` module). ListOffsets needs the same leadership as a
         // produce, and retries until every leader answers.
         let ids: Vec<i32> = (0..topic.partitions).collect();
         let (client, name) = (Arc::clone(&self.lookup), topic.name.clone());

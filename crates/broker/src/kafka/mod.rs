@@ -353,10 +353,11 @@ impl Broker for KafkaBroker {
                 )));
             }
         }
+        let partitions = usize::try_from(partitions).unwrap_or(0);
         let batch = self
             .inner
             .producer
-            .send(topic, usize::try_from(partitions).unwrap_or(0), records)
+            .send(topic, partitions, records)
             .await
             .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
         // Every record is in librdkafka's queue, in order: the rest is waiting.
@@ -366,7 +367,7 @@ impl Broker for KafkaBroker {
             let mut delivered = unconfirmed::acknowledged(&batch, &topic).await?;
             if broker.inner.offsets_acknowledged {
                 broker
-                    .send_unconfirmed_again(&topic, &batch, &mut delivered)
+                    .send_unconfirmed_again(&topic, partitions, &batch, &mut delivered)
                     .await?;
             }
             Ok(delivered)

@@ -41,12 +41,13 @@ const UNCONFIRMED_ROUNDS: usize = 3;
 
 impl KafkaBroker {
     /// Sends the records of `batch` implicitly acknowledged before any was placed in
-    /// their partitions again, to the same
-    /// partitions, until each has one (see `Batch::take_unconfirmed` for why), and
-    /// puts where they were written into `delivered`.
+    /// their partitions (of `partitions`) again, to the same partitions, until each is
+    /// placed (see the module's text for why), and puts where they were written into
+    /// `delivered`.
     pub(super) async fn send_unconfirmed_again(
         &self,
         topic: &str,
+        partitions: usize,
         batch: &Batch,
         delivered: &mut [Delivered],
     ) -> Result<()> {
@@ -61,7 +62,6 @@ impl KafkaBroker {
                 "records acknowledged before any was placed in their partition (possibly never written); sending them again"
             );
             let (at, again): (Vec<usize>, Vec<ProduceRecord>) = unconfirmed.into_iter().unzip();
-            let partitions = usize::try_from(self.partition_count(topic).await?).unwrap_or(0);
             let resent = self
                 .inner
                 .producer
