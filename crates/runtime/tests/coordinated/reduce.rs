@@ -4,6 +4,25 @@
 
 use super::*;
 
+/// Sale `i` of the reduce tests: its shop, its amount, and the record (`{shop, amount,
+/// size}` JSON, on partition `i % 3` of 3).
+fn sale(i: i64) -> (&'static str, i64, ProduceRecord) {
+    let shops = ["north", "south", "east", "west", "mall"];
+    let shop = shops[(i * 7 % 5) as usize];
+    let amount = (i * 37) % 101;
+    let record = ProduceRecord {
+        partition: Some((i % 3) as i32),
+        value: format!(
+            "{{\"shop\":\"{shop}\",\"amount\":{amount},\"size\":{}}}",
+            amount % 4
+        )
+        .into_bytes()
+        .into(),
+        ..Default::default()
+    };
+    (shop, amount, record)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reduce_builtins_match_a_plain_computation() {
     for b in backends().await {
@@ -28,23 +47,12 @@ stages:
     reducer: { init: '{n: 0, big: 0}', update: '.n += 1 | if $item.amount > 50 then .big += 1 else . end', merge: '.n += $other.n | .big += $other.big' }
 "#;
         b.create_topics(src).await;
-        let shops = ["north", "south", "east", "west", "mall"];
         let mut want: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         let mut recs = Vec::new();
         for i in 0..500i64 {
-            let shop = shops[(i * 7 % 5) as usize];
-            let amount = (i * 37) % 101;
+            let (shop, amount, record) = sale(i);
             want.entry(shop).or_default().push(amount);
-            recs.push(ProduceRecord {
-                partition: Some((i % 3) as i32),
-                value: format!(
-                    "{{\"shop\":\"{shop}\",\"amount\":{amount},\"size\":{}}}",
-                    amount % 4
-                )
-                .into_bytes()
-                .into(),
-                ..Default::default()
-            });
+            recs.push(record);
         }
         b.produce(&b.t("sales"), recs).await;
         let summary = b.run_batch(src).await;
@@ -148,23 +156,7 @@ async fn combined_reduces_match_the_plain_ones() {
             }
         }
         b.create_topics(&src).await;
-        let shops = ["north", "south", "east", "west", "mall"];
-        let recs: Vec<ProduceRecord> = (0..600i64)
-            .map(|i| {
-                let shop = shops[(i * 7 % 5) as usize];
-                let amount = (i * 37) % 101;
-                ProduceRecord {
-                    partition: Some((i % 3) as i32),
-                    value: format!(
-                        "{{\"shop\":\"{shop}\",\"amount\":{amount},\"size\":{}}}",
-                        amount % 4
-                    )
-                    .into_bytes()
-                    .into(),
-                    ..Default::default()
-                }
-            })
-            .collect();
+        let recs: Vec<ProduceRecord> = (0..600i64).map(|i| sale(i).2).collect();
         b.produce(&b.t("sales"), recs).await;
         let summary = b.run_batch(&src).await;
         assert_conserved(&summary);
