@@ -265,6 +265,36 @@ async fn replicated_topics_on_a_three_broker_cluster() {
     k.delete_topic(&nt.name).await.expect("delete");
 }
 
+/// Two clients making the same topic at once (two instances of a pipeline starting
+/// together): the one Kafka tells the topic exists may go on to use it at once, as the
+/// one that made it does. Each has connections of its own, so each asks brokers whose
+/// metadata may trail the controller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_made_by_another_client_at_the_same_time_is_usable_when_create_returns() {
+    let Some(bootstrap) = common::cluster_bootstrap() else {
+        return;
+    };
+    let connect = || KafkaBroker::connect(&bootstrap, BTreeMap::new(), Duration::from_secs(10));
+    let (a, b) = (connect().await.expect("a"), connect().await.expect("b"));
+    for round in 0..12 {
+        let mut nt = NewTopic::new(unique(&format!("both-make-{round}")), 3);
+        nt.replication_factor = 3;
+        let (made_a, made_b) = tokio::join!(a.create_topic(&nt), b.create_topic(&nt));
+        for made in [made_a, made_b] {
+            assert!(
+                matches!(made, Ok(()) | Err(BrokerError::TopicExists(_))),
+                "round {round}: {made:?}"
+            );
+        }
+        let (seen_a, seen_b) = tokio::join!(a.partitions(&nt.name), b.partitions(&nt.name));
+        for seen in [seen_a, seen_b] {
+            let seen = seen.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(seen.len(), 3, "round {round}: {seen:?}");
+        }
+        a.delete_topic(&nt.name).await.expect("delete");
+    }
+}
+
 /// A consumer of `topic` in `group`, from the earliest offset.
 fn member_of(group: &str, topic: &str) -> ConsumerConfig {
     ConsumerConfig {

@@ -147,18 +147,64 @@ impl Admin {
     /// Creates a topic and waits until every partition's leader serves it. Returns the
     /// partition count.
     pub(crate) async fn create_topic(&self, topic: &NewTopic, timeout: Duration) -> Result<i32> {
-        self.create_listed(topic, timeout).await?;
-        // A leader named in the metadata may not serve its partition yet: its answer to
-        // a first produce is then "not leader", which librdkafka's idempotent producer
-        // mishandles when a later request to the partition succeeds (see the
-        // `unconfirmed` module). ListOffsets needs the same leadership as a
-        // produce, and retries until every leader answers.
-        let ids: Vec<i32> = (0..topic.partitions).collect();
-        let (client, name) = (Arc::clone(&self.lookup), topic.name.clone());
+        let partitions = match self.create_listed(topic, timeout).await {
+            Ok(()) => topic.partitions,
+            // Made a moment ago by another client (two instances of a pipeline starting
+            // together): it may not be listed or served yet either, and the caller goes
+            // on to use it as if made here.
+            Err(BrokerError::TopicExists(name)) => {
+                let listed = self.wait_listed(&topic.name, None, timeout).await;
+                let Ok(count) = listed else {
+                    return Err(BrokerError::TopicExists(name));
+                };
+                self.wait_served(&topic.name, count, timeout).await?;
+                return Err(BrokerError::TopicExists(name));
+            }
+            Err(e) => return Err(e),
+        };
+        self.wait_served(&topic.name, partitions, timeout).await?;
+        Ok(partitions)
+    }
+
+    /// Waits until every partition's leader answers ListOffsets. A leader named in the
+    /// metadata may not serve its partition yet: its answer to a first produce is then
+    /// "not leader", which librdkafka's idempotent producer mishandles when a later
+    /// request to the partition succeeds (see the `unconfirmed` module). ListOffsets
+    /// needs the same leadership as a produce, and retries until every leader answers.
+    async fn wait_served(&self, topic: &str, partitions: i32, timeout: Duration) -> Result<()> {
+        let ids: Vec<i32> = (0..partitions).collect();
+        let (client, name) = (Arc::clone(&self.lookup), topic.to_string());
         blocking(move || list_offsets(client.client(), &name, &ids, Offset::End, timeout))
             .await?
-            .map_err(|e| errors::from_kafka(&e, Subject::Topic(&topic.name)))?;
-        Ok(topic.partitions)
+            .map_err(|e| errors::from_kafka(&e, Subject::Topic(topic)))?;
+        Ok(())
+    }
+
+    /// Waits until the metadata names a leader for every partition of `topic` (exactly
+    /// `partitions` of them when given); its partition count.
+    async fn wait_listed(
+        &self,
+        topic: &str,
+        partitions: Option<i32>,
+        timeout: Duration,
+    ) -> Result<i32> {
+        let count = std::sync::atomic::AtomicI32::new(0);
+        self.wait_until(timeout, topic, |md| {
+            md.topics().iter().any(|t| {
+                let n = i32::try_from(t.partitions().len()).unwrap_or(0);
+                let listed = t.name() == topic
+                    && t.error().is_none()
+                    && n > 0
+                    && partitions.is_none_or(|want| want == n)
+                    && t.partitions().iter().all(|p| p.leader() >= 0);
+                if listed {
+                    count.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                listed
+            })
+        })
+        .await?;
+        Ok(count.into_inner())
     }
 
     /// Creates a topic and waits until the metadata names a leader for every
@@ -205,15 +251,9 @@ impl Admin {
                 });
             }
         }
-        self.wait_until(timeout, &topic.name, |md| {
-            md.topics().iter().any(|t| {
-                t.name() == topic.name
-                    && t.error().is_none()
-                    && t.partitions().len() == usize::try_from(topic.partitions).unwrap_or(0)
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-            })
-        })
-        .await
+        self.wait_listed(&topic.name, Some(topic.partitions), timeout)
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn list_topics(&self, timeout: Duration) -> Result<Vec<String>> {
@@ -479,6 +519,10 @@ impl Drop for Admin {
 /// The first and the longest step of `wait_until`.
 const WAIT_STEP_MIN: Duration = Duration::from_millis(5);
 const WAIT_STEP_MAX: Duration = Duration::from_millis(100);
+/// The longest one offsets lookup waits before it is retried.
+const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+/// The shortest wait for a metadata refresh between offsets lookups.
+const CALL_TIMEOUT_MIN: Duration = Duration::from_millis(500);
 
 /// How long a group handle's close is waited for at most.
 const CLOSE_AT_MOST: Duration = Duration::from_secs(1);
@@ -511,7 +555,11 @@ fn list_offsets(
         for p in partitions {
             tpl.add_partition_offset(topic, *p, at)?;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        // One call waits for leaders its metadata cache lacks; bounded, so that a cache
+        // stuck behind the cluster is refreshed below and asked again.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CALL_TIMEOUT_MAX);
         let timeout_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
         // SAFETY: a live client and partition list; librdkafka's offsets-for-times call
         // reads each element's offset as the position to look up (the logical
@@ -558,6 +606,20 @@ fn list_offsets(
                     )
                 ) && Instant::now() < deadline =>
             {
+                // librdkafka's cache may hold the topic as a broker behind the
+                // controller described it (no such partition, or no such topic) and
+                // not look again for a while: a metadata request of the topic's own
+                // replaces that entry.
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                    )
+                ) {
+                    let _ = client.fetch_metadata(Some(topic), step.max(CALL_TIMEOUT_MIN));
+                }
                 std::thread::sleep(step);
                 step = (step * 2).min(WAIT_STEP_MAX);
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::Backend;
 use crate::inspect::assert_no_duplicates;
 use crate::kill_loop::{exactly_once, read_all};
-use crate::support::is_ci;
+use crate::support::{is_ci, tail};
 
 /// The cluster's bootstrap; `None` (with a message) outside CI when it is not running.
 pub fn cluster() -> Option<String> {
@@ -129,10 +129,15 @@ fn kafka_python(script: &str) -> std::process::Output {
         .expect("python3 (kafka-python)")
 }
 
-/// How many members consumer group `group` has once it is stable: 0 while it is empty,
-/// rebalancing or not known yet. From Kafka's own admin API (kafka-python; 3.x names it
-/// `describe_groups`, 2.x `describe_consumer_groups`).
-pub fn stable_members(bootstrap: &str, group: &str) -> usize {
+/// Consumer group `group` as Kafka's own admin API describes it (kafka-python; 3.x
+/// names it `describe_groups`, 2.x `describe_consumer_groups`): its state and member
+/// count, or what went wrong asking.
+pub struct GroupView {
+    pub state: String,
+    pub members: usize,
+}
+
+pub fn describe_group(bootstrap: &str, group: &str) -> Result<GroupView, String> {
     let script = format!(
         "from kafka.admin import KafkaAdminClient\n\
          a = KafkaAdminClient(bootstrap_servers={bootstrap:?}.split(','))\n\
@@ -141,13 +146,21 @@ pub fn stable_members(bootstrap: &str, group: &str) -> usize {
          else a.describe_consumer_groups([g])[0]\n\
          state, members = (d['group_state'], d['members']) if isinstance(d, dict) \
          else (d.state, d.members)\n\
-         print(len(members) if state == 'Stable' else 0)\n"
+         print(state, len(members))\n"
     );
     let out = kafka_python(&script);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut words = stdout.split_whitespace();
+    match (words.next(), words.next().and_then(|m| m.parse().ok())) {
+        (Some(state), Some(members)) if out.status.success() => Ok(GroupView {
+            state: state.to_string(),
+            members,
+        }),
+        _ => Err(format!(
+            "{stdout}{}",
+            tail(&String::from_utf8_lossy(&out.stderr), 5)
+        )),
+    }
 }
 
 /// Bytes in the log of `topic`'s partition `partition` on node `node`: what the broker

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::{
-    KilledBroker, cluster, copier_file, create_replicated, every_record_exactly_once, leader,
-    produce_n, produce_range, stable_members,
+    KilledBroker, cluster, copier_file, create_replicated, describe_group,
+    every_record_exactly_once, leader, produce_n, produce_range,
 };
 use crate::common::{Backend, signal, wait_until};
 use crate::support::{drain_stderr, figure, heavy, knob, no_panic, tail};
@@ -121,11 +121,28 @@ fn kafka_instance_stopped_mid_run_its_partitions_move_to_the_other_exactly_once(
     // Both in the group, each with some of the six partitions, before any input: the
     // partitions A has when it stops must move.
     let group = format!("{}.copy", b.topic("rel-two"));
-    wait_until(
-        Duration::from_secs(120),
-        "both instances to be members of a stable group",
-        || stable_members(&bootstrap, &group) == 2,
-    );
+    let start = Instant::now();
+    loop {
+        let view = describe_group(&bootstrap, &group);
+        if matches!(&view, Ok(v) if v.state == "Stable" && v.members == 2) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = a.kill();
+            let _ = c.kill();
+            let view = match view {
+                Ok(v) => format!("{} with {} members", v.state, v.members),
+                Err(e) => format!("not described: {e}"),
+            };
+            panic!(
+                "the group of both instances is not stable after 120 s (last seen: {view})\n\
+                 instance A:\n{}\ninstance B:\n{}",
+                tail(&a_err.join().unwrap_or_default(), 30),
+                tail(&c_err.join().unwrap_or_default(), 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Half the input now; the other half once A is gone, so that B must copy records of
     // the partitions A had.
     produce_range(&b, &src, 0..n / 2, "two");
