@@ -83,6 +83,10 @@ pub(crate) struct SyncState {
     pub tail: Arc<Tail>,
     /// The topic was deleted: waiters give up.
     pub closed: bool,
+    /// Threads blocked in [`Committer::wait_for`]. std's condvar makes a system call
+    /// for every notify, waiters or not, and a group commit publishes to every
+    /// partition it touched: only partitions with a waiter are notified.
+    pub waiters: usize,
 }
 
 /// A partition's durable end and the readers waiting on it. The journal's group
@@ -110,6 +114,7 @@ impl Committer {
                 durable_end: end,
                 tail,
                 closed: false,
+                waiters: 0,
             }),
             advanced: Condvar::new(),
             durable_end: AtomicU64::new(end),
@@ -127,7 +132,9 @@ impl Committer {
         if end > s.durable_end {
             s.durable_end = end;
             self.durable_end.store(end, Ordering::Release);
-            self.advanced.notify_all();
+            if s.waiters > 0 {
+                self.advanced.notify_all();
+            }
             self.wake.tell(end);
         }
     }
@@ -164,11 +171,13 @@ impl Committer {
             if now >= deadline || s.closed {
                 return false;
             }
+            s.waiters += 1;
             s = self
                 .advanced
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            s.waiters -= 1;
         }
     }
 }
@@ -268,8 +277,16 @@ mod tests {
         assert!(!c.wait_for(0, Duration::from_millis(10)), "nothing yet");
         let reader = {
             let c = Arc::clone(&c);
-            std::thread::spawn(move || c.wait_for(2, Duration::from_secs(30)))
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                (c.wait_for(2, Duration::from_secs(120)), start.elapsed())
+            })
         };
+        // Published once the reader is blocked: the publish must wake it, not its
+        // timeout.
+        while c.lock().waiters == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         {
             let mut s = c.lock();
             c.publish(&mut s, 3);
@@ -277,7 +294,12 @@ mod tests {
             c.publish(&mut s, 1);
             assert_eq!(s.durable_end, 3);
         }
-        assert!(reader.join().expect("join"));
+        let (woken, waited) = reader.join().expect("join");
+        assert!(woken);
+        assert!(
+            waited < Duration::from_secs(60),
+            "the reader slept {waited:?}: the publish did not wake it"
+        );
         let waiter = {
             let c = Arc::clone(&c);
             std::thread::spawn(move || c.wait_for(10, Duration::from_secs(30)))
