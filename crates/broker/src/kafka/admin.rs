@@ -25,6 +25,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::backoff::Backoff;
 use super::errors::{self, Subject};
 use super::producer::Producer;
 use super::{LogContext, blocking, config};
@@ -332,15 +333,13 @@ impl Admin {
         let mut configs = configs.map_err(in_topic)?;
         // The metadata lists the topic, so a broker that does not know it yet only
         // lags behind the controller (a topic just created, on a cluster): asked again.
-        let deadline = Instant::now() + timeout;
-        let mut step = WAIT_STEP_MIN;
+        let mut backoff = Backoff::until(timeout);
         while configs
             .iter()
             .any(|r| matches!(r, Err(RDKafkaErrorCode::UnknownTopicOrPartition)))
-            && Instant::now() < deadline
+            && let Some(wait) = backoff.next_wait()
         {
-            tokio::time::sleep(step).await;
-            step = (step * 2).min(WAIT_STEP_MAX);
+            tokio::time::sleep(wait).await;
             configs = client
                 .describe_configs([&resource], &options)
                 .await
@@ -396,8 +395,7 @@ impl Admin {
         topic: &str,
         done: impl Fn(&Metadata) -> bool,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut step = WAIT_STEP_MIN;
+        let mut backoff = Backoff::until(timeout);
         loop {
             // A metadata error (the topic is not there yet or any more) is just "not yet".
             if let Ok(md) = self.metadata(Some(topic), timeout).await
@@ -405,11 +403,10 @@ impl Admin {
             {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            let Some(wait) = backoff.next_wait() else {
                 return Err(BrokerError::Timeout(super::millis(timeout)));
-            }
-            tokio::time::sleep(step).await;
-            step = (step * 2).min(WAIT_STEP_MAX);
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -516,9 +513,6 @@ impl Drop for Admin {
     }
 }
 
-/// The first and the longest step of `wait_until`.
-const WAIT_STEP_MIN: Duration = Duration::from_millis(5);
-const WAIT_STEP_MAX: Duration = Duration::from_millis(100);
 /// The longest one offsets lookup waits before it is retried.
 const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 /// The shortest wait for a metadata refresh between offsets lookups.
@@ -535,10 +529,11 @@ const CLOSE_POLL: Duration = Duration::from_millis(5);
 /// from one ListOffsets request per leader (where asking for each partition's
 /// watermarks took two requests per partition, one after another). Right after a create
 /// the leader may not serve offsets yet (`NotLeaderForPartition`, `LeaderNotAvailable`,
-/// `UnknownLeaderEpoch`, `OffsetNotAvailable`, and on a cluster `UnknownPartition` from a
-/// broker or a client cache behind the metadata); right after a broker is lost, a query sent to it fails once
-/// librdkafka learns it is gone (`DestroyBroker`, `BrokerTransportFailure`) and the
-/// next goes to the new leader: retried until `timeout`.
+/// `UnknownLeaderEpoch`, `OffsetNotAvailable`, and on a cluster `UnknownPartition` from
+/// a broker or a client cache behind the metadata); right after a broker is lost, a
+/// query sent to it fails once librdkafka learns it is gone (`DestroyBroker`,
+/// `BrokerTransportFailure`) and the next goes to the new leader: retried, in the
+/// steps of [`Backoff`], until `timeout`.
 #[allow(unsafe_code)]
 fn list_offsets(
     client: &Client<LogContext>,
@@ -547,9 +542,7 @@ fn list_offsets(
     at: Offset,
     timeout: Duration,
 ) -> std::result::Result<Vec<i64>, KafkaError> {
-    let deadline = Instant::now() + timeout;
-    // Short steps first: a leader on a local broker starts serving within milliseconds.
-    let mut step = WAIT_STEP_MIN;
+    let mut backoff = Backoff::until(timeout);
     loop {
         let mut tpl = TopicPartitionList::with_capacity(partitions.len());
         for p in partitions {
@@ -557,9 +550,7 @@ fn list_offsets(
         }
         // One call waits for leaders its metadata cache lacks; bounded, so that a cache
         // stuck behind the cluster is refreshed below and asked again.
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .min(CALL_TIMEOUT_MAX);
+        let left = backoff.left().min(CALL_TIMEOUT_MAX);
         let timeout_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
         // SAFETY: a live client and partition list; librdkafka's offsets-for-times call
         // reads each element's offset as the position to look up (the logical
@@ -582,48 +573,47 @@ fn list_offsets(
         } else {
             Err(KafkaError::OffsetFetch(err.into()))
         };
-        match result {
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::NotLeaderForPartition
-                            | RDKafkaErrorCode::LeaderNotAvailable
-                            // A broker behind the client's metadata, or ahead of it,
-                            // as leaders move (and right after a create); and a new
-                            // leader that has not learnt its high watermark yet.
-                            | RDKafkaErrorCode::UnknownLeaderEpoch
-                            | RDKafkaErrorCode::FencedLeaderEpoch
-                            | RDKafkaErrorCode::OffsetNotAvailable
-                            // The metadata named the topic (callers look it up first):
-                            // a broker, or the client's cache, behind it.
-                            | RDKafkaErrorCode::UnknownPartition
-                            | RDKafkaErrorCode::UnknownTopicOrPartition
-                            | RDKafkaErrorCode::UnknownTopic
-                            | RDKafkaErrorCode::NotCoordinator
-                            | RDKafkaErrorCode::DestroyBroker
-                            | RDKafkaErrorCode::BrokerTransportFailure
-                    )
-                ) && Instant::now() < deadline =>
-            {
-                // librdkafka's cache may hold the topic as a broker behind the
-                // controller described it (no such partition, or no such topic) and
-                // not look again for a while: a metadata request of the topic's own
-                // replaces that entry.
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::UnknownPartition
-                            | RDKafkaErrorCode::UnknownTopicOrPartition
-                            | RDKafkaErrorCode::UnknownTopic
-                    )
-                ) {
-                    let _ = client.fetch_metadata(Some(topic), step.max(CALL_TIMEOUT_MIN));
-                }
-                std::thread::sleep(step);
-                step = (step * 2).min(WAIT_STEP_MAX);
-            }
-            other => return other,
+        let code = result
+            .as_ref()
+            .err()
+            .and_then(KafkaError::rdkafka_error_code);
+        let retried = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::NotLeaderForPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    // A broker behind the client's metadata, or ahead of it, as leaders
+                    // move (and right after a create); and a new leader that has not
+                    // learnt its high watermark yet.
+                    | RDKafkaErrorCode::UnknownLeaderEpoch
+                    | RDKafkaErrorCode::FencedLeaderEpoch
+                    | RDKafkaErrorCode::OffsetNotAvailable
+                    // The metadata named the topic (callers look it up first): a
+                    // broker, or the client's cache, behind it.
+                    | RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::NotCoordinator
+                    | RDKafkaErrorCode::DestroyBroker
+                    | RDKafkaErrorCode::BrokerTransportFailure
+            )
+        );
+        let Some(wait) = backoff.next_wait().filter(|_| retried) else {
+            return result;
+        };
+        // librdkafka's cache may hold the topic as a broker behind the controller
+        // described it (no such partition, or no such topic) and not look again for a
+        // while: a metadata request of the topic's own replaces that entry.
+        if matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+            )
+        ) {
+            let _ = client.fetch_metadata(Some(topic), CALL_TIMEOUT_MIN);
         }
+        std::thread::sleep(wait);
     }
 }

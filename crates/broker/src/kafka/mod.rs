@@ -29,6 +29,7 @@
 //! or `tracing` subscriber may do the same (it is the only error that target logs).
 
 mod admin;
+mod backoff;
 mod config;
 mod consumer;
 mod delivery;
