@@ -154,11 +154,9 @@ impl Admin {
             // together): it may not be listed or served yet either, and the caller goes
             // on to use it as if made here.
             Err(BrokerError::TopicExists(name)) => {
-                let listed = self.wait_listed(&topic.name, None, timeout).await;
-                let Ok(count) = listed else {
-                    return Err(BrokerError::TopicExists(name));
-                };
-                self.wait_served(&topic.name, count, timeout).await?;
+                if let Ok(count) = self.wait_listed(&topic.name, None, timeout).await {
+                    self.wait_served(&topic.name, count, timeout).await?;
+                }
                 return Err(BrokerError::TopicExists(name));
             }
             Err(e) => return Err(e),
@@ -189,7 +187,7 @@ impl Admin {
         partitions: Option<i32>,
         timeout: Duration,
     ) -> Result<i32> {
-        let count = std::sync::atomic::AtomicI32::new(0);
+        let mut count = 0;
         self.wait_until(timeout, topic, |md| {
             md.topics().iter().any(|t| {
                 let n = i32::try_from(t.partitions().len()).unwrap_or(0);
@@ -199,13 +197,13 @@ impl Admin {
                     && partitions.is_none_or(|want| want == n)
                     && t.partitions().iter().all(|p| p.leader() >= 0);
                 if listed {
-                    count.store(n, std::sync::atomic::Ordering::Relaxed);
+                    count = n;
                 }
                 listed
             })
         })
         .await?;
-        Ok(count.into_inner())
+        Ok(count)
     }
 
     /// Creates a topic and waits until the metadata names a leader for every
@@ -386,14 +384,13 @@ impl Admin {
         .await
     }
 
-    /// Polls the topic's metadata until `done` holds or `timeout` passes, in steps that
-    /// start short: a topic made on a local broker has its leaders within tens of
-    /// milliseconds, which fixed 100 ms steps rounded up to a tenth of a second or more.
+    /// Polls the topic's metadata until `done` holds or `timeout` passes, in the steps
+    /// of [`Backoff`].
     async fn wait_until(
         &self,
         timeout: Duration,
         topic: &str,
-        done: impl Fn(&Metadata) -> bool,
+        mut done: impl FnMut(&Metadata) -> bool,
     ) -> Result<()> {
         let mut backoff = Backoff::until(timeout);
         loop {
@@ -513,10 +510,10 @@ impl Drop for Admin {
     }
 }
 
-/// The longest one offsets lookup waits before it is retried.
-const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
-/// The shortest wait for a metadata refresh between offsets lookups.
-const CALL_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+/// How long one offsets lookup waits at most before it is retried.
+const LOOKUP_AT_MOST: Duration = Duration::from_secs(2);
+/// How long a metadata refresh between offsets lookups waits at most.
+const REFRESH_AT_MOST: Duration = Duration::from_millis(500);
 
 /// How long a group handle's close is waited for at most.
 const CLOSE_AT_MOST: Duration = Duration::from_secs(1);
@@ -550,7 +547,7 @@ fn list_offsets(
         }
         // One call waits for leaders its metadata cache lacks; bounded, so that a cache
         // stuck behind the cluster is refreshed below and asked again.
-        let left = backoff.left().min(CALL_TIMEOUT_MAX);
+        let left = backoff.left().min(LOOKUP_AT_MOST);
         let timeout_ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
         // SAFETY: a live client and partition list; librdkafka's offsets-for-times call
         // reads each element's offset as the position to look up (the logical
@@ -612,7 +609,7 @@ fn list_offsets(
                     | RDKafkaErrorCode::UnknownTopic
             )
         ) {
-            let _ = client.fetch_metadata(Some(topic), CALL_TIMEOUT_MIN);
+            let _ = client.fetch_metadata(Some(topic), REFRESH_AT_MOST);
         }
         std::thread::sleep(wait);
     }

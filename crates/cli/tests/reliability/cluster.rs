@@ -129,14 +129,15 @@ fn kafka_python(script: &str) -> std::process::Output {
         .expect("python3 (kafka-python)")
 }
 
-/// Consumer group `group` as Kafka's own admin API describes it (kafka-python; 3.x
-/// names it `describe_groups`, 2.x `describe_consumer_groups`): its state and member
-/// count, or what went wrong asking.
+/// A consumer group's state ("Stable", "PreparingRebalance", …) and member count.
 pub struct GroupView {
     pub state: String,
     pub members: usize,
 }
 
+/// Consumer group `group` as Kafka's own admin API describes it (kafka-python; 3.x
+/// names it `describe_groups`, 2.x `describe_consumer_groups`), or what went wrong
+/// asking.
 pub fn describe_group(bootstrap: &str, group: &str) -> Result<GroupView, String> {
     let script = format!(
         "from kafka.admin import KafkaAdminClient\n\
